@@ -1,0 +1,65 @@
+"""Python API; each function is one CLI command (see ``edgedistill --help``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .recipe import Recipe
+from .recipe import load_recipe as _load_recipe
+
+
+def default_recipe_path() -> Path:
+    """The demo recipe (examples/quickstart.toml), wherever edgedistill is installed."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "_builtin" / "examples" / "quickstart.toml", here.parent / "examples" / "quickstart.toml"):
+        if cand.is_file():
+            return cand
+    from .errors import RecipeError
+
+    raise RecipeError("the built-in quickstart recipe is missing (broken installation?)")
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    return _load_recipe(path or default_recipe_path())
+
+
+def _workspace(recipe, out):
+    from .workspace import Workspace
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    return Workspace(recipe, Path(out) if out else Path("runs") / recipe.name)
+
+
+def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = None) -> Path:
+    """Distil the recipe's teacher into a student; returns the student folder."""
+    from .distill.stage import run_distill
+
+    return run_distill(_workspace(recipe, out))
+
+
+def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, targets: list[str] | None = None,
+           quant: str | None = None, student: str | Path | None = None) -> list[Path]:
+    """Export the student for each target behind the parity gate; returns the bundle folders."""
+    from .export.stage import run_export
+
+    return run_export(_workspace(recipe, out), targets=targets, quant=quant,
+                      student_dir=Path(student) if student else None)
+
+
+def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None) -> dict:
+    """Benchmark teacher against student; returns the report (also written to OUT/report/)."""
+    from .bench.stage import run_bench
+
+    return run_bench(_workspace(recipe, out), target=target)
+
+
+def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None) -> dict:
+    """distill -> export -> bench, sharing one workspace (data and teacher are loaded once)."""
+    from .bench.stage import run_bench
+    from .distill.stage import run_distill
+    from .export.stage import run_export
+
+    ws = _workspace(recipe, out)
+    run_distill(ws)
+    run_export(ws)
+    return run_bench(ws)

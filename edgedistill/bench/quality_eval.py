@@ -1,0 +1,71 @@
+"""Quality of every benchmarked model on the held-out test split.
+
+Each family (teacher, student) gets a logistic-regression probe fitted on its
+own fp32 PyTorch embeddings of the training split (C chosen on validation).
+Exported variants are scored with their family's probe, as an app would use
+a head trained once on the fp32 model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..export.onnx import onnx_embedder
+from ..models.encode import batched_embed, embed_torch
+from ..models.loading import load_encoder
+from ..quality.metrics import accuracy_se, mean_cosine, pairwise_spearman, probe_fit
+from ..workspace import Workspace
+
+
+def _metrics(emb: np.ndarray, teacher_test: np.ndarray, probe, test_set, spearman_n: int) -> dict:
+    out: dict = {}
+    if emb.shape[1] == teacher_test.shape[1]:
+        out["cosine_to_teacher"] = mean_cosine(emb, teacher_test)
+        out["spearman_vs_teacher"] = pairwise_spearman(emb, teacher_test, limit=spearman_n)
+    if probe is not None:
+        correct = probe.correct(emb[test_set.idx], test_set.labels)
+        acc = float(correct.mean())
+        out.update(probe_accuracy=acc, probe_accuracy_se=accuracy_se(acc, len(correct)), probe_test_n=len(correct),
+                   _correct=correct)
+    return out
+
+
+def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str, Path]], threads: int) -> dict:
+    """``onnx_models``: name -> (family, path). Returns name -> metrics (incl. the two PyTorch models)."""
+    r = ws.recipe
+    t = r.teacher
+    test_texts = ws.texts("test")
+    teacher_test = ws.teacher_embeddings("test")
+    tr, va, te = ws.probe_set("train"), ws.probe_set("validation"), ws.probe_set("test")
+    use_probe = r.bench.probe and len(tr.idx) >= 20 and len(va.idx) >= 5 and len(te.idx) >= 5 \
+        and len(set(tr.labels.tolist())) > 1
+
+    probes = {"teacher": None, "student": None}
+    if use_probe:
+        t_train, t_val = ws.teacher_embeddings("train"), ws.teacher_embeddings("validation")
+        probes["teacher"] = probe_fit(t_train[tr.idx], tr.labels, t_val[va.idx], va.labels)
+
+    model, tok = load_encoder(student_dir)
+    s_test = embed_torch(model, tok, test_texts, t.max_length, t.pooling, t.normalize, desc="student (test)")
+    if use_probe:
+        train_texts = [ws.texts("train")[i] for i in tr.idx]
+        val_texts = [ws.texts("validation")[i] for i in va.idx]
+        s_tv = embed_torch(model, tok, train_texts + val_texts, t.max_length, t.pooling, t.normalize,
+                           desc="student (probe train/validation)")
+        probes["student"] = probe_fit(s_tv[: len(train_texts)], tr.labels, s_tv[len(train_texts):], va.labels)
+
+    n = r.bench.spearman_sentences
+    results = {"teacher-pytorch": _metrics(teacher_test, teacher_test, probes["teacher"], te, n),
+               "student-pytorch": _metrics(s_test, teacher_test, probes["student"], te, n)}
+    tokenizers = {"teacher": ws.teacher[1], "student": tok}
+    for name, (family, path) in onnx_models.items():
+        emb = batched_embed(onnx_embedder(path, threads), tokenizers[family], test_texts, t.max_length, desc=f"{name} (test)")
+        results[name] = _metrics(emb, teacher_test, probes[family], te, n)
+    for family, probe in probes.items():
+        if probe is not None:
+            results[f"{family}-pytorch"]["probe_C"] = probe.C
+            results[f"{family}-pytorch"]["probe_val_accuracy"] = probe.val_accuracy
+    results["_test_sentences"] = len(test_texts)
+    return results

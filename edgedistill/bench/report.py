@@ -1,0 +1,131 @@
+"""Bench report: the versioned JSON schema's headline block and the Markdown rendering.
+
+Schema (``schema_version`` 1), top-level keys:
+
+* ``headline``: ``size_ratio`` (teacher fp32 weights bytes / student bundle model bytes),
+  ``latency_p50_speedup`` (teacher PyTorch fp32 p50 / student bundle p50, same run, target threads),
+  ``quality_retention`` (student bundle probe accuracy / teacher probe accuracy),
+  ``vs_teacher_int8`` (the same three against the teacher quantised to int8 ONNX),
+  ``settings`` (host, threads, batch, seq_length) and the absolute figures behind the ratios.
+* ``models``: one entry per model: ``name``, ``role``, ``runtime``, ``quantization``, ``path``,
+  ``size_bytes``, ``latency`` (per thread count: ``p50_ms``, ``p90_ms``, ``p99_ms``, ``mean_ms``,
+  ``p50_ms_per_process``, ``p50_spread_ms``, ``load_s``, ``first_inference_s``, ``peak_rss_mb``),
+  ``quality`` (``probe_accuracy``, ``probe_accuracy_se``, ``probe_test_n``, ``cosine_to_teacher``,
+  ``spearman_vs_teacher``).
+* ``host``, ``settings``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``.
+"""
+
+from __future__ import annotations
+
+from ..quality.metrics import paired_difference_se
+
+REPORT_SCHEMA = 1
+
+
+def _p50(model: dict, threads: str) -> float | None:
+    lat = model["latency"].get(threads)
+    return lat["p50_ms"] if lat else None
+
+
+def _ratios(ref: dict | None, stu: dict | None, threads: str) -> dict | None:
+    if ref is None or stu is None:
+        return None
+    acc_r, acc_s = ref["quality"].get("probe_accuracy"), stu["quality"].get("probe_accuracy")
+    return {
+        "size_ratio": ref["size_bytes"] / stu["size_bytes"],
+        "latency_p50_speedup": _p50(ref, threads) / _p50(stu, threads),
+        "quality_retention": (acc_s / acc_r) if acc_r and acc_s is not None else None,
+    }
+
+
+def build_headline(report: dict, quality: dict) -> dict:
+    by = {m["name"]: m for m in report["models"]}
+    threads = [str(t) for t in report["settings"]["threads"]]
+    main = threads[0]
+    teacher, student, teacher8 = by.get("teacher-pytorch"), by.get("student-onnx-int8"), by.get("teacher-onnx-int8")
+    head = _ratios(teacher, student, main) or {}
+    head["vs_teacher_int8"] = _ratios(teacher8, student, main)
+    if "1" in threads and main != "1":
+        r1 = _ratios(teacher, student, "1")
+        head["latency_p50_speedup_1_thread"] = r1 and r1["latency_p50_speedup"]
+    head["settings"] = {"host": report["host"]["cpu"], "host_cores": report["host"]["cores"], "threads": int(main),
+                        "batch_size": report["settings"]["batch_size"],
+                        "seq_length": report["settings"]["seq_length"]}
+    if teacher and student:
+        head["teacher"] = {"size_bytes": teacher["size_bytes"], "p50_ms": _p50(teacher, main),
+                           "probe_accuracy": teacher["quality"].get("probe_accuracy")}
+        head["student"] = {"size_bytes": student["size_bytes"], "p50_ms": _p50(student, main),
+                           "probe_accuracy": student["quality"].get("probe_accuracy"),
+                           "quantization": student["quantization"]}
+        a, b = quality.get("student-onnx-int8", {}), quality.get("teacher-pytorch", {})
+        if "_correct" in a and "_correct" in b:
+            head["quality_metric"] = "probe_accuracy (logistic regression on frozen embeddings, test split)"
+            head["probe_accuracy_se"] = teacher["quality"]["probe_accuracy_se"]
+            head["probe_accuracy_difference_se"] = paired_difference_se(a["_correct"], b["_correct"])
+            head["probe_test_n"] = teacher["quality"]["probe_test_n"]
+    return head
+
+
+def _fmt(v, spec: str, missing: str = "-") -> str:
+    return missing if v is None else format(v, spec)
+
+
+def render_markdown(report: dict) -> str:
+    h, s, host = report["headline"], report["settings"], report["host"]
+    threads = [str(t) for t in s["threads"]]
+    lines = [
+        f"# edgedistill bench: {report['recipe']['name']}",
+        "",
+        f"Host: {host['cpu']}, {host['cores']} cores; torch {host['torch']}, onnxruntime {host['onnxruntime']}. "
+        f"Target `{report['target']['name']}` ({report['settings']['target_threads']} threads on device, "
+        f"{threads[0]} here). Batch {s['batch_size']}, sequence length {s['seq_length']} ({s['input']}); "
+        f"{s['warmup']} warm-up + {s['runs']} timed runs in each of {s['repeats']} fresh processes per model; "
+        "p50 = median of the per-process medians, [min-max] of those medians in brackets.",
+        "",
+    ]
+    head = "| model | runtime | quant | size MB | " + " | ".join(f"p50 ms {t} thr" for t in threads) + \
+           " | peak RSS MB | probe acc | cos to teacher |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for m in report["models"]:
+        q = m["quality"]
+        lat = [f"{m['latency'][t]['p50_ms']:.2f} [{m['latency'][t]['p50_spread_ms'][0]:.2f}-"
+               f"{m['latency'][t]['p50_spread_ms'][1]:.2f}]" for t in threads]
+        acc = q.get("probe_accuracy")
+        acc_s = "-" if acc is None else f"{100 * acc:.2f} ± {100 * q['probe_accuracy_se']:.2f}"
+        lines.append(f"| {m['name']} | {m['runtime']} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
+                     + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | {acc_s} | "
+                     f"{_fmt(q.get('cosine_to_teacher'), '.4f')} |")
+    lines += ["", "## Headline (student bundle vs teacher)", ""]
+    lines.append(f"- size: **{_fmt(h.get('size_ratio'), '.2f')}x** smaller than the teacher's fp32 weights")
+    lines.append(f"- latency p50 ({threads[0]} threads): **{_fmt(h.get('latency_p50_speedup'), '.2f')}x** faster "
+                 "than the teacher in PyTorch fp32"
+                 + (f" ({_fmt(h.get('latency_p50_speedup_1_thread'), '.2f')}x at 1 thread)"
+                    if h.get("latency_p50_speedup_1_thread") else ""))
+    if h.get("quality_retention") is not None:
+        lines.append(f"- quality: **{100 * h['quality_retention']:.1f}%** of the teacher's probe accuracy "
+                     f"(n = {h['probe_test_n']} test sentences; one standard error of an accuracy is "
+                     f"{100 * h['probe_accuracy_se']:.2f} points, of the paired student-teacher difference "
+                     f"{100 * h['probe_accuracy_difference_se']:.2f} points)")
+    v = h.get("vs_teacher_int8")
+    if v:
+        lines.append(f"- against the teacher quantised to int8 ONNX: {v['size_ratio']:.2f}x smaller, "
+                     f"{v['latency_p50_speedup']:.2f}x faster, "
+                     + (f"{100 * v['quality_retention']:.1f}% of its probe accuracy"
+                        if v.get("quality_retention") is not None else "quality not probed"))
+    sq = report["quality"].get("student_pytorch", {})
+    if sq:
+        lines.append(f"- fp32 student (PyTorch): probe accuracy {_fmt(sq.get('probe_accuracy'), '.4f')}, "
+                     f"cosine to teacher {_fmt(sq.get('cosine_to_teacher'), '.4f')}, pairwise-similarity "
+                     f"Spearman vs teacher {_fmt(sq.get('spearman_vs_teacher'), '.4f')}")
+    par = report["target"].get("parity") or {}
+    if par:
+        lines.append(f"- parity gate ({par['scheme']}): mean cosine {par['mean_cosine']:.4f}, min "
+                     f"{par['min_cosine']:.4f} over {par['sentences']} held-out sentences"
+                     + (f", probe accuracy drop {100 * par['probe_drop']:.2f} points"
+                        if par.get("probe_drop") is not None else ""))
+    d = report.get("distill") or {}
+    if d.get("steps"):
+        lines.append(f"- distillation: {d['steps']} steps, {d['train_seconds']:.0f} s "
+                     f"({d['sentences_per_second']:.0f} sentences/s), best step {d['best_step']}")
+    lines += ["", f"Energy: {report['energy']['note']}.", ""]
+    return "\n".join(lines)

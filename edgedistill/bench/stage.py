@@ -1,0 +1,123 @@
+"""The bench stage: teacher vs student, measured side by side, reported as JSON + Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ModelError
+from ..export.bundle import verify_bundle
+from ..export.stage import onnx_variants
+from ..fileutil import write_json_atomic, write_text_atomic
+from ..progress import say
+from ..targets import load_target
+from ..workspace import Workspace, set_threads
+from .latency import Job, make_inputs, measure
+from .quality_eval import evaluate
+from .report import REPORT_SCHEMA, build_headline, render_markdown
+
+
+def host_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "transformers": transformers.__version__,
+            "rapl": Path("/sys/class/powercap/intel-rapl").exists()}
+
+
+def run_bench(ws: Workspace, target: str | None = None) -> dict:
+    r, b = ws.recipe, ws.recipe.bench
+    set_threads()
+    t0 = time.perf_counter()
+    tgt = load_target(target or r.export.targets[0])
+    bundle = ws.bundle_dir(tgt.name)
+    if not (bundle / "manifest.json").is_file():
+        raise ModelError(f"no bundle for target {tgt.name!r} at {bundle}; run 'edgedistill export' first")
+    manifest = verify_bundle(bundle)
+    student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [])
+    if manifest.get("student", {}).get("sha256") != student_variants["info"]["source_sha256"]:
+        raise ModelError(f"bundle {bundle} was exported from another student than {ws.student_dir}; "
+                         "run 'edgedistill export' again before benchmarking")
+    want_teacher_onnx = [m for m in b.models if m.startswith("teacher-onnx")]
+    teacher_variants = (onnx_variants(ws.teacher_ref.folder, ws.export_dir / "teacher", r, ["int8-dynamic"])
+                        if want_teacher_onnx else None)
+    scheme = manifest["quantization"]["scheme"]
+    catalogue = {
+        "teacher-pytorch": ("teacher", "pytorch", "fp32", ws.teacher_ref.weights),
+        "teacher-onnx": ("teacher", "onnxruntime", "fp32",
+                         teacher_variants and teacher_variants["paths"]["fp32"]),
+        "teacher-onnx-int8": ("teacher", "onnxruntime", "int8-dynamic",
+                              teacher_variants and teacher_variants["paths"].get("int8-dynamic")),
+        "student-onnx": ("student", "onnxruntime", "fp32", student_variants["paths"]["fp32"]),
+        "student-onnx-int8": ("student", "onnxruntime", scheme, bundle / manifest["model_file"]),
+    }
+    models = {name: catalogue[name] for name in b.models}
+
+    threads = sorted(set(b.threads or [tgt.host_threads(), 1]), reverse=True)
+    quality = evaluate(ws, ws.student_dir,
+                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt == "onnxruntime"},
+                       threads[0])
+    tok = ws.teacher[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = make_inputs(tok, ws.texts("test"), b.batch_size, b.seq_length, Path(tmp) / "inputs.npz")
+        jobs = [Job(name, "torch" if rt == "pytorch" else "onnx",
+                    str(ws.teacher_ref.folder if rt == "pytorch" else p), th)
+                for name, (fam, rt, q, p) in models.items() for th in threads]
+        lat = measure(jobs, inputs, b.warmup, b.runs, b.repeats, r.teacher.pooling, r.teacher.normalize)
+
+    entries = []
+    for name, (family, runtime, quant, path) in models.items():
+        q = {k: v for k, v in quality.get(name, {}).items() if not k.startswith("_")}
+        entries.append({
+            "name": name, "role": family, "runtime": runtime, "quantization": quant, "path": str(path),
+            "size_bytes": Path(path).stat().st_size,
+            "latency": {str(th): lat[(name, th)] for th in threads},
+            "quality": q,
+        })
+    distill_json = ws.student_dir / "distill.json"
+    distill = json.loads(distill_json.read_text()) if distill_json.is_file() else {}
+    host = host_info()
+    report = {
+        "schema_version": REPORT_SCHEMA,
+        "kind": "edgedistill.bench",
+        "edgedistill_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": {"name": r.name, "sha256": r.sha256()},
+        "host": host,
+        "settings": {"batch_size": b.batch_size, "seq_length": b.seq_length, "warmup": b.warmup, "runs": b.runs,
+                     "repeats": b.repeats, "threads": threads, "target_threads": tgt.device.threads,
+                     "input": "real test-split text filling every position (no padding)"},
+        "target": {"name": tgt.name, "description": tgt.description, "bundle": str(bundle),
+                   "parity": manifest.get("parity")},
+        "models": entries,
+        "quality": {"test_sentences": quality["_test_sentences"],
+                    "student_pytorch": {k: v for k, v in quality["student-pytorch"].items() if not k.startswith("_")},
+                    "metric": "probe_accuracy" if "probe_accuracy" in quality["teacher-pytorch"] else None},
+        "distill": {k: distill.get(k) for k in ("steps", "best_step", "train_seconds", "sentences_per_second",
+                                                 "student", "teacher", "metrics", "loss_weights")},
+        "energy": {"measured": False,
+                   "note": "not reported by this version; this host " +
+                           ("exposes" if host["rapl"] else "has no") + " RAPL energy counters"},
+    }
+    report["headline"] = build_headline(report, quality)
+    report["bench_seconds"] = time.perf_counter() - t0
+    write_json_atomic(ws.report_dir / "report.json", report)
+    write_text_atomic(ws.report_dir / "report.md", render_markdown(report))
+    say(f"report written to {ws.report_dir / 'report.json'} and report.md ({report['bench_seconds']:.0f} s)")
+    return report

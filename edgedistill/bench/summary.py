@@ -1,0 +1,35 @@
+"""The short table printed at the end of ``edgedistill run`` / ``bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def print_summary(report: dict, report_dir: Path) -> None:
+    threads = [str(t) for t in report["settings"]["threads"]]
+    s = report["settings"]
+    click.echo(f"\nbatch {s['batch_size']}, seq {s['seq_length']}, p50 over {s['repeats']} fresh processes; "
+               f"host {report['host']['cpu']} ({report['host']['cores']} cores)")
+    header = f"{'model':19s} {'quant':13s} {'size MB':>8s} " + " ".join(f"{'p50 ms@' + t:>10s}" for t in threads) \
+        + f" {'RSS MB':>7s} {'probe acc':>9s}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for m in report["models"]:
+        acc = m["quality"].get("probe_accuracy")
+        click.echo(f"{m['name']:19s} {m['quantization']:13s} {m['size_bytes'] / 1e6:8.2f} "
+                   + " ".join(f"{m['latency'][t]['p50_ms']:10.2f}" for t in threads)
+                   + f" {m['latency'][threads[0]]['peak_rss_mb']:7.0f} "
+                   + (f"{100 * acc:8.2f}%" if acc is not None else f"{'-':>9s}"))
+    h = report["headline"]
+    if h.get("size_ratio"):
+        ret = h.get("quality_retention")
+        click.echo(f"\nstudent vs teacher: {h['size_ratio']:.1f}x smaller, {h['latency_p50_speedup']:.1f}x faster "
+                   f"(p50, {threads[0]} threads)" + (f", {100 * ret:.1f}% of its probe accuracy" if ret else ""))
+    v = h.get("vs_teacher_int8")
+    if v:
+        click.echo(f"student vs teacher int8: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
+                   + (f", {100 * v['quality_retention']:.1f}% of its probe accuracy"
+                      if v.get("quality_retention") else ""))
+    click.echo(f"report: {report_dir / 'report.md'} (JSON: {report_dir / 'report.json'})")

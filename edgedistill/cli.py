@@ -1,0 +1,199 @@
+"""The ``edgedistill`` command: a thin shell over :mod:`edgedistill.api`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import EdgedistillError
+
+RECIPE_HELP = "Recipe TOML file (default: the built-in quickstart demo)."
+OUT_HELP = "Run folder (default: runs/<recipe name>)."
+
+
+def _recipe_arg(f):
+    return click.argument("recipe", required=False, type=click.Path(dir_okay=False))(f)
+
+
+def _out_opt(f):
+    return click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help=OUT_HELP)(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgedistill")
+def cli():
+    """Distil a pretrained transformer into a compact student, export it for phones, tablets and
+    watches, and benchmark student against teacher.
+
+    \b
+    The whole path on the built-in demo (real teacher, real text, ~10 min on 2 cores):
+      edgedistill run
+    Stage by stage, on your own recipe:
+      edgedistill distill my.toml && edgedistill export my.toml && edgedistill bench my.toml
+    """
+
+
+@cli.command()
+@_recipe_arg
+@_out_opt
+def run(recipe, out):
+    """Distil, export and benchmark in one go; print the comparison table.
+
+    \b
+    Examples:
+      edgedistill run                                  # the quickstart demo
+      edgedistill run examples/quickstart.toml -o runs/qs
+    """
+    from . import api
+    from .bench.summary import print_summary
+
+    report = api.run(recipe, out)
+    print_summary(report, api._workspace(recipe, out).report_dir)
+
+
+@cli.command()
+@_recipe_arg
+@_out_opt
+def distill(recipe, out):
+    """Distil the teacher into a student (writes OUT/student/, a Hugging Face folder + distill.json).
+
+    \b
+    Example:
+      edgedistill distill examples/quickstart.toml -o runs/qs
+    """
+    from . import api
+
+    click.echo(api.distill(recipe, out))
+
+
+@cli.command()
+@_recipe_arg
+@_out_opt
+@click.option("--target", "-t", "targets", multiple=True,
+              help="Target name (see 'edgedistill targets list') or a target .toml; repeatable. Default: the recipe's.")
+@click.option("--quant", default=None, help="Quantization scheme overriding the target's (e.g. fp32, int8-dynamic).")
+@click.option("--student", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Export this HF folder instead of OUT/student.")
+def export(recipe, out, targets, quant, student):
+    """Export the student to ONNX per target, gate it on parity, write OUT/bundles/TARGET/.
+
+    \b
+    Examples:
+      edgedistill export examples/quickstart.toml -o runs/qs --target phone
+      edgedistill export examples/quickstart.toml -o runs/qs --target watch --quant fp32
+    """
+    from . import api
+
+    for path in api.export(recipe, out, targets=list(targets) or None, quant=quant, student=student):
+        click.echo(path)
+
+
+@cli.command()
+@_recipe_arg
+@_out_opt
+@click.option("--target", "-t", default=None, help="Target whose bundle and thread count to use (default: the first).")
+def bench(recipe, out, target):
+    """Benchmark teacher vs student: size, latency, peak memory, quality; writes OUT/report/.
+
+    \b
+    Example:
+      edgedistill bench examples/quickstart.toml -o runs/qs
+    """
+    from . import api
+    from .bench.summary import print_summary
+
+    report = api.bench(recipe, out, target)
+    print_summary(report, api._workspace(recipe, out).report_dir)
+
+
+@cli.group()
+def targets():
+    """Device target profiles (phone, tablet, watch, ...)."""
+
+
+@targets.command("list")
+def targets_list():
+    """List the built-in targets.
+
+    \b
+    Example:
+      edgedistill targets list
+    """
+    from .targets import list_targets, load_target
+
+    for name in list_targets():
+        t = load_target(name)
+        click.echo(f"{name:16s} {t.export.quantization:13s} {t.description}")
+
+
+@targets.command("show")
+@click.argument("name")
+def targets_show(name):
+    """Show one target with every constant, its range, kind and source.
+
+    \b
+    Examples:
+      edgedistill targets show watch
+      edgedistill targets show ./my-device.toml
+    """
+    from .targets import load_target
+
+    t = load_target(name)
+    d = t.device
+    click.echo(f"{t.name}: {t.description}\n  file: {t.path}")
+    click.echo(f"  device: {d.reference_device} ({d.soc}); CPU {d.cpu}; {d.threads} threads ({d.thread_note}); "
+               f"ISA [{', '.join(d.isa) or 'none'}]; RAM {d.ram_gb:g} GB")
+    click.echo(f"  export: {t.export.backend}, {t.export.quantization}, fp16 {'allowed' if t.export.fp16 else 'no'}")
+    if t.export.note:
+        click.echo(f"          {t.export.note}")
+    for key, c in {**t.constants, "budget.model_mb": t.budget.model_mb, "budget.memory_mb": t.budget.memory_mb}.items():
+        rng = f" [{c.lo:g}-{c.hi:g}]" if c.lo is not None and c.hi is not None else ""
+        click.echo(f"  {key:18s} {c.value:g}{rng} {c.unit:7s} {c.kind:8s} {c.source}")
+    for ref, text in t.sources.items():
+        click.echo(f"  {ref}: {text}")
+
+
+@cli.group()
+def bundle():
+    """Inspect and verify app bundles."""
+
+
+@bundle.command("verify")
+@click.argument("path", type=click.Path(file_okay=False))
+def bundle_verify(path):
+    """Check every file of a bundle against the sha256 in its manifest.
+
+    \b
+    Example:
+      edgedistill bundle verify runs/quickstart/bundles/phone
+    """
+    from pathlib import Path
+
+    from .export.bundle import verify_bundle
+
+    m = verify_bundle(Path(path))
+    click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="edgedistill", standalone_mode=False)
+    except EdgedistillError as e:
+        click.echo(f"edgedistill: error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("edgedistill: interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("edgedistill: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Distillation: loss registry, strategies, teacher-output cache, training loop."""

@@ -1,0 +1,87 @@
+"""The distill stage: teacher + recipe -> student folder (HF format) + distill.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DataError
+from ..fileutil import atomic_dir, write_json_atomic
+from ..models.student import build_student, count_parameters, plan_student, save_student
+from ..progress import say
+from ..workspace import Workspace, set_threads
+from .strategies import get_strategy, resolve_layer_map
+from .trainer import train
+
+DISTILL_SCHEMA = 1
+
+
+def run_distill(ws: Workspace) -> Path:
+    r = ws.recipe
+    threads = set_threads(r.distill.threads)
+    t0 = time.perf_counter()
+    teacher, tokenizer = ws.teacher
+    splits = ws.splits
+    say(f"data: {r.data.source}, {sum(splits.sizes().values())} sentences "
+        f"(train {len(splits.train)} / validation {len(splits.validation)} / test {len(splits.test)}; "
+        "distillation sees train only)")
+    plan = plan_student(r.student, teacher.config)
+    train_texts = ws.texts("train")
+    if len(train_texts) < r.distill.batch_size:
+        raise DataError(f"only {len(train_texts)} training sentences for batch_size {r.distill.batch_size}; "
+                        "use more data or a smaller [distill] batch_size")
+    calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
+    student = build_student(teacher, tokenizer, plan, calib,
+                            r.teacher.max_length, r.student.ffn_selection)
+    layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers)
+    strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
+    n_teacher, n_student = count_parameters(teacher), count_parameters(student)
+    say(f"student: teacher layers {plan.layers} of {plan.teacher_layers}, FFN {plan.intermediate_size} of "
+        f"{plan.teacher_intermediate_size} ({r.student.ffn_selection}), {n_student / 1e6:.1f}M params "
+        f"(teacher {n_teacher / 1e6:.1f}M); layer map student->teacher {layer_map}; "
+        f"losses {strategy.weights}; {threads} threads")
+
+    targets = ws.teacher_outputs(train_texts, layers=strategy.teacher_hidden_indices(),
+                                 desc="teacher outputs (train)")
+    val_idx = ws.sample("validation", r.distill.eval_sentences)
+    val_texts = [ws.texts("validation")[i] for i in val_idx]
+    val_targets = ws.teacher_embeddings("validation")[val_idx]
+    result = train(student, tokenizer, strategy, train_texts, targets, val_texts, val_targets, r.distill,
+                   r.teacher.max_length, r.teacher.pooling, r.teacher.normalize)
+    say(f"distilled {result.steps} steps in {result.seconds:.0f} s ({result.sentences_per_second:.0f} sentences/s); "
+        f"best validation cosine to teacher {result.best_val_cosine:.4f} at step {result.best_step}")
+
+    record = {
+        "schema_version": DISTILL_SCHEMA,
+        "edgedistill_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": {"name": r.name, "sha256": r.sha256(), "path": str(r.source_path or "")},
+        "teacher": {"source": ws.teacher_ref.source, "sha256": ws.teacher_ref.sha256,
+                    "layers": plan.teacher_layers, "params": n_teacher},
+        "student": {"kept_teacher_layers": plan.layers, "intermediate_size": plan.intermediate_size,
+                    "ffn_selection": r.student.ffn_selection, "params": n_student,
+                    "layer_map": {str(k): v for k, v in layer_map.items()}},
+        "data": {"source": r.data.source, "splits": splits.sizes()},
+        "strategy": r.distill.strategy,
+        "loss_weights": strategy.weights,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "metrics": {"best_val_cosine": result.best_val_cosine,
+                    "final_train_loss": result.history[-1]["loss"] if result.history else None},
+        "train_seconds": result.seconds,
+        "sentences_per_second": result.sentences_per_second,
+        "stage_seconds": time.perf_counter() - t0,
+        "threads": threads,
+        "losses": result.history,
+        "evals": result.evals,
+    }
+    with atomic_dir(ws.student_dir) as tmp:
+        save_student(student, tokenizer, ws.teacher_ref.folder, tmp)
+        write_json_atomic(tmp / "distill.json", record)
+    say(f"student written to {ws.student_dir}")
+    return ws.student_dir
+
+

@@ -1,0 +1,84 @@
+"""Distillation strategies, registered by name.
+
+A strategy decides what the teacher must provide (which cached outputs) and
+how one training batch turns into a loss, by combining registered losses with
+the recipe's weights. The training loop knows nothing else about KD.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import RecipeError
+from ..models.encode import pool
+from ..registry import Registry
+from .losses import Outputs, get_loss
+
+STRATEGIES: Registry[type] = Registry("strategy", "[distill] key 'strategy'")
+
+
+def register_strategy(name: str):
+    return lambda cls: STRATEGIES.add(name, cls)
+
+
+def get_strategy(name: str) -> type:
+    return STRATEGIES.lookup(name)
+
+
+def default_layer_map(kept_layers: list[int]) -> dict[int, int]:
+    """Student block i pairs with the teacher block it was copied from."""
+    return {i: t for i, t in enumerate(kept_layers)}
+
+
+def resolve_layer_map(spec_map: dict[str, int], kept_layers: list[int], teacher_layers: int) -> dict[int, int]:
+    if not spec_map:
+        return default_layer_map(kept_layers)
+    out = {}
+    for s, t in spec_map.items():
+        si = int(s)
+        if si >= len(kept_layers):
+            raise RecipeError(f"[distill] key 'layer_map.{s}': the student has layers 0..{len(kept_layers) - 1}")
+        if not 0 <= t < teacher_layers:
+            raise RecipeError(f"[distill] key 'layer_map.{s}': teacher layer {t} does not exist "
+                              f"(0..{teacher_layers - 1})")
+        out[si] = t
+    return out
+
+
+@register_strategy("embedding")
+class EmbeddingStrategy:
+    """Response + feature KD for sentence encoders.
+
+    The student's pooled embedding is matched to the teacher's ("cosine",
+    "mse") and, through the layer map, its block outputs to the teacher's
+    ("hidden_mse").
+    """
+
+    def __init__(self, losses: dict[str, float], layer_map: dict[int, int], pooling: str, normalize: bool):
+        self.weights = {name: w for name, w in losses.items() if w > 0}
+        if not self.weights:
+            raise RecipeError("[distill] key 'losses': every weight is 0; nothing to train")
+        self.entries = {name: get_loss(name) for name in self.weights}
+        self.layer_map = layer_map
+        self.pooling = pooling
+        self.normalize = normalize
+        self.needs_hidden = any("hidden" in e.needs for e in self.entries.values())
+
+    def teacher_hidden_indices(self) -> list[int]:
+        """hidden_states indices the teacher cache must hold (block i -> index i + 1)."""
+        return sorted({t + 1 for t in self.layer_map.values()}) if self.needs_hidden else []
+
+    def loss(self, student, feats: dict, teacher: Outputs) -> tuple[torch.Tensor, dict[str, float]]:
+        out = student(input_ids=feats["input_ids"], attention_mask=feats["attention_mask"],
+                      token_type_ids=feats.get("token_type_ids"), output_hidden_states=self.needs_hidden)
+        mask = feats["attention_mask"]
+        s = Outputs(embedding=pool(out.last_hidden_state, mask, self.pooling, self.normalize), mask=mask)
+        if self.needs_hidden:
+            s.hidden = {i: out.hidden_states[i + 1] for i in self.layer_map}
+        total = 0.0
+        parts = {}
+        for name, w in self.weights.items():
+            value = self.entries[name].fn(s, teacher).float()
+            parts[name] = float(value.detach())
+            total = total + w * value
+        return total, parts

@@ -1,0 +1,168 @@
+"""The distillation loop: length-bucketed batches, AdamW with warm-up and
+linear decay, periodic evaluation on the validation split, best-checkpoint
+keeping, and a hard stop on a non-finite loss."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import TrainingError
+from ..progress import progress
+from .losses import Outputs
+from .teacher_cache import TeacherTargets
+
+
+@dataclass
+class TrainResult:
+    best_state: dict
+    best_step: int
+    best_val_cosine: float
+    steps: int
+    seconds: float
+    """Wall time of the loop, evaluations included."""
+    sentences_per_second: float
+    """Training throughput, evaluations excluded."""
+    history: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Endless stream of index batches; similar lengths share a batch to cut padding."""
+    chunk = batch_size * 50
+    while True:
+        perm = rng.permutation(len(lengths))
+        batches = []
+        for start in range(0, len(perm), chunk):
+            part = perm[start : start + chunk]
+            part = part[np.argsort(lengths[part], kind="stable")]
+            batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+        for j in rng.permutation(len(batches)):
+            yield batches[j]
+
+
+def _pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def _teacher_batch(targets: TeacherTargets, idx, width: int, layer_map: dict[int, int], mask) -> Outputs:
+    emb = torch.from_numpy(np.ascontiguousarray(targets.embeddings[idx]))
+    hidden = {}
+    for s_layer, t_layer in layer_map.items():
+        arr = np.zeros((len(idx), width, targets.embeddings.shape[1]), dtype=np.float32)
+        for row, i in enumerate(idx):
+            h = targets.hidden_for(i, t_layer + 1)
+            arr[row, : len(h)] = h
+        hidden[s_layer] = torch.from_numpy(arr)
+    return Outputs(embedding=emb, hidden=hidden, mask=mask)
+
+
+def _features(enc: dict[str, list], idx, pad_id: int) -> dict:
+    feats = {"input_ids": _pad([enc["input_ids"][i] for i in idx], pad_id),
+             "attention_mask": _pad([enc["attention_mask"][i] for i in idx], 0)}
+    if "token_type_ids" in enc:
+        feats["token_type_ids"] = _pad([enc["token_type_ids"][i] for i in idx], 0)
+    return feats
+
+
+def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, normalize: bool, pad_id: int,
+                    batch_size: int = 128) -> float:
+    """Mean cosine between student and teacher embeddings on the validation texts."""
+    from ..models.encode import pool
+
+    was_training = student.training
+    student.eval()
+    lengths = np.array([len(x) for x in enc_val["input_ids"]])
+    order = np.argsort(lengths, kind="stable")
+    sims = np.empty(len(lengths), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            feats = _features(enc_val, idx, pad_id)
+            emb = pool(student(**feats).last_hidden_state, feats["attention_mask"], pooling, normalize)
+            t = torch.from_numpy(np.ascontiguousarray(val_targets[idx]))
+            sims[idx] = torch.nn.functional.cosine_similarity(emb.float(), t, dim=-1).numpy()
+    student.train(was_training)
+    return float(sims.mean())
+
+
+def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, val_texts, val_targets: np.ndarray,
+          spec, max_length: int, pooling: str, normalize: bool) -> TrainResult:
+    torch.manual_seed(spec.seed)
+    rng = np.random.default_rng(spec.seed)
+    pad_id = tokenizer.pad_token_id or 0
+    enc = tokenizer(list(train_texts), truncation=True, max_length=max_length)
+    enc_val = tokenizer(list(val_texts), truncation=True, max_length=max_length)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+
+    if spec.freeze_word_embeddings:
+        # The word table is most of the parameters but gets sparse, noisy
+        # gradients here; freezing it halves step time and keeps the teacher's lexicon.
+        student.get_input_embeddings().weight.requires_grad_(False)
+    params = [p for p in student.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=spec.learning_rate)
+    warm = max(1, int(spec.warmup_ratio * spec.max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (spec.max_steps - s) / max(1, spec.max_steps - warm))))
+
+    best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    best_val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id)
+    result = TrainResult(best_state=best_state, best_step=0, best_val_cosine=best_val, steps=0, seconds=0.0,
+                         sentences_per_second=0.0, evals=[{"step": 0, "val_cosine": best_val}])
+    student.train()
+    seen = 0
+    eval_seconds = 0.0
+    window: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    stream = _batches(lengths, spec.batch_size, rng)
+    bar = progress(range(1, spec.max_steps + 1), desc="distilling", unit="step")
+    for step in bar:
+        idx = next(stream)
+        feats = _features(enc, idx, pad_id)
+        teacher_out = _teacher_batch(targets, idx, feats["input_ids"].shape[1], strategy.layer_map
+                                     if strategy.needs_hidden else {}, feats["attention_mask"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+            loss, parts = strategy.loss(student, feats, teacher_out)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
+            raise TrainingError(f"distillation stopped: loss is {value} at step {step} ({shown}); "
+                                f"lower [distill] learning_rate (now {spec.learning_rate:g}) or check the data")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        seen += len(idx)
+        for k, v in {"loss": value, **parts}.items():
+            window.setdefault(k, []).append(v)
+        if step % 25 == 0 or step == spec.max_steps:
+            entry = {"step": step, "lr": sched.get_last_lr()[0], **{k: float(np.mean(v)) for k, v in window.items()}}
+            result.history.append(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+            window = {}
+        if step % spec.eval_every == 0 or step == spec.max_steps:
+            t_eval = time.perf_counter()
+            val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id)
+            eval_seconds += time.perf_counter() - t_eval
+            result.evals.append({"step": step, "val_cosine": val})
+            if val > result.best_val_cosine:
+                result.best_val_cosine, result.best_step = val, step
+                result.best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    result.steps = spec.max_steps
+    result.seconds = time.perf_counter() - t0
+    result.sentences_per_second = seen / max(result.seconds - eval_seconds, 1e-9)
+    student.load_state_dict(result.best_state)
+    student.eval()
+    return result

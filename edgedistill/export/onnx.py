@@ -1,0 +1,131 @@
+"""PyTorch encoder -> ONNX with dynamic batch and sequence axes, then
+onnxruntime's transformer optimiser (attention / LayerNorm / GELU fusion).
+
+The graph returns both the token states and the pooled sentence embedding, so
+an app gets the embedding without re-implementing pooling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..models.loading import load_encoder
+
+OUTPUTS = ["last_hidden_state", "sentence_embedding"]
+
+
+def _wrapper(model, input_names, pooling: str, normalize: bool):
+    import torch
+
+    from ..models.encode import pool
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            kwargs = dict(zip(input_names, args))
+            hidden = self.model(**kwargs).last_hidden_state
+            return hidden, pool(hidden, kwargs["attention_mask"], pooling, normalize)
+
+    return Encoder().eval()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters are chatty (tracer warnings, deprecations); keep the user's terminal clean."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        level = logging.root.level
+        logging.root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.root.setLevel(level)
+
+
+def input_names_for(tokenizer) -> list[str]:
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    return names if "attention_mask" in names else names + ["attention_mask"]
+
+
+def export_onnx(model_dir: Path, dest: Path, pooling: str, normalize: bool, max_length: int, opset: int = 17,
+                sample_texts=("Distillation keeps what matters.", "A much longer sentence, to give the exporter "
+                              "a second, different sequence length to look at.")) -> dict:
+    """Export ``model_dir`` to ``dest`` (fp32) and check it against PyTorch on real sentences."""
+    import torch
+
+    # Eager attention exports as plain MatMul/Softmax, which onnxruntime fuses
+    # into one Attention op; the SDPA path exports a graph it cannot fuse.
+    model, tokenizer = load_encoder(model_dir, attn_implementation="eager")
+    names = input_names_for(tokenizer)
+    wrapped = _wrapper(model, names, pooling, normalize)
+    feats = tokenizer(list(sample_texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    args = tuple(feats[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes.update({"last_hidden_state": {0: "batch", 1: "sequence"}, "sentence_embedding": {0: "batch"}})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # The TorchScript exporter writes one self-contained file and produces the
+    # graph shape onnxruntime's BERT fusions recognise; the dynamo exporter
+    # writes external data and its attention pattern is not fused (measured).
+    with _quiet(), torch.inference_mode():
+        torch.onnx.export(wrapped, args, str(dest), input_names=names, output_names=OUTPUTS, dynamic_axes=axes,
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        ref = wrapped(*args)[1].numpy()
+    got = run_session(dest, {n: feats[n].numpy() for n in names}, threads=1)["sentence_embedding"]
+    diff = float(np.max(np.abs(got - ref)))
+    if not np.isfinite(diff) or diff > 1e-3:
+        raise ModelError(f"{dest}: fp32 ONNX export disagrees with PyTorch (max abs diff {diff:.3g} > 1e-3)")
+    cfg = model.config
+    return {"input_names": names, "max_abs_diff_vs_pytorch": diff, "num_heads": cfg.num_attention_heads,
+            "hidden_size": cfg.hidden_size, "num_layers": cfg.num_hidden_layers, "model_type": cfg.model_type}
+
+
+def optimize(src: Path, dest: Path, model_type: str, num_heads: int, hidden_size: int, num_layers: int) -> dict:
+    """onnxruntime transformer fusions; returns which fused operators were created."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    ort_type = model_type if model_type in ("bert", "bart", "gpt2") else "bert"
+    with _quiet():
+        opt = optimize_model(str(src), model_type=ort_type, num_heads=num_heads, hidden_size=hidden_size)
+        stats = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        opt.save_model_to_file(str(dest))
+    return {"fused_ops": stats, "attention_fused": stats.get("Attention", 0) == num_layers}
+
+
+def session(path: Path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
+        raise ModelError(f"{path}: onnxruntime cannot load the model ({' '.join(str(e).split())[:200]})") from None
+
+
+def run_session(path_or_session, feed: dict, threads: int = 1) -> dict:
+    sess = session(path_or_session, threads) if isinstance(path_or_session, (str, os.PathLike)) else path_or_session
+    wanted = {i.name for i in sess.get_inputs()}
+    outs = sess.run(None, {k: np.asarray(v, dtype=np.int64) for k, v in feed.items() if k in wanted})
+    return dict(zip([o.name for o in sess.get_outputs()], outs))
+
+
+def onnx_embedder(path: Path, threads: int = 2):
+    sess = session(path, threads)
+
+    def run(feats) -> np.ndarray:
+        return run_session(sess, dict(feats))["sentence_embedding"]
+
+    return run

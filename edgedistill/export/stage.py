@@ -1,0 +1,149 @@
+"""The export stage: student folder -> per-target ONNX bundle behind a parity gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import GateError, ModelError
+from ..fileutil import sha256_file, write_json_atomic
+from ..models.encode import batched_embed, embed_torch
+from ..models.loading import load_encoder, weights_file
+from ..progress import say
+from ..quality.metrics import probe_fit
+from ..targets import load_target
+from ..workspace import Workspace, set_threads
+from .bundle import write_bundle
+from .onnx import export_onnx, onnx_embedder, optimize
+from .parity import check_parity, failure_message
+from .quant import check_scheme_fits, get_scheme
+
+PROBE_TRAIN_LIMIT = 4000
+
+
+def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str]) -> dict:
+    """fp32 export + optimisation + each scheme, reused while the source weights are unchanged."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src_sha = sha256_file(weights_file(Path(model_dir)))
+    info_path = out_dir / "export.json"
+    info = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except ValueError:
+            info = {}
+    opt = out_dir / "model-fp32-opt.onnx"
+    if info.get("source_sha256") != src_sha or not opt.is_file():
+        say(f"exporting {model_dir} to ONNX and fusing attention/LayerNorm/GELU")
+        raw = out_dir / "model-fp32.onnx.tmp"
+        exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize, recipe.teacher.max_length,
+                          recipe.export.opset)
+        fused = optimize(raw, opt.with_suffix(".tmp"), exp["model_type"], exp["num_heads"], exp["hidden_size"],
+                         exp["num_layers"])
+        os.replace(opt.with_suffix(".tmp"), opt)
+        raw.unlink()
+        info = {"source_sha256": src_sha, "export": exp, "optimize": fused, "schemes": {}}
+    paths = {"fp32": opt}
+    for name in schemes:
+        if name == "fp32":
+            continue
+        dest = out_dir / f"model-{name}.onnx"
+        if info["schemes"].get(name) != sha256_file(opt) or not dest.is_file():
+            say(f"quantizing {opt.name} ({name})")
+            tmp = dest.with_suffix(".tmp")
+            get_scheme(name).fn(opt, tmp)
+            os.replace(tmp, dest)
+            info["schemes"][name] = sha256_file(opt)
+        paths[name] = dest
+    write_json_atomic(info_path, info)
+    return {"paths": paths, "info": info}
+
+
+def _reference(ws: Workspace, student_dir: Path):
+    """fp32 student embeddings of the parity sentences (a fixed sample of the test split), and a
+    probe fitted on the student's own embeddings of training sentences."""
+    r = ws.recipe
+    model, tok = load_encoder(student_dir)
+    pos = ws.sample("test", r.export.parity_sentences)
+    test_texts = ws.texts("test")
+    texts = [test_texts[i] for i in pos]
+    emb = embed_torch(model, tok, texts, r.teacher.max_length, r.teacher.pooling, r.teacher.normalize,
+                      desc="fp32 student (parity)")
+    te = ws.probe_set("test")
+    where = {int(p): row for row, p in enumerate(pos)}
+    rows = np.array([where[int(i)] for i in te.idx if int(i) in where], dtype=np.int64)
+    labels = np.array([lab for i, lab in zip(te.idx, te.labels) if int(i) in where], dtype=np.int64)
+    tr, va = ws.probe_set("train"), ws.probe_set("validation")
+    probe = None
+    if len(tr.idx) >= 20 and len(va.idx) >= 5 and len(rows) and len(set(tr.labels.tolist())) > 1:
+        pick = np.sort(np.random.default_rng(0).permutation(len(tr.idx))[:PROBE_TRAIN_LIMIT])
+        tr_texts = [ws.texts("train")[i] for i in tr.idx[pick]]
+        va_texts = [ws.texts("validation")[i] for i in va.idx]
+        x = embed_torch(model, tok, tr_texts + va_texts, r.teacher.max_length, r.teacher.pooling,
+                        r.teacher.normalize, desc="fp32 student (parity probe)")
+        probe = probe_fit(x[: len(tr_texts)], tr.labels[pick], x[len(tr_texts):], va.labels)
+    return tok, texts, emb, probe, rows, labels
+
+
+def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,
+               student_dir: Path | None = None) -> list[Path]:
+    r = ws.recipe
+    set_threads()
+    student_dir = Path(student_dir or ws.student_dir)
+    if not (student_dir / "config.json").is_file():
+        raise ModelError(f"no student at {student_dir}; run 'edgedistill distill' first or pass --student")
+    loaded = [load_target(t) for t in (targets or r.export.targets)]
+    plan = {}
+    for t in loaded:
+        scheme = get_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
+                                      else t.export.quantization))
+        check_scheme_fits(scheme, t)
+        plan[t.name] = (t, scheme)
+    t0 = time.perf_counter()
+    variants = onnx_variants(student_dir, ws.export_dir / "student", r, sorted({s.name for _, s in plan.values()}))
+    fused = variants["info"]["optimize"]
+    say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
+    tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
+    written = []
+    for name, (target, scheme) in plan.items():
+        model_path = variants["paths"][scheme.name]
+        emb = batched_embed(onnx_embedder(model_path, threads=target.host_threads()), tok, texts,
+                            r.teacher.max_length, desc=f"parity {scheme.name}")
+        rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
+        if not rep.passed:
+            raise GateError(failure_message(rep, name))
+        size_mb = model_path.stat().st_size / 1e6
+        budget = target.budget.model_mb.value
+        if size_mb > budget:
+            raise GateError(f"bundle for target {name!r} refused: model is {size_mb:.1f} MB, over the target's "
+                            f"{budget:g} MB budget; keep fewer layers, narrow the FFN or use a smaller scheme")
+        manifest = {
+            "task": "sentence-embedding",
+            "created_by": f"edgedistill {__version__}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "target": {"name": target.name, "description": target.description, "threads": target.device.threads},
+            "backend": "onnxruntime",
+            "quantization": {"scheme": scheme.name, "description": scheme.description},
+            "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]}
+                       for n in variants["info"]["export"]["input_names"]],
+            "outputs": [{"name": "last_hidden_state", "dtype": "float32", "shape": ["batch", "sequence", "hidden"]},
+                        {"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
+            "hidden_size": variants["info"]["export"]["hidden_size"],
+            "pooling": r.teacher.pooling,
+            "normalize": r.teacher.normalize,
+            "max_length": r.teacher.max_length,
+            "fused_ops": fused["fused_ops"],
+            "parity": rep.to_dict(),
+            "student": {"path": str(student_dir), "sha256": variants["info"]["source_sha256"]},
+            "recipe_sha256": r.sha256(),
+        }
+        dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest)
+        say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB, parity passed ({rep.summary()})")
+        written.append(dest)
+    say(f"export done in {time.perf_counter() - t0:.0f} s")
+    return written

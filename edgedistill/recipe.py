@@ -1,0 +1,260 @@
+"""The recipe: one TOML file that says what to distil, how, and for which devices.
+
+Sections: ``[teacher]``, ``[student]``, ``[data]``, ``[distill]``,
+``[export]``, ``[bench]``. Every key is declared below with its type and
+default; unknown keys are errors. Relative paths are resolved against the
+folder that holds the recipe file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import RecipeError
+from .fileutil import sha256_json
+from .schema import as_dict, load_toml, parse_table
+
+RECIPE_VERSION = 1
+
+DEFAULT_BENCH_MODELS = [
+    "teacher-pytorch",
+    "teacher-onnx",
+    "teacher-onnx-int8",
+    "student-onnx",
+    "student-onnx-int8",
+]
+
+
+def _fail(where: str, key: str, msg: str) -> None:
+    raise RecipeError(f"{where} key {key!r}: {msg}")
+
+
+@dataclass
+class TeacherSpec:
+    package: str | None = None
+    """A teacher that ships inside a registry package (see ``edgedistill.models.teacher.PACKAGED``)."""
+    path: str | None = None
+    """A local Hugging Face folder (config.json, weights, tokenizer)."""
+    sha256: str | None = None
+    """Expected sha256 of the weights file; checked before use."""
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True
+    max_length: int = 128
+
+    def validate(self, where: str) -> None:
+        if (self.package is None) == (self.path is None):
+            raise RecipeError(f"{where} needs exactly one of 'package' or 'path'")
+        if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
+            _fail(where, "sha256", f"expected 64 lowercase hex digits, got {self.sha256!r}")
+        if not 8 <= self.max_length <= 8192:
+            _fail(where, "max_length", f"expected 8..8192, got {self.max_length}")
+
+
+@dataclass
+class StudentSpec:
+    layers: list[int] | None = None
+    """Teacher layers (0-based) the student keeps, in order."""
+    num_layers: int | None = None
+    """Alternative to ``layers``: keep this many, evenly spaced, always including the last."""
+    intermediate_size: int | None = None
+    """FFN width of the student; neurons are chosen from the teacher's (default: teacher's width)."""
+    ffn_selection: Literal["importance", "first"] = "importance"
+    calibration_sentences: int = 256
+
+    def validate(self, where: str) -> None:
+        if self.layers is not None and self.num_layers is not None:
+            raise RecipeError(f"{where} give either 'layers' or 'num_layers', not both")
+        if self.layers is not None:
+            if not self.layers:
+                _fail(where, "layers", "expected at least one layer index")
+            if any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
+                _fail(where, "layers", f"expected distinct non-negative indices, got {self.layers}")
+        if self.num_layers is not None and self.num_layers < 1:
+            _fail(where, "num_layers", f"expected >= 1, got {self.num_layers}")
+        if self.intermediate_size is not None and self.intermediate_size < 1:
+            _fail(where, "intermediate_size", f"expected >= 1, got {self.intermediate_size}")
+
+
+@dataclass
+class DataSpec:
+    source: Literal["vader", "jsonl", "csv", "txt"] = "vader"
+    path: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    score_field: str = "score"
+    limit: int | None = None
+    """Use at most this many sentences (a deterministic subset), e.g. for quick tests."""
+    split: list[int] = field(default_factory=lambda: [8, 1, 1])
+    """Train / validation / test shares out of their sum, assigned by a hash of each example's id."""
+    probe_min_abs_score: float = 0.5
+    """For score-labelled data: the probe ignores examples with |score| below this."""
+
+    def validate(self, where: str) -> None:
+        if self.source == "vader" and self.path is not None:
+            _fail(where, "path", "the 'vader' source is fetched automatically; remove 'path'")
+        if self.source != "vader" and self.path is None:
+            raise RecipeError(f"{where} missing required key 'path' for source {self.source!r}")
+        if len(self.split) != 3 or any(s < 0 for s in self.split) or min(self.split) == 0:
+            _fail(where, "split", f"expected three positive integers [train, validation, test], got {self.split}")
+        if self.limit is not None and self.limit < 10:
+            _fail(where, "limit", f"expected >= 10, got {self.limit}")
+
+
+@dataclass
+class DistillSpec:
+    strategy: str = "embedding"
+    losses: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0, "hidden_mse": 1.0})
+    """Registered loss name -> weight."""
+    layer_map: dict[str, int] = field(default_factory=dict)
+    """Student layer -> teacher layer for hidden-state losses (default: the layer each student layer was copied from)."""
+    max_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    eval_every: int = 250
+    eval_sentences: int = 1000
+    seed: int = 0
+    freeze_word_embeddings: bool = True
+    precision: Literal["fp32", "bf16"] = "fp32"
+    threads: int = 0
+    """Torch threads for training; 0 means all cores."""
+
+    def validate(self, where: str) -> None:
+        for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
+            if getattr(self, key) < 1:
+                _fail(where, key, f"expected >= 1, got {getattr(self, key)}")
+        if not 0 < self.learning_rate < 1:
+            _fail(where, "learning_rate", f"expected a number in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            _fail(where, "warmup_ratio", f"expected a number in [0, 1), got {self.warmup_ratio}")
+        if not self.losses:
+            _fail(where, "losses", "expected at least one loss")
+        for name, w in self.losses.items():
+            if w < 0:
+                _fail(where, f"losses.{name}", f"expected a weight >= 0, got {w}")
+        for k in self.layer_map:
+            if not k.isdigit():
+                _fail(where, f"layer_map.{k}", "student layer keys must be non-negative integers")
+
+
+@dataclass
+class ExportSpec:
+    targets: list[str] = field(default_factory=lambda: ["phone"])
+    format: Literal["onnx"] = "onnx"
+    quantization: str = "auto"
+    """'auto' takes the scheme the target names; otherwise a registered scheme name."""
+    opset: int = 17
+    parity_sentences: int = 500
+
+    def validate(self, where: str) -> None:
+        if not self.targets:
+            _fail(where, "targets", "expected at least one target name")
+        if self.parity_sentences < 10:
+            _fail(where, "parity_sentences", f"expected >= 10, got {self.parity_sentences}")
+
+
+@dataclass
+class BenchSpec:
+    batch_size: int = 1
+    seq_length: int = 128
+    warmup: int = 10
+    runs: int = 50
+    repeats: int = 3
+    """Fresh processes per model and thread count; the p50 reported is their median."""
+    threads: list[int] = field(default_factory=list)
+    """Thread counts to measure; empty means the target's count (capped at host cores) and 1."""
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_BENCH_MODELS))
+    probe: bool = True
+    spearman_sentences: int = 1000
+
+    def validate(self, where: str) -> None:
+        for key in ("batch_size", "seq_length", "runs", "repeats"):
+            if getattr(self, key) < 1:
+                _fail(where, key, f"expected >= 1, got {getattr(self, key)}")
+        if self.warmup < 0:
+            _fail(where, "warmup", f"expected >= 0, got {self.warmup}")
+        if any(t < 1 for t in self.threads):
+            _fail(where, "threads", f"expected positive thread counts, got {self.threads}")
+        bad = [m for m in self.models if m not in DEFAULT_BENCH_MODELS]
+        if bad:
+            _fail(where, "models", f"unknown model {bad[0]!r} (allowed: {', '.join(DEFAULT_BENCH_MODELS)})")
+        if not self.models:
+            _fail(where, "models", "expected at least one model")
+
+
+@dataclass
+class Recipe:
+    name: str
+    teacher: TeacherSpec
+    description: str = ""
+    recipe_version: int = RECIPE_VERSION
+    student: StudentSpec = field(default_factory=StudentSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
+    export: ExportSpec = field(default_factory=ExportSpec)
+    bench: BenchSpec = field(default_factory=BenchSpec)
+    source_path: Path | None = field(default=None, compare=False, repr=False)
+
+    def validate(self, where: str) -> None:
+        if self.recipe_version != RECIPE_VERSION:
+            _fail(where, "recipe_version", f"this edgedistill reads version {RECIPE_VERSION}, got {self.recipe_version}")
+        if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
+            _fail(where, "name", f"expected a plain name usable as a folder name, got {self.name!r}")
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    def resolve(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def to_dict(self) -> dict:
+        d = as_dict(self)
+        d.pop("source_path", None)
+        return d
+
+    def sha256(self) -> str:
+        """Hash of the parsed recipe (not the file's bytes), recorded in every output."""
+        return sha256_json(self.to_dict())
+
+
+_SECTION_TYPES = {
+    "teacher": TeacherSpec,
+    "student": StudentSpec,
+    "data": DataSpec,
+    "distill": DistillSpec,
+    "export": ExportSpec,
+    "bench": BenchSpec,
+}
+
+
+@dataclass
+class _TopLevel:
+    name: str
+    description: str = ""
+    recipe_version: int = RECIPE_VERSION
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; raises RecipeError naming file and key."""
+    path = Path(path)
+    table = load_toml(path)
+    top = {k: v for k, v in table.items() if k not in _SECTION_TYPES}
+    head = parse_table(_TopLevel, top, f"{path}:")
+    if "teacher" not in table:
+        raise RecipeError(f"{path}: missing required section [teacher]")
+    sections = {}
+    for key, cls in _SECTION_TYPES.items():
+        if key not in table:
+            continue
+        if not isinstance(table[key], dict):
+            raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table, got {type(table[key]).__name__}")
+        sections[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+    recipe = Recipe(**dataclasses.asdict(head), **sections, source_path=path.resolve())
+    recipe.validate(f"{path}:")
+    return recipe

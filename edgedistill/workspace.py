@@ -1,0 +1,104 @@
+"""A run folder and what the stages share while working on it.
+
+Stages communicate only through files in the run folder (student/, export/,
+bundles/, report.*). Within one process the workspace also memoises the
+expensive, read-only things several stages need: the split corpus, the
+verified teacher and its cached outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .data import Splits, load_examples, split_examples
+from .data.base import probe_labels
+from .recipe import Recipe
+
+
+@dataclass
+class ProbeSet:
+    """Probe-eligible rows of one split: positions into the split's text list, and labels."""
+
+    idx: np.ndarray
+    labels: np.ndarray
+
+
+class Workspace:
+    def __init__(self, recipe: Recipe, run_dir: str | Path):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+
+    # --- paths -------------------------------------------------------------
+    @property
+    def student_dir(self) -> Path:
+        return self.run_dir / "student"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.run_dir / "export"
+
+    def bundle_dir(self, target: str) -> Path:
+        return self.run_dir / "bundles" / target
+
+    @property
+    def report_dir(self) -> Path:
+        return self.run_dir / "report"
+
+    # --- shared inputs -----------------------------------------------------
+    @cached_property
+    def splits(self) -> Splits:
+        return split_examples(load_examples(self.recipe.data, self.recipe), self.recipe.data.split)
+
+    def texts(self, split: str) -> list[str]:
+        return [ex.text for ex in getattr(self.splits, split)]
+
+    def sample(self, split: str, n: int) -> np.ndarray:
+        """Up to ``n`` positions of a split, a fixed pseudo-random choice in ascending order.
+
+        Corpus files are often grouped by domain and sorted by label, so a
+        prefix would be a biased sample.
+        """
+        total = len(getattr(self.splits, split))
+        rng = np.random.default_rng(0)
+        return np.sort(rng.permutation(total)[: min(n, total)])
+
+    def probe_set(self, split: str) -> ProbeSet:
+        idx, labels = probe_labels(getattr(self.splits, split), self.recipe.data.probe_min_abs_score)
+        return ProbeSet(np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=np.int64))
+
+    @cached_property
+    def teacher_ref(self):
+        from .models.teacher import resolve_teacher
+
+        return resolve_teacher(self.recipe.teacher, self.recipe)
+
+    @cached_property
+    def teacher(self):
+        """(model, tokenizer) of the verified teacher."""
+        from .models.loading import load_encoder
+
+        return load_encoder(self.teacher_ref.folder)
+
+    def teacher_outputs(self, texts: list[str], layers=(), desc: str = "teacher outputs"):
+        from .distill.teacher_cache import teacher_targets
+
+        t = self.recipe.teacher
+        model, tok = self.teacher
+        return teacher_targets(model, tok, self.teacher_ref, texts, t.max_length, t.pooling, t.normalize,
+                               layers=layers, desc=desc)
+
+    def teacher_embeddings(self, split: str) -> np.ndarray:
+        return np.asarray(self.teacher_outputs(self.texts(split), desc=f"teacher embeddings ({split})").embeddings)
+
+
+def set_threads(n: int = 0) -> int:
+    import torch
+
+    n = n or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n

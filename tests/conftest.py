@@ -1,0 +1,98 @@
+"""Shared fixtures. Unit tests use tiny random BERTs built here; e2e tests use the real
+packaged teacher and the real VADER sentences (marked ``e2e``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["EDGEDISTILL_PROGRESS"] = "0"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POS = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
+NEG = ["awful", "boring", "dull", "terrible", "clumsy", "tedious", "bland", "painful"]
+NOUNS = ["movie", "film", "story", "plot", "cast", "ending", "script", "music", "book", "show"]
+FILLER = ["the", "a", "this", "that", "was", "is", "really", "quite", "very", "and", "but", "so", "it", "an"]
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
+    """Short labelled sentences whose label is carried by sentiment words (learnable by a probe)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER), rng.choice(NOUNS), rng.choice(FILLER)]
+        words += [rng.choice(POS if label else NEG) for _ in range(rng.randint(1, 3))]
+        words += [rng.choice(FILLER + NOUNS) for _ in range(rng.randint(0, 6))]
+        rng.shuffle(words)
+        rows.append({"id": i, "text": " ".join(words), "label": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def build_tiny_bert(folder: Path, layers: int = 4, hidden: int = 32, heads: int = 4, ffn: int = 64,
+                    seed: int = 0) -> Path:
+    """A tiny random BertModel + WordPiece tokenizer saved as a HF folder (then reloadable)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POS + NEG + NOUNS + FILLER))
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    model = BertModel(cfg)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "teacher")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # One cache per test session: tests never touch the user's ~/.cache, but
+    # the VADER download is shared between e2e tests.
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_recipe(tmp: Path, teacher: Path, data: Path, **sections) -> Path:
+    """Write a recipe for the tiny teacher; ``sections`` override keys per section."""
+    base = {
+        "teacher": {"path": str(teacher), "max_length": 32},
+        "student": {"layers": [0, 3], "intermediate_size": 32},
+        "data": {"source": "jsonl", "path": str(data)},
+        "distill": {"max_steps": 30, "batch_size": 16, "eval_every": 10, "learning_rate": 1e-3},
+        "export": {"targets": ["phone"], "parity_sentences": 40},
+        "bench": {"runs": 3, "warmup": 1, "repeats": 1, "seq_length": 32},
+    }
+    for key, val in sections.items():
+        base[key] = {**base.get(key, {}), **val}
+    lines = ['name = "tiny"']
+    for sec, table in base.items():
+        lines.append(f"[{sec}]")
+        for k, v in table.items():
+            lines.append(f"{k} = {json.dumps(v) if not isinstance(v, dict) else _inline(v)}")
+    path = tmp / "recipe.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _inline(d: dict) -> str:
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in d.items()) + " }"

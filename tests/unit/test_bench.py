@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgedistill.bench.latency import Job, make_inputs, measure, summarize
+from edgedistill.bench.report import build_headline, render_markdown
+from edgedistill.export.onnx import export_onnx
+from edgedistill.models.loading import load_encoder
+
+
+def test_inputs_fill_every_position_with_real_tokens(tiny_teacher, tmp_path):
+    _, tok = load_encoder(tiny_teacher)
+    p = make_inputs(tok, ["a short one", "the movie was great and the cast was superb"], 2, 24, tmp_path / "i.npz")
+    d = np.load(p)
+    assert d["input_ids"].shape == (2, 24)
+    assert d["attention_mask"].all()
+    assert not np.array_equal(d["input_ids"][0], d["input_ids"][1])
+
+
+def test_summary_uses_median_of_process_medians():
+    rs = [{"latencies_ms": [1, 2, 3], "load_s": 1, "first_inference_s": 0.1, "peak_rss_mb": 10},
+          {"latencies_ms": [5, 6, 70], "load_s": 2, "first_inference_s": 0.2, "peak_rss_mb": 30},
+          {"latencies_ms": [3, 4, 5], "load_s": 3, "first_inference_s": 0.3, "peak_rss_mb": 20}]
+    s = summarize(rs)
+    assert s["p50_ms"] == 4 and s["p50_spread_ms"] == [2, 6] and s["peak_rss_mb"] == 20 and s["processes"] == 3
+
+
+def test_workers_time_onnx_and_torch_in_fresh_processes(tiny_teacher, tmp_path):
+    export_onnx(tiny_teacher, tmp_path / "m.onnx", "mean", True, 32)
+    _, tok = load_encoder(tiny_teacher)
+    inputs = make_inputs(tok, ["the movie was great"], 1, 16, tmp_path / "i.npz")
+    res = measure([Job("o", "onnx", str(tmp_path / "m.onnx"), 1), Job("t", "torch", str(tiny_teacher), 1)],
+                  inputs, warmup=1, runs=4, repeats=2, pooling="mean", normalize=True)
+    for key in (("o", 1), ("t", 1)):
+        r = res[key]
+        assert r["processes"] == 2 and r["runs_per_process"] == 4
+        assert 0 < r["p50_ms"] < 1000 and r["peak_rss_mb"] > 10
+    # the ONNX worker never imports torch, so it is much lighter than the PyTorch one
+    assert res[("o", 1)]["peak_rss_mb"] < res[("t", 1)]["peak_rss_mb"]
+
+
+def test_failing_worker_is_a_clear_error(tmp_path):
+    from edgedistill.errors import EdgedistillError
+
+    np.savez(tmp_path / "i.npz", input_ids=np.zeros((1, 4), dtype=np.int64))
+    (tmp_path / "bad.onnx").write_bytes(b"junk")
+    with pytest.raises(EdgedistillError, match="benchmark of bad"):
+        measure([Job("bad", "onnx", str(tmp_path / "bad.onnx"), 1)], tmp_path / "i.npz", 0, 1, 1, "mean", True)
+
+
+def _model(name, size, p50, acc):
+    lat = {"p50_ms": p50, "p50_spread_ms": [p50, p50], "peak_rss_mb": 50}
+    return {"name": name, "runtime": "x", "quantization": "q", "size_bytes": size, "latency": {"2": lat, "1": lat},
+            "quality": {"probe_accuracy": acc, "probe_accuracy_se": 0.01, "probe_test_n": 100}}
+
+
+def test_headline_ratios_and_markdown():
+    report = {
+        "models": [_model("teacher-pytorch", 900, 16.0, 0.80), _model("teacher-onnx-int8", 225, 6.0, 0.79),
+                   _model("student-onnx-int8", 150, 2.0, 0.78)],
+        "settings": {"threads": [2, 1], "batch_size": 1, "seq_length": 128, "warmup": 1, "runs": 2, "repeats": 1,
+                     "target_threads": 4, "input": "x"},
+        "host": {"cpu": "cpu", "cores": 2, "torch": "t", "onnxruntime": "o"},
+        "recipe": {"name": "r"}, "target": {"name": "phone"}, "quality": {}, "energy": {"note": "n"},
+    }
+    correct = np.array([1, 0, 1, 1] * 25, dtype=bool)
+    h = build_headline(report, {"student-onnx-int8": {"_correct": correct}, "teacher-pytorch": {"_correct": correct}})
+    assert h["size_ratio"] == 6.0 and h["latency_p50_speedup"] == 8.0
+    assert h["quality_retention"] == pytest.approx(0.975)
+    assert h["vs_teacher_int8"] == {"size_ratio": 1.5, "latency_p50_speedup": 3.0,
+                                    "quality_retention": pytest.approx(0.78 / 0.79)}
+    assert h["settings"] == {"host": "cpu", "host_cores": 2, "threads": 2, "batch_size": 1, "seq_length": 128}
+    report["headline"] = h
+    md = render_markdown(report)
+    assert "**6.00x** smaller" in md and "**8.00x** faster" in md and "97.5%" in md

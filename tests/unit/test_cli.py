@@ -1,0 +1,42 @@
+import pytest
+
+from edgedistill.cli import main
+
+COMMANDS = [["run"], ["distill"], ["export"], ["bench"], ["targets", "list"], ["targets", "show"],
+            ["bundle", "verify"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help_with_an_example(cmd, capsys):
+    assert main(cmd + ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example" in out and "edgedistill" in out
+
+
+def test_top_level_help_teaches_the_demo(capsys):
+    assert main(["--help"]) == 0
+    assert "edgedistill run" in capsys.readouterr().out
+
+
+def test_targets_list_and_show(capsys):
+    assert main(["targets", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "phone" in out and "watch" in out and "tablet" in out
+    assert main(["targets", "show", "phone"]) == 0
+    out = capsys.readouterr().out
+    assert "Snapdragon 8 Gen 3" in out and "p_cpu" in out and "4.4-10.2" in out and "R8:" in out
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    assert main(["targets", "show", "toaster"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown target 'toaster'" in err
+    assert main(["distill", str(tmp_path / "missing.toml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert main(["bundle", "verify", str(tmp_path)]) == 2
+    assert "not a bundle" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_nonzero(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "No such command" in capsys.readouterr().err

