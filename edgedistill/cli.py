@@ -49,8 +49,7 @@ def run(recipe, out):
     from . import api
     from .bench.summary import print_summary
 
-    report = api.run(recipe, out)
-    print_summary(report, api._workspace(recipe, out).report_dir)
+    print_summary(api.run(recipe, out))
 
 
 @cli.command()
@@ -104,8 +103,7 @@ def bench(recipe, out, target):
     from . import api
     from .bench.summary import print_summary
 
-    report = api.bench(recipe, out, target)
-    print_summary(report, api._workspace(recipe, out).report_dir)
+    print_summary(api.bench(recipe, out, target))
 
 
 @cli.group()

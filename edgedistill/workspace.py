@@ -92,6 +92,33 @@ class Workspace:
         return teacher_targets(model, tok, self.teacher_ref, texts, t.max_length, t.pooling, t.normalize,
                                layers=layers, desc=desc)
 
+    def fit_probe(self, embed, limit: int | None = None):
+        """Logistic-regression probe on the probe-eligible training sentences (a fixed subset of at
+        most ``limit``), C chosen on validation; None without usable labels.
+
+        ``embed(split, positions)`` returns the embeddings of those sentences of that split.
+        """
+        from .quality.metrics import probe_fit
+
+        tr, va = self.probe_set("train"), self.probe_set("validation")
+        if not self.recipe.bench.probe or len(tr.idx) < 20 or len(va.idx) < 5 or len(set(tr.labels.tolist())) < 2:
+            return None
+        pick = np.sort(np.random.default_rng(0).permutation(len(tr.idx))[: limit or len(tr.idx)])
+        return probe_fit(embed("train", tr.idx[pick]), tr.labels[pick], embed("validation", va.idx), va.labels)
+
+    def embed_with(self, model, tokenizer, desc: str):
+        """An ``embed(split, positions)`` for :meth:`fit_probe` running a PyTorch encoder."""
+        from .models.encode import embed_torch
+
+        t = self.recipe.teacher
+
+        def embed(split: str, positions) -> np.ndarray:
+            texts = self.texts(split)
+            return embed_torch(model, tokenizer, [texts[i] for i in positions], t.max_length, t.pooling,
+                               t.normalize, desc=f"{desc} ({split})")
+
+        return embed
+
     def teacher_embeddings(self, split: str) -> np.ndarray:
         return np.asarray(self.teacher_outputs(self.texts(split), desc=f"teacher embeddings ({split})").embeddings)
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..export.onnx import onnx_embedder
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder
-from ..quality.metrics import accuracy_se, mean_cosine, pairwise_spearman, probe_fit
+from ..quality.metrics import accuracy_se, mean_cosine, pairwise_spearman
 from ..workspace import Workspace
 
 
@@ -38,23 +38,13 @@ def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str,
     t = r.teacher
     test_texts = ws.texts("test")
     teacher_test = ws.teacher_embeddings("test")
-    tr, va, te = ws.probe_set("train"), ws.probe_set("validation"), ws.probe_set("test")
-    use_probe = r.bench.probe and len(tr.idx) >= 20 and len(va.idx) >= 5 and len(te.idx) >= 5 \
-        and len(set(tr.labels.tolist())) > 1
-
+    te = ws.probe_set("test")
     probes = {"teacher": None, "student": None}
-    if use_probe:
-        t_train, t_val = ws.teacher_embeddings("train"), ws.teacher_embeddings("validation")
-        probes["teacher"] = probe_fit(t_train[tr.idx], tr.labels, t_val[va.idx], va.labels)
-
     model, tok = load_encoder(student_dir)
     s_test = embed_torch(model, tok, test_texts, t.max_length, t.pooling, t.normalize, desc="student (test)")
-    if use_probe:
-        train_texts = [ws.texts("train")[i] for i in tr.idx]
-        val_texts = [ws.texts("validation")[i] for i in va.idx]
-        s_tv = embed_torch(model, tok, train_texts + val_texts, t.max_length, t.pooling, t.normalize,
-                           desc="student (probe train/validation)")
-        probes["student"] = probe_fit(s_tv[: len(train_texts)], tr.labels, s_tv[len(train_texts):], va.labels)
+    if len(te.idx) >= 5:
+        probes["teacher"] = ws.fit_probe(lambda split, pos: ws.teacher_embeddings(split)[pos])
+        probes["student"] = ws.fit_probe(ws.embed_with(model, tok, "student, probe"))
 
     n = r.bench.spearman_sentences
     results = {"teacher-pytorch": _metrics(teacher_test, teacher_test, probes["teacher"], te, n),

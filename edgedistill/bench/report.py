@@ -12,7 +12,8 @@ Schema (``schema_version`` 1), top-level keys:
   ``p50_ms_per_process``, ``p50_spread_ms``, ``load_s``, ``first_inference_s``, ``peak_rss_mb``),
   ``quality`` (``probe_accuracy``, ``probe_accuracy_se``, ``probe_test_n``, ``cosine_to_teacher``,
   ``spearman_vs_teacher``).
-* ``host``, ``settings``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``.
+* ``host``, ``settings``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, and
+  ``files`` (where the JSON and Markdown reports were written).
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     }
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0
-    write_json_atomic(ws.report_dir / "report.json", report)
-    write_text_atomic(ws.report_dir / "report.md", render_markdown(report))
-    say(f"report written to {ws.report_dir / 'report.json'} and report.md ({report['bench_seconds']:.0f} s)")
+    report["files"] = {"json": str(ws.report_dir / "report.json"), "markdown": str(ws.report_dir / "report.md")}
+    write_json_atomic(report["files"]["json"], report)
+    write_text_atomic(report["files"]["markdown"], render_markdown(report))
+    say(f"report written to {report['files']['json']} and report.md ({report['bench_seconds']:.0f} s)")
     return report

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 
-def print_summary(report: dict, report_dir: Path) -> None:
+def print_summary(report: dict) -> None:
     threads = [str(t) for t in report["settings"]["threads"]]
     s = report["settings"]
     click.echo(f"\nbatch {s['batch_size']}, seq {s['seq_length']}, p50 over {s['repeats']} fresh processes; "
@@ -32,4 +30,4 @@ def print_summary(report: dict, report_dir: Path) -> None:
         click.echo(f"student vs teacher int8: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
                    + (f", {100 * v['quality_retention']:.1f}% of its probe accuracy"
                       if v.get("quality_retention") else ""))
-    click.echo(f"report: {report_dir / 'report.md'} (JSON: {report_dir / 'report.json'})")
+    click.echo(f"report: {report['files']['markdown']} (JSON: {report['files']['json']})")

@@ -5,8 +5,8 @@ A source turns a :class:`~edgedistill.recipe.DataSpec` into a list of
 function in one file.
 """
 
-from .base import Example, Splits, load_examples, register_source, split_examples
 from . import files as _files  # noqa: F401  (registers jsonl/csv/txt)
 from . import vader as _vader  # noqa: F401  (registers vader)
+from .base import Example, Splits, load_examples, register_source, split_examples
 
 __all__ = ["Example", "Splits", "load_examples", "register_source", "split_examples"]

@@ -7,8 +7,8 @@ hidden_mse = 1.0}``); adding a loss is one decorated function and one test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

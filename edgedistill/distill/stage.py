@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
 from ..errors import DataError
 from ..fileutil import atomic_dir, write_json_atomic

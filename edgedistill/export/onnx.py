@@ -33,7 +33,7 @@ def _wrapper(model, input_names, pooling: str, normalize: bool):
             self.model = model
 
         def forward(self, *args):
-            kwargs = dict(zip(input_names, args))
+            kwargs = dict(zip(input_names, args, strict=True))
             hidden = self.model(**kwargs).last_hidden_state
             return hidden, pool(hidden, kwargs["attention_mask"], pooling, normalize)
 
@@ -119,7 +119,7 @@ def run_session(path_or_session, feed: dict, threads: int = 1) -> dict:
     sess = session(path_or_session, threads) if isinstance(path_or_session, (str, os.PathLike)) else path_or_session
     wanted = {i.name for i in sess.get_inputs()}
     outs = sess.run(None, {k: np.asarray(v, dtype=np.int64) for k, v in feed.items() if k in wanted})
-    return dict(zip([o.name for o in sess.get_outputs()], outs))
+    return dict(zip([o.name for o in sess.get_outputs()], outs, strict=True))
 
 
 def onnx_embedder(path: Path, threads: int = 2):

@@ -8,9 +8,9 @@ for it to pay off. Targets name a scheme; ``--quant`` overrides it.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import GateError
 from ..registry import Registry

@@ -15,7 +15,6 @@ from ..fileutil import sha256_file, write_json_atomic
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder, weights_file
 from ..progress import say
-from ..quality.metrics import probe_fit
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import write_bundle
@@ -77,16 +76,9 @@ def _reference(ws: Workspace, student_dir: Path):
     te = ws.probe_set("test")
     where = {int(p): row for row, p in enumerate(pos)}
     rows = np.array([where[int(i)] for i in te.idx if int(i) in where], dtype=np.int64)
-    labels = np.array([lab for i, lab in zip(te.idx, te.labels) if int(i) in where], dtype=np.int64)
-    tr, va = ws.probe_set("train"), ws.probe_set("validation")
-    probe = None
-    if len(tr.idx) >= 20 and len(va.idx) >= 5 and len(rows) and len(set(tr.labels.tolist())) > 1:
-        pick = np.sort(np.random.default_rng(0).permutation(len(tr.idx))[:PROBE_TRAIN_LIMIT])
-        tr_texts = [ws.texts("train")[i] for i in tr.idx[pick]]
-        va_texts = [ws.texts("validation")[i] for i in va.idx]
-        x = embed_torch(model, tok, tr_texts + va_texts, r.teacher.max_length, r.teacher.pooling,
-                        r.teacher.normalize, desc="fp32 student (parity probe)")
-        probe = probe_fit(x[: len(tr_texts)], tr.labels[pick], x[len(tr_texts):], va.labels)
+    labels = np.array([lab for i, lab in zip(te.idx, te.labels, strict=True) if int(i) in where], dtype=np.int64)
+    probe = ws.fit_probe(ws.embed_with(model, tok, "fp32 student, parity probe"),
+                         limit=PROBE_TRAIN_LIMIT) if len(rows) else None
     return tok, texts, emb, probe, rows, labels
 
 

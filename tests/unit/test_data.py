@@ -2,8 +2,7 @@ import json
 
 import pytest
 
-from edgedistill.data import Example, load_examples, split_examples
-from edgedistill.data import vader
+from edgedistill.data import Example, load_examples, split_examples, vader
 from edgedistill.data.base import probe_labels
 from edgedistill.errors import DataError
 from edgedistill.recipe import DataSpec, Recipe, TeacherSpec

@@ -4,8 +4,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import synthetic_rows, tiny_recipe, write_jsonl
+
 from edgedistill.cli import main
 from edgedistill.fileutil import sha256_file
 

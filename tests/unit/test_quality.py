@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from edgedistill.quality.metrics import (accuracy_se, mean_cosine, paired_difference_se, pairwise_spearman,
-                                         probe_fit)
+from edgedistill.quality.metrics import accuracy_se, mean_cosine, paired_difference_se, pairwise_spearman, probe_fit
 
 
 def test_mean_cosine_and_spearman():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_rows
+
 from edgedistill.distill.losses import LOSSES, LossEntry
 from edgedistill.distill.strategies import EmbeddingStrategy, resolve_layer_map
 from edgedistill.distill.teacher_cache import teacher_targets
