@@ -8,10 +8,11 @@ The Python API mirrors the CLI::
     ed.distill(recipe, "runs/quickstart")      # or one stage at a time
     ed.export(recipe, "runs/quickstart", targets=["phone"])
     ed.bench(recipe, "runs/quickstart")
+    ed.report(["runs/quickstart", "runs/other"], "runs/comparison")
 """
 
 __version__ = "0.1.0"
 
-from .api import bench, distill, export, load_recipe, run  # noqa: E402
+from .api import bench, distill, export, load_recipe, report, run  # noqa: E402
 
-__all__ = ["__version__", "bench", "distill", "export", "load_recipe", "run"]
+__all__ = ["__version__", "bench", "distill", "export", "load_recipe", "report", "run"]

@@ -53,6 +53,13 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
     return run_bench(_workspace(recipe, out), target=target)
 
 
+def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[str, Path]:
+    """Merge the bench reports of several run folders into comparison.html and comparison.md."""
+    from .bench.compare import compare
+
+    return compare(runs, out)
+
+
 def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None) -> dict:
     """distill -> export -> bench, sharing one workspace (data and teacher are loaded once)."""
     from .bench.stage import run_bench

@@ -106,6 +106,23 @@ def bench(recipe, out, target):
     print_summary(api.bench(recipe, out, target))
 
 
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="runs/comparison", show_default=True,
+              help="Folder for comparison.html and comparison.md.")
+def report(runs, out):
+    """Merge the bench reports of several runs into one comparison page.
+
+    \b
+    Example:
+      edgedistill report runs/quickstart runs/my-3-layer-student -o runs/comparison
+    """
+    from . import api
+
+    for path in api.report(list(runs), out).values():
+        click.echo(path)
+
+
 @cli.group()
 def targets():
     """Device target profiles (phone, tablet, watch, ...)."""

@@ -168,6 +168,8 @@ class BenchSpec:
     threads: list[int] = field(default_factory=list)
     """Thread counts to measure; empty means the target's count (capped at host cores) and 1."""
     models: list[str] = field(default_factory=lambda: list(DEFAULT_BENCH_MODELS))
+    targets: list[str] = field(default_factory=list)
+    """Device profiles to model latency and energy for; empty means every built-in target."""
     probe: bool = True
     spearman_sentences: int = 1000
 

@@ -72,14 +72,20 @@ def measure(jobs: list[Job], inputs: Path, warmup: int, runs: int, repeats: int,
     for _, job in progress(schedule, desc="benchmarking (one process per model)", unit="proc"):
         raw.setdefault((job.name, job.threads), []).append(
             _run_worker(job, inputs, warmup, runs, pooling, normalize))
-    return {key: summarize(results) for key, results in raw.items()}
+    batch = int(np.load(inputs)["input_ids"].shape[0])
+    return {key: summarize(results, batch) for key, results in raw.items()}
 
 
-def summarize(results: list[dict]) -> dict:
+NOISY_SPREAD = 0.10
+"""Per-process p50s further apart than this (relative to their median) flag the measurement as noisy."""
+
+
+def summarize(results: list[dict], batch: int = 1) -> dict:
     p50s = [float(np.median(r["latencies_ms"])) for r in results]
     pooled = np.concatenate([r["latencies_ms"] for r in results])
+    p50 = float(np.median(p50s))
     return {
-        "p50_ms": float(np.median(p50s)),
+        "p50_ms": p50,
         "p90_ms": float(np.median([np.percentile(r["latencies_ms"], 90) for r in results])),
         "p99_ms": float(np.percentile(pooled, 99)),
         "mean_ms": float(np.mean(pooled)),
@@ -90,4 +96,8 @@ def summarize(results: list[dict]) -> dict:
         "load_s": float(np.median([r["load_s"] for r in results])),
         "first_inference_s": float(np.median([r["first_inference_s"] for r in results])),
         "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in results])),
+        "cpu_ms": float(np.median(np.concatenate([r["cpu_ms"] for r in results]))) if "cpu_ms" in results[0] else None,
+        "throughput_per_s": batch * 1000.0 / p50 if p50 > 0 else None,
+        "noisy": (max(p50s) - min(p50s)) / p50 > NOISY_SPREAD if p50 > 0 else False,
+        "samples_ms": [round(float(x), 4) for x in pooled],
     }

@@ -19,6 +19,8 @@ Schema (``schema_version`` 1), top-level keys:
 from __future__ import annotations
 
 from ..quality.metrics import paired_difference_se
+from .device_model import energy_ratios
+from .energy import sig2
 
 REPORT_SCHEMA = 1
 
@@ -49,6 +51,11 @@ def build_headline(report: dict, quality: dict) -> dict:
     if "1" in threads and main != "1":
         r1 = _ratios(teacher, student, "1")
         head["latency_p50_speedup_1_thread"] = r1 and r1["latency_p50_speedup"]
+    if teacher and student:
+        ratios = energy_ratios(teacher, student)
+        if ratios:
+            head["energy_kind"] = "modelled-v1"
+            head["energy_ratio"] = ratios
     head["settings"] = {"host": report["host"]["cpu"], "host_cores": report["host"]["cores"], "threads": int(main),
                         "batch_size": report["settings"]["batch_size"],
                         "seq_length": report["settings"]["seq_length"]}
@@ -96,6 +103,10 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {m['name']} | {m['runtime']} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
                      + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | {acc_s} | "
                      f"{_fmt(q.get('cosine_to_teacher'), '.4f')} |")
+    noisy = [f"{m['name']} @{t} thr" for m in report["models"] for t in threads if m["latency"][t].get("noisy")]
+    if noisy:
+        lines += ["", f"**Noisy measurement**: per-process p50s differ by more than 10% for {', '.join(noisy)}; "
+                      "re-run on an idle machine before trusting those ratios."]
     lines += ["", "## Headline (student bundle vs teacher)", ""]
     lines.append(f"- size: **{_fmt(h.get('size_ratio'), '.2f')}x** smaller than the teacher's fp32 weights")
     lines.append(f"- latency p50 ({threads[0]} threads): **{_fmt(h.get('latency_p50_speedup'), '.2f')}x** faster "
@@ -128,5 +139,32 @@ def render_markdown(report: dict) -> str:
     if d.get("steps"):
         lines.append(f"- distillation: {d['steps']} steps, {d['train_seconds']:.0f} s "
                      f"({d['sentences_per_second']:.0f} sentences/s), best step {d['best_step']}")
+    if h.get("energy_ratio"):
+        parts = [f"{t} {sig2(v['central'])}x [{sig2(v['lo'])}-{sig2(v['hi'])}]" for t, v in h["energy_ratio"].items()]
+        lines.append("- modelled energy per inference, teacher / student (modelled-v1, not measured): "
+                     + ", ".join(parts))
+    lines += _energy_table(report)
     lines += ["", f"Energy: {report['energy']['note']}.", ""]
     return "\n".join(lines)
+
+
+def _energy_table(report: dict) -> list[str]:
+    models = [m for m in report["models"] if m.get("energy")]
+    if not models:
+        return []
+    targets = list(models[0]["energy"])
+    lines = ["", "## Modelled on the device (modelled-v1; not measured)", "",
+             "Energy per inference in mJ, central [lo-hi]; inferences per 1% of the battery (central); "
+             "latency in ms (central). Constants and their sources: `edgedistill targets show NAME`.", ""]
+    head = "| model | " + " | ".join(f"{t}: mJ / per 1% / ms" for t in targets) + " |"
+    lines += [head, "|" + "---|" * (len(targets) + 1)]
+    for m in models:
+        cells = []
+        for t in targets:
+            e = m["energy"][t]
+            fit = "" if e["fits_size_budget"] and e["fits_memory_budget"] else " (over budget)"
+            cells.append(f"{sig2(e['energy_mj']['central'])} [{sig2(e['energy_mj']['lo'])}-"
+                         f"{sig2(e['energy_mj']['hi'])}] / {sig2(e['inferences_per_battery_percent']['central'])}"
+                         f" / {sig2(e['t_dev_ms']['central'])}{fit}")
+        lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    return lines

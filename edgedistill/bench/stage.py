@@ -15,9 +15,14 @@ from ..export.bundle import verify_bundle
 from ..export.stage import onnx_variants
 from ..fileutil import write_json_atomic, write_text_atomic
 from ..progress import say
-from ..targets import load_target
+from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
+from .calibrate import host_peaks
+from .device_model import annotate, preflight
+from .energy import ENERGY_KIND
+from .html import render_html
 from .latency import Job, make_inputs, measure
+from .macs import EncoderShape
 from .quality_eval import evaluate
 from .report import REPORT_SCHEMA, build_headline, render_markdown
 
@@ -70,6 +75,10 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     models = {name: catalogue[name] for name in b.models}
 
     threads = sorted(set(b.threads or [tgt.host_threads(), 1]), reverse=True)
+    shapes = {"teacher": EncoderShape.from_config(ws.teacher[0].config),
+              "student": EncoderShape.from_config(json.loads((ws.student_dir / "config.json").read_text()))}
+    preflight(shapes, b.batch_size, b.seq_length)
+    device_targets = [load_target(t) for t in (b.targets or list_targets())]
     quality = evaluate(ws, ws.student_dir,
                        {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt == "onnxruntime"},
                        threads[0])
@@ -90,6 +99,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
             "latency": {str(th): lat[(name, th)] for th in threads},
             "quality": q,
         })
+    peaks = host_peaks()
+    annotate(entries, shapes, device_targets, b.batch_size, b.seq_length, peaks)
     distill_json = ws.student_dir / "distill.json"
     distill = json.loads(distill_json.read_text()) if distill_json.is_file() else {}
     host = host_info()
@@ -110,15 +121,24 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                     "student_pytorch": {k: v for k, v in quality["student-pytorch"].items() if not k.startswith("_")},
                     "metric": "probe_accuracy" if "probe_accuracy" in quality["teacher-pytorch"] else None},
         "distill": {k: distill.get(k) for k in ("steps", "best_step", "train_seconds", "sentences_per_second",
-                                                 "student", "teacher", "metrics", "loss_weights")},
-        "energy": {"measured": False,
-                   "note": "not reported by this version; this host " +
-                           ("exposes" if host["rapl"] else "has no") + " RAPL energy counters"},
+                                                 "student", "teacher", "metrics", "loss_weights", "losses",
+                                                 "evals")},
+        "energy": {"measured": False, "energy_kind": ENERGY_KIND, "host_peak_gmacs_per_thread": peaks,
+                   "targets": [t.name for t in device_targets],
+                   "note": "device latency and energy are modelled, never measured (modelled-v1: the host's "
+                           "single-thread CPU time is split into matrix products, rescaled by measured host vs "
+                           "device peak throughput, and the rest, rescaled by single-thread speed; a DRAM-"
+                           "bandwidth floor; power and DRAM energy constants with lo/central/hi from the target "
+                           "files); this host " +
+                           ("exposes RAPL counters, which are not used" if host["rapl"]
+                            else "has no RAPL energy counters")},
     }
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0
-    report["files"] = {"json": str(ws.report_dir / "report.json"), "markdown": str(ws.report_dir / "report.md")}
+    report["files"] = {kind: str(ws.report_dir / f"report.{ext}")
+                       for kind, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
     write_json_atomic(report["files"]["json"], report)
     write_text_atomic(report["files"]["markdown"], render_markdown(report))
-    say(f"report written to {report['files']['json']} and report.md ({report['bench_seconds']:.0f} s)")
+    write_text_atomic(report["files"]["html"], render_html([report]))
+    say(f"report written to {ws.report_dir}/report.{{json,md,html}} ({report['bench_seconds']:.0f} s)")
     return report

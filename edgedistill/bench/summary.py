@@ -20,6 +20,9 @@ def print_summary(report: dict) -> None:
                    + " ".join(f"{m['latency'][t]['p50_ms']:10.2f}" for t in threads)
                    + f" {m['latency'][threads[0]]['peak_rss_mb']:7.0f} "
                    + (f"{100 * acc:8.2f}%" if acc is not None else f"{'-':>9s}"))
+    noisy = [m["name"] for m in report["models"] if any(v.get("noisy") for v in m["latency"].values())]
+    if noisy:
+        click.echo(f"warning: noisy timings (per-process p50s >10% apart) for {', '.join(noisy)}")
     h = report["headline"]
     if h.get("size_ratio"):
         ret = h.get("quality_retention")
@@ -30,4 +33,5 @@ def print_summary(report: dict) -> None:
         click.echo(f"student vs teacher int8: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
                    + (f", {100 * v['quality_retention']:.1f}% of its probe accuracy"
                       if v.get("quality_retention") else ""))
-    click.echo(f"report: {report['files']['markdown']} (JSON: {report['files']['json']})")
+    files = report["files"]
+    click.echo(f"report: {files['html']} (Markdown: {files['markdown']}, JSON: {files['json']})")

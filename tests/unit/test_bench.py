@@ -17,11 +17,15 @@ def test_inputs_fill_every_position_with_real_tokens(tiny_teacher, tmp_path):
 
 
 def test_summary_uses_median_of_process_medians():
-    rs = [{"latencies_ms": [1, 2, 3], "load_s": 1, "first_inference_s": 0.1, "peak_rss_mb": 10},
-          {"latencies_ms": [5, 6, 70], "load_s": 2, "first_inference_s": 0.2, "peak_rss_mb": 30},
-          {"latencies_ms": [3, 4, 5], "load_s": 3, "first_inference_s": 0.3, "peak_rss_mb": 20}]
-    s = summarize(rs)
+    rs = [{"latencies_ms": [1, 2, 3], "cpu_ms": [2, 4, 6], "load_s": 1, "first_inference_s": 0.1, "peak_rss_mb": 10},
+          {"latencies_ms": [5, 6, 70], "cpu_ms": [9, 9, 9], "load_s": 2, "first_inference_s": 0.2, "peak_rss_mb": 30},
+          {"latencies_ms": [3, 4, 5], "cpu_ms": [1, 1, 1], "load_s": 3, "first_inference_s": 0.3, "peak_rss_mb": 20}]
+    s = summarize(rs, batch=2)
     assert s["p50_ms"] == 4 and s["p50_spread_ms"] == [2, 6] and s["peak_rss_mb"] == 20 and s["processes"] == 3
+    assert s["throughput_per_s"] == 500.0 and s["cpu_ms"] == 4 and len(s["samples_ms"]) == 9
+    assert s["noisy"]  # per-process medians 2, 4, 6 are far apart
+    calm = [dict(r, latencies_ms=[10.0, 10.1, 10.2]) for r in rs]
+    assert not summarize(calm)["noisy"]
 
 
 def test_workers_time_onnx_and_torch_in_fresh_processes(tiny_teacher, tmp_path):

@@ -2,7 +2,7 @@ import pytest
 
 from edgedistill.cli import main
 
-COMMANDS = [["run"], ["distill"], ["export"], ["bench"], ["targets", "list"], ["targets", "show"],
+COMMANDS = [["run"], ["distill"], ["export"], ["bench"], ["report"], ["targets", "list"], ["targets", "show"],
             ["bundle", "verify"]]
 
 

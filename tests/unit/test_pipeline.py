@@ -46,6 +46,16 @@ def test_run_writes_student_bundle_and_report(tiny_run):
     assert [m["name"] for m in r["models"]] == ["teacher-pytorch", "teacher-onnx", "teacher-onnx-int8",
                                                 "student-onnx", "student-onnx-int8"]
     assert (run_dir / "report" / "report.md").read_text().startswith("# edgedistill bench: tiny")
+    # modelled device energy for every built-in target, labelled and with its range
+    from edgedistill.targets import list_targets
+
+    assert h["energy_kind"] == "modelled-v1" and set(h["energy_ratio"]) == set(list_targets())
+    for band in h["energy_ratio"].values():
+        assert 0 < band["lo"] <= band["central"] <= band["hi"]
+    student = r["models"][-1]
+    assert student["macs"]["int8"] > 0 and student["params"]["total"] > 0
+    assert student["energy"]["watch"]["energy_kind"] == "modelled-v1"
+    assert "Modelled on the device" in (run_dir / "report" / "report.md").read_text()
 
 
 def _snapshot(folder):
@@ -124,3 +134,40 @@ def test_export_refuses_without_a_student(tiny_run, tmp_path, capsys):
     _, recipe, _ = tiny_run
     code, _, err = cli("export", str(recipe), "-o", str(tmp_path / "empty"), capsys=capsys)
     assert code != 0 and "no student at" in err and "edgedistill distill" in err
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ("seq_length = 32", "key 'seq_length': 100 is longer than the teacher's maximum of 64 positions"),
+    ("runs = 3", "key 'batch_size': batch 100000000"),
+])
+def test_bench_refuses_impossible_shapes_before_starting(tiny_run, tmp_path, edit, expected, capsys):
+    _, recipe, run_dir = tiny_run
+    text = recipe.read_text()
+    text = text.replace(edit, {"seq_length = 32": "seq_length = 100",
+                               "runs = 3": "runs = 3\nbatch_size = 100000000"}[edit])
+    bad = tmp_path / "recipe.toml"
+    bad.write_text(text)
+    before = _snapshot(run_dir / "report")
+    code, _, err = cli("bench", str(bad), "-o", str(run_dir), capsys=capsys)
+    assert code == 2 and expected in err and err.count("\n") == 1
+    assert _snapshot(run_dir / "report") == before
+
+
+def test_bench_unknown_target(tiny_run, capsys):
+    _, recipe, run_dir = tiny_run
+    code, _, err = cli("bench", str(recipe), "-o", str(run_dir), "--target", "toaster", capsys=capsys)
+    assert code == 2 and "unknown target 'toaster'" in err
+
+
+def test_report_merges_runs_and_refuses_non_reports(tiny_run, tmp_path, capsys):
+    _, _, run_dir = tiny_run
+    html = (run_dir / "report" / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "modelled (modelled-v1)" in html
+    code, out, _ = cli("report", str(run_dir), str(run_dir / "report" / "report.json"), "-o", str(tmp_path / "cmp"),
+                       capsys=capsys)
+    assert code == 0 and "comparison.html" in out
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert md.count("| tiny | student-onnx-int8 |") == 2
+    (tmp_path / "junk.json").write_text("{}")
+    code, _, err = cli("report", str(tmp_path / "junk.json"), capsys=capsys)
+    assert code == 2 and "not an edgedistill bench report" in err

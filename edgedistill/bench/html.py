@@ -1,0 +1,415 @@
+"""Bench reports as one self-contained HTML page: headline, tables and inline SVG plots.
+
+Nothing is fetched when the page is opened (no external CSS, JS, fonts or images), so the file can be
+mailed or archived as is. Every optional part of a report may be missing (older schema versions, runs
+without distillation or energy modelling); the page then says "not available" for that part instead of
+failing. Modelled figures (energy) are always labelled as such, with their lo-hi range, and kept visually
+apart from what was measured on the benchmark host.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from .energy import sig2
+from .svg import PALETTE, box_rows, grouped_bars, lines, num, scatter
+
+ROLE_STYLE = {"teacher": ("#d95f02", "square"), "student": ("#1b9e77", "circle")}
+OTHER_ROLE = ("#7570b3", "diamond")
+MEASURED = '<span class="badge measured">measured on this host</span>'
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;color:#222;
+ background:#f6f7f9;margin:0}
+main{max-width:1140px;margin:0 auto;padding:24px 20px 48px}
+h1{font-size:26px;margin:0 0 6px}h2{font-size:20px;margin:34px 0 10px;border-bottom:1px solid #ddd;
+ padding-bottom:4px}h3{font-size:16px;margin:22px 0 8px}
+.meta{color:#555;font-size:14px;line-height:1.5;margin:4px 0}
+.note{background:#fff7e0;border:1px solid #f0d48a;padding:8px 12px;border-radius:6px;font-size:14px}
+.na{color:#777;font-style:italic;background:#fff;border:1px dashed #ccc;padding:10px 14px;border-radius:6px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:12px;margin:14px 0}
+.card{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 14px}
+.card .k{font-size:13px;color:#555}.card .v{font-size:22px;font-weight:650;margin:4px 0;white-space:nowrap}
+.card .d{font-size:12.5px;color:#555;line-height:1.45}
+.card.modelled{border-color:#c9b3e6;background:#fbf8ff}
+.badge{display:inline-block;font-size:11.5px;padding:1px 7px;border-radius:10px;margin:3px 0;white-space:nowrap}
+.over{color:#b3261e;font-size:12px}
+.badge.measured{background:#e3f3ea;color:#17643a}.badge.modelled{background:#ece2fa;color:#55308f}
+table{border-collapse:collapse;background:#fff;font-size:13.5px;margin:8px 0;width:100%}
+th,td{border:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600}td.m{white-space:nowrap}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tbody tr:nth-child(even){background:#fafbfc}.sub{color:#777;font-size:12px}
+figure{margin:14px 0;background:#fff;border:1px solid #ddd;border-radius:8px;padding:6px;overflow-x:auto}
+figure svg{display:block;max-width:100%;height:auto}figcaption{font-size:12.5px;color:#555;margin:4px 8px}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:12px}.pair figure{margin:0}
+"""
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
+
+
+def _e(v) -> str:
+    return escape("–" if v is None else str(v))
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _pct(v, se=None) -> str:
+    if v is None:
+        return "–"
+    return f"{100 * v:.2f}%" + (f" ± {100 * se:.2f}" if se is not None else "")
+
+
+def _cos(v) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def _mb(b) -> float | None:
+    return None if b is None else b / 1e6
+
+
+def _modelled(kind: str | None) -> str:
+    return f"modelled ({kind or 'unversioned'})"
+
+
+def _badge(kind: str | None) -> str:
+    return f'<span class="badge modelled">{escape(_modelled(kind))}</span>'
+
+
+def _rng(r: dict | None, unit: str = "") -> str:
+    if not r or r.get("central") is None:
+        return "–"
+    u = f" {unit}" if unit else ""
+    # Only modelled figures come in ranges; they get two significant figures.
+    return f"{sig2(r['central'])}{u} ({sig2(r.get('lo'))}–{sig2(r.get('hi'))})"
+
+
+def _threads(report: dict) -> list[str]:
+    ts = _get(report, "settings", "threads")
+    if ts:
+        return [str(t) for t in ts]
+    seen: dict[str, None] = {}
+    for m in report.get("models") or []:
+        seen.update(dict.fromkeys(m.get("latency") or {}))
+    return list(seen)
+
+
+def _lat(m: dict, t: str | None) -> dict:
+    return (m.get("latency") or {}).get(t) or {} if t else {}
+
+
+def _spread(lat: dict) -> tuple[float | None, float | None]:
+    s = list(lat.get("p50_spread_ms") or [])
+    return (s[0], s[-1]) if s else (None, None)
+
+
+def _role(m: dict) -> tuple[str, str]:
+    return ROLE_STYLE.get(m.get("role"), OTHER_ROLE)
+
+
+def _energy_kinds(report: dict) -> list[str]:
+    kinds = {e.get("energy_kind") for m in report.get("models") or [] for e in (m.get("energy") or {}).values()
+             if isinstance(e, dict)}
+    kinds.add(_get(report, "headline", "energy_kind"))
+    return sorted(k for k in kinds if k)
+
+
+def _fig(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+
+
+def _na(what: str) -> str:
+    return f'<p class="na">{escape(what)}: not available in this report.</p>'
+
+
+def _header(r: dict, name: str, tag: str) -> str:
+    host, s = r.get("host") or {}, r.get("settings") or {}
+    threads = _threads(r)
+    out = [f"<{tag}>edgedistill bench: {escape(name)}</{tag}>"]
+    if r.get("_note"):
+        out.append(f'<p class="note">{escape(str(r["_note"]))}</p>')
+    out.append(f'<p class="meta">Created {_e(r.get("created"))}. Host: {_e(host.get("cpu"))}, {_e(host.get("cores"))} '
+               f'cores; torch {_e(host.get("torch"))}, onnxruntime {_e(host.get("onnxruntime"))}.<br>'
+               f'Target <b>{_e(_get(r, "target", "name"))}</b> ({_e(s.get("target_threads"))} threads on device; '
+               f'threads here: {escape(", ".join(threads) or "–")}). Batch {_e(s.get("batch_size"))}, sequence '
+               f'length {_e(s.get("seq_length"))} ({_e(s.get("input"))}); {_e(s.get("warmup"))} warm-up + '
+               f'{_e(s.get("runs"))} timed runs in each of {_e(s.get("repeats"))} fresh processes per model.</p>')
+    return "\n".join(out)
+
+
+def _card(key: str, value: str, detail: str, badge: str, cls: str = "") -> str:
+    return (f'<div class="card {cls}"><div class="k">{escape(key)}</div><div class="v">{escape(value)}</div>'
+            f'<div class="d">{detail}</div>{badge}</div>')
+
+
+def _headline(r: dict) -> str:
+    h, t0 = r.get("headline") or {}, (_threads(r) or ["?"])[0]
+    te, st = h.get("teacher") or {}, h.get("student") or {}
+    one = h.get("latency_p50_speedup_1_thread")
+    cards = [
+        _card("Size (teacher fp32 ÷ student bundle)", f"{_x(h.get('size_ratio'))} smaller",
+              f"{num(_mb(te.get('size_bytes')))} MB → {num(_mb(st.get('size_bytes')))} MB", MEASURED),
+        _card(f"Latency p50 speedup ({t0} threads)", f"{_x(h.get('latency_p50_speedup'))} faster",
+              f"{num(te.get('p50_ms'))} ms → {num(st.get('p50_ms'))} ms"
+              + (f"; {_x(one)} at 1 thread" if one else ""), MEASURED),
+        _card("Quality retention (probe accuracy)",
+              "–" if h.get("quality_retention") is None else f"{100 * h['quality_retention']:.1f}%",
+              f"{_pct(te.get('probe_accuracy'))} → {_pct(st.get('probe_accuracy'))}"
+              + (f"; paired difference SE {100 * h['probe_accuracy_difference_se']:.2f} pts, "
+                 f"n = {_e(h.get('probe_test_n'))}" if h.get("probe_accuracy_difference_se") is not None else ""),
+              MEASURED),
+    ]
+    v = h.get("vs_teacher_int8")
+    cards.append(_card("Against the teacher in int8 ONNX",
+                       "–" if not v else f"{_x(v.get('latency_p50_speedup'))} faster",
+                       "not benchmarked in this run" if not v else
+                       f"{_x(v.get('size_ratio'))} smaller, {_pct(v.get('quality_retention'))} of its probe accuracy",
+                       MEASURED if v else ""))
+    ratios = {t: x for t, x in (h.get("energy_ratio") or {}).items() if isinstance(x, dict)}
+    if ratios:
+        main = _get(r, "target", "name")
+        main = main if main in ratios else next(iter(ratios))
+        detail = "central (lo–hi):<br>" + "<br>".join(
+            f"{escape(t)}: {escape(sig2(x.get('central')))}× ({sig2(x.get('lo'))}–{sig2(x.get('hi'))})"
+            for t, x in ratios.items())
+        cards.append(_card(f"Energy ratio, teacher ÷ student ({main})", f"{sig2(ratios[main].get('central'))}×", detail,
+                           _badge(h.get("energy_kind")), "modelled"))
+    note = _get(r, "energy", "note")
+    energy = (f'<p class="meta">Energy: {escape(str(note))}.</p>' if note else "")
+    return f'<div class="cards">{"".join(cards)}</div>{energy}'
+
+
+def _models_table(r: dict) -> str:
+    models, threads = r.get("models") or [], _threads(r)
+    if not models:
+        return _na("Per-model results")
+    head = "".join(f"<th>p50 ms @ {escape(t)} thr<br><span class='sub'>[min–max of process medians]</span></th>"
+                   for t in threads)
+    rows = []
+    for m in models:
+        q = m.get("quality") or {}
+        lat = "".join(f'<td class="n">{num(_lat(m, t).get("p50_ms"))} <span class="sub">'
+                      f'[{"–".join(num(x) for x in _spread(_lat(m, t)))}]</span></td>'
+                      for t in threads)
+        rows.append(f"<tr><td class='m'>{_e(m.get('name'))}</td><td>{_e(m.get('role'))}</td>"
+                    f"<td>{_e(m.get('runtime'))}</td>"
+                    f"<td class='m'>{_e(m.get('quantization'))}</td><td class='n'>{num(_mb(m.get('size_bytes')))}</td>"
+                    f"{lat}"
+                    f"<td class='n'>{num(_lat(m, threads[0] if threads else None).get('peak_rss_mb'))}</td>"
+                    f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td>"
+                    f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}"
+                    "</td></tr>")
+    return (f"<h3>Models {MEASURED}</h3><table><thead><tr><th>model</th><th>role</th><th>runtime</th><th>quant</th>"
+            f"<th>size MB</th>{head}<th>peak RSS MB</th><th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _role_legend(models: list[dict]) -> list[tuple[str, str, str]]:
+    roles = dict.fromkeys(m.get("role") or "other" for m in models)
+    return [(role, *ROLE_STYLE.get(role, OTHER_ROLE)) for role in roles]
+
+
+def _latency_plot(r: dict) -> str:
+    title = "Latency distribution per model"
+    threads = _threads(r)
+    t = threads[0] if threads else None
+    rows = []
+    for m in r.get("models") or []:
+        lat = _lat(m, t)
+        if lat.get("p50_ms") is None:
+            continue
+        samples = [x for x in lat.get("samples_ms") or [] if isinstance(x, (int, float)) and x > 0]
+        lo, hi = _spread(lat)
+        rows.append({"label": str(m.get("name")), "colour": _role(m)[0], "samples": samples or None,
+                     "p50": lat["p50_ms"], "spread": (lo, hi)})
+    if not rows:
+        return f"<h3>{title}</h3>" + _na("Latency per model")
+    missing = sum(1 for x in rows if not x["samples"])
+    svg = box_rows(rows, f"{title} ({t} threads)", "measured on this host, batch "
+                   f"{_e(_get(r, 'settings', 'batch_size'))}, sequence length {_e(_get(r, 'settings', 'seq_length'))}",
+                   "latency per inference (ms, log scale)", _role_legend(r.get("models") or []))
+    cap = "The number is the reported p50 (median of the per-process medians)."
+    if missing < len(rows):
+        cap = ("Box: quartiles of every timed run pooled over processes, bar = median, whiskers to 1.5×IQR, "
+               "dots = single runs. " + cap)
+    if missing:
+        cap += (f" Per-run samples are not available for {missing} of {len(rows)} models: those show the p50 (◆) "
+                "with the min–max of the per-process medians as a range bar.")
+    return _fig(svg, escape(cap))
+
+
+def _pareto_points(entries: list[tuple[str, dict, str | None, str, str]]) -> list[dict]:
+    """entries: (label, model, threads, colour, shape). Marks points no other point beats on all three axes."""
+    pts = []
+    for label, m, t, colour, shape in entries:
+        size, p50 = _mb(m.get("size_bytes")), _lat(m, t).get("p50_ms")
+        if not size or not p50:
+            continue
+        q = m.get("quality") or {}
+        acc = q.get("probe_accuracy")
+        pts.append({"x": size, "y": p50, "acc": acc, "label": label, "colour": colour, "shape": shape,
+                    "sublabel": "probe acc " + (_pct(acc) if acc is not None else "n/a")})
+    for p in pts:
+        # an unprobed point claims no accuracy, so size and speed alone can beat it; an unprobed
+        # point cannot beat a probed one, since it is not known to be at least as accurate
+        p["ring"] = not any(o["x"] < p["x"] and o["y"] < p["y"]
+                            and (p["acc"] is None or (o["acc"] is not None and o["acc"] >= p["acc"]))
+                            for o in pts if o is not p)
+    return pts
+
+
+def _pareto_plot(pts: list[dict], legend, subtitle: str) -> str:
+    title = "Size – latency – quality trade-off (Pareto)"
+    if not pts:
+        return f"<h3>{title}</h3>" + _na("Size and latency per model")
+    legend = legend + [("Pareto-optimal: no other model is smaller, faster and at least as accurate", "#111",
+                        "ring")]
+    svg = scatter(pts, title, subtitle, "model size (MB, log scale)", "p50 latency (ms, log scale)", legend)
+    return _fig(svg, "Lower left is better. Sizes and latencies " + MEASURED +
+                "; the ring marks Pareto-optimal models over size, p50 latency and probe accuracy.")
+
+
+def _energy_series(r: dict) -> tuple[list[str], list[dict]]:
+    models = [m for m in r.get("models") or [] if m.get("energy")]
+    seen: dict[str, None] = dict.fromkeys(r.get("targets") or [])
+    for m in models:
+        seen.update(dict.fromkeys(m["energy"]))
+    targets = [t for t in seen if any(t in m["energy"] for m in models)]
+    return targets, models
+
+
+def _energy_plot(r: dict) -> str:
+    title = "Energy per inference by target"
+    targets, models = _energy_series(r)
+    if not targets:
+        return f"<h3>{title}</h3>" + _na("Modelled energy per target")
+    label = _modelled(", ".join(_energy_kinds(r)) or None)
+    series = [(str(m.get("name")), PALETTE[i % len(PALETTE)]) for i, m in enumerate(models)]
+    values = {(t, str(m.get("name"))): (m["energy"].get(t) or {}).get("energy_mj") or {}
+              for m in models for t in targets if t in m["energy"]}
+    svg = grouped_bars(targets, series, values, f"{title} — {label}",
+                       f"{label}: not measured; bar = central estimate, error bar = lo–hi range",
+                       f"energy per inference (mJ, {label.split(' ')[0]})")
+    return _fig(svg, f"{_badge(', '.join(_energy_kinds(r)) or None)} Values come from the target's energy model "
+                     "(device time × power constants), not from a meter.") + _energy_table(targets, models, label)
+
+
+def _energy_table(targets: list[str], models: list[dict], label: str) -> str:
+    # One row per (target, model): five targets side by side overflow a laptop screen.
+    rows = []
+    for t in targets:
+        for i, m in enumerate(models):
+            e = m["energy"].get(t)
+            if not e:
+                continue
+            over = [k for k in ("memory", "size") if e.get(f"fits_{k}_budget") is False]
+            budget = "".join(f"<span class='over'>over the {k} budget</span> " for k in over) or "fits"
+            first = f"<td class='m' rowspan='{len(models)}'>{escape(t)}</td>" if i == 0 else ""
+            rows.append(f"<tr>{first}<td class='m'>{_e(m.get('name'))}</td>"
+                        f"<td class='n'>{escape(_rng(e.get('energy_mj'), 'mJ'))}</td>"
+                        f"<td class='n'>{escape(_rng(e.get('inferences_per_battery_percent')))}</td>"
+                        f"<td class='n'>{escape(_rng(e.get('t_dev_ms'), 'ms'))}</td><td>{budget}</td></tr>")
+    return (f"<table><thead><tr><th>target</th><th>model</th><th>energy per inference</th>"
+            f"<th>inferences per 1% battery</th><th>device time</th><th>budgets</th></tr>"
+            f"<tr><th colspan='6' class='sub'>every figure {escape(label)}: central (lo–hi)</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _distill_plots(r: dict) -> str:
+    d = r.get("distill") or {}
+    losses = [x for x in d.get("losses") or [] if isinstance(x, dict) and x.get("step") is not None]
+    evals = [x for x in d.get("evals") or [] if isinstance(x, dict) and x.get("step") is not None
+             and x.get("val_cosine") is not None]
+    sub = (f"{d['steps']} steps" if d.get("steps") else "distillation") + \
+          (f", {d['train_seconds']:.0f} s of training" if d.get("train_seconds") else "")
+    parts = []
+    if losses:
+        terms = ["loss"] + [k for k in losses[0] if k not in ("step", "lr", "loss", "epoch")
+                            and isinstance(losses[0][k], (int, float))]
+        series = [("total loss" if k == "loss" else k, PALETTE[i % len(PALETTE)],
+                   [(x["step"], x[k]) for x in losses if isinstance(x.get(k), (int, float))])
+                  for i, k in enumerate(terms)]
+        series = [s for s in series if s[2]]
+        log = all(y > 0 for _, _, pts in series for _, y in pts)
+        parts.append(_fig(lines(series, "Distillation loss curves", sub, "training step",
+                                "loss (log scale)" if log else "loss", log_y=log), "Total loss and each loss term."))
+    else:
+        parts.append("<div><h3>Distillation loss curves</h3>" + _na("Training losses") + "</div>")
+    if evals:
+        svg = lines([("val_cosine", PALETTE[2], [(x["step"], x["val_cosine"]) for x in evals])],
+                    "Validation cosine to teacher", sub, "training step", "mean cosine to teacher")
+        parts.append(_fig(svg, "Held-out embedding cosine between student and teacher during training."))
+    else:
+        parts.append("<div><h3>Validation cosine to teacher</h3>" + _na("Validation evaluations") + "</div>")
+    return f'<div class="pair">{"".join(parts)}</div>'
+
+
+def _run_section(r: dict, name: str, tag: str) -> str:
+    threads = _threads(r)
+    t = threads[0] if threads else None
+    pts = _pareto_points([(str(m.get("name")), m, t, *_role(m)) for m in r.get("models") or []])
+    return "\n".join([
+        _header(r, name, tag), _headline(r), _models_table(r),
+        "<h3>Latency</h3>", _latency_plot(r),
+        "<h3>Trade-off</h3>", _pareto_plot(pts, _role_legend(r.get("models") or []),
+                                           f"p50 at {t} threads, measured on this host; label: model, probe accuracy"),
+        "<h3>Energy</h3>", _energy_plot(r),
+        "<h3>Distillation</h3>", _distill_plots(r),
+    ])
+
+
+def _run_names(reports: list[dict]) -> list[str]:
+    names: list[str] = []
+    for i, r in enumerate(reports):
+        n = str(_get(r, "recipe", "name") or f"run {i + 1}")
+        names.append(n if n not in names else f"{n} #{i + 1}")
+    return names
+
+
+def _comparison(reports: list[dict], names: list[str]) -> str:
+    rows, entries = [], []
+    for i, (r, n) in enumerate(zip(reports, names, strict=False)):
+        threads = _threads(r)
+        t = threads[0] if threads else None
+        for m in r.get("models") or []:
+            lat, q = _lat(m, t), m.get("quality") or {}
+            spread = _spread(lat)
+            rows.append(f"<tr><td class='m'>{escape(n)}</td><td class='m'>{_e(r.get('created'))}</td>"
+                        f"<td>{_e(_get(r, 'host', 'cpu'))}</td><td class='m'>{_e(m.get('name'))}</td>"
+                        f"<td>{_e(m.get('role'))}</td><td class='m'>{_e(m.get('quantization'))}</td>"
+                        f"<td class='n'>{num(_mb(m.get('size_bytes')))}</td><td class='n'>{num(lat.get('p50_ms'))} "
+                        f"<span class='sub'>[{num(spread[0])}–{num(spread[1])}] @ {_e(t)} thr</span></td>"
+                        f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td></tr>")
+            entries.append((f"{n}/{m.get('name')}", m, t, PALETTE[i % len(PALETTE)], _role(m)[1]))
+    legend = [(n, PALETTE[i % len(PALETTE)], "circle") for i, n in enumerate(names)]
+    legend += [(f"{role} (shape)", "#888", shape) for role, shape in
+               dict.fromkeys((m.get("role") or "other", _role(m)[1]) for _, m, *_ in entries)]
+    table = ("<table><thead><tr><th>run</th><th>created</th><th>host</th><th>model</th><th>role</th><th>quant</th>"
+             "<th>size MB</th><th>p50 ms [min–max]</th><th>probe acc ± SE</th></tr></thead>"
+             f"<tbody>{''.join(rows)}</tbody></table>")
+    return (f"<h2>Comparison {MEASURED}</h2>{table}" + _pareto_plot(
+        _pareto_points(entries), legend, "all runs; p50 at each run's first thread count; colour = run, shape = role"))
+
+
+def render_html(reports: list[dict]) -> str:
+    """One report -> its page; several reports (from different runs) -> one comparison page."""
+    if not reports:
+        raise ValueError("render_html needs at least one report")
+    names = _run_names(reports)
+    if len(reports) == 1:
+        title, body = f"edgedistill bench: {names[0]}", _run_section(reports[0], names[0], "h1")
+    else:
+        title = "edgedistill bench comparison: " + " vs ".join(names)
+        body = "\n".join([f"<h1>{escape(title)}</h1>", _comparison(reports, names)]
+                         + [_run_section(r, f"run {i + 1}: {n}", "h2") for i, (r, n) in enumerate(zip(reports, names, strict=False))])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f"<body><main>\n{body}\n</main></body></html>\n")
