@@ -32,6 +32,7 @@ class Workspace:
     def __init__(self, recipe: Recipe, run_dir: str | Path):
         self.recipe = recipe
         self.run_dir = Path(run_dir)
+        self._teacher_emb: dict[str, np.ndarray] = {}
 
     # --- paths -------------------------------------------------------------
     @property
@@ -120,7 +121,11 @@ class Workspace:
         return embed
 
     def teacher_embeddings(self, split: str) -> np.ndarray:
-        return np.asarray(self.teacher_outputs(self.texts(split), desc=f"teacher embeddings ({split})").embeddings)
+        # Memoised: each lookup hashes every text of the split to find its cache entry.
+        if split not in self._teacher_emb:
+            self._teacher_emb[split] = np.asarray(
+                self.teacher_outputs(self.texts(split), desc=f"teacher embeddings ({split})").embeddings)
+        return self._teacher_emb[split]
 
 
 def set_threads(n: int = 0) -> int:

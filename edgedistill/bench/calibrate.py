@@ -23,7 +23,7 @@ SIZE = 1024
 CALIBRATION_VERSION = 1
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -77,14 +77,14 @@ def host_peaks(refresh: bool = False) -> dict:
     """{"fp32": GMAC/s per thread, "int8": GMAC/s per thread, ...}, cached per CPU and onnxruntime version."""
     import onnxruntime as ort
 
-    key = sha256_json({"cpu": _cpu_name(), "ort": ort.__version__, "v": CALIBRATION_VERSION, "size": SIZE})[:16]
+    key = sha256_json({"cpu": cpu_name(), "ort": ort.__version__, "v": CALIBRATION_VERSION, "size": SIZE})[:16]
     path = cache_dir("calibration") / f"{key}.json"
     if path.is_file() and not refresh:
         try:
             return json.loads(path.read_text())
         except ValueError:
             pass
-    result = {"fp32": _measure("fp32"), "int8": _measure("int8"), "cpu": _cpu_name(), "onnxruntime": ort.__version__,
+    result = {"fp32": _measure("fp32"), "int8": _measure("int8"), "cpu": cpu_name(), "onnxruntime": ort.__version__,
               "method": f"best of 8 single-thread {SIZE}^3 GEMMs in onnxruntime (MatMul fp32, MatMulInteger u8s8)",
               "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_json_atomic(path, result)

@@ -24,8 +24,8 @@ def preflight(shapes: dict[str, EncoderShape], batch: int, seq: int, where: str 
         return
     for family, shape in shapes.items():
         acts = count(shape, batch, seq)["activation_bytes"]
-        # Eager PyTorch keeps a few per-layer activations alive at once; 4x the
-        # largest set is a generous bound that still catches absurd batches.
+        # Eager PyTorch keeps a few per-layer activations alive at once; 4x one
+        # layer's activations plus fp32 weights is generous yet still catches absurd batches.
         need = 4 * sum(acts.values()) + 4 * count(shape, 1, 1)["params"]["total"]
         if need > RAM_FRACTION * free:
             raise RecipeError(f"{where} key 'batch_size': batch {batch} x {seq} tokens needs about "

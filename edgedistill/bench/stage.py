@@ -17,7 +17,7 @@ from ..fileutil import write_json_atomic, write_text_atomic
 from ..progress import say
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
-from .calibrate import host_peaks
+from .calibrate import cpu_name, host_peaks
 from .device_model import annotate, preflight
 from .energy import ENERGY_KIND
 from .html import render_html
@@ -28,19 +28,11 @@ from .report import REPORT_SCHEMA, build_headline, render_markdown
 
 
 def host_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
     import torch
     import transformers
 
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
+    return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__,
             "rapl": Path("/sys/class/powercap/intel-rapl").exists()}
