@@ -46,8 +46,21 @@ def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = N
                       student_dir=Path(student) if student else None)
 
 
-def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None) -> dict:
-    """Benchmark teacher against student; returns the report (also written to OUT/report/)."""
+def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None,
+          models: list[str | Path] | None = None, teacher: str | Path | None = None,
+          targets: list[str] | None = None, tokenizer: str | Path | None = None) -> dict:
+    """Benchmark teacher against student; returns the report (also written to OUT/report/).
+
+    With ``models`` (paths of HF folders, .onnx/.pte files or bundles), benchmark those instead of a
+    run folder, against ``teacher`` if given, modelling ``targets`` (default: all); OUT defaults to
+    runs/bench.
+    """
+    if models:
+        from .bench.adhoc import run_bench_models
+
+        r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        return run_bench_models(r, models, Path(out) if out else Path("runs") / "bench", teacher=teacher,
+                                targets=targets or None, tokenizer=tokenizer)
     from .bench.stage import run_bench
 
     return run_bench(_workspace(recipe, out), target=target)

@@ -92,18 +92,33 @@ def export(recipe, out, targets, quant, student):
 @cli.command()
 @_recipe_arg
 @_out_opt
-@click.option("--target", "-t", default=None, help="Target whose bundle and thread count to use (default: the first).")
-def bench(recipe, out, target):
+@click.option("--target", "-t", "targets", multiple=True,
+              help="Run folder: the target whose bundle and thread count to use (default: the first). With --model: "
+                   "device profiles to model (repeatable; default: the recipe's [bench] targets, else all).")
+@click.option("--model", "-m", "models", multiple=True,
+              help="Benchmark this model instead of a run folder: a Hugging Face folder, a .onnx or .pte file, or "
+                   "a bundle folder (repeatable).")
+@click.option("--teacher", default=None, help="With --model: the reference model for the ratios (any model kind).")
+@click.option("--tokenizer", type=click.Path(file_okay=False), default=None,
+              help="With --model: tokenizer folder for models that carry none (a bare .onnx or .pte file).")
+def bench(recipe, out, targets, models, teacher, tokenizer):
     """Benchmark teacher vs student: size, latency, peak memory, quality; writes OUT/report/.
 
     \b
-    Example:
+    Examples:
       edgedistill bench examples/quickstart.toml -o runs/qs
+      edgedistill bench --model runs/qs/bundles/phone --model runs/qs/student --teacher TEACHER_DIR -o runs/cmp
+    With --model, the recipe (default: the quickstart) gives the data, the latency grid and the runs.
     """
     from . import api
     from .bench.summary import print_summary
 
-    print_summary(api.bench(recipe, out, target))
+    if not models and (teacher or tokenizer):
+        raise click.UsageError("--teacher and --tokenizer go with --model")
+    if not models and len(targets) > 1:
+        raise click.UsageError("a run folder is benchmarked for one --target at a time")
+    print_summary(api.bench(recipe, out, targets[0] if targets and not models else None, models=list(models),
+                            teacher=teacher, targets=list(targets), tokenizer=tokenizer))
 
 
 @cli.command()

@@ -159,8 +159,10 @@ class ExportSpec:
 
 @dataclass
 class BenchSpec:
-    batch_size: int = 1
-    seq_length: int = 128
+    batch_size: int | list[int] = 1
+    """One batch size, or a list: the latency grid. The first cell (first batch, first length) is the headline."""
+    seq_length: int | list[int] = 128
+    """One sequence length, or a list (see ``batch_size``)."""
     warmup: int = 10
     runs: int = 50
     repeats: int = 3
@@ -173,8 +175,19 @@ class BenchSpec:
     probe: bool = True
     spearman_sentences: int = 1000
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        return self.batch_size if isinstance(self.batch_size, list) else [self.batch_size]
+
+    @property
+    def seq_lengths(self) -> list[int]:
+        return self.seq_length if isinstance(self.seq_length, list) else [self.seq_length]
+
     def validate(self, where: str) -> None:
-        for key in ("batch_size", "seq_length", "runs", "repeats"):
+        for key, values in (("batch_size", self.batch_sizes), ("seq_length", self.seq_lengths)):
+            if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+                _fail(where, key, f"expected a positive integer or a list of distinct ones, got {getattr(self, key)}")
+        for key in ("runs", "repeats"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")
         if self.warmup < 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import EdgedistillError
 from ..fileutil import write_text_atomic
 from .html import render_html
-from .report import REPORT_SCHEMA
+from .report import READABLE_SCHEMAS
 
 
 def load_report(path: str | Path) -> dict:
@@ -22,9 +22,9 @@ def load_report(path: str | Path) -> dict:
                 raise EdgedistillError(f"{cand}: not a readable JSON report ({e})") from None
             if report.get("kind") != "edgedistill.bench":
                 raise EdgedistillError(f"{cand}: not an edgedistill bench report")
-            if report.get("schema_version") != REPORT_SCHEMA:
+            if report.get("schema_version") not in READABLE_SCHEMAS:
                 raise EdgedistillError(f"{cand}: report schema {report.get('schema_version')!r} is not supported "
-                                       f"(this edgedistill reads {REPORT_SCHEMA})")
+                                       f"(this edgedistill reads {', '.join(map(str, READABLE_SCHEMAS))})")
             return report
     raise EdgedistillError(f"{p}: no bench report here (run 'edgedistill bench' for this run first)")
 

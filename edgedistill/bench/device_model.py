@@ -35,9 +35,16 @@ def preflight(shapes: dict[str, EncoderShape], batch: int, seq: int, where: str 
 
 def annotate(entries: list[dict], shapes: dict[str, EncoderShape], targets: list, batch: int, seq: int,
              host_peak: dict) -> None:
-    """Add ``params``, ``macs`` and per-target ``energy`` (modelled-v1) to each model entry in place."""
+    """Add ``params``, ``macs`` and per-target ``energy`` (modelled-v1) to each model entry in place.
+
+    ``shapes`` is keyed by model name or, failing that, by role (teacher / student).
+    """
     for m in entries:
-        c = count(shapes[m["role"]], batch, seq, m["quantization"])
+        shape = shapes.get(m["name"]) or shapes.get(m["role"])
+        if shape is None:
+            m["energy_note"] = "not modelled: the encoder shape could not be read from this model"
+            continue
+        c = count(shape, batch, seq, m["quantization"])
         m["params"] = c["params"]
         m["macs"] = c["macs"]
         m["macs_by_layer_class"] = c["macs_by_layer_class"]

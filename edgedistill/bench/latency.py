@@ -1,8 +1,10 @@
-"""Latency and peak memory, each model in its own fresh process, repeated.
+"""Latency and peak memory, each model and input shape in its own fresh process, repeated.
 
 Processes are interleaved round-robin (model A, B, C, A, B, C, ...) so a slow
 patch of a shared machine does not land on one model only. The p50 reported
 is the median of the per-process medians; their min and max are the spread.
+Every (batch, sequence length) cell of the grid gets its own processes, so a
+large shape's allocations never sit in a small shape's peak RSS.
 """
 
 from __future__ import annotations
@@ -24,9 +26,19 @@ from ..progress import progress
 @dataclass
 class Job:
     name: str
-    kind: str  # "torch" | "onnx"
+    kind: str
+    """A loader of :data:`edgedistill.bench.runners.RUNNERS`: torch, onnx, executorch."""
     path: str
     threads: int
+    inputs: Path
+    """An .npz of int64 features; its shape is the (batch, seq) cell."""
+    pooling: str = "mean"
+    normalize: bool = True
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        batch, seq = np.load(self.inputs)["input_ids"].shape
+        return int(batch), int(seq)
 
 
 def make_inputs(tokenizer, texts: list[str], batch: int, seq: int, path: Path) -> Path:
@@ -46,9 +58,17 @@ def make_inputs(tokenizer, texts: list[str], batch: int, seq: int, path: Path) -
     return path
 
 
-def _run_worker(job: Job, inputs: Path, warmup: int, runs: int, pooling: str, normalize: bool) -> dict:
-    spec = {"kind": job.kind, "path": job.path, "threads": job.threads, "inputs": str(inputs), "warmup": warmup,
-            "runs": runs, "pooling": pooling, "normalize": normalize}
+def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
+    """Token ids drawn from the vocabulary, for a model that came without a tokenizer."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(min(1000, vocab - 1), vocab, size=(batch, seq), dtype=np.int64)
+    np.savez(path, input_ids=ids, attention_mask=np.ones_like(ids), token_type_ids=np.zeros_like(ids))
+    return path
+
+
+def _run_worker(job: Job, warmup: int, runs: int) -> dict:
+    spec = {"kind": job.kind, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
+            "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     env = dict(os.environ, OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads),
@@ -65,15 +85,13 @@ def _run_worker(job: Job, inputs: Path, warmup: int, runs: int, pooling: str, no
     return json.loads(lines[-1])
 
 
-def measure(jobs: list[Job], inputs: Path, warmup: int, runs: int, repeats: int, pooling: str,
-            normalize: bool) -> dict[tuple[str, int], dict]:
-    raw: dict[tuple[str, int], list[dict]] = {}
+def measure(jobs: list[Job], warmup: int, runs: int, repeats: int) -> dict[tuple[str, int, int, int], dict]:
+    """Summaries keyed by (model name, threads, batch, seq)."""
+    raw: dict[tuple[str, int, int, int], list[dict]] = {}
     schedule = [(r, j) for r in range(repeats) for j in jobs]
-    for _, job in progress(schedule, desc="benchmarking (one process per model)", unit="proc"):
-        raw.setdefault((job.name, job.threads), []).append(
-            _run_worker(job, inputs, warmup, runs, pooling, normalize))
-    batch = int(np.load(inputs)["input_ids"].shape[0])
-    return {key: summarize(results, batch) for key, results in raw.items()}
+    for _, job in progress(schedule, desc="benchmarking (one process per model and shape)", unit="proc"):
+        raw.setdefault((job.name, job.threads, *job.cell), []).append(_run_worker(job, warmup, runs))
+    return {key: summarize(results, key[2]) for key, results in raw.items()}
 
 
 NOISY_SPREAD = 0.10
@@ -96,8 +114,18 @@ def summarize(results: list[dict], batch: int = 1) -> dict:
         "load_s": float(np.median([r["load_s"] for r in results])),
         "first_inference_s": float(np.median([r["first_inference_s"] for r in results])),
         "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in results])),
+        "rss_after_load_mb": _median_or_none(results, "rss_after_load_mb"),
+        "weights_bytes": results[0].get("weights_bytes"),
+        "weights_source": results[0].get("weights_source"),
+        "arena_bytes": _median_or_none(results, "arena_bytes"),
+        "arena_note": results[0].get("arena_note"),
         "cpu_ms": float(np.median(np.concatenate([r["cpu_ms"] for r in results]))) if "cpu_ms" in results[0] else None,
         "throughput_per_s": batch * 1000.0 / p50 if p50 > 0 else None,
         "noisy": (max(p50s) - min(p50s)) / p50 > NOISY_SPREAD if p50 > 0 else False,
         "samples_ms": [round(float(x), 4) for x in pooled],
     }
+
+
+def _median_or_none(results: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in results if r.get(key) is not None]
+    return float(np.median(vals)) if vals else None

@@ -1,19 +1,35 @@
 """Bench report: the versioned JSON schema's headline block and the Markdown rendering.
 
-Schema (``schema_version`` 1), top-level keys:
+Schema (``schema_version`` 2), top-level keys:
 
 * ``headline``: ``size_ratio`` (teacher fp32 weights bytes / student bundle model bytes),
-  ``latency_p50_speedup`` (teacher PyTorch fp32 p50 / student bundle p50, same run, target threads),
+  ``latency_p50_speedup`` (teacher PyTorch fp32 p50 / student bundle p50, same run, target threads,
+  headline cell of the grid),
   ``quality_retention`` (student bundle probe accuracy / teacher probe accuracy),
   ``vs_teacher_int8`` (the same three against the teacher quantised to int8 ONNX),
   ``settings`` (host, threads, batch, seq_length) and the absolute figures behind the ratios.
+  In ``mode: "models"`` (``edgedistill bench --model``), ``vs_teacher`` holds the three ratios for
+  every model against ``--teacher`` and the top-level ratios are those of the first model.
 * ``models``: one entry per model: ``name``, ``role``, ``runtime``, ``quantization``, ``path``,
-  ``size_bytes``, ``latency`` (per thread count: ``p50_ms``, ``p90_ms``, ``p99_ms``, ``mean_ms``,
-  ``p50_ms_per_process``, ``p50_spread_ms``, ``load_s``, ``first_inference_s``, ``peak_rss_mb``),
-  ``quality`` (``probe_accuracy``, ``probe_accuracy_se``, ``probe_test_n``, ``cosine_to_teacher``,
-  ``spearman_vs_teacher``).
-* ``host``, ``settings``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, and
-  ``files`` (where the JSON and Markdown reports were written).
+  ``size_bytes``, ``latency`` (the headline cell, batch ``settings.batch_size`` x
+  ``settings.seq_length``, per thread count: ``p50_ms``, ``p90_ms``, ``p99_ms``, ``mean_ms``,
+  ``p50_ms_per_process``, ``p50_spread_ms``, ``load_s``, ``first_inference_s``, ``peak_rss_mb``,
+  ``rss_after_load_mb``, ``weights_bytes`` with ``weights_source`` (what the runtime holds as
+  weights: ONNX initializers, torch parameters + buffers), ``arena_bytes`` and ``arena_note``
+  (null with the reason when the runtime does not expose its arena), ``throughput_per_s``,
+  ``noisy``, ``samples_ms``), ``latency_grid`` (a list with one cell per (batch, seq) of
+  ``settings.grid``, each ``batch_size``, ``seq_length``, ``threads`` and the fields above except
+  ``samples_ms``), ``quality`` (``probe_accuracy``, ``probe_accuracy_se``, ``probe_test_n``,
+  ``cosine_to_teacher``, ``spearman_vs_teacher``), optionally ``quality_note`` (why quality was
+  skipped), and, when the encoder shape is known, ``params``, ``macs``, ``energy`` per target.
+* ``settings``: ``batch_size`` and ``seq_length`` of the headline cell, ``grid``
+  (``batch_sizes``, ``seq_lengths``, ``threads`` the grid was measured at), ``threads``, ``warmup``,
+  ``runs``, ``repeats``.
+* ``host``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, ``mode`` (absent for a run
+  folder, ``"models"`` for ``--model``), and ``files`` (where the reports were written).
+
+Version 2 added ``latency_grid``, ``settings.grid``, the memory fields and ``mode``; version 1
+reports are still read by ``edgedistill report``.
 """
 
 from __future__ import annotations
@@ -22,7 +38,8 @@ from ..quality.metrics import paired_difference_se
 from .device_model import energy_ratios
 from .energy import sig2
 
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 def _p50(model: dict, threads: str) -> float | None:
@@ -30,7 +47,7 @@ def _p50(model: dict, threads: str) -> float | None:
     return lat["p50_ms"] if lat else None
 
 
-def _ratios(ref: dict | None, stu: dict | None, threads: str) -> dict | None:
+def ratios(ref: dict | None, stu: dict | None, threads: str) -> dict | None:
     if ref is None or stu is None:
         return None
     acc_r, acc_s = ref["quality"].get("probe_accuracy"), stu["quality"].get("probe_accuracy")
@@ -46,16 +63,16 @@ def build_headline(report: dict, quality: dict) -> dict:
     threads = [str(t) for t in report["settings"]["threads"]]
     main = threads[0]
     teacher, student, teacher8 = by.get("teacher-pytorch"), by.get("student-onnx-int8"), by.get("teacher-onnx-int8")
-    head = _ratios(teacher, student, main) or {}
-    head["vs_teacher_int8"] = _ratios(teacher8, student, main)
+    head = ratios(teacher, student, main) or {}
+    head["vs_teacher_int8"] = ratios(teacher8, student, main)
     if "1" in threads and main != "1":
-        r1 = _ratios(teacher, student, "1")
+        r1 = ratios(teacher, student, "1")
         head["latency_p50_speedup_1_thread"] = r1 and r1["latency_p50_speedup"]
     if teacher and student:
-        ratios = energy_ratios(teacher, student)
-        if ratios:
+        er = energy_ratios(teacher, student)
+        if er:
             head["energy_kind"] = "modelled-v1"
-            head["energy_ratio"] = ratios
+            head["energy_ratio"] = er
     head["settings"] = {"host": report["host"]["cpu"], "host_cores": report["host"]["cores"], "threads": int(main),
                         "batch_size": report["settings"]["batch_size"],
                         "seq_length": report["settings"]["seq_length"]}
@@ -92,7 +109,7 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     head = "| model | runtime | quant | size MB | " + " | ".join(f"p50 ms {t} thr" for t in threads) + \
-           " | peak RSS MB | probe acc | cos to teacher |"
+           " | peak RSS MB | weights MB | probe acc | cos to teacher |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for m in report["models"]:
         q = m["quality"]
@@ -101,12 +118,18 @@ def render_markdown(report: dict) -> str:
         acc = q.get("probe_accuracy")
         acc_s = "-" if acc is None else f"{100 * acc:.2f} ± {100 * q['probe_accuracy_se']:.2f}"
         lines.append(f"| {m['name']} | {m['runtime']} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
-                     + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | {acc_s} | "
+                     + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | "
+                     f"{_fmt(_mb(m['latency'][threads[0]].get('weights_bytes')), '.2f')} | {acc_s} | "
                      f"{_fmt(q.get('cosine_to_teacher'), '.4f')} |")
     noisy = [f"{m['name']} @{t} thr" for m in report["models"] for t in threads if m["latency"][t].get("noisy")]
     if noisy:
         lines += ["", f"**Noisy measurement**: per-process p50s differ by more than 10% for {', '.join(noisy)}; "
                       "re-run on an idle machine before trusting those ratios."]
+    lines += [f"- {m['name']}: quality {m['quality_note']}" for m in report["models"] if m.get("quality_note")]
+    lines += _grid_table(report)
+    if report.get("mode") == "models":
+        return "\n".join(lines + _models_headline(h) + _energy_table(report)
+                         + ["", f"Energy: {report['energy']['note']}.", ""])
     lines += ["", "## Headline (student bundle vs teacher)", ""]
     lines.append(f"- size: **{_fmt(h.get('size_ratio'), '.2f')}x** smaller than the teacher's fp32 weights")
     lines.append(f"- latency p50 ({threads[0]} threads): **{_fmt(h.get('latency_p50_speedup'), '.2f')}x** faster "
@@ -167,4 +190,39 @@ def _energy_table(report: dict) -> list[str]:
                          f"{sig2(e['energy_mj']['hi'])}] / {sig2(e['inferences_per_battery_percent']['central'])}"
                          f" / {sig2(e['t_dev_ms']['central'])}{fit}")
         lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mb(b) -> float | None:
+    return None if b is None else b / 1e6
+
+
+def _grid_table(report: dict) -> list[str]:
+    """p50 per (batch, seq) cell; only when the recipe asked for more than one cell."""
+    grid = (report["settings"].get("grid") or {})
+    if len(grid.get("batch_sizes", [])) * len(grid.get("seq_lengths", [])) < 2:
+        return []
+    cells = [(b, q) for b in grid["batch_sizes"] for q in grid["seq_lengths"]]
+    lines = ["", f"## Latency grid ({grid['threads']} threads)", "",
+             "p50 ms per inference call (throughput in sequences/s); each cell in its own fresh processes.", "",
+             "| model | " + " | ".join(f"batch {b} x seq {q}" for b, q in cells) + " |",
+             "|" + "---|" * (len(cells) + 1)]
+    for m in report["models"]:
+        by = {(c["batch_size"], c["seq_length"]): c for c in m.get("latency_grid") or []}
+        lines.append(f"| {m['name']} | " + " | ".join(
+            f"{by[c]['p50_ms']:.2f} ({_fmt(by[c].get('throughput_per_s'), '.0f')}/s)" if c in by else "-"
+            for c in cells) + " |")
+    return lines
+
+
+def _models_headline(h: dict) -> list[str]:
+    vs = h.get("vs_teacher")
+    if not vs:
+        return ["", h.get("note", "no teacher given: no ratios")]
+    t = h["settings"]["threads"]
+    lines = ["", "## Against the teacher", ""]
+    for name, r in vs.items():
+        lines.append(f"- {name}: {r['size_ratio']:.2f}x smaller, {r['latency_p50_speedup']:.2f}x faster "
+                     f"(p50, {t} threads)" + (f", {100 * r['quality_retention']:.1f}% of its probe accuracy"
+                                               if r.get("quality_retention") is not None else ""))
     return lines

@@ -20,8 +20,9 @@ from ..workspace import Workspace, set_threads
 from .calibrate import cpu_name, host_peaks
 from .device_model import annotate, preflight
 from .energy import ENERGY_KIND
+from .grid import Timed, layout, plan
 from .html import render_html
-from .latency import Job, make_inputs, measure
+from .latency import measure
 from .macs import EncoderShape
 from .quality_eval import evaluate
 from .report import REPORT_SCHEMA, build_headline, render_markdown
@@ -36,6 +37,24 @@ def host_info() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__,
             "rapl": Path("/sys/class/powercap/intel-rapl").exists()}
+
+
+def settings(b, threads: list[int], target_threads: int | None, tokenized: bool = True) -> dict:
+    return {"batch_size": b.batch_sizes[0], "seq_length": b.seq_lengths[0],
+            "grid": {"batch_sizes": b.batch_sizes, "seq_lengths": b.seq_lengths, "threads": threads[0]},
+            "warmup": b.warmup, "runs": b.runs, "repeats": b.repeats, "threads": threads,
+            "target_threads": target_threads,
+            "input": "real test-split text filling every position (no padding)" if tokenized else
+                     "real test-split text filling every position; random token ids for models without a tokenizer"}
+
+
+def write_reports(report: dict, folder: Path) -> None:
+    report["files"] = {kind: str(folder / f"report.{ext}")
+                       for kind, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
+    write_json_atomic(report["files"]["json"], report)
+    write_text_atomic(report["files"]["markdown"], render_markdown(report))
+    write_text_atomic(report["files"]["html"], render_html([report]))
+    say(f"report written to {folder}/report.{{json,md,html}} ({report['bench_seconds']:.0f} s)")
 
 
 def run_bench(ws: Workspace, target: str | None = None) -> dict:
@@ -69,18 +88,18 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     threads = sorted(set(b.threads or [tgt.host_threads(), 1]), reverse=True)
     shapes = {"teacher": EncoderShape.from_config(ws.teacher[0].config),
               "student": EncoderShape.from_config(json.loads((ws.student_dir / "config.json").read_text()))}
-    preflight(shapes, b.batch_size, b.seq_length)
+    preflight(shapes, max(b.batch_sizes), max(b.seq_lengths))
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
     quality = evaluate(ws, ws.student_dir,
                        {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt == "onnxruntime"},
                        threads[0])
     tok = ws.teacher[1]
+    timed = [Timed(name, "torch" if rt == "pytorch" else "onnx", str(ws.teacher_ref.folder if rt == "pytorch" else p),
+                   tok, pooling=r.teacher.pooling, normalize=r.teacher.normalize)
+             for name, (fam, rt, q, p) in models.items()]
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = make_inputs(tok, ws.texts("test"), b.batch_size, b.seq_length, Path(tmp) / "inputs.npz")
-        jobs = [Job(name, "torch" if rt == "pytorch" else "onnx",
-                    str(ws.teacher_ref.folder if rt == "pytorch" else p), th)
-                for name, (fam, rt, q, p) in models.items() for th in threads]
-        lat = measure(jobs, inputs, b.warmup, b.runs, b.repeats, r.teacher.pooling, r.teacher.normalize)
+        jobs = plan(timed, threads, b.batch_sizes, b.seq_lengths, ws.texts("test"), Path(tmp))
+        lat = measure(jobs, b.warmup, b.runs, b.repeats)
 
     entries = []
     for name, (family, runtime, quant, path) in models.items():
@@ -88,11 +107,12 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         entries.append({
             "name": name, "role": family, "runtime": runtime, "quantization": quant, "path": str(path),
             "size_bytes": Path(path).stat().st_size,
-            "latency": {str(th): lat[(name, th)] for th in threads},
             "quality": q,
         })
+        entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, name, threads, b.batch_sizes,
+                                                                      b.seq_lengths)
     peaks = host_peaks()
-    annotate(entries, shapes, device_targets, b.batch_size, b.seq_length, peaks)
+    annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0], peaks)
     distill_json = ws.student_dir / "distill.json"
     distill = json.loads(distill_json.read_text()) if distill_json.is_file() else {}
     host = host_info()
@@ -103,9 +123,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": {"name": r.name, "sha256": r.sha256()},
         "host": host,
-        "settings": {"batch_size": b.batch_size, "seq_length": b.seq_length, "warmup": b.warmup, "runs": b.runs,
-                     "repeats": b.repeats, "threads": threads, "target_threads": tgt.device.threads,
-                     "input": "real test-split text filling every position (no padding)"},
+        "settings": settings(b, threads, tgt.device.threads),
         "target": {"name": tgt.name, "description": tgt.description, "bundle": str(bundle),
                    "parity": manifest.get("parity")},
         "models": entries,
@@ -127,10 +145,5 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     }
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0
-    report["files"] = {kind: str(ws.report_dir / f"report.{ext}")
-                       for kind, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
-    write_json_atomic(report["files"]["json"], report)
-    write_text_atomic(report["files"]["markdown"], render_markdown(report))
-    write_text_atomic(report["files"]["html"], render_html([report]))
-    say(f"report written to {ws.report_dir}/report.{{json,md,html}} ({report['bench_seconds']:.0f} s)")
+    write_reports(report, ws.report_dir)
     return report

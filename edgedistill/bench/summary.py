@@ -16,7 +16,7 @@ def print_summary(report: dict) -> None:
     click.echo("-" * len(header))
     for m in report["models"]:
         acc = m["quality"].get("probe_accuracy")
-        click.echo(f"{m['name']:19s} {m['quantization']:13s} {m['size_bytes'] / 1e6:8.2f} "
+        click.echo(f"{m['name'][:19]:19s} {m['quantization']:13s} {m['size_bytes'] / 1e6:8.2f} "
                    + " ".join(f"{m['latency'][t]['p50_ms']:10.2f}" for t in threads)
                    + f" {m['latency'][threads[0]]['peak_rss_mb']:7.0f} "
                    + (f"{100 * acc:8.2f}%" if acc is not None else f"{'-':>9s}"))
@@ -24,7 +24,12 @@ def print_summary(report: dict) -> None:
     if noisy:
         click.echo(f"warning: noisy timings (per-process p50s >10% apart) for {', '.join(noisy)}")
     h = report["headline"]
-    if h.get("size_ratio"):
+    if report.get("mode") == "models":
+        for name, v in (h.get("vs_teacher") or {}).items():
+            ret = v.get("quality_retention")
+            click.echo(f"{name} vs teacher: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
+                       + (f", {100 * ret:.1f}% of its probe accuracy" if ret else ""))
+    elif h.get("size_ratio"):
         ret = h.get("quality_retention")
         click.echo(f"\nstudent vs teacher: {h['size_ratio']:.1f}x smaller, {h['latency_p50_speedup']:.1f}x faster "
                    f"(p50, {threads[0]} threads)" + (f", {100 * ret:.1f}% of its probe accuracy" if ret else ""))

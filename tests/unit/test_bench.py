@@ -32,14 +32,22 @@ def test_workers_time_onnx_and_torch_in_fresh_processes(tiny_teacher, tmp_path):
     export_onnx(tiny_teacher, tmp_path / "m.onnx", "mean", True, 32)
     _, tok = load_encoder(tiny_teacher)
     inputs = make_inputs(tok, ["the movie was great"], 1, 16, tmp_path / "i.npz")
-    res = measure([Job("o", "onnx", str(tmp_path / "m.onnx"), 1), Job("t", "torch", str(tiny_teacher), 1)],
-                  inputs, warmup=1, runs=4, repeats=2, pooling="mean", normalize=True)
-    for key in (("o", 1), ("t", 1)):
+    res = measure([Job("o", "onnx", str(tmp_path / "m.onnx"), 1, inputs), Job("t", "torch", str(tiny_teacher), 1, inputs)],
+                  warmup=1, runs=4, repeats=2)
+    for key in (("o", 1, 1, 16), ("t", 1, 1, 16)):
         r = res[key]
         assert r["processes"] == 2 and r["runs_per_process"] == 4
         assert 0 < r["p50_ms"] < 1000 and r["peak_rss_mb"] > 10
+        assert r["rss_after_load_mb"] > 10
     # the ONNX worker never imports torch, so it is much lighter than the PyTorch one
-    assert res[("o", 1)]["peak_rss_mb"] < res[("t", 1)]["peak_rss_mb"]
+    assert res[("o", 1, 1, 16)]["peak_rss_mb"] < res[("t", 1, 1, 16)]["peak_rss_mb"]
+    # the runtime's own weights: torch parameters + buffers vs ONNX initializers, both near the fp32 parameter bytes
+    params = sum(p.numel() for p in load_encoder(tiny_teacher)[0].parameters()) * 4
+    assert res[("t", 1, 1, 16)]["weights_source"] == "torch parameters + buffers"
+    assert params <= res[("t", 1, 1, 16)]["weights_bytes"] < 1.1 * params
+    assert res[("o", 1, 1, 16)]["weights_source"] == "ONNX graph initializers"
+    assert 0.8 * params < res[("o", 1, 1, 16)]["weights_bytes"] < 1.2 * params
+    assert res[("o", 1, 1, 16)]["arena_bytes"] is None and "arena" in res[("o", 1, 1, 16)]["arena_note"]
 
 
 def test_failing_worker_is_a_clear_error(tmp_path):
@@ -48,7 +56,7 @@ def test_failing_worker_is_a_clear_error(tmp_path):
     np.savez(tmp_path / "i.npz", input_ids=np.zeros((1, 4), dtype=np.int64))
     (tmp_path / "bad.onnx").write_bytes(b"junk")
     with pytest.raises(EdgedistillError, match="benchmark of bad"):
-        measure([Job("bad", "onnx", str(tmp_path / "bad.onnx"), 1)], tmp_path / "i.npz", 0, 1, 1, "mean", True)
+        measure([Job("bad", "onnx", str(tmp_path / "bad.onnx"), 1, tmp_path / "i.npz")], 0, 1, 1)
 
 
 def _model(name, size, p50, acc):
