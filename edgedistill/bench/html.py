@@ -62,6 +62,12 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
+def _faster(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.2f}× faster" if v >= 1 else f"{1 / v:.2f}× slower"
+
+
 def _pct(v, se=None) -> str:
     if v is None:
         return "–"
@@ -140,9 +146,18 @@ def _header(r: dict, name: str, tag: str) -> str:
                f'cores; torch {_e(host.get("torch"))}, onnxruntime {_e(host.get("onnxruntime"))}.<br>'
                f'Target <b>{_e(_get(r, "target", "name"))}</b> ({_e(s.get("target_threads"))} threads on device; '
                f'threads here: {escape(", ".join(threads) or "–")}). Batch {_e(s.get("batch_size"))}, sequence '
-               f'length {_e(s.get("seq_length"))} ({_e(s.get("input"))}); {_e(s.get("warmup"))} warm-up + '
+               f'length {_e(s.get("seq_length"))}{_grid_text(s)} ({_e(s.get("input"))}); {_e(s.get("warmup"))} warm-up + '
                f'{_e(s.get("runs"))} timed runs in each of {_e(s.get("repeats"))} fresh processes per model.</p>')
     return "\n".join(out)
+
+
+def _grid_text(s: dict) -> str:
+    g = s.get("grid") or {}
+    b, q = g.get("batch_sizes") or [], g.get("seq_lengths") or []
+    if len(b) * len(q) < 2:
+        return ""
+    return (f" (the headline cell; the grid also covers batch {escape(', '.join(map(str, b)))} × sequence length "
+            f"{escape(', '.join(map(str, q)))})")
 
 
 def _card(key: str, value: str, detail: str, badge: str, cls: str = "") -> str:
@@ -150,8 +165,24 @@ def _card(key: str, value: str, detail: str, badge: str, cls: str = "") -> str:
             f'<div class="d">{detail}</div>{badge}</div>')
 
 
+def _models_cards(r: dict) -> list[str]:
+    """``--model`` mode: one card per model against the teacher, or a note that there is no teacher."""
+    h, t0 = r.get("headline") or {}, (_threads(r) or ["?"])[0]
+    vs = {n: v for n, v in (h.get("vs_teacher") or {}).items() if isinstance(v, dict)}
+    if not vs:
+        return [_card("Ratios", "–", escape(str(h.get("note") or "no teacher given")), "")]
+    return [_card(f"{n} vs the teacher ({t0} threads)", _faster(v.get("latency_p50_speedup")),
+                  f"{_x(v.get('size_ratio'))} smaller; " + (f"{_pct(v['quality_retention'])} of its probe accuracy"
+                                                           if v.get("quality_retention") is not None
+                                                           else "quality not probed"), MEASURED)
+            for n, v in list(vs.items())[:6]]
+
+
 def _headline(r: dict) -> str:
     h, t0 = r.get("headline") or {}, (_threads(r) or ["?"])[0]
+    if r.get("mode") == "models":
+        return f'<div class="cards">{"".join(_models_cards(r) + _energy_card(r))}</div>{_energy_note(r)}'
+
     te, st = h.get("teacher") or {}, h.get("student") or {}
     one = h.get("latency_p50_speedup_1_thread")
     cards = [
@@ -173,18 +204,28 @@ def _headline(r: dict) -> str:
                        "not benchmarked in this run" if not v else
                        f"{_x(v.get('size_ratio'))} smaller, {_pct(v.get('quality_retention'))} of its probe accuracy",
                        MEASURED if v else ""))
+    cards += _energy_card(r)
+    return f'<div class="cards">{"".join(cards)}</div>{_energy_note(r)}'
+
+
+def _energy_card(r: dict) -> list[str]:
+    h = r.get("headline") or {}
     ratios = {t: x for t, x in (h.get("energy_ratio") or {}).items() if isinstance(x, dict)}
-    if ratios:
-        main = _get(r, "target", "name")
-        main = main if main in ratios else next(iter(ratios))
-        detail = "central (lo–hi):<br>" + "<br>".join(
-            f"{escape(t)}: {escape(sig2(x.get('central')))}× ({sig2(x.get('lo'))}–{sig2(x.get('hi'))})"
-            for t, x in ratios.items())
-        cards.append(_card(f"Energy ratio, teacher ÷ student ({main})", f"{sig2(ratios[main].get('central'))}×", detail,
-                           _badge(h.get("energy_kind")), "modelled"))
+    if not ratios:
+        return []
+    main = _get(r, "target", "name")
+    main = main if main in ratios else next(iter(ratios))
+    detail = "central (lo–hi):<br>" + "<br>".join(
+        f"{escape(t)}: {escape(sig2(x.get('central')))}× ({sig2(x.get('lo'))}–{sig2(x.get('hi'))})"
+        for t, x in ratios.items())
+    who = _get(h, "student", "name") or "student"
+    return [_card(f"Energy ratio, teacher ÷ {who} ({main})", f"{sig2(ratios[main].get('central'))}×", detail,
+                  _badge(h.get("energy_kind")), "modelled")]
+
+
+def _energy_note(r: dict) -> str:
     note = _get(r, "energy", "note")
-    energy = (f'<p class="meta">Energy: {escape(str(note))}.</p>' if note else "")
-    return f'<div class="cards">{"".join(cards)}</div>{energy}'
+    return f'<p class="meta">Energy: {escape(str(note))}.</p>' if note else ""
 
 
 def _models_table(r: dict) -> str:
@@ -204,12 +245,62 @@ def _models_table(r: dict) -> str:
                     f"<td class='m'>{_e(m.get('quantization'))}</td><td class='n'>{num(_mb(m.get('size_bytes')))}</td>"
                     f"{lat}"
                     f"<td class='n'>{num(_lat(m, threads[0] if threads else None).get('peak_rss_mb'))}</td>"
+                    f"<td class='n'>{num(_mb(_lat(m, threads[0] if threads else None).get('weights_bytes')))}</td>"
                     f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td>"
                     f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}"
                     "</td></tr>")
     return (f"<h3>Models {MEASURED}</h3><table><thead><tr><th>model</th><th>role</th><th>runtime</th><th>quant</th>"
-            f"<th>size MB</th>{head}<th>peak RSS MB</th><th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            f"<th>size MB</th>{head}<th>peak RSS MB</th><th>weights MB<br><span class='sub'>as the runtime holds them"
+            f"</span></th><th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{_notes(models)}")
+
+
+def _notes(models: list[dict]) -> str:
+    items = [f"<li>{_e(m.get('name'))}: quality {_e(m['quality_note'])}</li>" for m in models if m.get("quality_note")]
+    arena = next((_lat(m, t).get("arena_note") for m in models for t in (m.get("latency") or {})
+                  if _lat(m, t).get("arena_note")), None)
+    if arena:
+        items.append("<li>Runtime memory arenas: not exposed (e.g. " + escape(str(arena)) + "); weights MB is what "
+                     "the runtime reports as its weights: torch parameters + buffers, ONNX graph initializers.</li>")
+    return f'<ul class="meta">{"".join(items)}</ul>' if items else ""
+
+
+def _grid(r: dict) -> str:
+    """The latency grid: a table of every (batch, seq) cell and a chart of p50 against the varying axis."""
+    g = _get(r, "settings", "grid") or {}
+    batches, seqs = g.get("batch_sizes") or [], g.get("seq_lengths") or []
+    if len(batches) * len(seqs) < 2:
+        return ""
+    cells = [(b, q) for b in batches for q in seqs]
+    models = r.get("models") or []
+    by = {str(m.get("name")): {(c.get("batch_size"), c.get("seq_length")): c for c in m.get("latency_grid") or []}
+          for m in models}
+    head = "".join(f"<th>batch {b} × seq {q}</th>" for b, q in cells)
+    rows = "".join(
+        f"<tr><td class='m'>{_e(n)}</td>" + "".join(
+            f"<td class='n'>{num((cs.get(c) or {}).get('p50_ms'))} <span class='sub'>"
+            f"{num((cs.get(c) or {}).get('throughput_per_s'))}/s</span></td>" for c in cells) + "</tr>"
+        for n, cs in by.items())
+    table = (f"<table><thead><tr><th>model</th>{head}</tr><tr><th colspan='{len(cells) + 1}' class='sub'>p50 ms per "
+             f"call, sequences per second; {_e(g.get('threads'))} threads, each cell in its own fresh processes"
+             f"</th></tr></thead><tbody>{rows}</tbody></table>")
+    x_seq = len(seqs) > 1
+    series = []
+    for i, (n, cs) in enumerate(by.items()):
+        for j, b in enumerate(batches if x_seq else [None]):
+            pts = [((q if x_seq else bb), cs[(bb, q)]["p50_ms"]) for bb in ([b] if x_seq else batches)
+                   for q in (seqs if x_seq else seqs[:1]) if (bb, q) in cs and cs[(bb, q)].get("p50_ms")]
+            if pts:
+                label = n + (f", batch {b}" if x_seq and len(batches) > 1 else "")
+                series.append((label, PALETTE[(i * max(1, len(batches)) + j) % len(PALETTE)], pts))
+    chart = ""
+    if series:
+        svg = lines(series, f"Latency over the grid ({_e(g.get('threads'))} threads)",
+                    "measured on this host" + ("" if x_seq else f", sequence length {seqs[0]}"),
+                    "sequence length (tokens)" if x_seq else "batch size", "p50 latency (ms, log scale)",
+                    log_y=True, width=1000, height=320)
+        chart = _fig(svg, "Each point is the p50 of its own fresh processes.")
+    return f"<h3>Latency grid {MEASURED}</h3>{table}{chart}"
 
 
 def _role_legend(models: list[dict]) -> list[tuple[str, str, str]]:
@@ -358,12 +449,11 @@ def _run_section(r: dict, name: str, tag: str) -> str:
     pts = _pareto_points([(str(m.get("name")), m, t, *_role(m)) for m in r.get("models") or []])
     return "\n".join([
         _header(r, name, tag), _headline(r), _models_table(r),
-        "<h3>Latency</h3>", _latency_plot(r),
+        "<h3>Latency</h3>", _latency_plot(r), _grid(r),
         "<h3>Trade-off</h3>", _pareto_plot(pts, _role_legend(r.get("models") or []),
                                            f"p50 at {t} threads, measured on this host; label: model, probe accuracy"),
         "<h3>Energy</h3>", _energy_plot(r),
-        "<h3>Distillation</h3>", _distill_plots(r),
-    ])
+    ] + ([] if r.get("mode") == "models" else ["<h3>Distillation</h3>", _distill_plots(r)]))
 
 
 def _run_names(reports: list[dict]) -> list[str]:

@@ -137,8 +137,13 @@ def onnx_shape(model) -> EncoderShape | None:
     ffn_bias = [d for n, d in dims.items() if n.endswith("intermediate.dense.bias")]
     if not (words and pos and ffn_bias):
         return None
-    heads = next((a.i for n in model.graph.node if n.op_type in ("Attention", "QAttention")
-                  for a in n.attribute if a.name == "num_heads"), None)
+    attention = [n for n in model.graph.node if n.op_type in ("Attention", "QAttention", "MultiHeadAttention")]
+    heads = next((a.i for n in attention for a in n.attribute if a.name == "num_heads"), None)
+    # One attention (fused) or one Softmax (unfused) per layer; initializer names are no guide, since
+    # the exporter merges identical initializers (e.g. all-zero biases) across layers.
+    layers = len(attention) or sum(n.op_type == "Softmax" for n in model.graph.node)
+    if not layers:
+        return None
     tt = find("token_type_embeddings.weight")
-    return EncoderShape(vocab=words[0], hidden=words[1], layers=len(ffn_bias), ffn=ffn_bias[0][0],
+    return EncoderShape(vocab=words[0], hidden=words[1], layers=layers, ffn=ffn_bias[0][0],
                         heads=heads or max(1, words[1] // 64), positions=pos[0], type_vocab=tt[0] if tt else 0)

@@ -39,7 +39,8 @@ def test_run_writes_student_bundle_and_report(tiny_run):
     for name, info in m["files"].items():
         assert sha256_file(run_dir / "bundles" / "phone" / name) == info["sha256"]
     r = json.loads((run_dir / "report" / "report.json").read_text())
-    assert r["schema_version"] == 1
+    assert r["schema_version"] == 2
+    assert r["settings"]["grid"] == {"batch_sizes": [1], "seq_lengths": [32], "threads": r["settings"]["threads"][0]}
     h = r["headline"]
     assert {"size_ratio", "latency_p50_speedup", "quality_retention", "vs_teacher_int8", "settings"} <= set(h)
     assert {"size_ratio", "latency_p50_speedup", "quality_retention"} <= set(h["vs_teacher_int8"])

@@ -37,6 +37,13 @@ def test_quickstart_recipe_is_valid():
     assert r.student.layers == [0, 5]
 
 
+def test_bench_grid_takes_a_scalar_or_lists(tmp_path):
+    one = load_recipe(write(tmp_path, GOOD)).bench
+    assert (one.batch_sizes, one.seq_lengths) == ([1], [128])
+    grid = load_recipe(write(tmp_path, GOOD + "[bench]\nbatch_size = [1, 8]\nseq_length = [128, 32, 256]\n")).bench
+    assert grid.batch_sizes == [1, 8] and grid.seq_lengths == [128, 32, 256]  # order kept: the first is the headline
+
+
 def test_relative_paths_resolve_against_recipe_folder(tmp_path):
     r = load_recipe(write(tmp_path, 'name = "r"\n[teacher]\npath = "models/t"\n'))
     assert r.resolve(r.teacher.path) == tmp_path / "models" / "t"
@@ -67,6 +74,10 @@ def test_recipe_hash_ignores_formatting_but_not_values(tmp_path):
     ('name = "r"\nteacher = 3\n', "expected a [teacher] table"),
     ('name = "../x"\n[teacher]\npackage = "a"\n', "key 'name'"),
     ("name = \n", "not valid TOML"),
+    (GOOD + "[bench]\nbatch_size = []\n", "key 'batch_size': expected a positive integer or a list"),
+    (GOOD + "[bench]\nseq_length = [128, 0]\n", "key 'seq_length': expected a positive integer or a list"),
+    (GOOD + "[bench]\nseq_length = [64, 64]\n", "key 'seq_length'"),
+    (GOOD + '[bench]\nbatch_size = "4"\n', "key 'batch_size': expected an integer or a list of integers"),
 ])
 def test_bad_recipes_name_file_key_and_expectation(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)
