@@ -234,6 +234,9 @@ def _models_table(r: dict) -> str:
         return _na("Per-model results")
     head = "".join(f"<th>p50 ms @ {escape(t)} thr<br><span class='sub'>[min–max of process medians]</span></th>"
                    for t in threads)
+    # Reports before schema 2 carry no weights figure; leave the column out rather than fill it with dashes.
+    weights = any(_lat(m, t).get("weights_bytes") for m in models for t in threads)
+    weights_head = "<th>weights MB<br><span class='sub'>as the runtime holds them</span></th>" if weights else ""
     rows = []
     for m in models:
         q = m.get("quality") or {}
@@ -245,13 +248,13 @@ def _models_table(r: dict) -> str:
                     f"<td class='m'>{_e(m.get('quantization'))}</td><td class='n'>{num(_mb(m.get('size_bytes')))}</td>"
                     f"{lat}"
                     f"<td class='n'>{num(_lat(m, threads[0] if threads else None).get('peak_rss_mb'))}</td>"
-                    f"<td class='n'>{num(_mb(_lat(m, threads[0] if threads else None).get('weights_bytes')))}</td>"
+                    + (f"<td class='n'>{num(_mb(_lat(m, threads[0] if threads else None).get('weights_bytes')))}</td>"
+                       if weights else "") +
                     f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td>"
                     f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}"
                     "</td></tr>")
     return (f"<h3>Models {MEASURED}</h3><table><thead><tr><th>model</th><th>role</th><th>runtime</th><th>quant</th>"
-            f"<th>size MB</th>{head}<th>peak RSS MB</th><th>weights MB<br><span class='sub'>as the runtime holds them"
-            f"</span></th><th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
+            f"<th>size MB</th>{head}<th>peak RSS MB</th>{weights_head}<th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{_notes(models)}")
 
 
@@ -292,7 +295,7 @@ def _grid(r: dict) -> str:
                    for q in (seqs if x_seq else seqs[:1]) if (bb, q) in cs and cs[(bb, q)].get("p50_ms")]
             if pts:
                 label = n + (f", batch {b}" if x_seq and len(batches) > 1 else "")
-                series.append((label, PALETTE[(i * max(1, len(batches)) + j) % len(PALETTE)], pts))
+                series.append((label, PALETTE[(i * max(1, len(batches)) + j) % len(PALETTE)], sorted(pts)))
     chart = ""
     if series:
         svg = lines(series, f"Latency over the grid ({_e(g.get('threads'))} threads)",

@@ -171,3 +171,21 @@ def test_text_is_escaped_everywhere():
     assert well_formed(page) == []
     names = {t.text for c in svgs(page) for t in c.iter("{http://www.w3.org/2000/svg}text")}
     assert "<script>alert(1)</script>" in names  # escaped in the markup, intact once parsed
+
+
+def test_grid_table_chart_and_weights_column_appear_only_with_their_data():
+    plain = render_html([report()])
+    assert "Latency grid" not in plain and "weights MB" not in plain  # a schema-1 report: no grid, no weights
+    r = report()
+    r["settings"]["grid"] = {"batch_sizes": [1], "seq_lengths": [128, 32, 256], "threads": 2}
+    for m in r["models"]:
+        m["latency"]["2"]["weights_bytes"] = m["size_bytes"]
+        m["latency_grid"] = [{"batch_size": 1, "seq_length": s, "threads": 2, "p50_ms": m["latency"]["2"]["p50_ms"] * f,
+                              "throughput_per_s": 1000 / (m["latency"]["2"]["p50_ms"] * f)}
+                             for s, f in ((128, 1.0), (32, 0.3), (256, 2.4))]
+    page = render_html([r])
+    assert well_formed(page) == []
+    assert "<th>batch 1 × seq 32</th>" in page and "weights MB" in page
+    grid = next(c for c in svgs(page) if "Latency over the grid" in ET.tostring(c, encoding="unicode"))
+    assert len(grid.findall(".//{http://www.w3.org/2000/svg}path")) >= 4  # one line per model
+    assert "the grid also covers batch 1 × sequence length 128, 32, 256" in page
