@@ -84,3 +84,42 @@ def test_headline_ratios_and_markdown():
     report["headline"] = h
     md = render_markdown(report)
     assert "**6.00x** smaller" in md and "**8.00x** faster" in md and "97.5%" in md
+
+
+def test_grid_plan_times_the_headline_cell_at_every_thread_count_and_the_rest_at_the_first(tiny_teacher, tmp_path):
+    from edgedistill.bench.grid import Timed, layout, plan
+
+    _, tok = load_encoder(tiny_teacher)
+    models = [Timed("a", "onnx", "a.onnx", tok), Timed("b", "onnx", "b.onnx", None, vocab=97)]
+    jobs = plan(models, [2, 1], [1, 4], [16, 8], ["the movie was great", "a dull plot"], tmp_path)
+    cells = [(j.name, j.threads, j.cell) for j in jobs]
+    assert cells[:4] == [("a", 2, (1, 16)), ("a", 1, (1, 16)), ("b", 2, (1, 16)), ("b", 1, (1, 16))]
+    assert len(cells) == 4 + 2 * 3 and all(th == 2 for _, th, _ in cells[4:])
+    assert {c for *_, c in cells} == {(1, 16), (1, 8), (4, 16), (4, 8)}
+    ids = np.load(next(j.inputs for j in jobs if j.name == "b"))["input_ids"]
+    assert ids.min() >= 0 and ids.max() < 97  # no tokenizer: random ids inside the vocabulary
+    lat = {(n, th, *c): {"p50_ms": float(th + c[0] + c[1]), "samples_ms": [1.0]} for n, th, c in cells}
+    head, grid = layout(lat, "a", [2, 1], [1, 4], [16, 8])
+    assert head == {"2": lat[("a", 2, 1, 16)], "1": lat[("a", 1, 1, 16)]}
+    assert [(g["batch_size"], g["seq_length"], g["p50_ms"]) for g in grid] == [(1, 16, 19.0), (1, 8, 11.0),
+                                                                             (4, 16, 22.0), (4, 8, 14.0)]
+    assert "samples_ms" not in grid[0]
+
+
+def test_executorch_runner_wraps_the_export_modules_pte_runner(monkeypatch):
+    import sys
+    import types
+
+    from edgedistill.bench.runners import load
+
+    seen = {}
+
+    def pte_runner(path, threads):
+        seen.update(path=path, threads=threads)
+        return lambda feed: np.ones((feed["input_ids"].shape[0], 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize
+
+    monkeypatch.setitem(sys.modules, "edgedistill.export.executorch", types.SimpleNamespace(pte_runner=pte_runner))
+    loaded = load("executorch", "m.pte", 2)
+    emb = loaded.embed({"input_ids": [[1, 2], [3, 4]], "attention_mask": [[1, 1], [1, 1]]})
+    assert seen == {"path": "m.pte", "threads": 2} and emb.shape == (2, 3) and emb[0, 0] == 8  # int64 ids
+    assert loaded.memory()["weights_bytes"] is None and "ExecuTorch" in loaded.memory()["arena_note"]
