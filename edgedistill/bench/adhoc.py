@@ -69,17 +69,17 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
         if tok is None:
             out[name] = {"_note": NO_TOKENIZER}
             continue
-        pooling, normalize = src.pooling or r.teacher.pooling, r.teacher.normalize if src.normalize is None \
-            else src.normalize
-        embed = load(src.kind, src.model_file, threads, pooling, normalize).embed
+        normalize = r.teacher.normalize if src.normalize is None else src.normalize
+        embed = load(src.kind, src.model_file, threads, src.pooling or r.teacher.pooling, normalize).embed
+        # The recipe's max_length, but never past the model's own position table.
+        max_len = min(r.teacher.max_length, src.shape.positions) if src.shape else r.teacher.max_length
 
-        def on(split, positions, embed=embed, tok=tok, name=name):
+        def on(split, positions, embed=embed, tok=tok, name=name, max_len=max_len):
             t = ws.texts(split)
-            return batched_embed(embed, tok, [t[i] for i in positions], r.teacher.max_length,
-                                 desc=f"{name}, probe ({split})")
+            return batched_embed(embed, tok, [t[i] for i in positions], max_len, desc=f"{name}, probe ({split})")
 
         try:
-            embs[name] = batched_embed(embed, tok, texts, r.teacher.max_length, desc=f"{name} (test)")
+            embs[name] = batched_embed(embed, tok, texts, max_len, desc=f"{name} (test)")
         except Exception as e:
             if src.kind != "executorch":
                 raise
@@ -89,7 +89,7 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
         probe = ws.fit_probe(on) if len(te.idx) >= 5 else None
         ref = embs.get(teacher, embs[name])
         out[name] = _metrics(embs[name], ref, probe, te, r.bench.spearman_sentences)
-        if teacher is None:
+        if teacher not in embs:  # no teacher, or one without a tokenizer: nothing to compare against
             out[name].pop("cosine_to_teacher", None)
             out[name].pop("spearman_vs_teacher", None)
     return out
