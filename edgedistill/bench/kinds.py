@@ -41,7 +41,11 @@ class Source:
 
     @property
     def label(self) -> str:
-        return self.path.name if self.path.suffix else f"{self.path.name} ({self.runtime})"
+        if self.path.suffix:
+            return self.path.name
+        # Packaged models often sit in a folder called "model"; its parent says which one.
+        name = self.path.name if self.path.name not in ("model", "") else f"{self.path.parent.name}/{self.path.name}"
+        return f"{name} ({self.runtime})"
 
 
 def check_tokenizer_dir(path: str | Path) -> Path:
