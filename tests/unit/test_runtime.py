@@ -1,0 +1,221 @@
+"""The torch-free runtime: open, verify, tokenise, run; refusals; threads; no torch imported."""
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedistill.errors import ModelError
+from edgedistill.export.bundle import write_bundle, write_zip
+from edgedistill.export.onnx import export_onnx, optimize
+from edgedistill.fileutil import sha256_file
+from edgedistill.models.encode import embed_torch
+from edgedistill.models.loading import load_encoder
+from edgedistill.runtime import Bundle, verify_bundle
+
+TEXTS = ["the movie was great", "a dull and boring film", "this plot is really clumsy", "so charming and funny",
+         "the cast was superb but the ending was painful and tedious", "wonderful", "bland bland show"] * 3
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_tiny_bundle(teacher: Path, work: Path, max_length: int = 32) -> Path:
+    """An fp32 bundle of the tiny test model, with the manifest fields the exporter writes."""
+    info = export_onnx(teacher, work / "raw.onnx", "mean", True, max_length)
+    optimize(work / "raw.onnx", work / "opt.onnx", "bert", info["num_heads"], info["hidden_size"], info["num_layers"])
+    manifest = {
+        "task": "sentence-embedding", "backend": "onnxruntime", "target": {"name": "phone", "threads": 2},
+        "quantization": {"scheme": "fp32"}, "max_length": max_length, "pooling": "mean", "normalize": True,
+        "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in info["input_names"]],
+        "outputs": [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
+    }
+    return write_bundle(work / "bundle", work / "opt.onnx", teacher, manifest)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_teacher, tmp_path_factory):
+    return make_tiny_bundle(tiny_teacher, tmp_path_factory.mktemp("rt"))
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_teacher):
+    model, tok = load_encoder(tiny_teacher)
+    return embed_torch(model, tok, TEXTS, 32)
+
+
+def _copy(bundle: Path, tmp_path: Path, name="b") -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / name))
+
+
+def _rewrite_manifest(b: Path, **changes) -> None:
+    m = json.loads((b / "manifest.json").read_text())
+    m.update(changes)
+    (b / "manifest.json").write_text(json.dumps(m))
+
+
+def test_embed_matches_the_pytorch_model(bundle, reference):
+    b = Bundle.open(bundle, threads=1)
+    assert b.manifest["format_version"] == 2 and b.task == "sentence-embedding"
+    assert b.manifest["tokenizer"]["file"] == "tokenizer.json" and "tokenizer.json" in b.manifest["files"]
+    got = b.embed(TEXTS, batch_size=4)
+    assert got.shape == reference.shape and np.max(np.abs(got - reference)) < 1e-4
+    preds = b.predict(TEXTS[:2])
+    assert np.allclose(preds[1]["embedding"], reference[1], atol=1e-4)
+
+
+def test_zip_bundle_verifies_and_gives_the_same_embeddings(bundle, reference, tmp_path):
+    z = write_zip(bundle, tmp_path / "b.zip")
+    assert verify_bundle(z)["files"] == verify_bundle(bundle)["files"]
+    with zipfile.ZipFile(z) as f:
+        assert sorted(f.namelist()) == sorted([*json.loads((bundle / "manifest.json").read_text())["files"],
+                                               "manifest.json"])
+    assert np.max(np.abs(Bundle.open(z, threads=1).embed(TEXTS) - reference)) < 1e-4
+
+
+def test_concurrent_calls_equal_sequential(bundle):
+    b = Bundle.open(bundle, threads=1)
+    chunks = [TEXTS[i:i + 3] for i in range(0, len(TEXTS), 3)] * 4
+    sequential = [b.embed(c) for c in chunks]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(b.embed, chunks))
+    for s, p in zip(sequential, parallel, strict=True):
+        assert np.array_equal(s, p)
+
+
+def test_long_text_is_truncated_unless_refused(bundle, tiny_teacher):
+    from transformers import AutoTokenizer
+
+    b = Bundle.open(bundle, threads=1)
+    long = " ".join(["the movie was great and the cast superb"] * 20)
+    feed = b.tokenizer([long, "dull"])
+    hf = AutoTokenizer.from_pretrained(tiny_teacher)([long, "dull"], padding=True, truncation=True, max_length=32)
+    for name in b.input_names:
+        assert feed[name].tolist() == hf[name]
+    assert b.embed([long]).shape == (1, 32)
+    with pytest.raises(ModelError, match=r"text 0 is \d+ tokens long, over the bundle's max_length 32"):
+        b.embed([long], truncate=False)
+
+
+def test_wrong_inputs_are_clear_errors(bundle):
+    b = Bundle.open(bundle, threads=1)
+    good = b.tokenizer(["great film"])
+    with pytest.raises(ModelError, match=r"input 'input_ids' has shape \(4,\)"):
+        b.run({**good, "input_ids": np.arange(4)})
+    with pytest.raises(ModelError, match="input 'attention_mask' is missing"):
+        b.run({"input_ids": good["input_ids"], "token_type_ids": good["token_type_ids"]})
+    with pytest.raises(ModelError, match="has 40 tokens, over the bundle's max_length 32"):
+        b.run({n: np.ones((1, 40), dtype=np.int64) for n in b.input_names})
+    with pytest.raises(ModelError, match="item 1 is int"):
+        b.embed(["ok", 3])
+
+
+def test_tampered_byte_is_refused_in_folder_and_zip(bundle, tmp_path):
+    t = _copy(bundle, tmp_path)
+    data = bytearray((t / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 1
+    (t / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="model.onnx: sha256 does not match"):
+        Bundle.open(t)
+    z = tmp_path / "t.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        for p in t.iterdir():
+            f.write(p, p.name)
+    with pytest.raises(ModelError, match="sha256 does not match"):
+        Bundle.open(z)
+
+
+def test_unknown_manifest_version_is_refused(bundle, tmp_path):
+    t = _copy(bundle, tmp_path)
+    _rewrite_manifest(t, format_version=1)
+    with pytest.raises(ModelError, match="bundle format 1 is not supported .*re-export"):
+        verify_bundle(t)
+
+
+def test_missing_tokenizer_is_refused(bundle, tmp_path):
+    t = _copy(bundle, tmp_path)
+    (t / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match="'tokenizer.json' listed in the manifest is missing"):
+        Bundle.open(t)
+    m = json.loads((t / "manifest.json").read_text())
+    del m["files"]["tokenizer.json"]
+    (t / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="the bundle has no tokenizer"):
+        Bundle.open(t)
+
+
+def test_export_refuses_a_folder_without_any_tokenizer(bundle, tmp_path):
+    empty = tmp_path / "no_tokenizer"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="no tokenizer.json and none can be derived"):
+        write_bundle(tmp_path / "out", bundle / "model.onnx", empty, {"task": "sentence-embedding"})
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_file_that_is_not_a_model_is_refused(bundle, tmp_path):
+    t = _copy(bundle, tmp_path)
+    (t / "model.onnx").write_bytes(b"this is not a model")
+    m = json.loads((t / "manifest.json").read_text())
+    m["files"]["model.onnx"] = {"sha256": sha256_file(t / "model.onnx"), "bytes": 19}
+    (t / "manifest.json").write_text(json.dumps(m))
+    verify_bundle(t)  # the hashes match: the refusal comes from loading
+    with pytest.raises(ModelError, match="is not an ONNX model onnxruntime can read.*re-export"):
+        Bundle.open(t)
+
+
+def test_executorch_bundle_without_executorch_says_why(bundle, tmp_path, monkeypatch):
+    import importlib.util
+
+    t = _copy(bundle, tmp_path)
+    _rewrite_manifest(t, backend="executorch")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    with pytest.raises(ModelError, match="ExecuTorch .* needs the executorch package, which needs torch"):
+        Bundle.open(t)
+
+
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'sklearn', 'scipy'):
+            raise ImportError('blocked for this test: ' + name)
+sys.meta_path.insert(0, Block())
+from edgedistill.runtime import Bundle
+b = Bundle.open(sys.argv[1], threads=1)
+emb = b.embed(['the movie was great', 'a dull and boring film'])
+import edgedistill.cli  # the CLI module must not pull torch either
+assert emb.shape == (2, 32), emb.shape
+assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
+print('ok', round(float(abs(emb).sum()), 4))
+"""
+
+
+def test_runtime_runs_with_torch_and_transformers_blocked(bundle, reference):
+    env_path = str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundle)], capture_output=True, text=True,
+                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ok") and float(proc.stdout.split()[1]) == pytest.approx(
+        float(np.abs(reference[:2]).sum()), rel=1e-3)
+
+
+def test_predict_cli_prints_json_and_refuses_a_bad_bundle(bundle, reference, tmp_path, capsys):
+    from edgedistill.cli import main
+
+    assert main(["predict", "--bundle", str(bundle), "--json", "the movie was great"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["text"] == "the movie was great" and np.allclose(out[0]["embedding"], reference[0], atol=1e-4)
+    assert main(["predict", "--bundle", str(bundle), "wonderful"]) == 0
+    assert "dim 32 norm 1.000" in capsys.readouterr().out
+    t = _copy(bundle, tmp_path)
+    _rewrite_manifest(t, format_version=7)
+    assert main(["predict", "--bundle", str(t), "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgedistill: error:") and "format 7 is not supported" in err and err.count("\n") == 1
+    z = write_zip(bundle, tmp_path / "ok.zip")
+    assert main(["bundle", "verify", str(z)]) == 0 and "ok: " in capsys.readouterr().out
