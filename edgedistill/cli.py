@@ -233,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgedistillError as e:
         click.echo(f"edgedistill: error: {e}", err=True)
         return e.exit_code
+    except ModuleNotFoundError as e:
+        # A runtime-only install ('edgedistill[runtime]') lacks the training stack.
+        extra = "runtime" if (e.name or "").split(".")[0] in ("onnxruntime", "tokenizers", "numpy") else "full"
+        click.echo(f"edgedistill: error: this command needs the Python package {e.name!r}, which this install "
+                   f"lacks; pip install 'edgedistill[{extra}]' (for 'full', pip install torch==2.13.0 first)", err=True)
+        return 2
     except click.exceptions.Abort:
         click.echo("edgedistill: interrupted", err=True)
         return 130

