@@ -49,8 +49,8 @@ def check(out: Path) -> None:
         with ThreadPoolExecutor(3) as pool:
             parallel = list(pool.map(b.embed, many))
         assert all(np.array_equal(p, b.embed(t)) for p, t in zip(parallel, many, strict=True))
-    cli = subprocess.run(["edgedistill", "predict", "--bundle", str(out / "bundle.zip"), "--json", expected["texts"][0]],
-                         capture_output=True, text=True, check=True)
+    cmd = ["edgedistill", "predict", "--bundle", str(out / "bundle.zip"), "--json", expected["texts"][0]]
+    cli = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert np.allclose(json.loads(cli.stdout)[0]["embedding"], want[0], atol=1e-4)
     print("runtime smoke: ok (folder, zip, threads, CLI; no torch in this venv)")
 

@@ -24,6 +24,11 @@ TOKENIZER_KEYS = ("pad_token", "pad_token_type_id", "padding_side", "truncation_
 
 def _write_tokenizer_json(tokenizer_dir: Path, dest: Path) -> None:
     """Older or slow-tokenizer folders lack tokenizer.json; the runtime's ``tokenizers`` library needs it."""
+    vocab = ("vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+    if not any((tokenizer_dir / v).is_file() for v in vocab):
+        # transformers would silently build an empty-vocabulary tokenizer from the config alone.
+        raise ModelError(f"{tokenizer_dir}: no tokenizer.json and no vocabulary file ({', '.join(vocab)}); "
+                         "save the student's tokenizer with save_pretrained into that folder")
     from ..models.loading import quiet_transformers
 
     quiet_transformers()
@@ -34,7 +39,8 @@ def _write_tokenizer_json(tokenizer_dir: Path, dest: Path) -> None:
         backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
         backend.save(str(dest))
     except Exception as e:  # any failure means: this folder cannot give the runtime a tokenizer
-        raise ModelError(f"{tokenizer_dir}: no tokenizer.json and none can be derived ({' '.join(str(e).split())[:160]}); "
+        why = " ".join(str(e).split())[:160]
+        raise ModelError(f"{tokenizer_dir}: no tokenizer.json and none can be derived ({why}); "
                          "save the tokenizer with a fast (tokenizers-backed) tokenizer") from None
 
 

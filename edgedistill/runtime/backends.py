@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: d
         model = Path(tmp.name)
     raw = pte_runner(model, threads)
     out_names = [o["name"] for o in manifest.get("outputs", [])]
+    lock = threading.Lock()  # an ExecuTorch method is not safe to execute from two threads at once
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = raw(feed)
+        with lock:
+            out = raw(feed)
         if isinstance(out, dict):
             return {k: np.asarray(v) for k, v in out.items()}
         return dict(zip(out_names, (np.asarray(v) for v in out), strict=False))

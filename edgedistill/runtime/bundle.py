@@ -33,27 +33,10 @@ class Bundle:
         ``threads``: intra-op threads (default: the bundle's target thread count, capped at this machine's cores).
         """
         files = BundleFiles(path)
-        manifest = verify_files(files)
-        task = manifest.get("task")
-        if task not in TASKS:
-            raise ModelError(f"{files.path}: task {task!r} is not supported by this runtime ({', '.join(TASKS)})")
-        backend = manifest.get("backend", "onnxruntime")
-        if backend not in BACKENDS:
-            raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(BACKENDS)})")
-        if threads is None:
-            threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
-        name = manifest["model_file"]
-        where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
-        model = files.file_path(name) or files.read(name)
-        runner, graph_inputs = BACKENDS[backend](model, threads, where, manifest)
-        wanted = [i["name"] for i in manifest.get("inputs", [])]
-        missing = [n for n in wanted if n not in graph_inputs]
-        if missing or not wanted:
-            raise ModelError(f"{where}: the model's inputs {graph_inputs} do not match the manifest's {wanted}")
-        tok_spec = manifest["tokenizer"]
-        tok = BundleTokenizer(files.read(tok_spec["file"]).decode("utf-8"), tok_spec, manifest.get("max_length", 512),
-                              wanted)
-        return cls(manifest, tok, runner, wanted, files.path)
+        try:
+            return cls(*_load(files, threads), files.path)
+        finally:
+            files.close()
 
     @property
     def task(self) -> str:
@@ -103,3 +86,28 @@ class Bundle:
         names = labels if len(labels) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
         return [{"label": names[int(p.argmax())], "score": float(p.max()),
                  "scores": dict(zip(names, map(float, p), strict=True))} for p in probs]
+
+
+def _load(files: BundleFiles, threads: int | None):
+    """(manifest, tokenizer, runner, input names) of a verified bundle."""
+    manifest = verify_files(files)
+    task = manifest.get("task")
+    if task not in TASKS:
+        raise ModelError(f"{files.path}: task {task!r} is not supported by this runtime ({', '.join(TASKS)})")
+    backend = manifest.get("backend", "onnxruntime")
+    if backend not in BACKENDS:
+        raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(BACKENDS)})")
+    if threads is None:
+        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    name = manifest["model_file"]
+    where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
+    model = files.file_path(name) or files.read(name)
+    runner, graph_inputs = BACKENDS[backend](model, threads, where, manifest)
+    wanted = [i["name"] for i in manifest.get("inputs", [])]
+    missing = [n for n in wanted if n not in graph_inputs]
+    if missing or not wanted:
+        raise ModelError(f"{where}: the model's inputs {graph_inputs} do not match the manifest's {wanted}")
+    tok_spec = manifest["tokenizer"]
+    tok = BundleTokenizer(files.read(tok_spec["file"]).decode("utf-8"), tok_spec, manifest.get("max_length", 512),
+                          wanted)
+    return manifest, tok, runner, wanted

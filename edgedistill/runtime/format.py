@@ -65,6 +65,10 @@ class BundleFiles:
         """A real path for ``name`` (folder bundles only); zip members are read as bytes."""
         return None if self._zip else self.path / name
 
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
     def sha256(self, name: str) -> str:
         with self.open(name) as f:
             return _sha256_stream(f)
@@ -112,4 +116,8 @@ def verify_files(files: BundleFiles) -> dict:
 
 def verify_bundle(path: str | Path) -> dict:
     """Verify a bundle folder or zip; returns its manifest."""
-    return verify_files(BundleFiles(path))
+    files = BundleFiles(path)
+    try:
+        return verify_files(files)
+    finally:
+        files.close()

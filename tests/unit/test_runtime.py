@@ -138,7 +138,7 @@ def test_missing_tokenizer_is_refused(bundle, tmp_path):
 def test_export_refuses_a_folder_without_any_tokenizer(bundle, tmp_path):
     empty = tmp_path / "no_tokenizer"
     empty.mkdir()
-    with pytest.raises(ModelError, match="no tokenizer.json and none can be derived"):
+    with pytest.raises(ModelError, match="no tokenizer.json and no vocabulary file"):
         write_bundle(tmp_path / "out", bundle / "model.onnx", empty, {"task": "sentence-embedding"})
     assert not (tmp_path / "out").exists()
 
@@ -251,3 +251,46 @@ def test_bundle_tokenizer_matches_transformers_on_real_sentences():
         for n in names:
             assert got[n].tolist() == want[n], (n, batch)
     assert max(len(hf(t)["input_ids"]) for t in texts) > 128
+
+
+def test_classifier_bundle_predicts_labels_and_scores(tiny_teacher, tmp_path):
+    """A stand-in classifier graph (logits = [n_tokens, -n_tokens]) exercises the label path."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgedistill.export.bundle import write_bundle
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    nodes = [helper.make_node("ReduceSum", ["attention_mask", "axes"], ["n"], keepdims=1),
+             helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Neg", ["nf"], ["neg"]),
+             helper.make_node("Concat", ["nf", "neg"], ["logits"], axis=1)]
+    graph = helper.make_graph(nodes, "cls", [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+                                             for n in names],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 2])],
+                              [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "cls.onnx"))
+    manifest = {"task": "text-classification", "backend": "onnxruntime", "labels": ["long", "short"],
+                "max_length": 32, "target": {"name": "phone", "threads": 1}, "quantization": {"scheme": "fp32"},
+                "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in names],
+                "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}]}
+    b = Bundle.open(write_bundle(tmp_path / "b", tmp_path / "cls.onnx", tiny_teacher, manifest))
+    preds = b.predict(["great", "the movie was great"])
+    assert [p["label"] for p in preds] == ["long", "long"]
+    assert set(preds[0]["scores"]) == {"long", "short"} and abs(sum(preds[0]["scores"].values()) - 1) < 1e-6
+    assert preds[1]["score"] > preds[0]["score"] > 0.5
+
+
+def test_export_derives_tokenizer_json_when_the_student_lacks_it(bundle, tiny_teacher, reference, tmp_path):
+    # transformers 5 saves only tokenizer.json; an older folder has vocab.txt + tokenizer_config.json.
+    slow = Path(shutil.copytree(tiny_teacher, tmp_path / "slow"))
+    vocab = json.loads((slow / "tokenizer.json").read_text())["model"]["vocab"]
+    by_id = {i: t for t, i in vocab.items()}
+    (slow / "vocab.txt").write_text("".join(by_id.get(i, f"[unused{i}]") + "\n" for i in range(max(by_id) + 1)))
+    (slow / "tokenizer.json").unlink()
+    manifest = {k: v for k, v in json.loads((bundle / "manifest.json").read_text()).items()
+                if k not in ("files", "tokenizer", "model_file", "format_version")}
+    b = write_bundle(tmp_path / "b", bundle / "model.onnx", slow, manifest)
+    assert (b / "tokenizer.json").is_file()
+    assert np.max(np.abs(Bundle.open(b, threads=1).embed(TEXTS) - reference)) < 1e-4
