@@ -294,3 +294,22 @@ def test_export_derives_tokenizer_json_when_the_student_lacks_it(bundle, tiny_te
     b = write_bundle(tmp_path / "b", bundle / "model.onnx", slow, manifest)
     assert (b / "tokenizer.json").is_file()
     assert np.max(np.abs(Bundle.open(b, threads=1).embed(TEXTS) - reference)) < 1e-4
+
+
+@pytest.mark.parametrize("opset, op", [(17, "FooBar"), (99, "Identity")])
+def test_operators_this_onnxruntime_lacks_are_explained(bundle, tmp_path, opset, op):
+    from onnx import TensorProto, helper
+
+    domain = "com.example" if op == "FooBar" else ""
+    g = helper.make_graph([helper.make_node(op, ["input_ids"], ["y"], domain=domain)], "g",
+                          [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, ["b", "s"])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.example", 1)])
+    t = _copy(bundle, tmp_path)
+    (t / "model.onnx").write_bytes(m.SerializeToString())
+    man = json.loads((t / "manifest.json").read_text())
+    man["files"]["model.onnx"]["sha256"] = sha256_file(t / "model.onnx")
+    man["created_with"] = {"onnxruntime": "9.9.9"}
+    (t / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelError, match=r"uses operators this onnxruntime .* install onnxruntime>=9\.9\.9"):
+        Bundle.open(t)
