@@ -60,7 +60,10 @@ def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: d
                          "which needs torch (pip install executorch==1.5.1 in the training environment); for a "
                          "torch-free app use an onnxruntime bundle (edgedistill export --target ... with an ONNX "
                          "scheme)")
-    from ..export.executorch import pte_runner  # imports torch: only ever reached for .pte bundles
+    try:  # imports torch: only ever reached for .pte bundles
+        from ..export.pte import pte_runner
+    except ImportError:
+        from ..export.executorch import pte_runner
 
     if isinstance(model, bytes):  # zip bundle: the ExecuTorch loader wants a file
         tmp = tempfile.NamedTemporaryFile(suffix=".pte", delete=False)
@@ -74,6 +77,8 @@ def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: d
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with lock:
             out = raw(feed)
+        if isinstance(out, np.ndarray):  # the .pte runner returns the sentence embeddings only
+            return {"sentence_embedding": out}
         if isinstance(out, dict):
             return {k: np.asarray(v) for k, v in out.items()}
         return dict(zip(out_names, (np.asarray(v) for v in out), strict=False))

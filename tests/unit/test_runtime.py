@@ -313,3 +313,27 @@ def test_operators_this_onnxruntime_lacks_are_explained(bundle, tmp_path, opset,
     (t / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelError, match=r"uses operators this onnxruntime .* install onnxruntime>=9\.9\.9"):
         Bundle.open(t)
+
+
+def test_executorch_bundles_go_through_the_pte_runner(bundle, tmp_path, monkeypatch):
+    """The adapter around ``edgedistill.export.pte.pte_runner`` (a fake here: the real one needs a .pte)."""
+    import types
+
+    calls = []
+
+    def pte_runner(path, threads):
+        calls.append((Path(path).name, threads))
+        return lambda feed: np.full((len(feed["input_ids"]), 4), float(feed["input_ids"].shape[1]), np.float32)
+
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "edgedistill.export.pte", types.SimpleNamespace(pte_runner=pte_runner))
+    real = importlib.util.find_spec  # pretend executorch is installed (it is only in the executorch extra)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "executorch" else real(name, *a))
+    t = _copy(bundle, tmp_path)
+    _rewrite_manifest(t, backend="executorch")
+    b = Bundle.open(t, threads=3)
+    assert calls == [("model.onnx", 3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        out = list(pool.map(b.embed, [["great"], ["the movie was great"]] * 3))
+    assert out[0].shape == (1, 4) and out[1][0, 0] == len(b.tokenizer(["the movie was great"])["input_ids"][0])
