@@ -60,6 +60,9 @@ def test_parity_gate_fails_on_drift_and_names_the_next_scheme():
     assert not rep.passed and any("mean cosine" in f for f in rep.failures)
     msg = failure_message(rep, "phone")
     assert "no bundle written" in msg and "--quant fp32" in msg and "\n" not in msg
+    for scheme in ("int8-static", "int4-weight"):
+        rep = check_parity(ref, noisy, get_scheme(scheme))
+        assert not rep.passed and "try --quant int8-dynamic" in failure_message(rep, "watch")
 
 
 def test_parity_gate_checks_probe_accuracy_drop():
