@@ -9,10 +9,11 @@ The Python API mirrors the CLI::
     ed.export(recipe, "runs/quickstart", targets=["phone"])
     ed.bench(recipe, "runs/quickstart")
     ed.report(["runs/quickstart", "runs/other"], "runs/comparison")
+    ed.predict("runs/quickstart/bundles/phone", ["A gorgeous, witty movie."])   # torch-free runtime
 """
 
 __version__ = "0.1.0"
 
-from .api import bench, distill, export, load_recipe, report, run  # noqa: E402
+from .api import bench, distill, export, load_recipe, predict, report, run, verify_bundle  # noqa: E402
 
-__all__ = ["__version__", "bench", "distill", "export", "load_recipe", "report", "run"]
+__all__ = ["__version__", "bench", "distill", "export", "load_recipe", "predict", "report", "run", "verify_bundle"]

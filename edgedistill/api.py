@@ -38,12 +38,31 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
 
 
 def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, targets: list[str] | None = None,
-           quant: str | None = None, student: str | Path | None = None) -> list[Path]:
-    """Export the student for each target behind the parity gate; returns the bundle folders."""
+           quant: str | None = None, student: str | Path | None = None, zip_bundle: bool = False) -> list[Path]:
+    """Export the student for each target behind the parity gate; returns the bundle folders
+    (and writes ``bundles/TARGET.zip`` beside each when ``zip_bundle``)."""
     from .export.stage import run_export
 
     return run_export(_workspace(recipe, out), targets=targets, quant=quant,
-                      student_dir=Path(student) if student else None)
+                      student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
+
+
+def verify_bundle(path: str | Path) -> dict:
+    """Check a bundle folder or zip (sha256 of every file) and, for onnxruntime bundles, open it as an
+    app would; returns its manifest."""
+    from .runtime import Bundle, verify_bundle
+
+    manifest = verify_bundle(path)
+    if manifest.get("backend", "onnxruntime") == "onnxruntime":
+        Bundle.open(path, threads=1)
+    return manifest
+
+
+def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True) -> list[dict]:
+    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``."""
+    from .runtime import Bundle
+
+    return Bundle.open(bundle, threads=threads).predict(texts, truncate=truncate)
 
 
 def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None,

@@ -72,20 +72,23 @@ def distill(recipe, out):
 @_out_opt
 @click.option("--target", "-t", "targets", multiple=True,
               help="Target name (see 'edgedistill targets list') or a target .toml; repeatable. Default: the recipe's.")
-@click.option("--quant", default=None, help="Quantization scheme overriding the target's (e.g. fp32, int8-dynamic).")
+@click.option("--quant", default=None,
+              help="Quantization scheme overriding the target's (fp32, int8-dynamic, int8-static, int4-weight, fp16).")
 @click.option("--student", type=click.Path(file_okay=False, exists=True), default=None,
               help="Export this HF folder instead of OUT/student.")
-def export(recipe, out, targets, quant, student):
+@click.option("--zip", "zip_bundle", is_flag=True, help="Also write OUT/bundles/TARGET.zip (one file to ship).")
+def export(recipe, out, targets, quant, student, zip_bundle):
     """Export the student to ONNX per target, gate it on parity, write OUT/bundles/TARGET/.
 
     \b
     Examples:
       edgedistill export examples/quickstart.toml -o runs/qs --target phone
-      edgedistill export examples/quickstart.toml -o runs/qs --target watch --quant fp32
+      edgedistill export examples/quickstart.toml -o runs/qs --target watch --quant int8-static --zip
     """
     from . import api
 
-    for path in api.export(recipe, out, targets=list(targets) or None, quant=quant, student=student):
+    for path in api.export(recipe, out, targets=list(targets) or None, quant=quant, student=student,
+                           zip_bundle=zip_bundle):
         click.echo(path)
 
 
@@ -191,20 +194,52 @@ def bundle():
 
 
 @bundle.command("verify")
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 def bundle_verify(path):
-    """Check every file of a bundle against the sha256 in its manifest.
+    """Check every file of a bundle (folder or .zip) against the sha256 in its manifest, then load
+    its tokenizer and model as an app would.
 
     \b
     Example:
       edgedistill bundle verify runs/quickstart/bundles/phone
     """
-    from pathlib import Path
+    from . import api
 
-    from .export.bundle import verify_bundle
+    m = api.verify_bundle(path)
+    click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']}, "
+               f"{m.get('backend', 'onnxruntime')})")
 
-    m = verify_bundle(Path(path))
-    click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']})")
+
+@cli.command()
+@click.option("--bundle", "-b", "bundle_path", type=click.Path(exists=True), required=True,
+              help="Bundle folder or .zip (from 'edgedistill export').")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
+@click.option("--threads", type=int, default=None, help="Inference threads (default: the bundle target's).")
+@click.option("--no-truncate", is_flag=True, help="Refuse texts longer than the bundle's max_length.")
+def predict(bundle_path, texts, as_json, threads, no_truncate):
+    """Run a bundle on TEXTS with the torch-free runtime (embeddings, or labels and scores).
+
+    \b
+    Examples:
+      edgedistill predict --bundle runs/quickstart/bundles/phone "A gorgeous, witty movie." "Dull."
+      edgedistill predict --bundle runs/quickstart/bundles/phone.zip --json "Great!"
+    """
+    import json
+
+    from . import api
+
+    results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate)
+    if as_json:
+        click.echo(json.dumps([{"text": t, **r} for t, r in zip(texts, results, strict=True)]))
+        return
+    for text, r in zip(texts, results, strict=True):
+        if "embedding" in r:
+            v = r["embedding"]
+            head = ", ".join(f"{x:+.3f}" for x in v[:4])
+            click.echo(f"[{head}, ...] dim {len(v)} norm {sum(x * x for x in v) ** 0.5:.3f}  {text}")
+        else:
+            click.echo(f"{r['label']} {r['score']:.3f}  {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgedistillError as e:
         click.echo(f"edgedistill: error: {e}", err=True)
         return e.exit_code
+    except ModuleNotFoundError as e:
+        # A runtime-only install ('edgedistill[runtime]') lacks the training stack.
+        extra = "runtime" if (e.name or "").split(".")[0] in ("onnxruntime", "tokenizers", "numpy") else "full"
+        click.echo(f"edgedistill: error: this command needs the Python package {e.name!r}, which this install "
+                   f"lacks; pip install 'edgedistill[{extra}]' (for 'full', pip install torch==2.13.0 first)", err=True)
+        return 2
     except click.exceptions.Abort:
         click.echo("edgedistill: interrupted", err=True)
         return 130

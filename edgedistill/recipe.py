@@ -149,12 +149,16 @@ class ExportSpec:
     """'auto' takes the scheme the target names; otherwise a registered scheme name."""
     opset: int = 17
     parity_sentences: int = 500
+    calibration_sentences: int = 200
+    """Training sentences that calibrate static quantisation (int8-static)."""
 
     def validate(self, where: str) -> None:
         if not self.targets:
             _fail(where, "targets", "expected at least one target name")
         if self.parity_sentences < 10:
             _fail(where, "parity_sentences", f"expected >= 10, got {self.parity_sentences}")
+        if self.calibration_sentences < 1:
+            _fail(where, "calibration_sentences", f"expected >= 1, got {self.calibration_sentences}")
 
 
 @dataclass

@@ -96,3 +96,20 @@ def tiny_recipe(tmp: Path, teacher: Path, data: Path, **sections) -> Path:
 
 def _inline(d: dict) -> str:
     return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in d.items()) + " }"
+
+
+def make_tiny_bundle(teacher: Path, work: Path, max_length: int = 32) -> Path:
+    """An fp32 onnxruntime bundle of a tiny model, with the manifest fields the exporter writes
+    (also used by .ci/runtime_smoke.py to test the runtime in a venv without torch)."""
+    from edgedistill.export.bundle import write_bundle
+    from edgedistill.export.onnx import export_onnx, optimize
+
+    info = export_onnx(teacher, work / "raw.onnx", "mean", True, max_length)
+    optimize(work / "raw.onnx", work / "opt.onnx", "bert", info["num_heads"], info["hidden_size"], info["num_layers"])
+    manifest = {
+        "task": "sentence-embedding", "backend": "onnxruntime", "target": {"name": "phone", "threads": 2},
+        "quantization": {"scheme": "fp32"}, "max_length": max_length, "pooling": "mean", "normalize": True,
+        "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in info["input_names"]],
+        "outputs": [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
+    }
+    return write_bundle(work / "bundle", work / "opt.onnx", teacher, manifest)

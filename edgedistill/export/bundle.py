@@ -1,58 +1,93 @@
-"""App bundles: the model, its tokenizer and a manifest with the sha256 of
-every file. Bundles are written atomically and verified before use."""
+"""Writing app bundles: the model, its tokenizer and a manifest with the sha256
+of every file, as a folder and optionally a ``.zip``, both written atomically.
+Reading and verification live in :mod:`edgedistill.runtime.format` (torch-free)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
 from ..fileutil import atomic_dir, sha256_file, write_json_atomic
+from ..runtime.format import FORMAT_VERSION, MANIFEST, verify_bundle  # noqa: F401  (re-exported)
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json")
+# Settings the runtime needs to reproduce the exporter's padding and truncation.
+TOKENIZER_KEYS = ("pad_token", "pad_token_type_id", "padding_side", "truncation_side", "do_lower_case",
+                  "tokenizer_class")
 
 
-def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict) -> Path:
+def _write_tokenizer_json(tokenizer_dir: Path, dest: Path) -> None:
+    """Older or slow-tokenizer folders lack tokenizer.json; the runtime's ``tokenizers`` library needs it."""
+    vocab = ("vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+    if not any((tokenizer_dir / v).is_file() for v in vocab):
+        # transformers would silently build an empty-vocabulary tokenizer from the config alone.
+        raise ModelError(f"{tokenizer_dir}: no tokenizer.json and no vocabulary file ({', '.join(vocab)}); "
+                         "save the student's tokenizer with save_pretrained into that folder")
+    from ..models.loading import quiet_transformers
+
+    quiet_transformers()
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
+        backend.save(str(dest))
+    except Exception as e:  # any failure means: this folder cannot give the runtime a tokenizer
+        why = " ".join(str(e).split())[:160]
+        raise ModelError(f"{tokenizer_dir}: no tokenizer.json and none can be derived ({why}); "
+                         "save the tokenizer with a fast (tokenizers-backed) tokenizer") from None
+
+
+def tokenizer_spec(folder: Path) -> dict:
+    cfg = {}
+    if (folder / "tokenizer_config.json").is_file():
+        cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    spec = {"file": "tokenizer.json", "library": "tokenizers"}
+    spec.update({k: cfg[k] for k in TOKENIZER_KEYS if isinstance(cfg.get(k), (str, int, bool))})
+    return spec
+
+
+def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict,
+                 model_name: str = "model.onnx") -> Path:
     """Create ``dest`` (replacing an older bundle only once everything is written)."""
+    tokenizer_dir = Path(tokenizer_dir)
+    if not Path(model_file).is_file():
+        raise ModelError(f"{model_file}: model file not found")
     with atomic_dir(dest) as tmp:
-        shutil.copyfile(model_file, tmp / "model.onnx")
+        shutil.copyfile(model_file, tmp / model_name)
         for name in TOKENIZER_FILES:
-            if (Path(tokenizer_dir) / name).is_file():
-                shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+            if (tokenizer_dir / name).is_file():
+                shutil.copyfile(tokenizer_dir / name, tmp / name)
+        if not (tmp / "tokenizer.json").is_file():
+            _write_tokenizer_json(tokenizer_dir, tmp / "tokenizer.json")
         files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": "model.onnx",
-                                           "files": files})
+        tok = {**tokenizer_spec(tokenizer_dir), "files": sorted(n for n in files if n != model_name)}
+        write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": model_name,
+                                           "tokenizer": tok, "files": files})
     return dest
 
 
-def verify_bundle(path: Path) -> dict:
-    """The manifest of a bundle whose every file matches its recorded sha256; ModelError otherwise."""
-    path = Path(path)
-    mf = path / MANIFEST
-    if not mf.is_file():
-        raise ModelError(f"{path}: not a bundle (no {MANIFEST})")
+def write_zip(folder: Path, dest: Path | None = None) -> Path:
+    """A flat ``.zip`` of a bundle folder (``FOLDER.zip`` by default), renamed into place when complete."""
+    folder = Path(folder)
+    dest = Path(dest) if dest else folder.with_suffix(".zip")
+    verify_bundle(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
     try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{mf}: unreadable manifest ({e})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{mf}: bundle format {manifest.get('format_version')!r} is not supported "
-                         f"(this edgedistill reads {FORMAT_VERSION})")
-    files = manifest.get("files") or {}
-    if manifest.get("model_file") not in files:
-        raise ModelError(f"{mf}: the model file is not listed in 'files'")
-    for name, info in files.items():
-        f = path / name
-        if Path(name).name != name or not f.is_file():
-            raise ModelError(f"{path}: file {name!r} listed in the manifest is missing")
-        if sha256_file(f) != info.get("sha256"):
-            raise ModelError(f"{f}: sha256 does not match the manifest (modified or corrupt)")
-    extra = sorted(p.name for p in path.iterdir() if p.is_file() and p.name not in files and p.name != MANIFEST)
-    if extra:
-        raise ModelError(f"{path}: file {extra[0]!r} is not listed in the manifest")
-    return manifest
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(folder.iterdir()):
+                if p.is_file():
+                    z.write(p, p.name)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest

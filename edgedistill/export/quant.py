@@ -3,38 +3,69 @@
 Each scheme turns an optimised fp32 ONNX file into the deployable one and
 declares the parity tolerances it is held to and what the device must have
 for it to pay off. Targets name a scheme; ``--quant`` overrides it.
+
+A scheme function is ``fn(src, dest, ctx)``; ``ctx`` is a :class:`QuantContext`
+carrying the calibration sentences that static schemes need (others ignore it).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GateError
+import numpy as np
+
+from ..errors import GateError, ModelError
+from ..fileutil import sha256_json
 from ..registry import Registry
 from .onnx import _quiet
+
+
+@dataclass
+class QuantContext:
+    """Calibration inputs: training sentences tokenised like the app will tokenise them."""
+
+    tokenizer: object = None
+    texts: Sequence[str] = ()
+    max_length: int = 128
+    input_names: Sequence[str] = ()
+    batch_size: int = 16
+
+    def feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        texts = list(self.texts)
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            yield {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
+
+    def fingerprint(self) -> str:
+        """Changes whenever the calibration would (cache key for calibrated schemes)."""
+        return sha256_json({"texts": list(self.texts), "max_length": self.max_length,
+                            "inputs": list(self.input_names), "batch": self.batch_size})
 
 
 @dataclass(frozen=True)
 class Scheme:
     name: str
-    fn: Callable[[Path, Path], None]
+    fn: Callable[..., None]
     description: str
     min_mean_cosine: float
     min_cosine: float
     max_probe_drop: float
     requires_isa: tuple[str, ...] = ()
+    needs_calibration: bool = False
 
 
 SCHEMES: Registry[Scheme] = Registry("quantization", "[export] quantization / --quant")
 
 
 def register_scheme(name: str, description: str, min_mean_cosine: float, min_cosine: float, max_probe_drop: float,
-                    requires_isa: tuple[str, ...] = ()):
+                    requires_isa: tuple[str, ...] = (), needs_calibration: bool = False):
     def deco(fn):
-        SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa))
+        SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa,
+                                 needs_calibration))
         return fn
 
     return deco
@@ -55,14 +86,14 @@ def check_scheme_fits(scheme: Scheme, target) -> None:
 
 @register_scheme("fp32", "no quantisation (optimised fp32 graph)", min_mean_cosine=0.9999, min_cosine=0.999,
                  max_probe_drop=0.005)
-def fp32(src: Path, dest: Path) -> None:
+def fp32(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     shutil.copyfile(src, dest)
 
 
 @register_scheme("int8-dynamic",
                  "int8 weights per output channel, int8 activations quantised at run time (MatMul, Attention, Gather)",
                  min_mean_cosine=0.98, min_cosine=0.90, max_probe_drop=0.015)
-def int8_dynamic(src: Path, dest: Path) -> None:
+def int8_dynamic(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -71,3 +102,108 @@ def int8_dynamic(src: Path, dest: Path) -> None:
         # inference in the quantiser; tell it their outputs are float.
         quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _int8_embeddings(src: Path, dest: Path) -> None:
+    """int8 word-embedding table (QEmbedLayerNormalization, or Gather when embeddings were not fused).
+
+    The table (vocab x hidden) is most of a small student's bytes, and the
+    QDQ and 4-bit quantisers leave it fp32; an int8 lookup costs almost no
+    accuracy (the dynamic scheme does the same).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["EmbedLayerNormalization", "Gather"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a QuantContext."""
+
+    def __init__(self, ctx: QuantContext):
+        self._it = ctx.feeds()
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+@register_scheme("int8-static",
+                 "static int8 (QDQ) MatMul/Gemm: per-channel weights, input ranges calibrated on training "
+                 "sentences; fused attention projections stay fp32; int8 word-embedding table",
+                 min_mean_cosine=0.98, min_cosine=0.90, max_probe_drop=0.015, needs_calibration=True)
+def int8_static(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if ctx is None or not ctx.texts:
+        raise ModelError("int8-static needs calibration sentences (none were given)")
+    typed, tmp = dest.with_name(dest.name + ".typed"), dest.with_name(dest.name + ".qdq")
+    try:
+        model = onnx.load(str(src))
+        _type_matmul_inputs(model)
+        onnx.save(model, str(typed))
+        with _quiet():
+            # MatMul/Gemm only: static QDQ of every op (LayerNorm, Add, Softmax
+            # inputs) destroyed BERT's accuracy in the research (cosine 0.27).
+            quantize_static(str(typed), str(tmp), _Reader(ctx), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
+                                           "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]})
+        _int8_embeddings(tmp, dest)
+    finally:
+        typed.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def _type_matmul_inputs(model) -> None:
+    """Declare the activations that feed MatMul/Gemm as float.
+
+    They come out of fused contrib ops (Attention, SkipLayerNormalization,
+    BiasGelu) that ONNX shape inference does not know, and the static
+    quantiser silently leaves untyped activations unquantised (weight-only).
+    """
+    from onnx import TensorProto, helper
+
+    known = {v.name for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            if node.input[0] not in known:
+                model.graph.value_info.append(helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, None))
+                known.add(node.input[0])
+
+
+@register_scheme("int4-weight",
+                 "4-bit weight-only MatMulNBits (block 32, symmetric) for MatMul weights; int8 word-embedding table; "
+                 "fp32 activations",
+                 min_mean_cosine=0.97, min_cosine=0.90, max_probe_drop=0.02)
+def int4_weight(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    with _quiet():
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=32, is_symmetric=True,
+                                 op_types_to_quantize=("MatMul",))
+        q.process()
+    tmp = dest.with_name(dest.name + ".nbits")
+    try:
+        q.model.save_model_to_file(str(tmp), use_external_data_format=False)
+        _int8_embeddings(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@register_scheme("fp16", "fp16 weights and arithmetic inside the graph, fp32 inputs/outputs (cores with fp16 only)",
+                 min_mean_cosine=0.9995, min_cosine=0.995, max_probe_drop=0.005, requires_isa=("fp16",))
+def fp16(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with _quiet():
+        m = OnnxModel(onnx.load(str(src)))
+        m.convert_float_to_float16(keep_io_types=True)
+    onnx.save(m.model, str(dest))

@@ -17,16 +17,19 @@ from ..models.loading import load_encoder, weights_file
 from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
-from .bundle import write_bundle
+from .bundle import write_bundle, write_zip
 from .onnx import export_onnx, onnx_embedder, optimize
 from .parity import check_parity, failure_message
-from .quant import check_scheme_fits, get_scheme
+from .quant import QuantContext, check_scheme_fits, get_scheme
 
 PROBE_TRAIN_LIMIT = 4000
 
 
-def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str]) -> dict:
-    """fp32 export + optimisation + each scheme, reused while the source weights are unchanged."""
+def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], calibration=None) -> dict:
+    """fp32 export + optimisation + each scheme, reused while the source weights are unchanged.
+
+    ``calibration(input_names) -> QuantContext`` is called only when a scheme needs calibration data.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     src_sha = sha256_file(weights_file(Path(model_dir)))
     info_path = out_dir / "export.json"
@@ -48,19 +51,30 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str]) ->
         raw.unlink()
         info = {"source_sha256": src_sha, "export": exp, "optimize": fused, "schemes": {}}
     paths = {"fp32": opt}
+    opt_sha = sha256_file(opt)
     for name in schemes:
         if name == "fp32":
             continue
+        scheme = get_scheme(name)
+        ctx = calibration(info["export"]["input_names"]) if scheme.needs_calibration and calibration else None
+        # A calibrated variant is stale when its calibration sentences change, too.
+        key = opt_sha if ctx is None else f"{opt_sha}+{ctx.fingerprint()}"
         dest = out_dir / f"model-{name}.onnx"
-        if info["schemes"].get(name) != sha256_file(opt) or not dest.is_file():
-            say(f"quantizing {opt.name} ({name})")
+        if info["schemes"].get(name) != key or not dest.is_file():
+            say(f"quantizing {opt.name} ({name}{f', {len(ctx.texts)} calibration sentences' if ctx else ''})")
             tmp = dest.with_suffix(".tmp")
-            get_scheme(name).fn(opt, tmp)
+            scheme.fn(opt, tmp, ctx)
             os.replace(tmp, dest)
-            info["schemes"][name] = sha256_file(opt)
+            info["schemes"][name] = key
         paths[name] = dest
     write_json_atomic(info_path, info)
     return {"paths": paths, "info": info}
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _reference(ws: Workspace, student_dir: Path):
@@ -82,8 +96,26 @@ def _reference(ws: Workspace, student_dir: Path):
     return tok, texts, emb, probe, rows, labels
 
 
+def _calibration(ws: Workspace, student_dir: Path):
+    """Training sentences (never the parity sentences) for static quantisation."""
+
+    def make(input_names) -> QuantContext:
+        from ..models.loading import quiet_transformers
+
+        quiet_transformers()
+        from transformers import AutoTokenizer
+
+        r = ws.recipe
+        train = ws.texts("train")
+        texts = [train[i] for i in ws.sample("train", r.export.calibration_sentences)]
+        tok = AutoTokenizer.from_pretrained(student_dir, local_files_only=True)
+        return QuantContext(tok, texts, r.teacher.max_length, list(input_names))
+
+    return make
+
+
 def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,
-               student_dir: Path | None = None) -> list[Path]:
+               student_dir: Path | None = None, zip_bundle: bool = False) -> list[Path]:
     r = ws.recipe
     set_threads()
     student_dir = Path(student_dir or ws.student_dir)
@@ -97,7 +129,8 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()
-    variants = onnx_variants(student_dir, ws.export_dir / "student", r, sorted({s.name for _, s in plan.values()}))
+    variants = onnx_variants(student_dir, ws.export_dir / "student", r, sorted({s.name for _, s in plan.values()}),
+                             calibration=_calibration(ws, student_dir))
     fused = variants["info"]["optimize"]
     say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
     tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
@@ -126,6 +159,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "outputs": [{"name": "last_hidden_state", "dtype": "float32", "shape": ["batch", "sequence", "hidden"]},
                         {"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
             "hidden_size": variants["info"]["export"]["hidden_size"],
+            "labels": None,
             "pooling": r.teacher.pooling,
             "normalize": r.teacher.normalize,
             "max_length": r.teacher.max_length,
@@ -133,9 +167,12 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "parity": rep.to_dict(),
             "student": {"path": str(student_dir), "sha256": variants["info"]["source_sha256"]},
             "recipe_sha256": r.sha256(),
+            "created_with": {"onnxruntime": _ort_version()},
         }
         dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest)
         say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB, parity passed ({rep.summary()})")
         written.append(dest)
+        if zip_bundle:
+            say(f"bundle zip {write_zip(dest)}")
     say(f"export done in {time.perf_counter() - t0:.0f} s")
     return written

@@ -3,7 +3,7 @@ import pytest
 from edgedistill.cli import main
 
 COMMANDS = [["run"], ["distill"], ["export"], ["bench"], ["report"], ["targets", "list"], ["targets", "show"],
-            ["bundle", "verify"]]
+            ["bundle", "verify"], ["predict"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -40,3 +40,15 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
 def test_usage_errors_exit_nonzero(capsys):
     assert main(["frobnicate"]) == 2
     assert "No such command" in capsys.readouterr().err
+
+
+def test_missing_training_stack_is_one_line_naming_the_extra(monkeypatch, capsys):
+    from edgedistill import api
+
+    def no_torch(*a, **k):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(api, "distill", no_torch)
+    assert main(["distill"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgedistill: error:") and "pip install 'edgedistill[full]'" in err and err.count("\n") == 1

@@ -60,6 +60,9 @@ def test_parity_gate_fails_on_drift_and_names_the_next_scheme():
     assert not rep.passed and any("mean cosine" in f for f in rep.failures)
     msg = failure_message(rep, "phone")
     assert "no bundle written" in msg and "--quant fp32" in msg and "\n" not in msg
+    for scheme in ("int8-static", "int4-weight"):
+        rep = check_parity(ref, noisy, get_scheme(scheme))
+        assert not rep.passed and "try --quant int8-dynamic" in failure_message(rep, "watch")
 
 
 def test_parity_gate_checks_probe_accuracy_drop():
@@ -113,3 +116,45 @@ def test_corrupt_onnx_file_is_a_model_error(tmp_path):
     p.write_bytes(b"definitely not protobuf")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         onnx_embedder(p)
+
+
+@pytest.mark.parametrize("name", ["int8-static", "int4-weight", "fp16"])
+def test_new_schemes_run_and_pass_their_own_parity_gate(exported, tiny_teacher, name):
+    from edgedistill.export.quant import QuantContext
+
+    d, info, _ = exported
+    model, tok = load_encoder(tiny_teacher)
+    ctx = QuantContext(tok, TEXTS[:10], 32, info["input_names"], batch_size=4)
+    get_scheme(name).fn(d / "opt.onnx", d / f"{name}.onnx", ctx)
+    got = batched_embed(onnx_embedder(d / f"{name}.onnx", 1), tok, TEXTS, 32)
+    rep = check_parity(embed_torch(model, tok, TEXTS, 32), got, get_scheme(name))
+    assert rep.passed, (name, rep.failures)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(d / f"{name}.onnx")).graph.node}
+    expected = {"int8-static": "QuantizeLinear", "int4-weight": "MatMulNBits", "fp16": "Cast"}[name]
+    assert expected in ops, ops
+    if name == "int8-static":  # activations really quantised, not only weights
+        assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(d / f"{name}.onnx")).graph.node) >= 2
+
+
+def test_static_scheme_needs_calibration_and_fingerprints_it(exported, tiny_teacher):
+    from edgedistill.export.quant import QuantContext
+
+    d, info, _ = exported
+    with pytest.raises(ModelError, match="int8-static needs calibration sentences"):
+        get_scheme("int8-static").fn(d / "opt.onnx", d / "x.onnx", None)
+    _, tok = load_encoder(tiny_teacher)
+    a = QuantContext(tok, TEXTS[:4], 32, info["input_names"])
+    assert a.fingerprint() != QuantContext(tok, TEXTS[:5], 32, info["input_names"]).fingerprint()
+    feeds = list(QuantContext(tok, TEXTS[:5], 32, info["input_names"], batch_size=2).feeds())
+    assert len(feeds) == 3 and set(feeds[0]) == set(info["input_names"]) and feeds[0]["input_ids"].dtype == np.int64
+
+
+def test_fp16_is_refused_on_a_core_without_fp16():
+    from edgedistill.errors import GateError
+    from edgedistill.export.quant import check_scheme_fits
+
+    with pytest.raises(GateError, match="fp16 is refused for target 'watch'.*use --quant int8-dynamic"):
+        check_scheme_fits(get_scheme("fp16"), load_target("watch"))
+    check_scheme_fits(get_scheme("fp16"), load_target("phone"))

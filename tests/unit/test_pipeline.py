@@ -172,3 +172,18 @@ def test_report_merges_runs_and_refuses_non_reports(tiny_run, tmp_path, capsys):
     (tmp_path / "junk.json").write_text("{}")
     code, _, err = cli("report", str(tmp_path / "junk.json"), capsys=capsys)
     assert code == 2 and "not an edgedistill bench report" in err
+
+
+def test_export_int8_static_calibrates_on_training_text_and_zips(tiny_run, tmp_path, capsys):
+    _, recipe, run_dir = tiny_run
+    out = tmp_path / "static"
+    code, _, err = cli("export", str(recipe), "-o", str(out), "--student", str(run_dir / "student"), "--quant",
+                       "int8-static", "--zip", capsys=capsys)
+    assert code == 0, err
+    info = json.loads((out / "export" / "student" / "export.json").read_text())
+    assert "+" in info["schemes"]["int8-static"]  # cache key includes the calibration fingerprint
+    m = json.loads((out / "bundles" / "phone" / "manifest.json").read_text())
+    assert m["quantization"]["scheme"] == "int8-static" and m["parity"]["passed"] and m["format_version"] == 2
+    assert m["created_with"]["onnxruntime"] and m["tokenizer"]["file"] == "tokenizer.json"
+    code, out_text, _ = cli("bundle", "verify", str(out / "bundles" / "phone.zip"), capsys=capsys)
+    assert code == 0 and "int8-static" in out_text

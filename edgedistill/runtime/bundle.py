@@ -1,0 +1,113 @@
+"""``Bundle``: verify, tokenise, run, and return embeddings / labels / scores."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .backends import BACKENDS
+from .format import BundleFiles, verify_files
+from .tokenize import BundleTokenizer, check_texts
+
+TASKS = ("sentence-embedding", "text-classification")
+
+
+class Bundle:
+    """An opened, verified bundle. Safe to share between threads: nothing mutates after ``open``."""
+
+    def __init__(self, manifest: dict, tokenizer: BundleTokenizer, runner, input_names: list[str], path: Path):
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self._run = runner
+        self.input_names = input_names
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, threads: int | None = None) -> Bundle:
+        """Verify every file's sha256, load the tokenizer and create the model session.
+
+        ``threads``: intra-op threads (default: the bundle's target thread count, capped at this machine's cores).
+        """
+        files = BundleFiles(path)
+        try:
+            return cls(*_load(files, threads), files.path)
+        finally:
+            files.close()
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw model outputs for already tokenised inputs ([batch, sequence] integer arrays)."""
+        shape = None
+        clean = {}
+        for name in self.input_names:
+            if name not in feed:
+                raise ModelError(f"input {name!r} is missing (the bundle needs {', '.join(self.input_names)})")
+            a = np.asarray(feed[name])
+            if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+                raise ModelError(f"input {name!r} has shape {a.shape} and dtype {a.dtype}; the bundle expects "
+                                 "an integer array of shape [batch, sequence]")
+            if shape is not None and a.shape != shape:
+                raise ModelError(f"input {name!r} has shape {a.shape}, the other inputs {shape}")
+            if a.shape[1] > self.tokenizer.max_length:
+                raise ModelError(f"input {name!r} has {a.shape[1]} tokens, over the bundle's max_length "
+                                 f"{self.tokenizer.max_length}")
+            shape = a.shape
+            clean[name] = a.astype(np.int64, copy=False)
+        return self._run(clean)
+
+    def embed(self, texts: str | Sequence[str], batch_size: int = 32, truncate: bool = True) -> np.ndarray:
+        """Sentence embeddings ``[len(texts), hidden]`` (pooled and normalised as the manifest says)."""
+        texts = check_texts(texts)
+        out = []
+        for start in range(0, len(texts), batch_size):
+            feed = self.tokenizer(texts[start:start + batch_size], truncate=truncate)
+            res = self.run(feed)
+            if "sentence_embedding" not in res:
+                raise ModelError(f"{self.path}: the model has no 'sentence_embedding' output")
+            out.append(res["sentence_embedding"])
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def predict(self, texts: str | Sequence[str], truncate: bool = True) -> list[dict]:
+        """Per text: ``{"embedding": [...]}``, or ``{"label", "score", "scores"}`` for a classifier."""
+        texts = check_texts(texts)
+        if self.task == "sentence-embedding":
+            return [{"embedding": row.tolist()} for row in self.embed(texts, truncate=truncate)]
+        labels = list(self.manifest.get("labels") or [])
+        logits = self.run(self.tokenizer(texts, truncate=truncate))["logits"]
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        names = labels if len(labels) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
+        return [{"label": names[int(p.argmax())], "score": float(p.max()),
+                 "scores": dict(zip(names, map(float, p), strict=True))} for p in probs]
+
+
+def _load(files: BundleFiles, threads: int | None):
+    """(manifest, tokenizer, runner, input names) of a verified bundle."""
+    manifest = verify_files(files)
+    task = manifest.get("task")
+    if task not in TASKS:
+        raise ModelError(f"{files.path}: task {task!r} is not supported by this runtime ({', '.join(TASKS)})")
+    backend = manifest.get("backend", "onnxruntime")
+    if backend not in BACKENDS:
+        raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(BACKENDS)})")
+    if threads is None:
+        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    name = manifest["model_file"]
+    where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
+    model = files.file_path(name) or files.read(name)
+    runner, graph_inputs = BACKENDS[backend](model, threads, where, manifest)
+    wanted = [i["name"] for i in manifest.get("inputs", [])]
+    missing = [n for n in wanted if n not in graph_inputs]
+    if missing or not wanted:
+        raise ModelError(f"{where}: the model's inputs {graph_inputs} do not match the manifest's {wanted}")
+    tok_spec = manifest["tokenizer"]
+    tok = BundleTokenizer(files.read(tok_spec["file"]).decode("utf-8"), tok_spec, manifest.get("max_length", 512),
+                          wanted)
+    return manifest, tok, runner, wanted
