@@ -16,16 +16,17 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json")
 
 
-def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict) -> Path:
+def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict,
+                 model_name: str = "model.onnx") -> Path:
     """Create ``dest`` (replacing an older bundle only once everything is written)."""
     with atomic_dir(dest) as tmp:
-        shutil.copyfile(model_file, tmp / "model.onnx")
+        shutil.copyfile(model_file, tmp / model_name)
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_dir) / name).is_file():
                 shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
         files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": "model.onnx",
+        write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": model_name,
                                            "files": files})
     return dest
 

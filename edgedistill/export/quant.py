@@ -26,15 +26,18 @@ class Scheme:
     min_cosine: float
     max_probe_drop: float
     requires_isa: tuple[str, ...] = ()
+    backend: str = "onnxruntime"
+    """onnxruntime: ``fn(fp32_onnx, dest)``; executorch: ``fn(model_dir, dest, EtOptions) -> info``."""
 
 
 SCHEMES: Registry[Scheme] = Registry("quantization", "[export] quantization / --quant")
 
 
 def register_scheme(name: str, description: str, min_mean_cosine: float, min_cosine: float, max_probe_drop: float,
-                    requires_isa: tuple[str, ...] = ()):
+                    requires_isa: tuple[str, ...] = (), backend: str = "onnxruntime"):
     def deco(fn):
-        SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa))
+        SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa,
+                                 backend))
         return fn
 
     return deco
@@ -71,3 +74,7 @@ def int8_dynamic(src: Path, dest: Path) -> None:
         # inference in the quantiser; tell it their outputs are float.
         quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+# The ExecuTorch schemes register themselves on import (heavy imports stay inside their functions).
+from . import executorch as _executorch  # noqa: E402, F401
