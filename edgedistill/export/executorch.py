@@ -96,8 +96,18 @@ def _wrapper(model, input_names: list[str], pooling: str, normalize: bool):
     return EtEncoder().eval()
 
 
+def require_executorch() -> None:
+    try:
+        import executorch  # noqa: F401
+        import torchao  # noqa: F401
+    except ImportError:
+        raise ModelError("the et-* schemes need ExecuTorch: pip install 'edgedistill[executorch]' "
+                         "(executorch==1.5.1, torchao==0.18.0)") from None
+
+
 def prepare(model_dir: Path, opts: EtOptions):
     """(wrapped module, tokenizer, input names, example args at the program's fixed shape)."""
+    require_executorch()
     model, tok = load_encoder(model_dir, attn_implementation="eager")
     names = input_names_for(tok)
     _swap_layer_norms(model)
@@ -210,7 +220,7 @@ def et_int8(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
 
 
 @register_scheme("et-8da4w", "ExecuTorch .pte: int4 weights (groups of 32) with int8 dynamic activations "
-                 "(linears), int8 embedding tables", min_mean_cosine=0.95, min_cosine=0.80, max_probe_drop=0.03,
+                 "(linears), int8 embedding tables", min_mean_cosine=0.97, min_cosine=0.90, max_probe_drop=0.02,
                  backend="executorch")
 def et_8da4w(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
     return _export_torchao(model_dir, dest, opts, 4)

@@ -34,6 +34,9 @@ def load_method(path: Path, threads: int = 1):
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such .pte file")
+    from .executorch import require_executorch
+
+    require_executorch()
     set_threads(threads)
     # Registers the int8 embedding kernels; without it a quantised program fails to load with
     # "Missing operator: quantized_decomposed::embedding_byte.out".

