@@ -72,7 +72,7 @@ def distill(recipe, out):
 @_out_opt
 @click.option("--target", "-t", "targets", multiple=True,
               help="Target name (see 'edgedistill targets list') or a target .toml; repeatable. Default: the recipe's.")
-@click.option("--quant", default=None, help="Quantization scheme overriding the target's (e.g. fp32, int8-dynamic).")
+@click.option("--quant", default=None, help="Quantization scheme overriding the target's (e.g. int8-dynamic, et-int8).")
 @click.option("--student", type=click.Path(file_okay=False, exists=True), default=None,
               help="Export this HF folder instead of OUT/student.")
 def export(recipe, out, targets, quant, student):

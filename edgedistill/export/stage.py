@@ -176,8 +176,8 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
         }
         if et_info is not None:
             # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
-            for inp in manifest["inputs"]:
-                inp["shape"] = [1, r.teacher.max_length]
+            for io in manifest["inputs"] + manifest["outputs"]:
+                io["shape"] = [1, *(r.teacher.max_length if d == "sequence" else d for d in io["shape"][1:])]
             manifest["xnnpack_delegated_share"] = et_info["delegation"]["xnnpack_delegated_share"]
             manifest["delegation"] = et_info["delegation"]
         dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest,

@@ -115,7 +115,13 @@ def test_stage_writes_a_pte_bundle_with_delegation_share(ws, tiny):
     assert m["backend"] == "executorch" and m["model_file"] == "model.pte" and "model.onnx" not in m["files"]
     assert m["quantization"]["scheme"] == "et-int8" and m["parity"]["passed"]
     assert 0.85 < m["xnnpack_delegated_share"] <= 1 and m["inputs"][0]["shape"] == [1, MAX_LEN]
+    assert [o["shape"] for o in m["outputs"]] == [[1, MAX_LEN, "hidden"], [1, "hidden"]]
     assert not (w.export_dir / "student" / "model-fp32-opt.onnx").exists()  # no ONNX work for an ET-only plan
+    # --quant puts an ONNX target on ExecuTorch too, reusing the cached program
+    pte = w.export_dir / "student" / "model-et-int8.pte"
+    before = pte.stat().st_mtime_ns
+    (watch,) = run_export(w, targets=["watch"], quant="et-int8", student_dir=tiny)
+    assert verify_bundle(watch)["backend"] == "executorch" and pte.stat().st_mtime_ns == before
 
 
 def test_stage_refuses_a_target_whose_scheme_and_backend_disagree(ws, tiny):
