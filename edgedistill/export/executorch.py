@@ -25,6 +25,7 @@ from ..models.loading import load_encoder
 from .onnx import _quiet, input_names_for
 from .quant import register_scheme
 
+ATTENTION = "edgedistill_xnnpack"
 MASK_FILL = -1e4  # exp(-1e4) is exactly 0 in fp32, and unlike finfo.min it leaves int8 ranges usable
 
 
@@ -55,6 +56,30 @@ def _layer_norm_module():
             return d * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
     return XnnLayerNorm
+
+
+def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Eager attention on 3-D batched matmuls: ``torch.matmul`` on 4-D tensors exports as
+    expand + bmm, and XNNPACK leaves the expands (and a subgraph boundary each) to portable kernels."""
+    import torch
+
+    b, h, s, d = query.shape
+    t = key.shape[2]
+    scores = torch.bmm(query.reshape(b * h, s, d), key.reshape(b * h, t, d).transpose(1, 2))
+    scores = scores.view(b, h, s, t) * (d ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1).view(b * h, s, t)
+    out = torch.bmm(probs, value.reshape(b * h, t, d)).view(b, h, s, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _use_attention(model) -> None:
+    from transformers import AttentionInterface
+
+    if ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTENTION, _attention)
+    model.set_attn_implementation(ATTENTION)
 
 
 def _swap_layer_norms(model) -> int:
@@ -110,6 +135,7 @@ def prepare(model_dir: Path, opts: EtOptions):
     require_executorch()
     model, tok = load_encoder(model_dir, attn_implementation="eager")
     names = input_names_for(tok)
+    _use_attention(model)
     _swap_layer_norms(model)
     feats = tok(["edge"], padding="max_length", truncation=True, max_length=opts.max_length, return_tensors="pt")
     return _wrapper(model, names, opts.pooling, opts.normalize), tok, names, tuple(feats[n] for n in names)

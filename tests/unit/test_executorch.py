@@ -55,6 +55,8 @@ def test_fp32_pte_matches_eager_and_is_mostly_delegated(programs, reference):
     assert np.max(np.abs(got - ref)) < 1e-4
     share = info["et-fp32"]["xnnpack_delegated_share"]
     assert share > 0.9, info["et-fp32"]
+    # portable ops only before the encoder (gathers, mask cast): one XNNPACK blob, no round trips
+    assert info["et-fp32"]["delegate_subgraphs"] == 1, info["et-fp32"]
     # what stays on portable kernels is named (the embedding gathers at least)
     assert "aten.embedding.default" in info["et-fp32"]["portable_ops"]
 
