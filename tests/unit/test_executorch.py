@@ -81,6 +81,20 @@ def test_runner_pads_short_and_clips_long_feeds(programs, reference):
     assert short.shape == (2, 32) and np.allclose(short, padded, atol=1e-5)
 
 
+def test_runner_names_a_missing_input(programs):
+    d, _ = programs
+    with pytest.raises(ModelError, match="input 'attention_mask' missing"):
+        pte_runner(d / "et-fp32.pte", 1)({"input_ids": np.ones((1, 4), dtype=np.int64)})
+
+
+def test_missing_executorch_is_a_one_line_install_hint(monkeypatch, tiny, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "executorch", None)  # makes "import executorch" raise ImportError
+    with pytest.raises(ModelError, match=r"pip install 'edgedistill\[executorch\]'"):
+        get_scheme("et-fp32").fn(tiny, tmp_path / "x.pte", EtOptions(max_length=MAX_LEN))
+
+
 def test_corrupt_pte_is_a_model_error(tmp_path):
     p = tmp_path / "bad.pte"
     p.write_bytes(b"not a flatbuffer at all")
