@@ -73,7 +73,8 @@ def distill(recipe, out):
 @click.option("--target", "-t", "targets", multiple=True,
               help="Target name (see 'edgedistill targets list') or a target .toml; repeatable. Default: the recipe's.")
 @click.option("--quant", default=None,
-              help="Quantization scheme overriding the target's (fp32, int8-dynamic, int8-static, int4-weight, fp16).")
+              help="Quantization scheme overriding the target's: ONNX fp32, int8-dynamic, int8-static, int4-weight, "
+                   "fp16; ExecuTorch et-fp32, et-int8, et-8da4w, et-int8-static.")
 @click.option("--student", type=click.Path(file_okay=False, exists=True), default=None,
               help="Export this HF folder instead of OUT/student.")
 @click.option("--zip", "zip_bundle", is_flag=True, help="Also write OUT/bundles/TARGET.zip (one file to ship).")

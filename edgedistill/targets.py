@@ -68,7 +68,7 @@ class Parity:
 
 @dataclass
 class ExportRecipe:
-    backend: Literal["onnxruntime"]
+    backend: Literal["onnxruntime", "executorch"]
     quantization: str
     fp16: bool = False
     note: str = ""

@@ -11,7 +11,8 @@ import numpy as np
 from ..quality.metrics import mean_cosine, min_cosine
 
 # What to try next when a scheme misses its tolerances.
-NEXT_SCHEME = {"int8-static": "int8-dynamic", "int4-weight": "int8-dynamic", "int8-dynamic": "fp32", "fp16": "fp32"}
+NEXT_SCHEME = {"int8-static": "int8-dynamic", "int4-weight": "int8-dynamic", "int8-dynamic": "fp32", "fp16": "fp32",
+               "et-int8-static": "et-int8", "et-8da4w": "et-int8", "et-int8": "et-fp32"}
 
 
 @dataclass

@@ -56,16 +56,18 @@ class Scheme:
     max_probe_drop: float
     requires_isa: tuple[str, ...] = ()
     needs_calibration: bool = False
+    backend: str = "onnxruntime"
+    """onnxruntime: ``fn(fp32_onnx, dest, ctx)``; executorch: ``fn(model_dir, dest, EtOptions) -> info``."""
 
 
 SCHEMES: Registry[Scheme] = Registry("quantization", "[export] quantization / --quant")
 
 
 def register_scheme(name: str, description: str, min_mean_cosine: float, min_cosine: float, max_probe_drop: float,
-                    requires_isa: tuple[str, ...] = (), needs_calibration: bool = False):
+                    requires_isa: tuple[str, ...] = (), needs_calibration: bool = False, backend: str = "onnxruntime"):
     def deco(fn):
         SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa,
-                                 needs_calibration))
+                                 needs_calibration=needs_calibration, backend=backend))
         return fn
 
     return deco
@@ -207,3 +209,6 @@ def fp16(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
         m = OnnxModel(onnx.load(str(src)))
         m.convert_float_to_float16(keep_io_types=True)
     onnx.save(m.model, str(dest))
+
+# The ExecuTorch schemes register themselves on import (heavy imports stay inside their functions).
+from . import executorch as _executorch  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The export stage: student folder -> per-target ONNX bundle behind a parity gate."""
+"""The export stage: student folder -> per-target ONNX or ExecuTorch bundle behind a parity gate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import GateError, ModelError
+from ..errors import GateError, ModelError, RecipeError
 from ..fileutil import sha256_file, write_json_atomic
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder, weights_file
@@ -18,11 +18,13 @@ from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import write_bundle, write_zip
-from .onnx import export_onnx, onnx_embedder, optimize
+from .onnx import export_onnx, input_names_for, onnx_embedder, optimize
 from .parity import check_parity, failure_message
+from .pte import pte_embedder
 from .quant import QuantContext, check_scheme_fits, get_scheme
 
 PROBE_TRAIN_LIMIT = 4000
+CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
 
 
 def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], calibration=None) -> dict:
@@ -71,10 +73,37 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
     return {"paths": paths, "info": info}
 
 
-def _ort_version() -> str:
-    import onnxruntime
+def _created_with(backend: str) -> dict:
+    """The runtime version that wrote the model: apps must load it with the same or newer."""
+    from importlib.metadata import version
 
-    return onnxruntime.__version__
+    name = "executorch" if backend == "executorch" else "onnxruntime"
+    return {name: version(name)}
+
+
+def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[Path, dict]:
+    """One ExecuTorch scheme's .pte, reused while the weights and the export settings are unchanged."""
+    from .executorch import EtOptions
+
+    r = ws.recipe
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = {"source_sha256": sha256_file(weights_file(Path(model_dir))), "max_length": r.teacher.max_length,
+           "pooling": r.teacher.pooling, "normalize": r.teacher.normalize}
+    info_path = out_dir / f"model-{scheme.name}.json"
+    dest = out_dir / f"model-{scheme.name}.pte"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    if info.get("key") != key or info.get("pte_sha256") != (sha256_file(dest) if dest.is_file() else None):
+        say(f"exporting {model_dir} to ExecuTorch ({scheme.name}, XNNPACK, {r.teacher.max_length} tokens)")
+        train = ws.texts("train")
+        calib = [train[i] for i in ws.sample("train", CALIBRATION_SENTENCES)] if scheme.name.endswith("static") else []
+        opts = EtOptions(r.teacher.pooling, r.teacher.normalize, r.teacher.max_length, calib)
+        info = {"key": key, "delegation": scheme.fn(Path(model_dir), dest, opts)}
+        info["pte_sha256"] = sha256_file(dest)
+        write_json_atomic(info_path, info)
+    return dest, info
 
 
 def _reference(ws: Workspace, student_dir: Path):
@@ -124,21 +153,34 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     loaded = [load_target(t) for t in (targets or r.export.targets)]
     plan = {}
     for t in loaded:
+        own = get_scheme(t.export.quantization)
+        if own.backend != t.export.backend:
+            raise RecipeError(f"{t.path} [export]: quantization {own.name!r} is an {own.backend} scheme but "
+                              f"backend is {t.export.backend!r}; set backend = \"{own.backend}\" or name a "
+                              f"{t.export.backend} scheme")
         scheme = get_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
                                       else t.export.quantization))
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()
-    variants = onnx_variants(student_dir, ws.export_dir / "student", r, sorted({s.name for _, s in plan.values()}),
-                             calibration=_calibration(ws, student_dir))
-    fused = variants["info"]["optimize"]
-    say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
+    onnx_schemes = sorted({s.name for _, s in plan.values() if s.backend == "onnxruntime"})
+    if onnx_schemes:
+        variants = onnx_variants(student_dir, ws.export_dir / "student", r, onnx_schemes,
+                                 calibration=_calibration(ws, student_dir))
+        fused = variants["info"]["optimize"]
+        say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
+    et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s)
+          for _, s in plan.values() if s.backend == "executorch"}
     tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
     written = []
     for name, (target, scheme) in plan.items():
-        model_path = variants["paths"][scheme.name]
-        emb = batched_embed(onnx_embedder(model_path, threads=target.host_threads()), tok, texts,
-                            r.teacher.max_length, desc=f"parity {scheme.name}")
+        if scheme.backend == "executorch":
+            model_path, et_info = et[scheme.name]
+            embedder = pte_embedder(model_path, threads=target.host_threads())
+        else:
+            model_path, et_info = variants["paths"][scheme.name], None
+            embedder = onnx_embedder(model_path, threads=target.host_threads())
+        emb = batched_embed(embedder, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
         rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
         if not rep.passed:
             raise GateError(failure_message(rep, name))
@@ -152,25 +194,34 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "created_by": f"edgedistill {__version__}",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "target": {"name": target.name, "description": target.description, "threads": target.device.threads},
-            "backend": "onnxruntime",
+            "backend": scheme.backend,
             "quantization": {"scheme": scheme.name, "description": scheme.description},
             "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]}
-                       for n in variants["info"]["export"]["input_names"]],
+                       for n in (variants["info"]["export"]["input_names"] if et_info is None else
+                                 input_names_for(tok))],
             "outputs": [{"name": "last_hidden_state", "dtype": "float32", "shape": ["batch", "sequence", "hidden"]},
                         {"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
-            "hidden_size": variants["info"]["export"]["hidden_size"],
+            "hidden_size": int(ref.shape[1]),
             "labels": None,
             "pooling": r.teacher.pooling,
             "normalize": r.teacher.normalize,
             "max_length": r.teacher.max_length,
-            "fused_ops": fused["fused_ops"],
+            "fused_ops": fused["fused_ops"] if et_info is None else {},
             "parity": rep.to_dict(),
-            "student": {"path": str(student_dir), "sha256": variants["info"]["source_sha256"]},
+            "student": {"path": str(student_dir), "sha256": sha256_file(weights_file(student_dir))},
             "recipe_sha256": r.sha256(),
-            "created_with": {"onnxruntime": _ort_version()},
+            "created_with": _created_with(scheme.backend),
         }
-        dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest)
-        say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB, parity passed ({rep.summary()})")
+        if et_info is not None:
+            # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
+            for io in manifest["inputs"] + manifest["outputs"]:
+                io["shape"] = [1, *(r.teacher.max_length if d == "sequence" else d for d in io["shape"][1:])]
+            manifest["xnnpack_delegated_share"] = et_info["delegation"]["xnnpack_delegated_share"]
+            manifest["delegation"] = et_info["delegation"]
+        dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest,
+                            model_name="model.pte" if et_info else "model.onnx")
+        share = f", XNNPACK share {et_info['delegation']['xnnpack_delegated_share']:.2f}" if et_info else ""
+        say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB{share}, parity passed ({rep.summary()})")
         written.append(dest)
         if zip_bundle:
             say(f"bundle zip {write_zip(dest)}")
