@@ -169,6 +169,9 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
                         "size_bytes": s.size_bytes, "quality": {k: v for k, v in q.items() if not k.startswith("_")}})
         if "_note" in q:
             entries[-1]["quality_note"] = q["_note"]
+        if s.bundle and s.bundle.get("xnnpack_delegated_share") is not None:
+            # A portable-kernel fallback must be visible next to every ExecuTorch latency.
+            entries[-1]["xnnpack_delegated_share"] = s.bundle["xnnpack_delegated_share"]
         entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, n, threads, b.batch_sizes, b.seq_lengths)
     peaks = host_peaks()
     annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0], peaks)

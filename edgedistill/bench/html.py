@@ -12,6 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from .energy import sig2
+from .report import runtime_label
 from .svg import PALETTE, box_rows, grouped_bars, lines, num, scatter
 
 ROLE_STYLE = {"teacher": ("#d95f02", "square"), "student": ("#1b9e77", "circle")}
@@ -244,7 +245,7 @@ def _models_table(r: dict) -> str:
                       f'[{"–".join(num(x) for x in _spread(_lat(m, t)))}]</span></td>'
                       for t in threads)
         rows.append(f"<tr><td class='m'>{_e(m.get('name'))}</td><td>{_e(m.get('role'))}</td>"
-                    f"<td>{_e(m.get('runtime'))}</td>"
+                    f"<td>{_e(runtime_label(m))}</td>"
                     f"<td class='m'>{_e(m.get('quantization'))}</td><td class='n'>{num(_mb(m.get('size_bytes')))}</td>"
                     f"{lat}"
                     f"<td class='n'>{num(_lat(m, threads[0] if threads else None).get('peak_rss_mb'))}</td>"

@@ -51,7 +51,13 @@ def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str,
                "student-pytorch": _metrics(s_test, teacher_test, probes["student"], te, n)}
     tokenizers = {"teacher": ws.teacher[1], "student": tok}
     for name, (family, path) in onnx_models.items():
-        emb = batched_embed(onnx_embedder(path, threads), tokenizers[family], test_texts, t.max_length, desc=f"{name} (test)")
+        if path.suffix == ".pte":
+            from ..export.pte import pte_embedder
+
+            embedder = pte_embedder(path, threads)
+        else:
+            embedder = onnx_embedder(path, threads)
+        emb = batched_embed(embedder, tokenizers[family], test_texts, t.max_length, desc=f"{name} (test)")
         results[name] = _metrics(emb, teacher_test, probes[family], te, n)
     for family, probe in probes.items():
         if probe is not None:

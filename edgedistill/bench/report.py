@@ -10,7 +10,8 @@ Schema (``schema_version`` 2), top-level keys:
   ``settings`` (host, threads, batch, seq_length) and the absolute figures behind the ratios.
   In ``mode: "models"`` (``edgedistill bench --model``), ``vs_teacher`` holds the three ratios for
   every model against ``--teacher`` and the top-level ratios are those of the first model.
-* ``models``: one entry per model: ``name``, ``role``, ``runtime``, ``quantization``, ``path``,
+* ``models``: one entry per model: ``name``, ``role``, ``runtime`` (ExecuTorch entries add
+  ``xnnpack_delegated_share``, the share of operators delegated to XNNPACK), ``quantization``, ``path``,
   ``size_bytes``, ``latency`` (the headline cell, batch ``settings.batch_size`` x
   ``settings.seq_length``, per thread count: ``p50_ms``, ``p90_ms``, ``p99_ms``, ``mean_ms``,
   ``p50_ms_per_process``, ``p50_spread_ms``, ``load_s``, ``first_inference_s``, ``peak_rss_mb``,
@@ -45,6 +46,12 @@ READABLE_SCHEMAS = (1, 2)
 def _p50(model: dict, threads: str) -> float | None:
     lat = model["latency"].get(threads)
     return lat["p50_ms"] if lat else None
+
+
+def runtime_label(m: dict) -> str:
+    """The runtime, with the XNNPACK-delegated operator share for ExecuTorch (a portable fallback shows)."""
+    share = m.get("xnnpack_delegated_share")
+    return str(m.get("runtime", "")) + (f" (XNNPACK {share:.0%} of ops)" if share is not None else "")
 
 
 def ratios(ref: dict | None, stu: dict | None, threads: str) -> dict | None:
@@ -117,7 +124,7 @@ def render_markdown(report: dict) -> str:
                f"{m['latency'][t]['p50_spread_ms'][1]:.2f}]" for t in threads]
         acc = q.get("probe_accuracy")
         acc_s = "-" if acc is None else f"{100 * acc:.2f} ± {100 * q['probe_accuracy_se']:.2f}"
-        lines.append(f"| {m['name']} | {m['runtime']} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
+        lines.append(f"| {m['name']} | {runtime_label(m)} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
                      + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | "
                      f"{_fmt(_mb(m['latency'][threads[0]].get('weights_bytes')), '.2f')} | {acc_s} | "
                      f"{_fmt(q.get('cosine_to_teacher'), '.4f')} |")

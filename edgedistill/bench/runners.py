@@ -90,11 +90,12 @@ def _onnx(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
 
 @runner("executorch")
 def _executorch(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
-    try:
-        from ..export.executorch import pte_runner
-    except ImportError:
-        raise ModelError(f"{path}: benchmarking .pte models needs edgedistill.export.executorch (the ExecuTorch "
-                         "export), which this installation of edgedistill does not have") from None
+    import importlib.util
+
+    if importlib.util.find_spec("executorch") is None:
+        raise ModelError(f"{path}: benchmarking .pte models needs the executorch package: "
+                         "pip install 'edgedistill[executorch]'")
+    from ..export.pte import pte_runner
     run = pte_runner(path, threads)
 
     def embed(feed):

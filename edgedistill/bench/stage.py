@@ -81,7 +81,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "teacher-onnx-int8": ("teacher", "onnxruntime", "int8-dynamic",
                               teacher_variants and teacher_variants["paths"].get("int8-dynamic")),
         "student-onnx": ("student", "onnxruntime", "fp32", student_variants["paths"]["fp32"]),
-        "student-onnx-int8": ("student", "onnxruntime", scheme, bundle / manifest["model_file"]),
+        # The bundle's own runtime: an et-* bundle holds a .pte (the name is kept for the report contract).
+        "student-onnx-int8": ("student", manifest.get("backend", "onnxruntime"), scheme, bundle / manifest["model_file"]),
     }
     models = {name: catalogue[name] for name in b.models}
 
@@ -91,10 +92,11 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     preflight(shapes, max(b.batch_sizes), max(b.seq_lengths))
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
     quality = evaluate(ws, ws.student_dir,
-                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt == "onnxruntime"},
+                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"},
                        threads[0])
     tok = ws.teacher[1]
-    timed = [Timed(name, "torch" if rt == "pytorch" else "onnx", str(ws.teacher_ref.folder if rt == "pytorch" else p),
+    kinds = {"pytorch": "torch", "onnxruntime": "onnx", "executorch": "executorch"}
+    timed = [Timed(name, kinds[rt], str(ws.teacher_ref.folder if rt == "pytorch" else p),
                    tok, pooling=r.teacher.pooling, normalize=r.teacher.normalize)
              for name, (fam, rt, q, p) in models.items()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +111,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
             "size_bytes": Path(path).stat().st_size,
             "quality": q,
         })
+        if runtime == "executorch":
+            entries[-1]["xnnpack_delegated_share"] = manifest.get("xnnpack_delegated_share")
         entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, name, threads, b.batch_sizes,
                                                                       b.seq_lengths)
     peaks = host_peaks()

@@ -118,7 +118,7 @@ def test_executorch_runner_wraps_the_export_modules_pte_runner(monkeypatch):
         seen.update(path=path, threads=threads)
         return lambda feed: np.ones((feed["input_ids"].shape[0], 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize
 
-    monkeypatch.setitem(sys.modules, "edgedistill.export.executorch", types.SimpleNamespace(pte_runner=pte_runner))
+    monkeypatch.setitem(sys.modules, "edgedistill.export.pte", types.SimpleNamespace(pte_runner=pte_runner))
     loaded = load("executorch", "m.pte", 2)
     emb = loaded.embed({"input_ids": [[1, 2], [3, 4]], "attention_mask": [[1, 1], [1, 1]]})
     assert seen == {"path": "m.pte", "threads": 2} and emb.shape == (2, 3) and emb[0, 0] == 8  # int64 ids

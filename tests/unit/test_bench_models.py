@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
@@ -66,8 +65,11 @@ def test_executorch_bundle_is_detected_and_a_missing_runtime_is_a_clear_error(zo
     (bundle / "manifest.json").write_text(json.dumps(m))
     src = detect(bundle)
     assert (src.kind, src.runtime, src.tokenizer_dir) == ("executorch", "executorch", bundle)
-    monkeypatch.setitem(sys.modules, "edgedistill.export.executorch", None)  # as if issue 5 had not landed
-    with pytest.raises(ModelError, match="needs edgedistill.export.executorch"):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    with pytest.raises(ModelError, match=r"needs the executorch package: pip install 'edgedistill\[executorch\]'"):
         load("executorch", src.model_file, 1)
 
 

@@ -140,6 +140,24 @@ def test_stage_writes_a_pte_bundle_with_delegation_share(ws, tiny):
     assert verify_bundle(watch)["backend"] == "executorch" and pte.stat().st_mtime_ns == before
 
 
+def test_pte_bundle_runs_in_the_runtime_and_the_bench(ws, tiny):
+    """The real ExecuTorch path end to end: bundle -> edgedistill.runtime and bench --model."""
+    from edgedistill import api
+    from edgedistill.export.stage import run_export
+    from edgedistill.runtime import Bundle
+
+    w, tmp = ws
+    (bundle,) = run_export(w, targets=["watch"], quant="et-int8", student_dir=tiny)
+    texts = ["the movie was great", "a dull and painful plot"]
+    emb = Bundle.open(bundle).embed(texts)
+    ref = w.recipe  # same pooling/normalize as the export
+    assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3) == ref.teacher.normalize
+    report = api.bench(w.recipe, tmp / "bench", models=[bundle], targets=["watch"])
+    (entry,) = report["models"]
+    assert entry["kind"] == "executorch" and entry["latency"]["1"]["p50_ms"] > 0
+    assert entry["xnnpack_delegated_share"] == verify_bundle(bundle)["xnnpack_delegated_share"]
+
+
 def test_stage_refuses_a_target_whose_scheme_and_backend_disagree(ws, tiny):
     from edgedistill.export.stage import run_export
 
