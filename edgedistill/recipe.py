@@ -63,6 +63,10 @@ class StudentSpec:
     """FFN width of the student; neurons are chosen from the teacher's (default: teacher's width)."""
     ffn_selection: Literal["importance", "first"] = "importance"
     calibration_sentences: int = 256
+    base: str | None = None
+    """Cut the student from this model (a packaged name like [teacher] package, or a local folder) instead of
+    the teacher: it keeps its own tokenizer and width, and learns the teacher's sentence embeddings through a
+    training-only linear projection. Only sentence-level losses (cosine, mse) apply."""
 
     def validate(self, where: str) -> None:
         if self.layers is not None and self.num_layers is not None:

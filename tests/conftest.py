@@ -41,13 +41,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def build_tiny_bert(folder: Path, layers: int = 4, hidden: int = 32, heads: int = 4, ffn: int = 64,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, extra_words: tuple[str, ...] = ()) -> Path:
     """A tiny random BertModel + WordPiece tokenizer saved as a HF folder (then reloadable)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POS + NEG + NOUNS + FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POS + NEG + NOUNS + FILLER + list(extra_words)))
     vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     torch.manual_seed(seed)

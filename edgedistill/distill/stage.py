@@ -5,16 +5,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from .. import __version__
-from ..errors import DataError
+from ..errors import DataError, RecipeError
 from ..fileutil import atomic_dir, write_json_atomic
+from ..models.encode import embed_torch
+from ..models.loading import load_encoder
 from ..models.student import build_student, count_parameters, plan_student, save_student
+from ..models.teacher import resolve_model
 from ..progress import say
 from ..workspace import Workspace, set_threads
 from .strategies import get_strategy, resolve_layer_map
 from .trainer import train
 
 DISTILL_SCHEMA = 1
+PROJECTION_FIT_SENTENCES = 2000
 
 
 def run_distill(ws: Workspace) -> Path:
@@ -26,28 +33,44 @@ def run_distill(ws: Workspace) -> Path:
     say(f"data: {r.data.source}, {sum(splits.sizes().values())} sentences "
         f"(train {len(splits.train)} / validation {len(splits.validation)} / test {len(splits.test)}; "
         "distillation sees train only)")
-    plan = plan_student(r.student, teacher.config)
+    # The student is cut from the teacher, or from another model (its own tokenizer and width).
+    base, base_tok, base_folder = teacher, tokenizer, ws.teacher_ref.folder
+    if r.student.base:
+        ref = resolve_model(r.student.base, r, "[student] base")
+        base, base_tok = load_encoder(ref.folder)
+        base_folder = ref.folder
+    plan = plan_student(r.student, base.config)
     train_texts = ws.texts("train")
     if len(train_texts) < r.distill.batch_size:
         raise DataError(f"only {len(train_texts)} training sentences for batch_size {r.distill.batch_size}; "
                         "use more data or a smaller [distill] batch_size")
     calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
-    student = build_student(teacher, tokenizer, plan, calib,
-                            r.teacher.max_length, r.student.ffn_selection)
+    student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection)
     layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers)
     strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
+    if r.student.base and strategy.needs_hidden:
+        hidden = sorted(n for n, e in strategy.entries.items() if "hidden" in e.needs)
+        raise RecipeError(f"[distill] losses {hidden} match token-level teacher states, which needs the teacher's "
+                          f"tokenizer and layers; a student cut from [student] base = {r.student.base!r} has its own: "
+                          "use sentence-level losses (cosine, mse) only")
     n_teacher, n_student = count_parameters(teacher), count_parameters(student)
-    say(f"student: teacher layers {plan.layers} of {plan.teacher_layers}, FFN {plan.intermediate_size} of "
+    cut_from = f"base {r.student.base}" if r.student.base else "teacher"
+    say(f"student: {cut_from} layers {plan.layers} of {plan.teacher_layers}, FFN {plan.intermediate_size} of "
         f"{plan.teacher_intermediate_size} ({r.student.ffn_selection}), {n_student / 1e6:.1f}M params "
         f"(teacher {n_teacher / 1e6:.1f}M); layer map student->teacher {layer_map}; "
         f"losses {strategy.weights}; {threads} threads")
 
     targets = ws.teacher_outputs(train_texts, layers=strategy.teacher_hidden_indices(),
                                  desc="teacher outputs (train)")
+    if r.student.base:
+        pos = ws.sample("train", PROJECTION_FIT_SENTENCES)
+        s_emb = embed_torch(student, base_tok, [train_texts[i] for i in pos], r.teacher.max_length,
+                            r.teacher.pooling, r.teacher.normalize, desc="student embeddings (projection fit)")
+        strategy.attach(torch.from_numpy(s_emb), torch.from_numpy(np.asarray(targets.embeddings[pos], np.float32)))
     val_idx = ws.sample("validation", r.distill.eval_sentences)
     val_texts = [ws.texts("validation")[i] for i in val_idx]
     val_targets = ws.teacher_embeddings("validation")[val_idx]
-    result = train(student, tokenizer, strategy, train_texts, targets, val_texts, val_targets, r.distill,
+    result = train(student, base_tok, strategy, train_texts, targets, val_texts, val_targets, r.distill,
                    r.teacher.max_length, r.teacher.pooling, r.teacher.normalize)
     say(f"distilled {result.steps} steps in {result.seconds:.0f} s ({result.sentences_per_second:.0f} sentences/s); "
         f"best validation cosine to teacher {result.best_val_cosine:.4f} at step {result.best_step}")
@@ -59,7 +82,8 @@ def run_distill(ws: Workspace) -> Path:
         "recipe": {"name": r.name, "sha256": r.sha256(), "path": str(r.source_path or "")},
         "teacher": {"source": ws.teacher_ref.source, "sha256": ws.teacher_ref.sha256,
                     "layers": plan.teacher_layers, "params": n_teacher},
-        "student": {"kept_teacher_layers": plan.layers, "intermediate_size": plan.intermediate_size,
+        "student": {"base": r.student.base, "projection": _projection_shape(strategy),
+                    "kept_teacher_layers": plan.layers, "intermediate_size": plan.intermediate_size,
                     "ffn_selection": r.student.ffn_selection, "params": n_student,
                     "layer_map": {str(k): v for k, v in layer_map.items()}},
         "data": {"source": r.data.source, "splits": splits.sizes()},
@@ -77,9 +101,14 @@ def run_distill(ws: Workspace) -> Path:
         "evals": result.evals,
     }
     with atomic_dir(ws.student_dir) as tmp:
-        save_student(student, tokenizer, ws.teacher_ref.folder, tmp)
+        save_student(student, base_tok, base_folder, tmp)
         write_json_atomic(tmp / "distill.json", record)
     say(f"student written to {ws.student_dir}")
     return ws.student_dir
 
 
+
+
+def _projection_shape(strategy) -> list[int] | None:
+    proj = getattr(strategy, "projection", None)
+    return None if proj is None else [proj.in_features, proj.out_features]

@@ -63,6 +63,28 @@ class EmbeddingStrategy:
         self.pooling = pooling
         self.normalize = normalize
         self.needs_hidden = any("hidden" in e.needs for e in self.entries.values())
+        self.projection: torch.nn.Module | None = None
+
+    def attach(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor, ridge: float = 1e-2) -> None:
+        """A student narrower or wider than the teacher reaches the teacher's embedding space through a
+        linear map learned with it (training only: the exported student keeps its own width).
+
+        The map starts as the ridge least-squares fit between the two models' embeddings of the same
+        sentences: a random start would send large, meaningless gradients into the pretrained student
+        in the first steps."""
+        s, t = student_emb.double(), teacher_emb.double()
+        if s.shape[1] == t.shape[1]:
+            return
+        w = torch.linalg.solve(s.T @ s + ridge * len(s) * torch.eye(s.shape[1], dtype=s.dtype), s.T @ t)
+        self.projection = torch.nn.Linear(s.shape[1], t.shape[1], bias=False)
+        with torch.no_grad():
+            self.projection.weight.copy_(w.T.float())
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.projection.parameters()) if self.projection is not None else []
+
+    def project(self, embedding: torch.Tensor) -> torch.Tensor:
+        return embedding if self.projection is None else self.projection(embedding)
 
     def teacher_hidden_indices(self) -> list[int]:
         """hidden_states indices the teacher cache must hold (block i -> index i + 1)."""
@@ -72,7 +94,7 @@ class EmbeddingStrategy:
         out = student(input_ids=feats["input_ids"], attention_mask=feats["attention_mask"],
                       token_type_ids=feats.get("token_type_ids"), output_hidden_states=self.needs_hidden)
         mask = feats["attention_mask"]
-        s = Outputs(embedding=pool(out.last_hidden_state, mask, self.pooling, self.normalize), mask=mask)
+        s = Outputs(embedding=self.project(pool(out.last_hidden_state, mask, self.pooling, self.normalize)), mask=mask)
         if self.needs_hidden:
             s.hidden = {i: out.hidden_states[i + 1] for i in self.layer_map}
         total = 0.0

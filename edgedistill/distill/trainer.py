@@ -74,7 +74,7 @@ def _features(enc: dict[str, list], idx, pad_id: int) -> dict:
 
 
 def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, normalize: bool, pad_id: int,
-                    batch_size: int = 128) -> float:
+                    batch_size: int = 128, project=None) -> float:
     """Mean cosine between student and teacher embeddings on the validation texts."""
     from ..models.encode import pool
 
@@ -88,6 +88,8 @@ def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, nor
             idx = order[start : start + batch_size]
             feats = _features(enc_val, idx, pad_id)
             emb = pool(student(**feats).last_hidden_state, feats["attention_mask"], pooling, normalize)
+            if project is not None:
+                emb = project(emb)
             t = torch.from_numpy(np.ascontiguousarray(val_targets[idx]))
             sims[idx] = torch.nn.functional.cosine_similarity(emb.float(), t, dim=-1).numpy()
     student.train(was_training)
@@ -107,7 +109,7 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
         # The word table is most of the parameters but gets sparse, noisy
         # gradients here; freezing it halves step time and keeps the teacher's lexicon.
         student.get_input_embeddings().weight.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
+    params = [p for p in student.parameters() if p.requires_grad] + strategy.extra_parameters()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
@@ -117,7 +119,7 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
         opt, lambda s: min((s + 1) / warm, max(0.0, (spec.max_steps - s) / max(1, spec.max_steps - warm))))
 
     best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    best_val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id)
+    best_val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
     result = TrainResult(best_state=best_state, best_step=0, best_val_cosine=best_val, steps=0, seconds=0.0,
                          sentences_per_second=0.0, evals=[{"step": 0, "val_cosine": best_val}])
     student.train()
@@ -154,7 +156,7 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
             window = {}
         if step % spec.eval_every == 0 or step == spec.max_steps:
             t_eval = time.perf_counter()
-            val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id)
+            val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
             eval_seconds += time.perf_counter() - t_eval
             result.evals.append({"step": step, "val_cosine": val})
             if val > result.best_val_cosine:

@@ -6,6 +6,7 @@ can execute code when loaded, so it is refused with a pointer to conversion.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,10 @@ WEIGHTS = "model.safetensors"
 
 
 def quiet_transformers() -> None:
+    # transformers imports torchao when it is installed (the ExecuTorch extra): its CUDA-kernel load
+    # failures and torch's pytree deprecation notes are harmless on CPU and would bury our output.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,7 +58,13 @@ def load_encoder(folder: Path, attn_implementation: str = "sdpa"):
     except Exception as e:  # tokenizers raise many types; all mean "unreadable"
         raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
     try:
-        model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation=attn_implementation)
+        try:
+            model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation=attn_implementation)
+        except ValueError as e:
+            # Some architectures (MPNet) have no SDPA attention; eager computes the same thing.
+            if attn_implementation == "eager" or "attention implementation" not in str(e):
+                raise
+            model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager")
     except Exception as e:
         raise ModelError(f"{folder}: cannot load the model weights ({_short(e)})") from None
     model.eval()

