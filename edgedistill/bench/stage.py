@@ -14,6 +14,7 @@ from ..errors import ModelError
 from ..export.bundle import verify_bundle
 from ..export.stage import onnx_variants
 from ..fileutil import write_json_atomic, write_text_atomic
+from ..models.loading import load_tokenizer
 from ..progress import say
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
@@ -94,10 +95,11 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     quality = evaluate(ws, ws.student_dir,
                        {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"},
                        threads[0])
-    tok = ws.teacher[1]
+    # Each family is fed its own tokenizer's ids: a student cut from another model has another vocabulary.
+    toks = {"teacher": ws.teacher[1], "student": load_tokenizer(ws.student_dir)}
     kinds = {"pytorch": "torch", "onnxruntime": "onnx", "executorch": "executorch"}
     timed = [Timed(name, kinds[rt], str(ws.teacher_ref.folder if rt == "pytorch" else p),
-                   tok, pooling=r.teacher.pooling, normalize=r.teacher.normalize)
+                   toks[fam], pooling=r.teacher.pooling, normalize=r.teacher.normalize)
              for name, (fam, rt, q, p) in models.items()]
     with tempfile.TemporaryDirectory() as tmp:
         jobs = plan(timed, threads, b.batch_sizes, b.seq_lengths, ws.texts("test"), Path(tmp))

