@@ -8,10 +8,9 @@ import json
 import zipfile
 
 import pytest
+from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
 
 from edgedistill.errors import ModelError, RecipeError
-
-from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
 
 
 def test_projection_starts_at_the_least_squares_fit():
