@@ -37,6 +37,16 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
     return run_distill(_workspace(recipe, out))
 
 
+def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Path = "runs/sentiment-teacher",
+                       unfreeze_layers: int = 0, epochs: int = 4, seed: int = 0, learning_rate: float = 0.0) -> dict:
+    """Turn the recipe's encoder into a sentiment classifier teacher on its labelled data; returns its record."""
+    from .models.classifier import ClassifierTrainSpec, train_classifier_teacher
+
+    ws = _workspace(recipe, None)
+    spec = ClassifierTrainSpec(unfreeze_layers=unfreeze_layers, epochs=epochs, seed=seed, learning_rate=learning_rate)
+    return train_classifier_teacher(ws, Path(out), spec)
+
+
 def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, targets: list[str] | None = None,
            quant: str | None = None, student: str | Path | None = None) -> list[Path]:
     """Export the student for each target behind the parity gate; returns the bundle folders."""
