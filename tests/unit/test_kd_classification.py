@@ -151,3 +151,20 @@ def test_nan_loss_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(t
     kept = tmp_path / "out" / "student.last-good"
     assert AutoModelForSequenceClassification.from_pretrained(kept).config.num_hidden_layers == 2
     assert not (tmp_path / "out" / "student").exists()
+
+
+def test_every_kd_example_recipe_loads_and_names_registered_losses():
+    from pathlib import Path
+
+    from edgedistill.distill.losses import get_loss
+    from edgedistill.recipe import load_recipe
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "kd").glob("*.toml"))
+    assert len(examples) >= 9
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "kd-methods.md").read_text()
+    for path in examples:
+        r = load_recipe(path)
+        assert r.distill.strategy == "classification" and r.teacher.path
+        for name in r.distill.losses:
+            get_loss(name)
+        assert f"examples/kd/{path.name}" in docs, f"{path.name} has no when-to-use paragraph"
