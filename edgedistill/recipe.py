@@ -132,6 +132,8 @@ class DistillSpec:
     """Loss name -> weight at the last step; weights move linearly from ``losses`` (alpha schedules)."""
     generations: int = 1
     """Born-again distillation (classification): generation k teaches generation k + 1."""
+    ema_decay: float = 0.99
+    """Strategy ``ema_self``: per-step decay of the EMA pseudo-teacher."""
 
     def validate(self, where: str) -> None:
         if self.temperature <= 0:
@@ -146,6 +148,8 @@ class DistillSpec:
                       "schedule only losses you use")
             if w < 0:
                 _fail(where, f"final_weights.{name}", f"expected a weight >= 0, got {w}")
+        if not 0 < self.ema_decay < 1:
+            _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
         if self.generations < 1:
             _fail(where, "generations", f"expected >= 1, got {self.generations}")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):

@@ -24,7 +24,7 @@ from ..models.student import build_student, count_parameters, plan_student
 from ..progress import say
 from ..workspace import set_threads
 from .cls_trainer import NonFiniteLoss, accuracy, logits_of, train_classifier
-from .strategies import resolve_layer_map
+from .strategies import get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
 from .teacher_cache import teacher_logits, teacher_targets
 
@@ -36,6 +36,12 @@ def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_le
                                       {int(k): v for k, v in teacher.config.id2label.items()})
     student.classifier.load_state_dict(teacher.classifier.state_dict())
     return student
+
+
+def deliverable(model):
+    """The model a run hands over: itself, or peer 0 of a mutual-learning pair."""
+    peers = getattr(model, "peers", None)
+    return peers[0] if peers is not None else model
 
 
 class ClassificationRun:
@@ -83,13 +89,13 @@ class ClassificationRun:
         return float((np.asarray(z).argmax(1) == self.test_labels).mean())
 
     def strategy(self, spec) -> ClassificationStrategy:
-        return ClassificationStrategy(spec, self.layer_map, self.initial_student.config, self.teacher.config,
+        return get_strategy(spec.strategy)(spec, self.layer_map, self.initial_student.config, self.teacher.config,
                                       self.teacher.base_model.encoder.layer)
 
     def cache(self, strategy) -> TeacherCache:
         t = self.ws.recipe.teacher
         cache = TeacherCache()
-        if strategy.needs_logits:
+        if strategy.needs_logits and not getattr(strategy, "teacher_free", False):
             cache.logits = teacher_logits(self.teacher, self.tokenizer, self.ws.teacher_ref, self.train_texts,
                                           t.max_length, desc="teacher logits (train)")
         layers = strategy.teacher_hidden_indices()
@@ -111,11 +117,15 @@ class ClassificationRun:
                 cache = TeacherCache(logits=logits_of(student, self.enc, self.pad_id), targets=cache.targets)
                 strategy = self.strategy(spec)
             student = copy.deepcopy(self.initial_student)
+            prepare = getattr(strategy, "prepare_student", None)
+            if prepare is not None:
+                student = prepare(student)
             label = f"{desc} (generation {gen}/{spec.generations})" if spec.generations > 1 else desc
             res = train_classifier(student, strategy, self.enc, self.train_labels, cache, self.enc_val,
                                    self.val_labels, spec, self.pad_id, desc=label)
             gens.append({"generation": gen, "result": res,
                          "test_accuracy": accuracy(student, self.enc_test, self.test_labels, self.pad_id)})
+            student = deliverable(student)
         return student, strategy, gens
 
 
@@ -134,7 +144,8 @@ def run_classify(ws) -> Path:
         student, strategy, gens = run.train(r.distill)
     except NonFiniteLoss as e:
         keep = ws.run_dir / "student.last-good"
-        student0.load_state_dict(e.best_state)
+        state = {k.removeprefix("peers.0."): v for k, v in e.best_state.items() if not k.startswith("peers.1.")}
+        student0.load_state_dict(state)
         with atomic_dir(keep) as tmp:
             student0.save_pretrained(tmp, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)

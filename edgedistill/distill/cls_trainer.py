@@ -95,6 +95,7 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
     t0 = time.perf_counter()
     stream = _batches(lengths, spec.batch_size, rng)
     bar = progress(range(1, spec.max_steps + 1), desc=desc, unit="step")
+    after_step = getattr(strategy, "after_step", None)
     for step in bar:
         idx = next(stream)
         feats = _features(enc, idx, pad_id)
@@ -113,6 +114,8 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(student)
         seen += len(idx)
         for k, v in {"loss": value, **parts}.items():
             window.setdefault(k, []).append(v)

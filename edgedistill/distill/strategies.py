@@ -88,4 +88,4 @@ class EmbeddingStrategy:
 
 
 # Strategies in their own modules register themselves on import.
-from . import strategy_cls  # noqa: E402, F401
+from . import strategy_cls, strategy_self  # noqa: E402, F401

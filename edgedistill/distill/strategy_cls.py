@@ -28,13 +28,13 @@ def _blocks(model):
     return model.base_model.encoder.layer
 
 
-def check_needs(entries: dict, provides: frozenset[str], strategy: str) -> None:
+def check_needs(entries: dict, provides: frozenset[str], strategy: str, hint: str = "") -> None:
     for name, e in entries.items():
         missing = sorted(e.needs - provides)
         if missing:
-            other = "classification" if strategy == "embedding" else "embedding"
+            hint = hint or f"use strategy = {'classification' if strategy == 'embedding' else 'embedding'!r}"
             raise RecipeError(f"[distill] key 'losses': loss {name!r} needs {', '.join(missing)}, which strategy "
-                              f"{strategy!r} does not provide (use strategy = {other!r} or another loss)")
+                              f"{strategy!r} does not provide ({hint} or another loss)")
 
 
 @dataclass

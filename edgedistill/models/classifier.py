@@ -107,6 +107,40 @@ def _head_only(model):
     return lambda cls: model.classifier(model.dropout(pooler(cls.unsqueeze(1))))
 
 
+def _top_forward(model, start: int):
+    """``f(states [B, T, H], mask [B, T]) -> logits`` running blocks ``start..`` and the head on the
+    input states of block ``start`` (BERT-style models), or None where that is not available."""
+    head, blocks = _head_only(model), _encoder_blocks(model)
+    if head is None or blocks is None:
+        return None
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:
+        return None
+
+    def run(h, mask):
+        m = create_bidirectional_mask(config=model.config, inputs_embeds=h, attention_mask=mask)
+        for block in blocks[start:]:
+            h = block(h, m)
+        return head(h[:, 0])
+
+    return run
+
+
+def _padded(targets, layer: int, idx) -> tuple:
+    """Cached ragged token states of rows ``idx`` as a padded batch and its mask."""
+    import torch
+
+    rows = [targets.hidden_for(i, layer) for i in idx]
+    width = max(len(r) for r in rows)
+    h = np.zeros((len(rows), width, rows[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, r in enumerate(rows):
+        h[j, : len(r)] = r
+        mask[j, : len(r)] = 1
+    return torch.from_numpy(h), torch.from_numpy(mask)
+
+
 def _accuracy(model, tokenizer, texts, labels, max_length: int, batch_size: int = 128) -> float:
     import torch
 
@@ -170,28 +204,35 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
     for p in trainable:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=spec.lr(), weight_decay=0.01)
+    start = n_blocks - spec.unfreeze_layers
     head = _head_only(model) if spec.unfreeze_layers == 0 else None
+    top = _top_forward(model, start) if spec.unfreeze_layers > 0 else None
     rng = np.random.default_rng(spec.seed)
     y = torch.as_tensor(tr_labels)
     t0 = time.perf_counter()
-    if head is not None:
-        # Frozen encoder: its first-token states are computed once (and cached on disk), so
-        # each epoch only runs the head.
-        from ..distill.teacher_cache import teacher_targets
+    from ..distill.teacher_cache import teacher_targets
 
+    # The frozen part of the encoder gives the same states every epoch: they are computed once
+    # (and cached on disk), so each step runs only the trainable blocks and the head.
+    if head is not None:
         feats = torch.from_numpy(np.array(teacher_targets(
             encoder, tokenizer, ws.teacher_ref, tr_texts, t.max_length, "cls", False,
             desc="encoder states (train)").embeddings))
+    elif top is not None:
+        states = teacher_targets(encoder, tokenizer, ws.teacher_ref, tr_texts, t.max_length, "cls", False,
+                                 layers=[start], desc=f"encoder states before block {start} (train)")
     best = (-1.0, None, 0)
     history = []
     for epoch in range(1, spec.epochs + 1):
         model.train()
         perm = rng.permutation(len(tr_texts))
         losses = []
-        for start in range(0, len(perm), spec.batch_size):
-            idx = perm[start : start + spec.batch_size]
+        for b0 in range(0, len(perm), spec.batch_size):
+            idx = perm[b0 : b0 + spec.batch_size]
             if head is not None:
                 logits = head(feats[idx])
+            elif top is not None:
+                logits = top(*_padded(states, start, idx))
             else:
                 batch = tokenizer([tr_texts[i] for i in idx], padding=True, truncation=True,
                                   max_length=t.max_length, return_tensors="pt")

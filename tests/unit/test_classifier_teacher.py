@@ -73,3 +73,20 @@ def test_bad_inputs(tmp_path, tiny_teacher, data, capsys):
     recipe = tiny_recipe(tmp_path, tiny_teacher, data)
     assert main(["teacher", "classifier", str(recipe), "-o", str(tmp_path / "x"), "--unfreeze-layers", "9"]) == 2
     assert "the encoder has 4 blocks" in capsys.readouterr().err
+
+
+def test_top_blocks_on_cached_states_match_the_full_forward(tiny_teacher):
+    from edgedistill.distill.teacher_cache import teacher_targets
+    from edgedistill.models.classifier import _padded, _top_forward, classifier_from_encoder
+    from edgedistill.models.loading import load_encoder
+    from edgedistill.models.teacher import TeacherRef
+
+    enc, tok = load_encoder(tiny_teacher)
+    model = classifier_from_encoder(enc).eval()
+    texts = ["the movie was great", "a dull film that was really tedious and so bland", "fun"]
+    ref = TeacherRef(folder=tiny_teacher, weights=tiny_teacher / "model.safetensors", sha256="f" * 64, source="t")
+    states = teacher_targets(enc, tok, ref, texts, 32, "cls", False, layers=[2])
+    with torch.no_grad():
+        got = _top_forward(model, 2)(*_padded(states, 2, [0, 1, 2]))
+        want = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(got, want, atol=5e-3)  # cached states are fp16

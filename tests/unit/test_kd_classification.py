@@ -168,3 +168,35 @@ def test_every_kd_example_recipe_loads_and_names_registered_losses():
         for name in r.distill.losses:
             get_loss(name)
         assert f"examples/kd/{path.name}" in docs, f"{path.name} has no when-to-use paragraph"
+
+
+def test_ema_pseudo_teacher_tracks_the_student(run):
+    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "strategy": "ema_self", "losses": {"hard_ce": 1.0, "kd": 1.0},
+                          "ema_decay": 0.9})
+    student, strategy, gens = run.train(spec)
+    hist = gens[0]["result"].history
+    assert hist[-1]["hard_ce"] < hist[0]["hard_ce"] and hist[-1]["kd"] > 0
+    key = "bert.encoder.layer.1.output.dense.weight"
+    ema, init, final = strategy.ema.state_dict()[key], run.initial_student.state_dict()[key], student.state_dict()[key]
+    assert not torch.equal(ema, init) and not torch.equal(ema, final)  # it moved, lagging behind the student
+    with pytest.raises(RecipeError, match="loss 'fitnets' needs hidden, which strategy 'ema_self' does not provide"):
+        run.strategy(DistillSpec(strategy="ema_self", losses={"fitnets": 1.0}))
+
+
+def test_mutual_learning_trains_two_different_peers(run):
+    from edgedistill.distill.strategy_self import PeerPair
+
+    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "strategy": "mutual", "losses": {"hard_ce": 1.0, "kd": 1.0}})
+    strategy = run.strategy(spec)
+    import copy
+
+    pair = strategy.prepare_student(copy.deepcopy(run.initial_student))
+    assert isinstance(pair, PeerPair)
+    key = "bert.encoder.layer.1.output.dense.weight"
+    a, b = (p.state_dict()[key] for p in pair.peers)
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.5)  # close, not identical starts
+    student, _, gens = run.train(spec)
+    hist = gens[0]["result"].history
+    assert hist[-1]["hard_ce"] < hist[0]["hard_ce"] and hist[-1]["kd"] > 0
+    assert not hasattr(student, "peers")  # peer 0 is handed over
+    assert not student.bert.embeddings.word_embeddings.weight.requires_grad
