@@ -44,6 +44,10 @@ METHODS = {
     "fitnets": ({"losses": {"kd": 1.0, "fitnets": 1.0}}, "KD + hidden-state hints on both mapped layers"),
     "minilm_attention": ({"losses": {"kd": 1.0, "attention_kl": 1.0, "value_relation": 1.0}},
                          "KD + last-layer attention distribution and value-relation transfer"),
+    "ema_self": ({"strategy": "ema_self", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                 "teacher-free: EMA of the student (decay 0.99) as pseudo-teacher + hard CE"),
+    "mutual": ({"strategy": "mutual", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+               "teacher-free: deep mutual learning of two peers (twice the compute per step)"),
     "born_again": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "generations": 2},
                    "2 generations of the kd_hard_mix student, half the steps each (same total budget)"),
 }
