@@ -214,13 +214,28 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
 
     # The frozen part of the encoder gives the same states every epoch: they are computed once
     # (and cached on disk), so each step runs only the trainable blocks and the head.
+    def cached(texts, split):
+        return teacher_targets(encoder, tokenizer, ws.teacher_ref, texts, t.max_length, "cls", False,
+                               layers=[start] if top is not None else [], desc=f"encoder states ({split})")
+
     if head is not None:
-        feats = torch.from_numpy(np.array(teacher_targets(
-            encoder, tokenizer, ws.teacher_ref, tr_texts, t.max_length, "cls", False,
-            desc="encoder states (train)").embeddings))
+        feats = torch.from_numpy(np.array(cached(tr_texts, "train").embeddings))
+        va_feats = torch.from_numpy(np.array(cached(va_texts, "validation").embeddings))
     elif top is not None:
-        states = teacher_targets(encoder, tokenizer, ws.teacher_ref, tr_texts, t.max_length, "cls", False,
-                                 layers=[start], desc=f"encoder states before block {start} (train)")
+        states, va_states = cached(tr_texts, "train"), cached(va_texts, "validation")
+
+    def val_accuracy() -> float:
+        if head is None and top is None:
+            return _accuracy(model, tokenizer, va_texts, va_labels, t.max_length)
+        model.eval()
+        with torch.inference_mode():
+            if head is not None:
+                logits = head(va_feats)
+            else:
+                logits = torch.cat([top(*_padded(va_states, start, range(i, min(i + 128, len(va_texts)))))
+                                    for i in range(0, len(va_texts), 128)])
+        model.train()
+        return float((logits.argmax(1).numpy() == va_labels).mean())
     best = (-1.0, None, 0)
     history = []
     for epoch in range(1, spec.epochs + 1):
@@ -242,7 +257,7 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-        acc = _accuracy(model, tokenizer, va_texts, va_labels, t.max_length)
+        acc = val_accuracy()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": acc})
         say(f"teacher classifier epoch {epoch}/{spec.epochs}: train loss {np.mean(losses):.4f}, "
             f"validation accuracy {acc:.4f}")

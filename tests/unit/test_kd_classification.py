@@ -200,3 +200,10 @@ def test_mutual_learning_trains_two_different_peers(run):
     assert hist[-1]["hard_ce"] < hist[0]["hard_ce"] and hist[-1]["kd"] > 0
     assert not hasattr(student, "peers")  # peer 0 is handed over
     assert not student.bert.embeddings.word_embeddings.weight.requires_grad
+
+
+def test_export_and_run_refuse_classifier_students_clearly(tmp_path, clf_teacher, data, capsys):
+    path = recipe(tmp_path, clf_teacher, data, losses={"kd": 1.0})
+    for cmd in ("run", "export", "bench"):
+        assert main([cmd, str(path), "-o", str(tmp_path / "out")]) == 2
+        assert f"'edgedistill {cmd}' supports sentence-embedding students only" in capsys.readouterr().err
