@@ -27,12 +27,13 @@ def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
     spec.loader.exec_module(mod)
     out = tmp_path / "res" / "kd_methods"
     assert mod.main(["--teacher", str(tmp_path / "teacher"), "--jsonl", str(data), "--layers", "0", "3", "--ffn", "32",
-                     "--steps", "4", "--seeds", "0", "1", "--threads", "1", "--methods", "hard_label", "kd", "born_again",
+                     "--steps", "4", "--seeds", "0", "1", "--threads", "1",
+                     "--methods", "hard_label", "kd", "born_again", "fitnets",
                      "--out", str(out)]) == 0
     res = json.loads(out.with_suffix(".json").read_text())
     h = res["headline"]
-    assert h["methods_benchmarked"] == ["hard_label", "kd", "born_again"]
-    assert h["best_method"] in ("kd", "born_again")
+    assert h["methods_benchmarked"] == ["hard_label", "kd", "born_again", "fitnets"]
+    assert h["best_method"] in ("kd", "born_again", "fitnets")
     assert h["best_acc"] == res["methods"][h["best_method"]]["test_accuracy_mean"]
     assert h["hard_label_acc"] == res["methods"]["hard_label"]["test_accuracy_mean"]
     assert h["seed_spread"] == max(res["methods"]["hard_label"]["test_accuracy_std"],
