@@ -1,7 +1,8 @@
 """Compare the KD techniques on one real task and write benchmarks/results/kd_methods.{json,md}.
 
     python benchmarks/kd_methods.py --time-one     # time one method x seed at the budget, write nothing
-    python benchmarks/kd_methods.py                # the full table (~methods x seeds x that time)
+    python benchmarks/kd_methods.py                # the full table (~methods x seeds x that time; build
+                                                   # the teacher first: edgedistill teacher classifier)
     python benchmarks/kd_methods.py --limit 2000 --steps 20 --seeds 0 --out /tmp/kd   # smoke run
 
 Task: binary sentiment on the VADER sentences (labels = sign of the human score, |score| >= 0.5).
@@ -130,7 +131,10 @@ def write_results(out: Path, result: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default=str(ROOT / "runs" / "sentiment-teacher"))
-    ap.add_argument("--steps", type=int, default=300)
+    # 200 steps: one kd run took 313 s wall / 209 s CPU at 300 steps on the shared, loaded 2-core VM (load ~6);
+    # ~23 s per 300 steps is what the quickstart's step rate gives on a quiet one. Sized for ~20 min of
+    # training for all methods x 3 seeds on 2 quiet cores, plus the teacher passes on a cold cache.
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--limit", type=int, default=None, help="use a subset of the sentences (smoke runs)")
