@@ -37,13 +37,36 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
     return run_distill(_workspace(recipe, out))
 
 
+def _embedding_only(ws, command: str):
+    """Export and bench handle sentence-embedding students; a classifier student stops here, clearly."""
+    from .distill.strategies import get_strategy
+    from .errors import RecipeError
+
+    name = ws.recipe.distill.strategy
+    if getattr(get_strategy(name), "task", "embedding") != "embedding":
+        raise RecipeError(f"{ws.recipe.source_path or ws.recipe.name}: [distill] strategy {name!r} makes a "
+                          f"classifier student; 'edgedistill {command}' supports sentence-embedding students only "
+                          "so far (run 'edgedistill distill' for classifiers)")
+    return ws
+
+
+def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Path = "runs/sentiment-teacher",
+                       unfreeze_layers: int = 0, epochs: int = 4, seed: int = 0, learning_rate: float = 0.0) -> dict:
+    """Turn the recipe's encoder into a sentiment classifier teacher on its labelled data; returns its record."""
+    from .models.classifier import ClassifierTrainSpec, train_classifier_teacher
+
+    ws = _workspace(recipe, None)
+    spec = ClassifierTrainSpec(unfreeze_layers=unfreeze_layers, epochs=epochs, seed=seed, learning_rate=learning_rate)
+    return train_classifier_teacher(ws, Path(out), spec)
+
+
 def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, targets: list[str] | None = None,
            quant: str | None = None, student: str | Path | None = None, zip_bundle: bool = False) -> list[Path]:
     """Export the student for each target behind the parity gate; returns the bundle folders
     (and writes ``bundles/TARGET.zip`` beside each when ``zip_bundle``)."""
     from .export.stage import run_export
 
-    return run_export(_workspace(recipe, out), targets=targets, quant=quant,
+    return run_export(_embedding_only(_workspace(recipe, out), "export"), targets=targets, quant=quant,
                       student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
 
 
@@ -82,7 +105,7 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
                                 targets=targets or None, tokenizer=tokenizer)
     from .bench.stage import run_bench
 
-    return run_bench(_workspace(recipe, out), target=target)
+    return run_bench(_embedding_only(_workspace(recipe, out), "bench"), target=target)
 
 
 def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[str, Path]:
@@ -98,7 +121,7 @@ def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None
     from .distill.stage import run_distill
     from .export.stage import run_export
 
-    ws = _workspace(recipe, out)
+    ws = _embedding_only(_workspace(recipe, out), "run")
     run_distill(ws)
     run_export(ws)
     return run_bench(ws)

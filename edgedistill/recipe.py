@@ -126,8 +126,36 @@ class DistillSpec:
     precision: Literal["fp32", "bf16"] = "fp32"
     threads: int = 0
     """Torch threads for training; 0 means all cores."""
+    temperature: float = 2.0
+    """Softmax temperature of the logit losses (kd, reverse_kl, jsd, label_smoothing, sorted_prob)."""
+    jsd_beta: float = 0.5
+    """Teacher share of the mixture in the generalised JSD loss."""
+    smoothing: float = 0.1
+    """Probability mass the label_smoothing virtual teacher spreads over the wrong classes."""
+    final_weights: dict[str, float] = field(default_factory=dict)
+    """Loss name -> weight at the last step; weights move linearly from ``losses`` (alpha schedules)."""
+    generations: int = 1
+    """Born-again distillation (classification): generation k teaches generation k + 1."""
+    ema_decay: float = 0.99
+    """Strategy ``ema_self``: per-step decay of the EMA pseudo-teacher."""
 
     def validate(self, where: str) -> None:
+        if self.temperature <= 0:
+            _fail(where, "temperature", f"expected a number > 0, got {self.temperature}")
+        if not 0 < self.jsd_beta < 1:
+            _fail(where, "jsd_beta", f"expected a number in (0, 1), got {self.jsd_beta}")
+        if not 0 <= self.smoothing < 1:
+            _fail(where, "smoothing", f"expected a number in [0, 1), got {self.smoothing}")
+        for name, w in self.final_weights.items():
+            if name not in self.losses:
+                _fail(where, f"final_weights.{name}", f"not in 'losses' ({', '.join(self.losses)}); "
+                      "schedule only losses you use")
+            if w < 0:
+                _fail(where, f"final_weights.{name}", f"expected a weight >= 0, got {w}")
+        if not 0 < self.ema_decay < 1:
+            _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
+        if self.generations < 1:
+            _fail(where, "generations", f"expected >= 1, got {self.generations}")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")

@@ -3,6 +3,8 @@
 A loss is a function ``(student: Outputs, teacher: Outputs, **params) -> scalar``.
 Recipes combine them by name with weights (``[distill] losses = {cosine = 1.0,
 hidden_mse = 1.0}``); adding a loss is one decorated function and one test.
+Logit losses live in :mod:`.losses_logits`, feature losses with learned
+projections and attention transfer in :mod:`.losses_features`.
 """
 
 from __future__ import annotations
@@ -26,23 +28,33 @@ class Outputs:
     """Token states ``[B, T, H]`` keyed by *student* layer, already paired through the layer map."""
     mask: torch.Tensor | None = None
     """Attention mask ``[B, T]`` (1 = real token)."""
+    logits: torch.Tensor | None = None
+    """Classifier logits ``[B, C]``."""
+    labels: torch.Tensor | None = None
+    """Hard labels ``[B]`` (student side; -100 = unlabelled row)."""
+    qkv: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """Per paired *student* layer: query, key, value ``[B, heads, T, head_dim]`` of that block's self-attention."""
+    projector: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    """Student side: learned map of a student layer's states to the teacher's width (FitNets regressor)."""
 
 
 @dataclass(frozen=True)
 class LossEntry:
     fn: Callable[..., torch.Tensor]
     needs: frozenset[str]
-    """Which fields of :class:`Outputs` the loss reads ("embedding", "hidden")."""
+    """Which fields of :class:`Outputs` the loss reads ("embedding", "hidden", "logits", "labels", "qkv")."""
     doc: str
+    params: tuple[str, ...] = ()
+    """Recipe options passed as keyword arguments (e.g. "temperature")."""
 
 
 LOSSES: Registry[LossEntry] = Registry("loss", "[distill] key 'losses'")
 
 
-def register_loss(name: str, needs: tuple[str, ...]):
+def register_loss(name: str, needs: tuple[str, ...], params: tuple[str, ...] = ()):
     def deco(fn):
         doc = next(iter((fn.__doc__ or "").strip().splitlines()), "")
-        LOSSES.add(name, LossEntry(fn=fn, needs=frozenset(needs), doc=doc))
+        LOSSES.add(name, LossEntry(fn=fn, needs=frozenset(needs), doc=doc, params=tuple(params)))
         return fn
 
     return deco
@@ -75,3 +87,7 @@ def hidden_mse(s: Outputs, t: Outputs) -> torch.Tensor:
     for layer, hs in s.hidden.items():
         total = total + ((hs - t.hidden[layer]).pow(2) * mask).sum() / denom
     return total / len(s.hidden)
+
+
+# The rest of the catalogue registers itself on import.
+from . import losses_features, losses_logits  # noqa: E402, F401

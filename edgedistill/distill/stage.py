@@ -26,6 +26,10 @@ PROJECTION_FIT_SENTENCES = 2000
 
 def run_distill(ws: Workspace) -> Path:
     r = ws.recipe
+    if getattr(get_strategy(r.distill.strategy), "task", "embedding") == "classification":
+        from .classify_stage import run_classify
+
+        return run_classify(ws)
     threads = set_threads(r.distill.threads)
     t0 = time.perf_counter()
     teacher, tokenizer = ws.teacher

@@ -59,6 +59,9 @@ class EmbeddingStrategy:
         if not self.weights:
             raise RecipeError("[distill] key 'losses': every weight is 0; nothing to train")
         self.entries = {name: get_loss(name) for name in self.weights}
+        from .strategy_cls import check_needs
+
+        check_needs(self.entries, frozenset({"embedding", "hidden"}), "embedding")
         self.layer_map = layer_map
         self.pooling = pooling
         self.normalize = normalize
@@ -104,3 +107,7 @@ class EmbeddingStrategy:
             parts[name] = float(value.detach())
             total = total + w * value
         return total, parts
+
+
+# Strategies in their own modules register themselves on import.
+from . import strategy_cls, strategy_self  # noqa: E402, F401

@@ -136,3 +136,36 @@ def _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, no
         for _, tmp in arrays.values():
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def teacher_logits(model, tokenizer, teacher_ref, texts, max_length: int, batch_size: int = 64,
+                   desc: str = "teacher logits") -> np.ndarray:
+    """Classifier logits ``[N, C]`` (float32) for ``texts``, cached under the same kind of key.
+
+    The key hashes the teacher's weights and tokenizer and the texts, so a changed
+    teacher or corpus computes afresh instead of reading stale logits.
+    """
+    import torch
+
+    texts = list(texts)
+    folder = cache_dir("teacher") / ("logits-" + cache_key(teacher_ref, texts, max_length, "logits", False)[:32])
+    n, classes = len(texts), model.config.num_labels
+    arr = _open(folder, "logits.npy", n)
+    if arr is not None and arr.shape == (n, classes):
+        return arr
+    folder.mkdir(parents=True, exist_ok=True)
+    dest, tmp = _new_array(folder, "logits.npy", np.float32, (n, classes))
+    try:
+        order = length_order(tokenizer, texts, max_length)
+        with torch.inference_mode():
+            for start in progress(range(0, n, batch_size), desc=desc, unit="batch"):
+                idx = order[start : start + batch_size]
+                feats = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                dest[idx] = model(**feats).logits.float().numpy()
+        dest.flush()
+        os.replace(tmp, folder / "logits.npy")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return _open(folder, "logits.npy", n)

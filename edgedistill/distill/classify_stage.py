@@ -1,0 +1,194 @@
+"""The distill stage for ``strategy = "classification"``: classifier teacher -> student classifier.
+
+The teacher is any local HF ``...ForSequenceClassification`` folder (``edgedistill teacher
+classifier`` builds one); the student keeps the recipe's teacher blocks plus the teacher's
+head, and trains on the labelled train split. With ``generations = N > 1`` it is
+born-again distillation: generation k's student, with the same architecture, is the
+teacher of generation k + 1 (its logits replace the teacher's).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DataError, TrainingError
+from ..fileutil import atomic_dir, write_json_atomic
+from ..models.classifier import classifier_from_encoder, labelled_split, load_classifier
+from ..models.student import build_student, count_parameters, plan_student
+from ..progress import say
+from ..workspace import set_threads
+from .cls_trainer import NonFiniteLoss, accuracy, logits_of, train_classifier
+from .strategies import get_strategy, resolve_layer_map
+from .strategy_cls import ClassificationStrategy, TeacherCache
+from .teacher_cache import teacher_logits, teacher_targets
+
+
+def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str):
+    """The teacher's kept blocks (and narrowed FFNs) under a copy of the teacher's head."""
+    base = build_student(teacher.base_model, tokenizer, plan, calibration_texts, max_length, selection)
+    student = classifier_from_encoder(base, teacher.config.num_labels,
+                                      {int(k): v for k, v in teacher.config.id2label.items()})
+    student.classifier.load_state_dict(teacher.classifier.state_dict())
+    return student
+
+
+def deliverable(model):
+    """The model a run hands over: itself, or peer 0 of a mutual-learning pair."""
+    peers = getattr(model, "peers", None)
+    return peers[0] if peers is not None else model
+
+
+class ClassificationRun:
+    """Teacher, data and caches shared by every training run on one workspace (the benchmark
+    reuses one instance across methods and seeds)."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        r = ws.recipe
+        self.teacher, self.tokenizer = load_classifier(ws.teacher_ref.folder)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.train_texts, self.train_labels = labelled_split(ws, "train")
+        val_texts, val_labels = labelled_split(ws, "validation")
+        pick = np.sort(np.random.default_rng(0).permutation(len(val_texts))[: r.distill.eval_sentences])
+        self.val_labels = val_labels[pick]
+        self.test_texts, self.test_labels = labelled_split(ws, "test")
+        n_cls = self.teacher.config.num_labels
+        present = set(self.train_labels.tolist())
+        if len(self.train_texts) < r.distill.batch_size or not len(pick) or not len(self.test_texts):
+            raise DataError(f"[data] {r.data.source}: {len(self.train_texts)} labelled training sentences, "
+                            f"{len(pick)} validation, {len(self.test_texts)} test; classification distillation "
+                            "needs labels (or scores) in every split")
+        if max(present) >= n_cls:
+            raise DataError(f"[data] labels go up to {max(present)} but the teacher "
+                            f"{ws.teacher_ref.folder} has {n_cls} classes")
+        tok = lambda texts: self.tokenizer(list(texts), truncation=True, max_length=r.teacher.max_length)  # noqa: E731
+        self.enc = tok(self.train_texts)
+        self.enc_val = tok([val_texts[i] for i in pick])
+        self.enc_test = tok(self.test_texts)
+        self.plan = plan_student(r.student, self.teacher.config)
+        self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, self.plan.teacher_layers)
+
+    @cached_property
+    def initial_student(self):
+        r = self.ws.recipe
+        calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
+                 if i < len(self.train_texts)]
+        return build_classifier_student(self.teacher, self.tokenizer, self.plan, calib or self.train_texts[:32],
+                                        r.teacher.max_length, r.student.ffn_selection)
+
+    @cached_property
+    def teacher_test_accuracy(self) -> float:
+        z = teacher_logits(self.teacher, self.tokenizer, self.ws.teacher_ref, self.test_texts,
+                           self.ws.recipe.teacher.max_length, desc="teacher logits (test)")
+        return float((np.asarray(z).argmax(1) == self.test_labels).mean())
+
+    def strategy(self, spec) -> ClassificationStrategy:
+        return get_strategy(spec.strategy)(spec, self.layer_map, self.initial_student.config, self.teacher.config,
+                                      self.teacher.base_model.encoder.layer)
+
+    def cache(self, strategy) -> TeacherCache:
+        t = self.ws.recipe.teacher
+        cache = TeacherCache()
+        if strategy.needs_logits and not getattr(strategy, "teacher_free", False):
+            cache.logits = teacher_logits(self.teacher, self.tokenizer, self.ws.teacher_ref, self.train_texts,
+                                          t.max_length, desc="teacher logits (train)")
+        layers = strategy.teacher_hidden_indices()
+        if layers:
+            cache.targets = teacher_targets(self.teacher.base_model, self.tokenizer, self.ws.teacher_ref,
+                                            self.train_texts, t.max_length, "cls", False, layers=layers,
+                                            desc="teacher token states (train)")
+        return cache
+
+    def train(self, spec, desc: str = "distilling"):
+        """Train ``spec.generations`` students; returns (last student, per-generation results)."""
+        strategy = self.strategy(spec)
+        cache = self.cache(strategy)
+        gens = []
+        student = None
+        for gen in range(1, spec.generations + 1):
+            if gen > 1:
+                # Born-again: the previous generation's predictions are the soft targets.
+                cache = TeacherCache(logits=logits_of(student, self.enc, self.pad_id), targets=cache.targets)
+                strategy = self.strategy(spec)
+            student = copy.deepcopy(self.initial_student)
+            prepare = getattr(strategy, "prepare_student", None)
+            if prepare is not None:
+                student = prepare(student)
+            label = f"{desc} (generation {gen}/{spec.generations})" if spec.generations > 1 else desc
+            res = train_classifier(student, strategy, self.enc, self.train_labels, cache, self.enc_val,
+                                   self.val_labels, spec, self.pad_id, desc=label)
+            gens.append({"generation": gen, "result": res,
+                         "test_accuracy": accuracy(student, self.enc_test, self.test_labels, self.pad_id)})
+            student = deliverable(student)
+        return student, strategy, gens
+
+
+def run_classify(ws) -> Path:
+    r = ws.recipe
+    threads = set_threads(r.distill.threads)
+    t0 = time.perf_counter()
+    run = ClassificationRun(ws)
+    student0 = run.initial_student
+    n_teacher, n_student = count_parameters(run.teacher), count_parameters(student0)
+    say(f"classification: {len(run.train_texts)} labelled training sentences; student keeps teacher layers "
+        f"{run.plan.layers} of {run.plan.teacher_layers} ({n_student / 1e6:.1f}M params, teacher "
+        f"{n_teacher / 1e6:.1f}M); layer map student->teacher {run.layer_map}; losses {dict(r.distill.losses)}; "
+        f"{threads} threads")
+    try:
+        student, strategy, gens = run.train(r.distill)
+    except NonFiniteLoss as e:
+        keep = ws.run_dir / "student.last-good"
+        state = {k.removeprefix("peers.0."): v for k, v in e.best_state.items() if not k.startswith("peers.1.")}
+        student0.load_state_dict(state)
+        with atomic_dir(keep) as tmp:
+            student0.save_pretrained(tmp, safe_serialization=True)
+            run.tokenizer.save_pretrained(tmp)
+        raise TrainingError(f"{e}; the last good checkpoint (step {e.best_step}) is in {keep}") from None
+    last = gens[-1]
+    res = last["result"]
+    teacher_acc = run.teacher_test_accuracy
+    say(f"distilled {res.steps} steps x {len(gens)} generation(s) in {sum(g['result'].seconds for g in gens):.0f} s; "
+        f"validation accuracy {res.best_val_accuracy:.4f} (step {res.best_step}); test accuracy "
+        f"{last['test_accuracy']:.4f} vs teacher {teacher_acc:.4f}")
+    record = {
+        "schema_version": 1,
+        "edgedistill_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": "classification",
+        "recipe": {"name": r.name, "sha256": r.sha256(), "path": str(r.source_path or "")},
+        "teacher": {"source": ws.teacher_ref.source, "sha256": ws.teacher_ref.sha256,
+                    "layers": run.plan.teacher_layers, "params": n_teacher, "test_accuracy": teacher_acc},
+        "student": {"kept_teacher_layers": run.plan.layers, "intermediate_size": run.plan.intermediate_size,
+                    "params": n_student, "layer_map": {str(k): v for k, v in run.layer_map.items()}},
+        "strategy": r.distill.strategy,
+        "loss_weights": strategy.weights,
+        "final_weights": strategy.final_weights,
+        "options": strategy.options,
+        "generations": [{"generation": g["generation"], "best_step": g["result"].best_step,
+                         "best_val_accuracy": g["result"].best_val_accuracy, "test_accuracy": g["test_accuracy"],
+                         "train_seconds": g["result"].seconds} for g in gens],
+        "steps": res.steps,
+        "best_step": res.best_step,
+        "metrics": {"best_val_accuracy": res.best_val_accuracy, "test_accuracy": last["test_accuracy"],
+                    "teacher_test_accuracy": teacher_acc,
+                    "retention": last["test_accuracy"] / teacher_acc if teacher_acc else None,
+                    "final_train_loss": res.history[-1]["loss"] if res.history else None},
+        "train_seconds": sum(g["result"].seconds for g in gens),
+        "sentences_per_second": res.sentences_per_second,
+        "stage_seconds": time.perf_counter() - t0,
+        "threads": threads,
+        "losses": res.history,
+        "evals": res.evals,
+    }
+    with atomic_dir(ws.student_dir) as tmp:
+        student.save_pretrained(tmp, safe_serialization=True)
+        run.tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "distill.json", record)
+    say(f"student classifier written to {ws.student_dir}")
+    return ws.student_dir

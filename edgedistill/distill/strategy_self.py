@@ -1,0 +1,132 @@
+"""Teacher-free classification strategies: the targets come from students, not from a fixed teacher.
+
+- ``ema_self``: an exponential moving average of the student's own weights is its pseudo-teacher
+  (mean-teacher style); the logit losses compare the student with the EMA's predictions.
+- ``mutual``: deep mutual learning; two peers of the same architecture train together, each
+  learning from the labels and from the other's (detached) predictions. Peer 0 is the result.
+
+Both reuse the classification strategy's loss mixing and schedules; only where the "teacher"
+logits come from differs, so the teacher's own outputs are never computed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .losses import Outputs
+from .strategies import register_strategy
+from .strategy_cls import ClassificationStrategy, check_needs
+
+_LOGITS_ONLY = frozenset({"logits", "labels"})
+
+
+class _StudentTeacher(ClassificationStrategy):
+    teacher_free = True
+
+    def __init__(self, spec, layer_map, student_config, teacher_config, teacher_blocks=None):
+        super().__init__(spec, layer_map, student_config, teacher_config, teacher_blocks)
+        check_needs(self.entries, _LOGITS_ONLY, self.name, "its pseudo-teacher gives logits only: use logit and "
+                    "label losses, or strategy = 'classification' for feature losses,")
+        self.needs_logits = False  # nothing to cache: the targets are computed from students each step
+
+    def teacher_batch(self, cache, idx, width: int, mask) -> Outputs:
+        return Outputs(mask=mask)
+
+
+class PeerPair(torch.nn.Module):
+    """Two peers trained as one module; calling it runs peer 0 (what is evaluated and saved)."""
+
+    def __init__(self, peer0, peer1):
+        super().__init__()
+        self.peers = torch.nn.ModuleList([peer0, peer1])
+
+    def forward(self, **kw):
+        return self.peers[0](**kw)
+
+    def get_input_embeddings(self):
+        return _Tied([p.get_input_embeddings().weight for p in self.peers])
+
+
+class _Tied:
+    """Lets the trainer freeze both peers' word tables through one ``.weight.requires_grad_``."""
+
+    def __init__(self, weights):
+        self.weight = self
+        self._weights = weights
+
+    def requires_grad_(self, flag: bool):
+        for w in self._weights:
+            w.requires_grad_(flag)
+        return self
+
+
+@register_strategy("ema_self")
+class EmaSelfStrategy(_StudentTeacher):
+    """Self-distillation from an EMA snapshot of the student (pseudo-teacher)."""
+
+    task = "classification"
+    name = "ema_self"
+
+    def __init__(self, spec, *a, **kw):
+        super().__init__(spec, *a, **kw)
+        self.decay = spec.ema_decay
+        self.ema = None
+
+    def prepare_student(self, student):
+        self.ema = copy.deepcopy(student).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        return student
+
+    @torch.no_grad()
+    def after_step(self, student) -> None:
+        for e, s in zip(self.ema.state_dict().values(), student.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.mul_(self.decay).add_(s.detach(), alpha=1 - self.decay)
+
+    def loss(self, student, feats, teacher, labels, frac=0.0):
+        with torch.no_grad():
+            teacher.logits = self.ema(**feats).logits.float()
+        return super().loss(student, feats, teacher, labels, frac)
+
+
+@register_strategy("mutual")
+class MutualStrategy(_StudentTeacher):
+    """Deep mutual learning of two peers; each peer's loss uses the other's predictions as the teacher."""
+
+    task = "classification"
+    name = "mutual"
+
+    def prepare_student(self, student):
+        peer = copy.deepcopy(student)
+        # Identical peers fed identical batches would stay identical; a small seeded perturbation
+        # gives them different starting points, as different initialisations do in DML.
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in peer.parameters():
+                if p.dim() >= 2:
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.02 * p.std())
+        return PeerPair(student, peer)
+
+    def loss(self, pair, feats, teacher, labels, frac=0.0):
+        outs = [peer(**feats).logits for peer in pair.peers]
+        total, parts = 0.0, {}
+        for i, out in enumerate(outs):
+            other = Outputs(logits=outs[1 - i].detach().float(), mask=teacher.mask)
+            t_i, p_i = super().loss(_Fixed(out), feats, other, labels, frac)
+            total = total + t_i
+            for k, v in p_i.items():
+                parts[k] = parts.get(k, 0.0) + v / len(outs)
+        return total, parts
+
+
+class _Fixed:
+    """A callable standing in for a peer whose logits were already computed this step."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def __call__(self, **_):
+        return self

@@ -1,0 +1,44 @@
+"""benchmarks/kd_methods.py on a tiny budget: the result contract is written and consistent."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from conftest import synthetic_rows, write_jsonl
+
+from edgedistill.models.classifier import classifier_from_encoder
+from edgedistill.models.loading import load_encoder
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
+
+
+def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
+    enc, tok = load_encoder(tiny_teacher)
+    torch.manual_seed(0)
+    model = classifier_from_encoder(enc)
+    model.save_pretrained(tmp_path / "teacher", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "teacher")
+    (tmp_path / "teacher" / "teacher.json").write_text(json.dumps(
+        {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1, "seconds": 0}))
+    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(160))
+    spec = importlib.util.spec_from_file_location("kd_methods", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "res" / "kd_methods"
+    assert mod.main(["--teacher", str(tmp_path / "teacher"), "--jsonl", str(data), "--layers", "0", "3", "--ffn", "32",
+                     "--steps", "4", "--seeds", "0", "1", "--threads", "1",
+                     "--methods", "hard_label", "kd", "born_again", "fitnets",
+                     "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    h = res["headline"]
+    assert h["methods_benchmarked"] == ["hard_label", "kd", "born_again", "fitnets"]
+    assert h["best_method"] in ("kd", "born_again", "fitnets")
+    assert h["best_acc"] == res["methods"][h["best_method"]]["test_accuracy_mean"]
+    assert h["hard_label_acc"] == res["methods"]["hard_label"]["test_accuracy_mean"]
+    assert h["seed_spread"] == max(res["methods"]["hard_label"]["test_accuracy_std"],
+                                   res["methods"][h["best_method"]]["test_accuracy_std"])
+    assert [r["seed"] for r in res["methods"]["kd"]["per_seed"]] == [0, 1]
+    assert 0 <= res["untrained_student"]["test_accuracy"] <= 1
+    md = out.with_suffix(".md").read_text()
+    assert "| untrained student |" in md and "| born_again |" in md
