@@ -143,3 +143,12 @@ def split_documents(docs: list[Document], shares: tuple[int, int, int] = (8, 1, 
         if not part:
             raise DataError(f"the {name} split is empty ({len(docs)} documents in all); change the split shares")
     return out
+
+
+def brown_blocks(tokenizer, block_size: int = 256, shares: tuple[int, int, int] = (8, 1, 1)) -> dict:
+    """``{split: [N, block_size] int32}`` packed token blocks of the Brown corpus, cached."""
+    from .blocks import cached_blocks
+
+    parts = split_documents(load_brown(), shares)
+    return {name: cached_blocks(f"brown-{name}", [d.text for d in docs], [d.id for d in docs], tokenizer, block_size)
+            for name, docs in parts.items()}
