@@ -207,6 +207,26 @@ def bundle_verify(path):
     click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']})")
 
 
+@cli.group()
+def llm():
+    """Causal language models: distil a small LM teacher into a shallower student (see README, LLM)."""
+
+
+@llm.command("distill")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@_out_opt
+def llm_distill(recipe, out):
+    """Prune the teacher to a student by layer importance and train it with top-k KD (writes OUT/student/).
+
+    \b
+    Example:
+      edgedistill llm distill examples/llm/recipe.toml -o runs/llm
+    """
+    from . import api
+
+    click.echo(api.llm_distill(recipe, out))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="edgedistill", standalone_mode=False)

@@ -8,22 +8,20 @@ are cached as one .npy file.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..cache import cache_dir
 from ..errors import DataError
-from ..fileutil import sha256_file, sha256_json
+from ..fileutil import sha256_json
 
 
 def tokenizer_hash(tokenizer) -> str:
-    """Stable identity of a tokenizer: its tokenizer.json if saved, else its vocabulary."""
-    path = getattr(tokenizer, "name_or_path", "")
-    tj = Path(path) / "tokenizer.json" if path else None
-    if tj is not None and tj.is_file():
-        return sha256_file(tj)
-    return sha256_json(sorted(tokenizer.get_vocab().items()))
+    """Identity of a tokenizer by what KD depends on: token -> id (added tokens included) and EOS.
+
+    Hashing the vocabulary rather than tokenizer.json makes the same tokenizer match whether it was
+    built in memory, saved, or converted from a GGUF.
+    """
+    return sha256_json({"vocab": sorted(tokenizer.get_vocab().items()), "eos": tokenizer.eos_token_id})
 
 
 def pack_blocks(texts: list[str], tokenizer, block_size: int, max_blocks: int | None = None) -> np.ndarray:

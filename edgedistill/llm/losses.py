@@ -39,7 +39,7 @@ class TokenLoss:
     doc: str
 
 
-TOKEN_LOSSES: Registry[TokenLoss] = Registry("token KD loss", "[llm.distill] key 'loss'")
+TOKEN_LOSSES: Registry[TokenLoss] = Registry("token KD loss", "[distill] key 'loss' (LLM recipe)")
 TAILS = ("bucket", "renorm")
 _TINY = 1e-6
 

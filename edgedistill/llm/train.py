@@ -52,10 +52,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
 
-    def validate(self) -> None:
+    def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
 
-        where = "[llm.distill]"
         if self.mode not in MODES:
             raise RecipeError(f"{where} key 'mode': expected one of {MODES}, got {self.mode!r}")
         if self.mode == "kd":
@@ -168,7 +167,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         loss, info = _step_loss(student, ids, logp, idx, cfg)
         if not torch.isfinite(loss):
             raise TrainingError(f"training diverged at step {step + 1} (loss {loss.item()}); lower "
-                                f"[llm.distill] learning_rate (now {cfg.learning_rate})")
+                                f"[distill] learning_rate (now {cfg.learning_rate})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
