@@ -52,3 +52,26 @@ def tiny_text(n_docs: int = 40, words: int = 60, seed: int = 0) -> list[str]:
         toks = [cycle[(start + i) % len(cycle)] if rng.random() > 0.1 else rng.choice(WORDS) for i in range(words)]
         docs.append(" ".join(toks))
     return docs
+
+
+def trained_tiny_llama(folder: Path, layers: int = 2, steps: int = 60) -> Path:
+    """A tiny Llama fitted to :func:`tiny_text` for a few steps, so its greedy text varies; saved for reloading."""
+    import numpy as np
+    import torch
+
+    from edgedistill.llm.blocks import pack_blocks
+
+    model, tok = tiny_llama(layers=layers), tiny_tokenizer()
+    blocks = torch.from_numpy(pack_blocks(tiny_text(40, words=40), tok, 16).astype(np.int64))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for i in range(steps):
+        ids = blocks[(i * 8) % (len(blocks) - 8):][:8]
+        loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
