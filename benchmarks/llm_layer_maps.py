@@ -19,7 +19,13 @@ import torch
 from edgedistill.fileutil import write_json_atomic, write_text_atomic
 from edgedistill.llm.brown import brown_blocks
 from edgedistill.llm.evaluate import eval_subset, evaluate_lm
-from edgedistill.llm.student import build_student, choose_layers, evenly_spaced, layer_importance
+from edgedistill.llm.student import (
+    build_student,
+    choose_layers,
+    evenly_spaced,
+    iterative_cosine,
+    layer_importance,
+)
 from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
 
 
@@ -30,6 +36,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--depths", default="6,10,15,20", help="depths for importance-ppl maps")
     ap.add_argument("--compare-depths", default="6,15", help="depths that also get the even and cosine maps")
+    ap.add_argument("--methods", default="ppl,cosine", help="one-shot importance methods to score")
+    ap.add_argument("--iterative-depths", default="", help="depths that also get the iterative-cosine map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/llm_layer_maps")
     args = ap.parse_args()
@@ -50,7 +58,7 @@ def main() -> None:
         print(f"{name:28s} depth {rows[-1]['depth']:2d}  ppl {r.ppl:14.2f}  {layers}", flush=True)
 
     record("teacher", None)
-    scores = {m: layer_importance(teacher, calib, m) for m in ("ppl", "cosine")}
+    scores = {m: layer_importance(teacher, calib, m) for m in args.methods.split(",") if m}
     for m, s in scores.items():
         print(f"importance[{m}]: " + " ".join(f"{i}:{v:.3g}" for i, v in enumerate(s)), flush=True)
     compare = {int(x) for x in args.compare_depths.split(",") if x}
@@ -58,7 +66,10 @@ def main() -> None:
         if d in compare:
             record(f"even-{d}", evenly_spaced(n, d))
             record(f"importance-cosine-{d}", choose_layers(scores["cosine"], d))
-        record(f"importance-ppl-{d}", choose_layers(scores["ppl"], d))
+        if "ppl" in scores:
+            record(f"importance-ppl-{d}", choose_layers(scores["ppl"], d))
+        if str(d) in args.iterative_depths.split(","):
+            record(f"iterative-cosine-{d}", iterative_cosine(teacher, calib, d))
     result = {"teacher": ref.source, "teacher_sha256": ref.sha256, "calib_blocks": len(calib),
               "eval_blocks": len(held), "block": args.block, "eval_tokens": rows[0]["tokens"],
               "importance": scores, "rows": rows, "elapsed_s": round(time.time() - t0, 1),

@@ -50,7 +50,7 @@ class LLMDataSpec:
 class LLMStudentSpec:
     num_layers: int | None = None
     layers: list[int] | None = None
-    importance: Literal["ppl", "cosine", "even"] = "cosine"
+    importance: Literal["ppl", "cosine", "cosine-iterative", "even"] = "cosine"
     intermediate_size: int | None = None
     calibration_blocks: int = 8
 

@@ -30,6 +30,7 @@ from ..progress import progress
 from .evaluate import evaluate_lm
 
 IMPORTANCE = ("ppl", "cosine")
+SELECTIONS = IMPORTANCE + ("cosine-iterative", "even")
 
 
 def _layers(model):
@@ -87,6 +88,22 @@ def choose_layers(scores: list[float], keep: int) -> list[int]:
         raise RecipeError(f"[llm.student] key 'num_layers': expected 1..{len(scores)}, got {keep}")
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return sorted(order[:keep])
+
+
+@torch.no_grad()
+def iterative_cosine(model, calib: np.ndarray, keep: int, batch_size: int = 4) -> list[int]:
+    """Drop the least important layer, re-score the rest on the pruned model, repeat until ``keep`` remain.
+
+    One-shot scores miss interactions: once a layer is gone, its neighbours' roles change.
+    """
+    alive = list(range(len(_layers(model))))
+    choose_layers([0.0] * len(alive), keep)  # validates keep
+    steps = progress(range(len(alive) - keep), desc="layer importance (iterative cosine)", unit="layer")
+    for _ in steps:
+        with skipping(model, set(range(len(_layers(model)))) - set(alive)):
+            scores = layer_importance(model, calib, "cosine", batch_size)
+        alive.pop(min(range(len(alive)), key=lambda j: (scores[j], j)))
+    return alive
 
 
 def evenly_spaced(n_layers: int, keep: int) -> list[int]:
@@ -184,6 +201,8 @@ def plan_student(teacher, calib: np.ndarray, num_layers: int | None = None, laye
             num_layers = max(1, math.ceil(len(_layers(teacher)) / 2))
         if importance == "even":
             layers = evenly_spaced(len(_layers(teacher)), num_layers)
+        elif importance == "cosine-iterative":
+            layers = iterative_cosine(teacher, calib, num_layers, batch_size)
         else:
             scores = layer_importance(teacher, calib, importance, batch_size)
             layers = choose_layers(scores, num_layers)

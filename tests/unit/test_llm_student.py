@@ -52,6 +52,17 @@ def test_layer_importance_scores_every_layer(calib, method):
     assert min(range(4), key=lambda i: scores[i]) == 2 and abs(scores[2]) < 1e-6
 
 
+def test_iterative_cosine_drops_the_dead_layers(calib):
+    teacher = tiny_llama(layers=5)
+    with torch.no_grad():
+        for i in (1, 3):
+            teacher.model.layers[i].self_attn.o_proj.weight.zero_()
+            teacher.model.layers[i].mlp.down_proj.weight.zero_()
+    student, plan = plan_student(teacher, calib, num_layers=3, importance="cosine-iterative")
+    assert plan.layers == [0, 2, 4] and student.config.num_hidden_layers == 3
+    assert teacher.config.num_hidden_layers == 5 and len(teacher.model.layers) == 5
+
+
 def test_width_pruning_keeps_the_important_channels(calib):
     teacher = tiny_llama(layers=2, ffn=64)
     with torch.no_grad():  # only channels 0..15 of layer 0's MLP carry anything
