@@ -108,6 +108,15 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
     return run_bench(_embedding_only(_workspace(recipe, out), "bench"), target=target)
 
 
+def llm_distill(recipe: str | Path, out: str | Path | None = None) -> Path:
+    """Distil a causal-LM teacher per an LLM recipe (``kind = "llm"``); returns the student folder."""
+    from .llm.recipe import load_llm_recipe
+    from .llm.stage import run_llm_distill
+
+    r = load_llm_recipe(recipe)
+    return run_llm_distill(r, Path(out) if out else Path("runs") / r.name)
+
+
 def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[str, Path]:
     """Merge the bench reports of several run folders into comparison.html and comparison.md."""
     from .bench.compare import compare

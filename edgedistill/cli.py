@@ -273,6 +273,26 @@ def predict(bundle_path, texts, as_json, threads, no_truncate):
             click.echo(f"{r['label']} {r['score']:.3f}  {text}")
 
 
+@cli.group()
+def llm():
+    """Causal language models: distil a small LM teacher into a shallower student (see README, LLM)."""
+
+
+@llm.command("distill")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@_out_opt
+def llm_distill(recipe, out):
+    """Prune the teacher to a student by layer importance and train it with top-k KD (writes OUT/student/).
+
+    \b
+    Example:
+      edgedistill llm distill examples/llm/recipe.toml -o runs/llm
+    """
+    from . import api
+
+    click.echo(api.llm_distill(recipe, out))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="edgedistill", standalone_mode=False)

@@ -1,0 +1,1 @@
+"""Causal language-model distillation: teacher, text, student construction, token KD, training."""

@@ -1,0 +1,78 @@
+"""ExecuTorch ``.pte`` export of a causal LM with a static KV cache, fp32 or 8da4w, XNNPACK-delegated.
+
+One ``forward(input_ids [1, s], cache_position [s])`` method serves both the
+prefill (s tokens) and each decode step (s = 1); the KV cache lives inside the
+program as mutable buffers. Gotchas handled here (see research/deps.md):
+export must stay ``strict`` (non-strict export fails in lowering); the
+embedding's ``padding_idx`` must go before int8 embedding quantisation, or
+ExecuTorch cannot fuse ``embedding_byte``; the tied output matrix is untied for
+8da4w so the embedding (int8) and lm_head (int4) quantise separately.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError, RecipeError
+
+SCHEMES = ("fp32", "8da4w")
+
+
+def quantize_8da4w(model, group_size: int = 32):
+    """int8 dynamic activations x int4 grouped weights on every Linear; int8 per-row embedding."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    emb = model.get_input_embeddings()
+    emb.padding_idx = None
+    if model.lm_head.weight is emb.weight:
+        model.lm_head.weight = torch.nn.Parameter(emb.weight.detach().clone())
+        model.config.tie_word_embeddings = False
+    quantize_(model, IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
+              lambda m, fqn: isinstance(m, torch.nn.Embedding))
+    quantize_(model, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
+                                                           weight_granularity=PerGroup(group_size)))
+    return model
+
+
+def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256) -> Path:
+    """Write ``out`` (.pte); the model is copied, not changed."""
+    if scheme not in SCHEMES:
+        raise RecipeError(f"[export] key 'scheme': expected one of {SCHEMES}, got {scheme!r}")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
+
+    model = copy.deepcopy(model).eval().float()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.generation_config.use_cache = True
+    model.generation_config.cache_implementation = "static"
+    model.config.use_cache = True
+    if scheme == "8da4w":
+        from torchao.utils import unwrap_tensor_subclass
+
+        quantize_8da4w(model)
+        unwrap_tensor_subclass(model)
+    seq = torch.export.Dim("seq", min=1, max=max_cache_len - 1)
+    with torch.no_grad():
+        try:
+            wrapper = TorchExportableModuleForDecoderOnlyLM(model, batch_size=1, max_cache_len=max_cache_len)
+            ep = wrapper.export(input_ids=torch.tensor([[1, 2]], dtype=torch.long),
+                                cache_position=torch.tensor([0, 1], dtype=torch.long),
+                                dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}})
+        except Exception as e:
+            raise ModelError(f"torch.export of the causal LM failed ({type(e).__name__}: {str(e)[:200]})") from None
+        prog = to_edge_transform_and_lower(
+            ep, partitioner=[XnnpackPartitioner()],
+            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+        ).to_executorch(ExecutorchBackendConfig(extract_delegate_segments=True, do_quant_fusion_and_const_prop=True))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(prog.buffer)
+    tmp.replace(out)
+    return out

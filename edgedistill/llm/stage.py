@@ -1,0 +1,108 @@
+"""The LLM distill stage: teacher -> text blocks -> pruned student -> top-k KD (or no-KD) -> student folder.
+
+Writes ``OUT/student/`` (HF folder + tokenizer + ``llm_distill.json`` with the
+layer map, perplexities before and after, and training speed) atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, ModelError, RecipeError
+from ..fileutil import atomic_dir, write_json_atomic
+from ..progress import say
+from .blocks import cached_blocks, tokenizer_hash
+from .brown import Document, brown_blocks, split_documents
+from .evaluate import eval_subset, evaluate_lm
+from .recipe import LLMRecipe
+from .student import plan_student
+from .teacher import load_causal_lm, resolve_llm_teacher
+from .topk_cache import build_topk_cache
+from .train import train_causal
+
+
+def check_shared_tokenizer(teacher_tok, student_tok) -> None:
+    """Token-level KD compares distributions position by position: both sides must tokenise alike."""
+    if tokenizer_hash(teacher_tok) != tokenizer_hash(student_tok):
+        raise ModelError("teacher and student tokenizers differ; token-level KD needs a shared tokenizer "
+                         "(build the student from the teacher, or use mode = \"nokd\")")
+
+
+def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
+    out = Path(out)
+    t_start = time.time()
+    spec = recipe.teacher
+    path = None if spec.path is None else recipe.resolve(spec.path)
+    ref = resolve_llm_teacher(package=spec.package, path=path, sha256=spec.sha256)
+    teacher, tok = load_causal_lm(ref.folder)
+    say(f"teacher: {ref.source} ({sum(p.numel() for p in teacher.parameters()) / 1e6:.1f} M params, "
+        f"{teacher.config.num_hidden_layers} layers)")
+    d = recipe.data
+    blocks = load_blocks(recipe, tok)
+    train = blocks["train"] if d.max_train_blocks is None else blocks["train"][: d.max_train_blocks]
+    val = eval_subset(blocks["validation"], d.val_blocks)
+    test = eval_subset(blocks["test"], d.test_blocks)
+    say(f"text: {d.source}, {len(train)} train / {len(val)} validation / {len(test)} test blocks of {d.block_size} tokens")
+
+    dist = recipe.distill
+    k = dist.top_k
+    val_topk = build_topk_cache(teacher, val, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
+    test_topk = build_topk_cache(teacher, test, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
+    teacher_test = evaluate_lm(teacher, test, desc="teacher test")
+    say(f"teacher: held-out ppl {teacher_test.ppl:.2f}")
+
+    s = recipe.student
+    calib = eval_subset(train, s.calibration_blocks)
+    student, plan = plan_student(teacher, calib, num_layers=s.num_layers, layers=s.layers, importance=s.importance,
+                                 intermediate_size=s.intermediate_size)
+    before = evaluate_lm(student, test, teacher_top1=test_topk.idx[:, :, 0], desc="student test")
+    say(f"student: {plan.describe()}, held-out ppl before training {before.ppl:.2f}")
+
+    topk = None
+    if dist.mode == "kd":
+        topk = build_topk_cache(teacher, train, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
+        say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
+    del teacher
+    student, result = train_causal(student, train, val, dist.train_config(), topk=topk,
+                                   val_teacher_top1=val_topk.idx[:, :, 0])
+    after = evaluate_lm(student, test, teacher_top1=test_topk.idx[:, :, 0], desc="student test")
+    say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {teacher_test.ppl:.2f}), "
+        f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")
+    report = {
+        "recipe": recipe.name, "teacher": {"source": ref.source, "sha256": ref.sha256, "test": teacher_test.as_dict()},
+        "student": {"layers": plan.layers, "intermediate_size": plan.intermediate_size, "importance": plan.method,
+                    "scores": plan.scores, "test_before": before.as_dict(), "test_after": after.as_dict()},
+        "distill": {"mode": dist.mode, "loss": dist.loss, "top_k": k, "temperature": dist.temperature,
+                    "tail": dist.tail, "ce_weight": dist.ce_weight, **result.as_dict()},
+        "data": {"source": d.source, "block_size": d.block_size, "train_blocks": len(train), "val_blocks": len(val),
+                 "test_blocks": len(test)},
+        "elapsed_s": round(time.time() - t_start, 1),
+    }
+    dest = out / "student"
+    with atomic_dir(dest) as tmp:
+        student.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_json_atomic(tmp / "llm_distill.json", report)
+    return dest
+
+
+def load_blocks(recipe: LLMRecipe, tok) -> dict[str, np.ndarray]:
+    """Packed blocks per split: the Brown corpus, or a UTF-8 text file whose documents are blank-line separated."""
+    d = recipe.data
+    if d.source == "brown":
+        return brown_blocks(tok, d.block_size, tuple(d.split))
+    if d.path is None:
+        raise RecipeError("[data] source 'txt' needs 'path' (a UTF-8 text file)")
+    path = recipe.resolve(d.path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the text file ({e})") from None
+    docs = [Document(id=f"{path.name}:{i}", genre="", text=t.strip())
+            for i, t in enumerate(text.split("\n\n")) if t.strip()]
+    parts = split_documents(docs, tuple(d.split))
+    return {name: cached_blocks(f"txt-{name}", [x.text for x in ds], [x.id for x in ds], tok, d.block_size)
+            for name, ds in parts.items()}

@@ -1,0 +1,99 @@
+"""The teacher's top-k next-token log-probs, computed once and cached on disk in shards.
+
+Key = hash of (teacher weights sha256, tokenizer, the token blocks, k, format
+version): a changed teacher, tokenizer, corpus or k gives a new folder, so a
+stale cache is never read. Inside, each shard of ``shard_blocks`` blocks is a
+pair of .npy files (fp16 log-probs, int32 ids) plus its sha256 in
+``manifest.json``; a shard that is missing or fails its hash is recomputed, so
+an interrupted run resumes where it stopped and a damaged file is never used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cache import cache_dir
+from ..fileutil import sha256_bytes, sha256_file, sha256_json, write_json_atomic
+from ..progress import progress
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class TopK:
+    logp: np.ndarray
+    """``[N, T, k]`` float16 teacher log-probs (T = 1) of its k most likely next tokens."""
+    idx: np.ndarray
+    """``[N, T, k]`` int32 token ids."""
+    folder: Path
+    computed_shards: int
+    """How many shards this call had to compute (0 = all reused)."""
+
+    def mean_top_mass(self) -> float:
+        return float(np.exp(self.logp.astype(np.float32)).sum(-1).mean())
+
+
+def cache_key(teacher_sha: str, tokenizer_sha: str, blocks: np.ndarray, k: int) -> str:
+    return sha256_json({"v": CACHE_VERSION, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
+                        "blocks": sha256_bytes(np.ascontiguousarray(blocks, dtype=np.int32).tobytes()),
+                        "shape": list(blocks.shape), "k": k})
+
+
+@torch.no_grad()
+def teacher_topk(model, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs fp16, ids int32), each ``[B, T, k]``, of the teacher's k most likely next tokens."""
+    logits = model(input_ids=ids, use_cache=False).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    vals, idx = logp.topk(k, dim=-1)
+    return vals.half(), idx.int()
+
+
+def _shard_ok(folder: Path, entry: dict | None) -> bool:
+    if not entry:
+        return False
+    return all((folder / f).is_file() and sha256_file(folder / f) == h for f, h in entry.items())
+
+
+def build_topk_cache(model, blocks: np.ndarray, *, teacher_sha: str, tokenizer_sha: str, k: int = 32,
+                     batch_size: int = 4, shard_blocks: int = 64, root: Path | None = None) -> TopK:
+    """The teacher's top-k for every block, reusing verified shards and computing the rest."""
+    key = cache_key(teacher_sha, tokenizer_sha, blocks, k)
+    folder = (root or cache_dir("llm-topk")) / key[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / "manifest.json"
+    manifest = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            manifest = {}
+    if manifest.get("key") != key:
+        manifest = {"key": key, "k": k, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
+                    "shape": list(blocks.shape), "shard_blocks": shard_blocks, "shards": {}}
+    shard_blocks = manifest["shard_blocks"]
+    n = blocks.shape[0]
+    starts = list(range(0, n, shard_blocks))
+    todo = [s for s in starts if not _shard_ok(folder, manifest["shards"].get(str(s)))]
+    if todo:
+        model.eval()
+        for s in progress(todo, desc=f"teacher top-{k}", unit="shard"):
+            chunk = torch.from_numpy(blocks[s : s + shard_blocks].astype(np.int64))
+            parts = [teacher_topk(model, chunk[b : b + batch_size], k) for b in range(0, len(chunk), batch_size)]
+            logp = torch.cat([p[0] for p in parts]).numpy()
+            idx = torch.cat([p[1] for p in parts]).numpy()
+            entry = {}
+            for name, arr in ((f"logp_{s:06d}.npy", logp), (f"idx_{s:06d}.npy", idx)):
+                tmp = folder / f".{name}.tmp.npy"
+                np.save(tmp, arr)
+                tmp.replace(folder / name)
+                entry[name] = sha256_file(folder / name)
+            manifest["shards"][str(s)] = entry
+            write_json_atomic(manifest_path, manifest)
+    logp = np.concatenate([np.load(folder / f"logp_{s:06d}.npy", mmap_mode="r") for s in starts])
+    idx = np.concatenate([np.load(folder / f"idx_{s:06d}.npy", mmap_mode="r") for s in starts])
+    return TopK(logp=logp, idx=idx, folder=folder, computed_shards=len(todo))

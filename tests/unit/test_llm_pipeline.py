@@ -1,0 +1,68 @@
+import json
+
+import pytest
+from llm_tiny import save_tiny_llama, tiny_text, tiny_tokenizer
+
+from edgedistill.cli import main
+from edgedistill.errors import ModelError
+from edgedistill.llm.recipe import load_llm_recipe
+from edgedistill.llm.stage import check_shared_tokenizer
+from edgedistill.llm.teacher import load_causal_lm
+
+
+def _recipe(tmp_path, teacher, **distill):
+    (tmp_path / "text.txt").write_text("\n\n".join(tiny_text(120, words=40)))
+    d = {"mode": "kd", "loss": "forward_kl", "top_k": 4, "max_steps": 6, "batch_size": 4, "eval_every": 3,
+         "learning_rate": 3e-3, "warmup_steps": 1, **distill}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in d.items())
+    path = tmp_path / "llm.toml"
+    path.write_text(f'name = "tiny"\nkind = "llm"\n[teacher]\npath = "{teacher}"\n'
+                    f'[data]\nsource = "txt"\npath = "text.txt"\nblock_size = 16\nval_blocks = 8\ntest_blocks = 8\n'
+                    f'[student]\nnum_layers = 2\nimportance = "cosine"\ncalibration_blocks = 4\n'
+                    f"[distill]\n{body}\n")
+    return path
+
+
+def test_cli_llm_distill_end_to_end(tmp_path, capsys):
+    teacher = save_tiny_llama(tmp_path / "teacher", layers=4)
+    recipe = _recipe(tmp_path, teacher)
+    assert main(["llm", "distill", str(recipe), "-o", str(tmp_path / "run")]) == 0
+    folder = tmp_path / "run" / "student"
+    report = json.loads((folder / "llm_distill.json").read_text())
+    assert len(report["student"]["layers"]) == 2 and report["distill"]["steps"] == 6
+    assert report["distill"]["tokens_per_s"] > 0 and report["teacher"]["test"]["ppl"] > 1
+    model, tok = load_causal_lm(folder)
+    assert model.config.num_hidden_layers == 2 and tok.eos_token == "</s>"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"loss": "nope"}, "unknown token KD loss 'nope'"),
+    ({"mode": "maybe"}, "key 'mode'"),
+    ({"top_k": 0}, "key 'top_k': expected 1..1024"),
+    ({"learning_rate": "fast"}, "key 'learning_rate': expected a number"),
+])
+def test_bad_llm_recipe_values_are_one_line_errors(tmp_path, capsys, change, message):
+    recipe = _recipe(tmp_path, tmp_path / "missing", **change)
+    assert main(["llm", "distill", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgedistill: error:") and message in err and "\n" not in err
+
+
+def test_missing_teacher_and_unknown_keys(tmp_path, capsys):
+    recipe = _recipe(tmp_path, tmp_path / "missing")
+    assert main(["llm", "distill", str(recipe), "-o", str(tmp_path / "run")]) == 2
+    assert "expected a Hugging Face folder or a .gguf file" in capsys.readouterr().err
+    recipe.write_text(recipe.read_text().replace("[student]", "[student]\nwidth = 3"))
+    with pytest.raises(Exception, match="unknown key 'width'"):
+        load_llm_recipe(recipe)
+
+
+def test_tokenizer_mismatch_is_refused(tmp_path):
+    from transformers import AutoTokenizer
+
+    other = AutoTokenizer.from_pretrained(save_tiny_llama(tmp_path / "a"))
+    check_shared_tokenizer(tiny_tokenizer(), other)  # same tokenizer, saved and reloaded
+    other.add_tokens(["zebra"])
+    with pytest.raises(ModelError, match="shared tokenizer"):
+        check_shared_tokenizer(tiny_tokenizer(), other)
+    check_shared_tokenizer(tiny_tokenizer(), tiny_tokenizer())
