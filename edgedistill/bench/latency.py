@@ -66,7 +66,7 @@ def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
     return path
 
 
-def _run_worker(job: Job, warmup: int, runs: int) -> dict:
+def run_worker(job: Job, warmup: int, runs: int) -> dict:
     spec = {"kind": job.kind, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
             "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -90,7 +90,7 @@ def measure(jobs: list[Job], warmup: int, runs: int, repeats: int) -> dict[tuple
     raw: dict[tuple[str, int, int, int], list[dict]] = {}
     schedule = [(r, j) for r in range(repeats) for j in jobs]
     for _, job in progress(schedule, desc="benchmarking (one process per model and shape)", unit="proc"):
-        raw.setdefault((job.name, job.threads, *job.cell), []).append(_run_worker(job, warmup, runs))
+        raw.setdefault((job.name, job.threads, *job.cell), []).append(run_worker(job, warmup, runs))
     return {key: summarize(results, key[2]) for key, results in raw.items()}
 
 

@@ -106,6 +106,23 @@ def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[P
     return dest, info
 
 
+def measure_memory(model_path: Path, tok, texts: list[str], r) -> dict:
+    """Peak memory of loading the model and running one batch of real text at max_length, in a fresh
+    process (the budget check must not see this process's own memory)."""
+    import tempfile
+
+    from ..bench.latency import Job, make_inputs, run_worker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = make_inputs(tok, texts, 1, r.teacher.max_length, Path(tmp) / "inputs.npz")
+        kind = "executorch" if model_path.suffix == ".pte" else "onnx"
+        out = run_worker(Job("memory", kind, str(model_path), 1, inputs, r.teacher.pooling, r.teacher.normalize),
+                         warmup=1, runs=2)
+    return {"peak_rss_mb": out["peak_rss_mb"], "process_mb": out["rss_before_load_mb"],
+            "model_mb": out["peak_rss_mb"] - out["rss_before_load_mb"],
+            "measured": "fresh process, batch 1 x max_length tokens of real text, 1 thread"}
+
+
 def _reference(ws: Workspace, student_dir: Path):
     """fp32 student embeddings of the parity sentences (a fixed sample of the test split), and a
     probe fitted on the student's own embeddings of training sentences."""
@@ -189,6 +206,13 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
         if size_mb > budget:
             raise GateError(f"bundle for target {name!r} refused: model is {size_mb:.1f} MB, over the target's "
                             f"{budget:g} MB budget; keep fewer layers, narrow the FFN or use a smaller scheme")
+        memory = measure_memory(model_path, tok, texts, r)
+        mem_budget = target.budget.memory_mb.value
+        if memory["model_mb"] > mem_budget:
+            raise GateError(f"bundle for target {name!r} refused: loading and running the model took "
+                            f"{memory['model_mb']:.0f} MB of memory (peak RSS {memory['peak_rss_mb']:.0f} MB minus "
+                            f"{memory['process_mb']:.0f} MB of bare process), over the target's {mem_budget:g} MB "
+                            f"budget; use a smaller scheme, fewer layers or a shorter [teacher] max_length")
         manifest = {
             "task": "sentence-embedding",
             "created_by": f"edgedistill {__version__}",
@@ -208,6 +232,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "max_length": r.teacher.max_length,
             "fused_ops": fused["fused_ops"] if et_info is None else {},
             "parity": rep.to_dict(),
+            "memory": memory,
             "student": {"path": str(student_dir), "sha256": sha256_file(weights_file(student_dir))},
             "recipe_sha256": r.sha256(),
             "created_with": _created_with(scheme.backend),

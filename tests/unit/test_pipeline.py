@@ -125,6 +125,21 @@ def test_size_budget_is_enforced(tiny_run, tmp_path, capsys):
     assert not (run_dir / "bundles" / "tinywatch").exists()
 
 
+def test_memory_budget_is_enforced_with_the_measured_figure(tiny_run, tmp_path, capsys):
+    _, recipe, run_dir = tiny_run
+    from edgedistill.targets import builtin_dir
+
+    text = (builtin_dir() / "watch.toml").read_text().replace('name = "watch"', 'name = "lowmemwatch"')
+    text = text.replace("memory_mb = { value = 100,", "memory_mb = { value = 0.01,")
+    (tmp_path / "lowmemwatch.toml").write_text(text)
+    code, _, err = cli("export", str(recipe), "-o", str(run_dir), "--target", str(tmp_path / "lowmemwatch.toml"),
+                       capsys=capsys)
+    assert code == 3 and "MB of memory (peak RSS" in err and "over the target's 0.01 MB budget" in err
+    assert not (run_dir / "bundles" / "lowmemwatch").exists()
+    manifest = json.loads((run_dir / "bundles" / "phone" / "manifest.json").read_text())
+    assert 0 < manifest["memory"]["model_mb"] < manifest["memory"]["peak_rss_mb"]
+
+
 def test_bundle_verify_cli(tiny_run, capsys):
     _, _, run_dir = tiny_run
     code, out, _ = cli("bundle", "verify", str(run_dir / "bundles" / "phone"), capsys=capsys)
