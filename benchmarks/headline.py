@@ -76,6 +76,9 @@ def main() -> int:
     ap.add_argument("--recipe", default=str(ROOT / "examples" / "headline.toml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "headline-benchmark"))
     ap.add_argument("--redistill", action="store_true", help="distil again even if OUT/student matches the recipe")
+    ap.add_argument("--reuse-student", action="store_true",
+                    help="use OUT/student even if it was distilled by another edgedistill version (the parsed "
+                         "recipe's hash then differs through new defaults)")
     args = ap.parse_args()
 
     from edgedistill import api
@@ -85,7 +88,8 @@ def main() -> int:
     recipe = load_recipe(args.recipe)
     out = Path(args.out)
     record = out / "student" / "distill.json"
-    if record.is_file() and json.loads(record.read_text())["recipe"]["sha256"] == recipe.sha256() and not args.redistill:
+    same = record.is_file() and json.loads(record.read_text())["recipe"]["sha256"] == recipe.sha256()
+    if record.is_file() and (same or args.reuse_student) and not args.redistill:
         # Distilling from mpnet is most of the time on 2 cores; the same recipe gives the same student.
         print(f"reusing the student in {out / 'student'} (distilled from this recipe; --redistill to redo it)")
     else:
