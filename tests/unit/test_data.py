@@ -107,7 +107,9 @@ def test_vader_fetch_failure_is_one_clear_line(tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path))
     monkeypatch.delenv(vader.SDIST_ENV, raising=False)
-    monkeypatch.setattr(vader.subprocess, "run", lambda *a, **k: Failed())
+    from edgedistill import fetching
+
+    monkeypatch.setattr(fetching.subprocess, "run", lambda *a, **k: Failed())
     with pytest.raises(DataError) as e:
         vader.ensure_files()
     msg = str(e.value)
