@@ -41,10 +41,15 @@ class Source:
 
     @property
     def label(self) -> str:
-        if self.path.suffix:
-            return self.path.name
+        p = self.path
+        if p.suffix:
+            # Exported files are all called model-<scheme>.onnx; the folder says whose they are.
+            return f"{p.parent.name}/{p.name}" if p.name.startswith("model") and p.parent.name else p.name
+        if self.bundle is not None and p.parent.name == "bundles":
+            # RUN/bundles/TARGET: the run folder names the model, the folder name only the target.
+            return f"{p.parent.parent.name}/{p.name} ({self.runtime}, {self.quantization})"
         # Packaged models often sit in a folder called "model"; its parent says which one.
-        name = self.path.name if self.path.name not in ("model", "") else f"{self.path.parent.name}/{self.path.name}"
+        name = p.name if p.name not in ("model", "") else f"{p.parent.name}/{p.name}"
         return f"{name} ({self.runtime})"
 
 

@@ -141,3 +141,17 @@ def test_bench_any_models_against_a_teacher_over_a_grid(zoo, tmp_path, capsys):
     assert "## Latency grid" in md and "| batch 1 x seq 16 | batch 1 x seq 8 |" in md and "## Against the teacher" in md
     html = (out / "report" / "report.html").read_text()
     assert "Latency grid" in html and "bundle (onnxruntime) vs the teacher" in html and "Distillation" not in html
+
+
+def test_labels_name_the_model_not_just_the_file():
+    from pathlib import Path
+
+    from edgedistill.bench.kinds import Source
+
+    def src(path, bundle=None):
+        return Source(Path(path), "onnx", Path(path), "onnxruntime", "int8-dynamic", 1, bundle=bundle)
+
+    assert src("/r/headline/bundles/phone", bundle={}).label == "headline/phone (onnxruntime, int8-dynamic)"
+    assert src("/r/alt/bundles/phone", bundle={}).label != src("/r/headline/bundles/phone", bundle={}).label
+    assert src("/r/export/teacher/model-int8-dynamic.onnx").label == "teacher/model-int8-dynamic.onnx"
+    assert src("/x/student.onnx").label == "student.onnx"
