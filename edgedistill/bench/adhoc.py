@@ -192,8 +192,9 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
         "energy": {"measured": False, "energy_kind": ENERGY_KIND, "host_peak_gmacs_per_thread": peaks,
                    "targets": [t.name for t in device_targets],
                    "note": "device latency and energy are modelled (modelled-v1), never measured; this host "
-                           + ("exposes RAPL counters, which are not used" if host["rapl"]
-                              else "has no RAPL energy counters")},
+                           + ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the whole "
+                              "host's package energy per inference, labelled measured-rapl (host), never device energy"
+                              if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},
     }
     report["headline"] = _headline(entries, quality, teacher_name, report)
     report["bench_seconds"] = time.perf_counter() - t_start

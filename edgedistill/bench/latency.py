@@ -119,6 +119,10 @@ def summarize(results: list[dict], batch: int = 1) -> dict:
         "weights_source": results[0].get("weights_source"),
         "arena_bytes": _median_or_none(results, "arena_bytes"),
         "arena_note": results[0].get("arena_note"),
+        # Whole-host package energy per inference while this model ran (RAPL); never device energy.
+        "host_energy_mj": _median_or_none(results, "host_energy_mj"),
+        "host_energy_kind": "measured-rapl (host)" if _median_or_none(results, "host_energy_mj") is not None
+        else None,
         "cpu_ms": float(np.median(np.concatenate([r["cpu_ms"] for r in results]))) if "cpu_ms" in results[0] else None,
         "throughput_per_s": batch * 1000.0 / p50 if p50 > 0 else None,
         "noisy": (max(p50s) - min(p50s)) / p50 > NOISY_SPREAD if p50 > 0 else False,

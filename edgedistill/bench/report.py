@@ -174,8 +174,20 @@ def render_markdown(report: dict) -> str:
         lines.append("- modelled energy per inference, teacher / student (modelled-v1, not measured): "
                      + ", ".join(parts))
     lines += _energy_table(report)
+    lines += host_energy_lines(report, threads[0])
     lines += ["", f"Energy: {report['energy']['note']}.", ""]
     return "\n".join(lines)
+
+
+def host_energy_lines(report: dict, threads: str) -> list[str]:
+    """RAPL package energy of this host, per model, where the host exposed it (never device energy)."""
+    rows = [(m["name"], m["latency"][threads].get("host_energy_mj")) for m in report["models"]
+            if threads in m.get("latency", {})]
+    rows = [(n, e) for n, e in rows if e is not None]
+    if not rows:
+        return []
+    return ["", f"Host energy per inference, measured-rapl (host), {threads} threads (this machine's CPU packages, "
+                "not the device): " + ", ".join(f"{n} {sig2(e)} mJ" for n, e in rows)]
 
 
 def _energy_table(report: dict) -> list[str]:

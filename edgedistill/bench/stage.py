@@ -18,6 +18,7 @@ from ..models.loading import load_tokenizer
 from ..progress import say
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
+from . import rapl
 from .calibrate import cpu_name, host_peaks
 from .device_model import annotate, preflight
 from .energy import ENERGY_KIND
@@ -37,7 +38,7 @@ def host_info() -> dict:
     return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__,
-            "rapl": Path("/sys/class/powercap/intel-rapl").exists()}
+            "rapl": rapl.available()}
 
 
 def settings(b, threads: list[int], target_threads: int | None, tokenized: bool = True) -> dict:
@@ -146,8 +147,9 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                            "device peak throughput, and the rest, rescaled by single-thread speed; a DRAM-"
                            "bandwidth floor; power and DRAM energy constants with lo/central/hi from the target "
                            "files); this host " +
-                           ("exposes RAPL counters, which are not used" if host["rapl"]
-                            else "has no RAPL energy counters")},
+                           ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the whole "
+                              "host's package energy per inference, labelled measured-rapl (host), never device energy"
+                              if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},
     }
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0

@@ -36,6 +36,7 @@ def _rss_mb() -> float:
 def main(argv: list[str]) -> int:
     import numpy as np
 
+    from edgedistill.bench import rapl
     from edgedistill.bench.runners import load
 
     spec = json.loads(open(argv[0]).read())
@@ -53,6 +54,7 @@ def main(argv: list[str]) -> int:
     for _ in range(spec["warmup"]):
         run(feed)
     times, cpu = [], []
+    energy_before = rapl.read()
     for _ in range(spec["runs"]):
         c0, t0 = time.process_time(), time.perf_counter()
         run(feed)
@@ -60,10 +62,12 @@ def main(argv: list[str]) -> int:
         # CPU time of all threads: the device model scales this, not wall time,
         # so the host's thread count does not leak into device estimates.
         cpu.append((time.process_time() - c0) * 1000.0)
+    host_j = rapl.joules_between(energy_before, rapl.read())
     peak = _rss_mb()
     # After timing: computing weight bytes may read the model file again and must not raise the peak.
     print(json.dumps({"latencies_ms": times, "cpu_ms": cpu, "load_s": load_s, "first_inference_s": first_s,
-                      "peak_rss_mb": peak, "rss_before_load_mb": base_rss, "rss_after_load_mb": loaded_rss,
+                      "peak_rss_mb": peak,
+                      "host_energy_mj": None if host_j is None else host_j * 1000.0 / spec["runs"], "rss_before_load_mb": base_rss, "rss_after_load_mb": loaded_rss,
                       **loaded.memory()}))
     return 0
 

@@ -115,3 +115,31 @@ def test_modelled_numbers_get_two_significant_figures():
 
     assert [sig2(x) for x in (6491.2, 108.4, 74.44, 8.51, 0.01234, 0.0)] == ["6,500", "110", "74", "8.5", "0.012", "0.0"]
     assert sig2(None) == "–"
+
+
+def test_rapl_host_energy_reads_packages_and_handles_wraparound(tmp_path, monkeypatch):
+    from edgedistill.bench import rapl
+
+    monkeypatch.setenv(rapl.ROOT_ENV, str(tmp_path))
+    assert not rapl.available() and rapl.read() is None
+    for pkg, (e, wrap) in {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (9_900_000, 10_000_000)}.items():
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "energy_uj").write_text(str(e))
+        (tmp_path / pkg / "max_energy_range_uj").write_text(str(wrap))
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain (core), already counted in its package
+    before = rapl.read()
+    assert rapl.available() and set(before) == {"intel-rapl:0", "intel-rapl:1"}
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("3000000")   # +2 J
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("400000")    # wrapped: +0.5 J
+    assert rapl.joules_between(before, rapl.read()) == pytest.approx(2.5)
+    assert rapl.joules_between(None, before) is None
+
+
+def test_host_energy_is_reported_only_where_measured_and_labelled_as_host():
+    from edgedistill.bench.report import host_energy_lines
+
+    report = {"models": [{"name": "a", "latency": {"2": {"host_energy_mj": 12.3}}},
+                         {"name": "b", "latency": {"2": {"host_energy_mj": None}}}]}
+    (line,) = [x for x in host_energy_lines(report, "2") if x]
+    assert "measured-rapl (host)" in line and "a 12 mJ" in line and "b " not in line
+    assert host_energy_lines({"models": [{"name": "b", "latency": {"2": {}}}]}, "2") == []
