@@ -34,6 +34,23 @@ def runner(kind: str):
     return deco
 
 
+# What each runtime imports before it can load anything. The worker imports these before its
+# "bare process" memory reading, so a model's memory is what loading and running it adds, not the
+# runtime's own libraries (the ExecuTorch Python runtime drags in torch; an app's C++ runtime does not).
+RUNTIME_MODULES = {"torch": ("torch", "transformers"), "onnx": ("onnxruntime",),
+                   "executorch": ("executorch.extension.pybindings.portable_lib", "executorch.runtime")}
+
+
+def import_runtime(kind: str) -> None:
+    import importlib
+
+    for name in RUNTIME_MODULES.get(kind, ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return  # load() reports the missing runtime with its own one-line error
+
+
 def load(kind: str, path: str | Path, threads: int, pooling: str = "mean", normalize: bool = True) -> Loaded:
     return RUNNERS.lookup(kind)(str(path), threads, pooling, normalize)
 

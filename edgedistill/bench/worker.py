@@ -37,11 +37,12 @@ def main(argv: list[str]) -> int:
     import numpy as np
 
     from edgedistill.bench import rapl
-    from edgedistill.bench.runners import load
+    from edgedistill.bench.runners import import_runtime, load
 
     spec = json.loads(open(argv[0]).read())
     data = np.load(spec["inputs"])
     feed = {k: data[k] for k in data.files}
+    import_runtime(spec["kind"])
     base_rss = _rss_mb()
     t0 = time.perf_counter()
     loaded = load(spec["kind"], spec["path"], spec["threads"], spec["pooling"], spec["normalize"])

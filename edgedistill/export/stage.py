@@ -120,7 +120,8 @@ def measure_memory(model_path: Path, tok, texts: list[str], r) -> dict:
                          warmup=1, runs=2)
     return {"peak_rss_mb": out["peak_rss_mb"], "process_mb": out["rss_before_load_mb"],
             "model_mb": out["peak_rss_mb"] - out["rss_before_load_mb"],
-            "measured": "fresh process, batch 1 x max_length tokens of real text, 1 thread"}
+            "measured": "fresh process with the runtime already imported; batch 1 x max_length tokens of real "
+                        "text, 1 thread; model_mb = peak RSS minus that process"}
 
 
 def _reference(ws: Workspace, student_dir: Path):
@@ -211,7 +212,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
         if memory["model_mb"] > mem_budget:
             raise GateError(f"bundle for target {name!r} refused: loading and running the model took "
                             f"{memory['model_mb']:.0f} MB of memory (peak RSS {memory['peak_rss_mb']:.0f} MB minus "
-                            f"{memory['process_mb']:.0f} MB of bare process), over the target's {mem_budget:g} MB "
+                            f"{memory['process_mb']:.0f} MB of process with its runtime imported), over the target's {mem_budget:g} MB "
                             f"budget; use a smaller scheme, fewer layers or a shorter [teacher] max_length")
         manifest = {
             "task": "sentence-embedding",
