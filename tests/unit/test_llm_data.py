@@ -25,6 +25,14 @@ def _tiny_gguf(path):
     return path
 
 
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    # Each test fetches into a cache of its own: an e2e test in the same session may already hold
+    # the converted teacher and the Brown corpus, and these tests are about fetching them.
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
+
+
 def test_truncated_gguf_is_a_one_line_model_error(tmp_path):
     good = _tiny_gguf(tmp_path / "ok.gguf")
     assert teacher.check_gguf(good) == sha256_file(good)
