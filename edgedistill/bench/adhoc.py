@@ -45,16 +45,9 @@ def _names(sources: list[Source]) -> list[str]:
 
 def _tokenizer(folder: Path, cache: dict):
     if folder not in cache:
-        from transformers import AutoTokenizer
+        from ..models.loading import load_tokenizer
 
-        from ..models.loading import _short, quiet_transformers
-
-        quiet_transformers()
-        try:
-            cache[folder] = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except Exception as e:  # tokenizers raise many types; all mean "unreadable"
-            raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
-        cache[folder].padding_side = "right"
+        cache[folder] = load_tokenizer(folder)
     return cache[folder]
 
 

@@ -100,6 +100,15 @@ def teacher_targets(teacher, tokenizer, teacher_ref, texts, max_length: int, poo
     return TeacherTargets(embeddings=emb, offsets=offsets, hidden=hidden, folder=folder)
 
 
+def _batches(tokenizer, texts, max_length: int, batch_size: int, desc: str):
+    """(positions, padded torch features) in length order, so each batch pads little."""
+    order = length_order(tokenizer, texts, max_length)
+    for start in progress(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        idx = order[start : start + batch_size]
+        yield idx, tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                             return_tensors="pt")
+
+
 def _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, normalize, batch_size, desc,
              with_embeddings: bool, layers: list[int]) -> None:
     """One teacher pass writing the missing arrays to temporary files, renamed when complete."""
@@ -114,12 +123,8 @@ def _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, no
             arrays[f"hidden_{layer}.npy"] = _new_array(folder, f"hidden_{layer}.npy", np.float16,
                                                        (int(offsets[-1]), hsize))
         lengths = np.diff(offsets)
-        order = length_order(tokenizer, texts, max_length)
         with torch.inference_mode():
-            for start in progress(range(0, n, batch_size), desc=desc, unit="batch"):
-                idx = order[start : start + batch_size]
-                feats = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt")
+            for idx, feats in _batches(tokenizer, texts, max_length, batch_size, desc):
                 out = teacher(**feats, output_hidden_states=bool(layers))
                 if with_embeddings:
                     arrays["embeddings.npy"][0][idx] = pool(out.last_hidden_state, feats["attention_mask"],
@@ -156,12 +161,8 @@ def teacher_logits(model, tokenizer, teacher_ref, texts, max_length: int, batch_
     folder.mkdir(parents=True, exist_ok=True)
     dest, tmp = _new_array(folder, "logits.npy", np.float32, (n, classes))
     try:
-        order = length_order(tokenizer, texts, max_length)
         with torch.inference_mode():
-            for start in progress(range(0, n, batch_size), desc=desc, unit="batch"):
-                idx = order[start : start + batch_size]
-                feats = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt")
+            for idx, feats in _batches(tokenizer, texts, max_length, batch_size, desc):
                 dest[idx] = model(**feats).logits.float().numpy()
         dest.flush()
         os.replace(tmp, folder / "logits.npy")
