@@ -19,7 +19,7 @@ import torch
 
 from ..errors import TrainingError
 from ..progress import progress
-from .trainer import _batches, _features
+from .trainer import _batches, _features, log_step, optimizer
 
 
 @dataclass
@@ -75,16 +75,7 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
     rng = np.random.default_rng(spec.seed)
     lengths = np.array([len(x) for x in enc["input_ids"]])
     y = torch.as_tensor(labels, dtype=torch.long)
-    if spec.freeze_word_embeddings:
-        student.get_input_embeddings().weight.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad] + list(strategy.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=spec.learning_rate)
-    warm = max(1, int(spec.warmup_ratio * spec.max_steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (spec.max_steps - s) / max(1, spec.max_steps - warm))))
+    params, opt, sched = optimizer(student, strategy.parameters(), spec)
 
     best_val = accuracy(student, enc_val, val_labels, pad_id)
     result = ClsResult(best_state=_snapshot(student), best_step=0, best_val_accuracy=best_val, steps=0, seconds=0.0,
@@ -117,13 +108,7 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
         if after_step is not None:
             after_step(student)
         seen += len(idx)
-        for k, v in {"loss": value, **parts}.items():
-            window.setdefault(k, []).append(v)
-        if step % 25 == 0 or step == spec.max_steps:
-            entry = {"step": step, "lr": sched.get_last_lr()[0], **{k: float(np.mean(v)) for k, v in window.items()}}
-            result.history.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}")
-            window = {}
+        window = log_step(result.history, window, {"loss": value, **parts}, step, spec.max_steps, sched, bar)
         if step % spec.eval_every == 0 or step == spec.max_steps:
             t_eval = time.perf_counter()
             val = accuracy(student, enc_val, val_labels, pad_id)

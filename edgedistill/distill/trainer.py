@@ -73,6 +73,36 @@ def _features(enc: dict[str, list], idx, pad_id: int) -> dict:
     return feats
 
 
+def optimizer(student, extra_params: list, spec):
+    """(trainable params, AdamW without decay on biases/norms, warm-up then linear decay) for a student."""
+    if spec.freeze_word_embeddings:
+        # The word table is most of the parameters but gets sparse, noisy
+        # gradients here; freezing it halves step time and keeps the teacher's lexicon.
+        student.get_input_embeddings().weight.requires_grad_(False)
+    params = [p for p in student.parameters() if p.requires_grad] + list(extra_params)
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=spec.learning_rate)
+    warm = max(1, int(spec.warmup_ratio * spec.max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (spec.max_steps - s) / max(1, spec.max_steps - warm))))
+    return params, opt, sched
+
+
+def log_step(history: list, window: dict, values: dict, step: int, max_steps: int, sched, bar) -> dict:
+    """Accumulate this step's loss terms; every 25 steps append their means to ``history``.
+    Returns the window to keep accumulating into."""
+    for k, v in values.items():
+        window.setdefault(k, []).append(v)
+    if step % 25 == 0 or step == max_steps:
+        entry = {"step": step, "lr": sched.get_last_lr()[0], **{k: float(np.mean(v)) for k, v in window.items()}}
+        history.append(entry)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}")
+        return {}
+    return window
+
+
 def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, normalize: bool, pad_id: int,
                     batch_size: int = 128, project=None) -> float:
     """Mean cosine between student and teacher embeddings on the validation texts."""
@@ -105,18 +135,7 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
     enc_val = tokenizer(list(val_texts), truncation=True, max_length=max_length)
     lengths = np.array([len(x) for x in enc["input_ids"]])
 
-    if spec.freeze_word_embeddings:
-        # The word table is most of the parameters but gets sparse, noisy
-        # gradients here; freezing it halves step time and keeps the teacher's lexicon.
-        student.get_input_embeddings().weight.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad] + strategy.extra_parameters()
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=spec.learning_rate)
-    warm = max(1, int(spec.warmup_ratio * spec.max_steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (spec.max_steps - s) / max(1, spec.max_steps - warm))))
+    params, opt, sched = optimizer(student, strategy.extra_parameters(), spec)
 
     best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
     best_val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
@@ -147,13 +166,7 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
         sched.step()
         opt.zero_grad(set_to_none=True)
         seen += len(idx)
-        for k, v in {"loss": value, **parts}.items():
-            window.setdefault(k, []).append(v)
-        if step % 25 == 0 or step == spec.max_steps:
-            entry = {"step": step, "lr": sched.get_last_lr()[0], **{k: float(np.mean(v)) for k, v in window.items()}}
-            result.history.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}")
-            window = {}
+        window = log_step(result.history, window, {"loss": value, **parts}, step, spec.max_steps, sched, bar)
         if step % spec.eval_every == 0 or step == spec.max_steps:
             t_eval = time.perf_counter()
             val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
