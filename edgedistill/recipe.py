@@ -138,6 +138,12 @@ class DistillSpec:
     """Born-again distillation (classification): generation k teaches generation k + 1."""
     ema_decay: float = 0.99
     """Strategy ``ema_self``: per-step decay of the EMA pseudo-teacher."""
+    checkpoint_every: int | None = None
+    """Steps between resumable checkpoints in OUT/checkpoints/; unset means ``eval_every``, 0 turns them off."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step; ``batch_size`` stays the rows per step (memory, not the update, changes)."""
+    early_stop_patience: int = 0
+    """Stop after this many evaluations without a better validation metric; 0 never stops early."""
 
     def validate(self, where: str) -> None:
         if self.temperature <= 0:
@@ -156,6 +162,12 @@ class DistillSpec:
             _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
         if self.generations < 1:
             _fail(where, "generations", f"expected >= 1, got {self.generations}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            _fail(where, "checkpoint_every", f"expected steps >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
+        if not 1 <= self.grad_accum_steps <= self.batch_size:
+            _fail(where, "grad_accum_steps", f"expected 1..batch_size ({self.batch_size}), got {self.grad_accum_steps}")
+        if self.early_stop_patience < 0:
+            _fail(where, "early_stop_patience", f"expected evaluations >= 0 (0 = off), got {self.early_stop_patience}")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import __version__
 from ..errors import DataError, TrainingError
@@ -23,7 +24,9 @@ from ..models.classifier import classifier_from_encoder, labelled_split, load_cl
 from ..models.student import build_student, count_parameters, plan_student
 from ..progress import say
 from ..workspace import set_threads
-from .cls_trainer import NonFiniteLoss, accuracy, logits_of, train_classifier
+from . import parallel
+from .checkpoint import Checkpoints, stage_checkpoints
+from .cls_trainer import ClsResult, NonFiniteLoss, accuracy, logits_of, train_classifier
 from .strategies import get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
 from .teacher_cache import teacher_logits, teacher_targets
@@ -105,27 +108,47 @@ class ClassificationRun:
                                             desc="teacher token states (train)")
         return cache
 
-    def train(self, spec, desc: str = "distilling"):
-        """Train ``spec.generations`` students; returns (last student, per-generation results)."""
+    def train(self, spec, desc: str = "distilling", checkpoints: Checkpoints | None = None, log_path=None):
+        """Train ``spec.generations`` students; returns (last student, per-generation results).
+
+        With ``checkpoints``, finished generations and the last checkpoint of the running one
+        are picked up again, so a killed run continues where it stopped."""
+        main = parallel.current().is_main
         strategy = self.strategy(spec)
         cache = self.cache(strategy)
         gens = []
         student = None
         for gen in range(1, spec.generations + 1):
+            store = checkpoints.gen(gen) if checkpoints is not None else None
+            done = store.finished() if store is not None else None
             if gen > 1:
                 # Born-again: the previous generation's predictions are the soft targets.
                 cache = TeacherCache(logits=logits_of(student, self.enc, self.pad_id), targets=cache.targets)
+                # Seeded so a generation started after a resumed one initialises its strategy
+                # (FitNets projections) exactly as an uninterrupted run does.
+                torch.manual_seed(spec.seed + gen)
                 strategy = self.strategy(spec)
             student = copy.deepcopy(self.initial_student)
+            if done is not None:
+                weights, rec = done
+                student.load_state_dict(weights)
+                student.eval()
+                gens.append({"generation": gen, "result": ClsResult(best_state=weights, **rec["result"]),
+                             "test_accuracy": rec["test_accuracy"]})
+                continue
             prepare = getattr(strategy, "prepare_student", None)
             if prepare is not None:
                 student = prepare(student)
             label = f"{desc} (generation {gen}/{spec.generations})" if spec.generations > 1 else desc
             res = train_classifier(student, strategy, self.enc, self.train_labels, cache, self.enc_val,
-                                   self.val_labels, spec, self.pad_id, desc=label)
-            gens.append({"generation": gen, "result": res,
-                         "test_accuracy": accuracy(student, self.enc_test, self.test_labels, self.pad_id)})
+                                   self.val_labels, spec, self.pad_id, desc=label, store=store, log_path=log_path,
+                                   log_tags={"generation": gen} if spec.generations > 1 else None)
+            test_acc = accuracy(student, self.enc_test, self.test_labels, self.pad_id) if main else None
+            gens.append({"generation": gen, "result": res, "test_accuracy": test_acc})
             student = deliverable(student)
+            if store is not None and main:
+                summary = {k: v for k, v in vars(res).items() if k != "best_state"}
+                store.finish(student.state_dict(), {"result": summary, "test_accuracy": test_acc})
         return student, strategy, gens
 
 
@@ -140,9 +163,16 @@ def run_classify(ws) -> Path:
         f"{run.plan.layers} of {run.plan.teacher_layers} ({n_student / 1e6:.1f}M params, teacher "
         f"{n_teacher / 1e6:.1f}M); layer map student->teacher {run.layer_map}; losses {dict(r.distill.losses)}; "
         f"{threads} threads")
+    d = r.distill
+    main = parallel.current().is_main
+    checkpoints = stage_checkpoints(ws)
+    if checkpoints is not None and not checkpoints.check() and main:
+        checkpoints.start()
     try:
-        student, strategy, gens = run.train(r.distill)
+        student, strategy, gens = run.train(d, checkpoints=checkpoints, log_path=ws.run_dir / "train_log.jsonl")
     except NonFiniteLoss as e:
+        if not main:
+            raise
         keep = ws.run_dir / "student.last-good"
         state = {k.removeprefix("peers.0."): v for k, v in e.best_state.items() if not k.startswith("peers.1.")}
         student0.load_state_dict(state)
@@ -150,6 +180,8 @@ def run_classify(ws) -> Path:
             student0.save_pretrained(tmp, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)
         raise TrainingError(f"{e}; the last good checkpoint (step {e.best_step}) is in {keep}") from None
+    if not main:
+        return ws.student_dir
     last = gens[-1]
     res = last["result"]
     teacher_acc = run.teacher_test_accuracy
@@ -190,5 +222,7 @@ def run_classify(ws) -> Path:
         student.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "distill.json", record)
+    if checkpoints is not None:
+        checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
     say(f"student classifier written to {ws.student_dir}")
     return ws.student_dir

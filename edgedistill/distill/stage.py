@@ -17,6 +17,8 @@ from ..models.student import build_student, count_parameters, plan_student, save
 from ..models.teacher import resolve_model
 from ..progress import say
 from ..workspace import Workspace, set_threads
+from . import parallel
+from .checkpoint import stage_checkpoints
 from .strategies import get_strategy, resolve_layer_map
 from .trainer import train
 
@@ -74,8 +76,15 @@ def run_distill(ws: Workspace) -> Path:
     val_idx = ws.sample("validation", r.distill.eval_sentences)
     val_texts = [ws.texts("validation")[i] for i in val_idx]
     val_targets = ws.teacher_embeddings("validation")[val_idx]
+    checkpoints = stage_checkpoints(ws)
+    if checkpoints is not None and not checkpoints.check() and parallel.current().is_main:
+        checkpoints.start()
     result = train(student, base_tok, strategy, train_texts, targets, val_texts, val_targets, r.distill,
-                   r.teacher.max_length, r.teacher.pooling, r.teacher.normalize)
+                   r.teacher.max_length, r.teacher.pooling, r.teacher.normalize,
+                   store=checkpoints.gen(1) if checkpoints is not None else None,
+                   log_path=ws.run_dir / "train_log.jsonl")
+    if not parallel.current().is_main:
+        return ws.student_dir
     say(f"distilled {result.steps} steps in {result.seconds:.0f} s ({result.sentences_per_second:.0f} sentences/s); "
         f"best validation cosine to teacher {result.best_val_cosine:.4f} at step {result.best_step}")
 
@@ -107,6 +116,8 @@ def run_distill(ws: Workspace) -> Path:
     with atomic_dir(ws.student_dir) as tmp:
         save_student(student, base_tok, base_folder, tmp)
         write_json_atomic(tmp / "distill.json", record)
+    if checkpoints is not None:
+        checkpoints.remove()  # the student folder now holds the result
     say(f"student written to {ws.student_dir}")
     return ws.student_dir
 

@@ -80,6 +80,13 @@ class EmaSelfStrategy(_StudentTeacher):
             p.requires_grad_(False)
         return student
 
+    def checkpoint_state(self) -> dict:
+        """What a training checkpoint must carry besides the student: the EMA weights."""
+        return dict(self.ema.state_dict())
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state)
+
     @torch.no_grad()
     def after_step(self, student) -> None:
         for e, s in zip(self.ema.state_dict().values(), student.state_dict().values(), strict=True):

@@ -1,18 +1,14 @@
-"""The distillation loop: length-bucketed batches, AdamW with warm-up and
-linear decay, periodic evaluation on the validation split, best-checkpoint
-keeping, and a hard stop on a non-finite loss."""
+"""The embedding distillation loop's parts: length-bucketed batches, AdamW with warm-up and
+linear decay, the loss-window logger and the validation cosine; the loop itself (evaluation,
+best weights, checkpoints, NaN stop) is :func:`.loop.train_loop`, shared with classification."""
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..errors import TrainingError
-from ..progress import progress
 from .losses import Outputs
 from .teacher_cache import TeacherTargets
 
@@ -127,57 +123,24 @@ def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, nor
 
 
 def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, val_texts, val_targets: np.ndarray,
-          spec, max_length: int, pooling: str, normalize: bool) -> TrainResult:
-    torch.manual_seed(spec.seed)
-    rng = np.random.default_rng(spec.seed)
+          spec, max_length: int, pooling: str, normalize: bool, store=None, log_path=None) -> TrainResult:
+    from .loop import Metric, train_loop
+
     pad_id = tokenizer.pad_token_id or 0
     enc = tokenizer(list(train_texts), truncation=True, max_length=max_length)
     enc_val = tokenizer(list(val_texts), truncation=True, max_length=max_length)
     lengths = np.array([len(x) for x in enc["input_ids"]])
 
-    params, opt, sched = optimizer(student, strategy.extra_parameters(), spec)
-
-    best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    best_val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
-    result = TrainResult(best_state=best_state, best_step=0, best_val_cosine=best_val, steps=0, seconds=0.0,
-                         sentences_per_second=0.0, evals=[{"step": 0, "val_cosine": best_val}])
-    student.train()
-    seen = 0
-    eval_seconds = 0.0
-    window: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
-    stream = _batches(lengths, spec.batch_size, rng)
-    bar = progress(range(1, spec.max_steps + 1), desc="distilling", unit="step")
-    for step in bar:
-        idx = next(stream)
+    def batch_loss(idx, frac):
         feats = _features(enc, idx, pad_id)
         teacher_out = _teacher_batch(targets, idx, feats["input_ids"].shape[1], strategy.layer_map
                                      if strategy.needs_hidden else {}, feats["attention_mask"])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
-            loss, parts = strategy.loss(student, feats, teacher_out)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-            raise TrainingError(f"distillation stopped: loss is {value} at step {step} ({shown}); "
-                                f"lower [distill] learning_rate (now {spec.learning_rate:g}) or check the data")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        seen += len(idx)
-        window = log_step(result.history, window, {"loss": value, **parts}, step, spec.max_steps, sched, bar)
-        if step % spec.eval_every == 0 or step == spec.max_steps:
-            t_eval = time.perf_counter()
-            val = evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id, project=strategy.project)
-            eval_seconds += time.perf_counter() - t_eval
-            result.evals.append({"step": step, "val_cosine": val})
-            if val > result.best_val_cosine:
-                result.best_val_cosine, result.best_step = val, step
-                result.best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    result.steps = spec.max_steps
-    result.seconds = time.perf_counter() - t0
-    result.sentences_per_second = seen / max(result.seconds - eval_seconds, 1e-9)
-    student.load_state_dict(result.best_state)
-    student.eval()
-    return result
+        return strategy.loss(student, feats, teacher_out)
+
+    metric = Metric("val_cosine", lambda: evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id,
+                                                          project=strategy.project))
+    res = train_loop(student, strategy.extra_parameters(), spec, lambda rng: _batches(lengths, spec.batch_size, rng),
+                     batch_loss, metric, store=store, log_path=log_path)
+    return TrainResult(best_state=res.best_state, best_step=res.best_step, best_val_cosine=res.best_value,
+                       steps=res.steps, seconds=res.seconds, sentences_per_second=res.sentences_per_second,
+                       history=res.history, evals=res.evals)

@@ -1,0 +1,78 @@
+"""Multi-process data parallelism through Hugging Face Accelerate.
+
+A run launched by ``accelerate launch`` or ``torchrun`` (``WORLD_SIZE`` > 1) gets one
+``Accelerator`` per process; a plain run gets a no-op context, so single-process training
+creates no Accelerator at all and stays exactly as it was.
+
+Gradients are averaged with one all-reduce of the flattened gradients per optimizer step
+(what DDP does) rather than by wrapping the student in DDP: strategies call models outside
+their ``forward`` (mutual learning's peers, the EMA teacher) and own trainable parameters
+outside the student (FitNets projections), which a DDP wrapper would not see.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+
+@dataclass(frozen=True)
+class Parallel:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum ``t`` over processes, in place."""
+        if self.world > 1:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        return t
+
+    def from_main(self, value: float) -> float:
+        """The main process's ``value`` on every process (only the main process evaluates)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.broadcast(t, src=0)
+        return float(t.item())
+
+    def sum_grads(self, params: list[torch.Tensor]) -> None:
+        """Sum the gradients of ``params`` over processes (each process scaled its loss by its share)."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = self.sum_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for p in params:
+            n = p.numel()
+            # A parameter without a gradient here has none on any process (same model, same
+            # code path); it keeps None so AdamW skips it exactly as in a single process.
+            if p.grad is not None:
+                p.grad = flat[offset : offset + n].view_as(p).clone()
+            offset += n
+
+    def slice(self, idx):
+        """This process's share of a global batch (contiguous, so shares differ by at most one row)."""
+        if self.world == 1:
+            return idx
+        n = len(idx)
+        lo, hi = n * self.rank // self.world, n * (self.rank + 1) // self.world
+        return idx[lo:hi]
+
+
+@lru_cache(maxsize=1)
+def current() -> Parallel:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Parallel()
+    from accelerate import Accelerator
+
+    # cpu=True: the loops train on CPU tensors; GPU users configure FSDP/DeepSpeed through
+    # Accelerate's own config (untested here).
+    acc = Accelerator(cpu=True)
+    return Parallel(rank=acc.process_index, world=acc.num_processes)
