@@ -1,0 +1,67 @@
+"""Data parallelism under Accelerate: 2 CPU processes on gloo train the same student as one process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import synthetic_rows, tiny_recipe, write_jsonl
+from safetensors.torch import load_file
+
+from edgedistill.cli import main
+from edgedistill.distill.parallel import Parallel
+from edgedistill.models.classifier import classifier_from_encoder
+from edgedistill.models.loading import load_encoder
+
+REPO = Path(__file__).resolve().parents[2]
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+
+
+def test_each_process_takes_a_contiguous_slice_of_the_global_batch():
+    idx = list(range(7))
+    parts = [Parallel(rank=r, world=2).slice(idx) for r in range(2)]
+    assert parts == [[0, 1, 2], [3, 4, 5, 6]] and Parallel().slice(idx) is idx
+
+
+def test_two_processes_match_one(tmp_path, tiny_teacher, capsys):
+    enc, tok = load_encoder(tiny_teacher)
+    torch.manual_seed(0)
+    model = classifier_from_encoder(enc)  # the tiny BERT has no dropout
+    with torch.no_grad():
+        model.classifier.weight.mul_(50)
+    model.save_pretrained(tmp_path / "teacher", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "teacher")
+    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(120))
+    path = tiny_recipe(tmp_path, tmp_path / "teacher", data, distill={
+        "strategy": "classification", "losses": {"kd": 1.0, "hard_ce": 0.5}, "max_steps": 8, "eval_every": 4,
+        "batch_size": 16, "learning_rate": 1e-2, "threads": 1, "eval_sentences": 12})
+    assert main(["distill", str(path), "-o", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "edgedistill.cli",
+                           "distill", str(path), "-o", str(tmp_path / "two")],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "student" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "student" / "model.safetensors")
+    # same global batches; only the summation order of the gradients differs: every step's loss
+    # (which depends on all earlier updates) and the kept weights agree within 1e-4
+    log1, log2 = (_log(tmp_path / d / "train_log.jsonl") for d in ("one", "two"))
+    assert len(log2) == 8  # only the main process logs
+    assert [r["loss"] for r in log2] == pytest.approx([r["loss"] for r in log1], abs=1e-4)
+    assert len({round(r["loss"], 6) for r in log1}) == 8
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=1e-4, rtol=0), (k, (one[k] - two[k]).abs().max())
+
+
+def _log(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+if not TORCHRUN or not Path(TORCHRUN).exists():
+    test_two_processes_match_one = pytest.mark.skip("torchrun not installed")(test_two_processes_match_one)
