@@ -48,8 +48,9 @@ class Checkpoints:
     def check(self) -> bool:
         """True when there are checkpoints to resume from; refuses ones written by another recipe."""
         meta = self.folder / "recipe.json"
-        if not meta.exists():
-            return False
+        saved = any(self.folder.glob("gen-*/latest.json")) or any(self.folder.glob("gen-*/done/result.json"))
+        if not meta.exists() or not saved:
+            return False  # nothing to resume (e.g. a run that failed before its first checkpoint)
         found = json.loads(meta.read_text()).get("fingerprint")
         if found != self.fingerprint:
             raise RecipeError(f"{self.folder} holds checkpoints of a different recipe or teacher "

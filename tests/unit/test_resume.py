@@ -94,9 +94,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, clf_teacher, d
 
 
 def test_checkpoints_of_another_recipe_are_refused(tmp_path, clf_teacher, data, capsys):
-    path = recipe(tmp_path, clf_teacher, data, losses={"hard_ce": 1.0})
+    path = recipe(tmp_path, clf_teacher, data, losses={"hard_ce": 1.0}, max_steps=4)
     ck = tmp_path / "out" / "checkpoints"
     ck.mkdir(parents=True)
+    (ck / "recipe.json").write_text(json.dumps({"fingerprint": "0" * 64}))
+    # a fingerprint alone (a run that failed before its first checkpoint) is no reason to refuse
+    assert main(["distill", str(path), "-o", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    (ck / "gen-1").mkdir(parents=True)
+    (ck / "gen-1" / "latest.json").write_text(json.dumps({"step": 5, "folder": "step-000005"}))
     (ck / "recipe.json").write_text(json.dumps({"fingerprint": "0" * 64}))
     assert main(["distill", str(path), "-o", str(tmp_path / "out")]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("edgedistill: error")]
@@ -111,3 +117,49 @@ def test_checkpoint_every_zero_writes_none(tmp_path, clf_teacher, data):
                            str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 75
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_embedding_loop_resumes_exactly(tiny_teacher, tmp_path, monkeypatch):
+    """The embedding stage shares the loop: an interrupted run continues to the same weights."""
+    import numpy as np
+
+    from edgedistill.distill import loop
+    from edgedistill.distill.checkpoint import Checkpoints
+    from edgedistill.distill.strategies import EmbeddingStrategy, resolve_layer_map
+    from edgedistill.distill.teacher_cache import teacher_targets
+    from edgedistill.distill.trainer import train
+    from edgedistill.models.student import build_student, plan_student
+    from edgedistill.models.teacher import TeacherRef
+    from edgedistill.recipe import DistillSpec, StudentSpec
+
+    model, tok = load_encoder(tiny_teacher)
+    ref = TeacherRef(folder=tiny_teacher, weights=tiny_teacher / "model.safetensors", sha256="c" * 64, source="t")
+    texts = [r["text"] for r in synthetic_rows(96)]
+    spec = DistillSpec(max_steps=10, batch_size=16, eval_every=5, learning_rate=2e-3)
+    plan = plan_student(StudentSpec(layers=[0, 3], intermediate_size=32), model.config)
+    strategy = EmbeddingStrategy(spec.losses, resolve_layer_map({}, plan.layers, 4), "mean", True)
+    targets = teacher_targets(model, tok, ref, texts[:80], 32, "mean", True, layers=strategy.teacher_hidden_indices())
+    val = np.asarray(teacher_targets(model, tok, ref, texts[80:], 32, "mean", True).embeddings)
+
+    def fit(store=None):
+        student = build_student(model, tok, plan, texts[:32], 32, "importance")
+        res = train(student, tok, strategy, texts[:80], targets, texts[80:], val, spec, 32, "mean", True, store=store)
+        return student, res
+
+    ref_student, ref_res = fit()
+    store = Checkpoints(tmp_path / "ck", 5, "f").gen(1)
+
+    def die():
+        loop._steps_done += 1
+        if loop._steps_done == 8:
+            raise KeyboardInterrupt  # stands in for a kill after the step-5 checkpoint
+
+    monkeypatch.setattr(loop, "_steps_done", 0)
+    monkeypatch.setattr(loop, "_maybe_die", die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(store)
+    assert json.loads((tmp_path / "ck" / "gen-1" / "latest.json").read_text())["step"] == 5
+    student, res = fit(store)
+    assert res.history == ref_res.history and res.evals == ref_res.evals and res.best_step == ref_res.best_step
+    for (k, a), b in zip(ref_student.state_dict().items(), student.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), k
