@@ -57,6 +57,8 @@ CASES = {
     "born_again": ({"losses": {"kd": 1.0, "hard_ce": 0.5}, "generations": 2}, 17),
     # EMA pseudo-teacher: the EMA weights travel in the checkpoint
     "ema_self": ({"strategy": "ema_self", "losses": {"kd": 1.0, "hard_ce": 1.0}, "ema_decay": 0.8}, 7),
+    # deep mutual learning: both peers are in the checkpointed module
+    "mutual": ({"strategy": "mutual", "losses": {"kd": 1.0, "hard_ce": 1.0}}, 7),
 }
 
 
