@@ -86,7 +86,32 @@ def spec_for(base, overrides: dict, seed: int):
     return spec
 
 
-def run_one(run, base, name: str, seed: int) -> dict:
+def run_key(args, teacher_rec: dict, name: str, seed: int) -> str:
+    """What decides one run's result: the method's overrides, the seed, the budget, the student and the teacher."""
+    import hashlib
+
+    what = {"method": name, "overrides": METHODS[name][0], "seed": seed, "steps": args.steps, "limit": args.limit,
+            "layers": args.layers, "ffn": args.ffn, "jsonl": args.jsonl, "teacher": teacher_rec}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_one(run, base, name: str, seed: int, reuse: Path | None = None, key: str = "") -> dict:
+    """One method x seed; with ``reuse``, a finished run's record is read back instead of retrained
+    (a long table survives an interrupted session, and new methods can be added to it)."""
+    done = reuse / f"{name}-seed{seed}-{key}.json" if reuse else None
+    if done is not None and done.is_file():
+        print(f"{name} seed {seed}: reusing {done}", file=sys.stderr)
+        return json.loads(done.read_text())
+    rec = _train_one(run, base, name, seed)
+    if done is not None:
+        from edgedistill.fileutil import write_json_atomic
+
+        done.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(done, rec)
+    return rec
+
+
+def _train_one(run, base, name: str, seed: int) -> dict:
     spec = spec_for(base, METHODS[name][0], seed)
     t0, c0 = time.perf_counter(), time.process_time()
     _, _, gens = run.train(spec, desc=f"{name} seed {seed}")
@@ -94,6 +119,15 @@ def run_one(run, base, name: str, seed: int) -> dict:
     last = gens[-1]
     return {"seed": seed, "test_accuracy": last["test_accuracy"], "best_val_accuracy": last["result"].best_val_accuracy,
             "best_step": last["result"].best_step, "train_seconds": seconds, "cpu_seconds": cpu}
+
+
+def describe(overrides: dict) -> str:
+    """The recipe column: loss weights, then any other [distill] override."""
+    parts = [f"{k} {v}" for k, v in overrides.get("losses", {}).items()]
+    if "final_weights" in overrides:
+        parts[-1] += f" -> {overrides['final_weights']}"
+    parts += [f"{k} = {v}" for k, v in overrides.items() if k not in ("losses", "final_weights")]
+    return ", ".join(parts)
 
 
 def _std(xs):
@@ -143,6 +177,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ffn", type=int, default=768, help="student FFN width")
     ap.add_argument("--jsonl", default=None, help="labelled JSONL instead of VADER (tests)")
     ap.add_argument("--out", default=str(HERE / "results" / "kd_methods"))
+    ap.add_argument("--reuse", default=None, help="folder of finished method x seed runs: read back those whose "
+                    "settings match, train and store the rest")
     ap.add_argument("--time-one", action="store_true", help="time one method x seed (kd, seed 0) and exit")
     args = ap.parse_args(argv)
 
@@ -172,7 +208,7 @@ def main(argv=None) -> int:
     print(f"data and teacher ready; teacher outputs cached in {cache_seconds:.0f} s", file=sys.stderr)
 
     if args.time_one:
-        one = run_one(run, recipe.distill, "kd", args.seeds[0])
+        one = _train_one(run, recipe.distill, "kd", args.seeds[0])
         runs = len(args.methods) * len(args.seeds)
         print(f"one method x seed (kd, {args.steps} steps, batch 32): {one['train_seconds']:.1f} s wall, "
               f"{one['cpu_seconds']:.1f} s CPU (all threads), test accuracy "
@@ -180,16 +216,16 @@ def main(argv=None) -> int:
               f"-> about {runs * one['train_seconds'] / 60:.1f} min + caches {cache_seconds:.0f} s")
         return 0
 
+    reuse = Path(args.reuse) if args.reuse else None
     untrained = accuracy(run.initial_student, run.enc_test, run.test_labels, run.pad_id)
     methods = {}
     for name in args.methods:
-        per_seed = [run_one(run, recipe.distill, name, seed) for seed in args.seeds]
+        per_seed = [run_one(run, recipe.distill, name, seed, reuse, run_key(args, teacher_rec, name, seed))
+                    for seed in args.seeds]
         accs = [r["test_accuracy"] for r in per_seed]
         overrides = METHODS[name][0]
         methods[name] = {
-            "recipe": ", ".join(f"{k} {v}" for k, v in overrides["losses"].items())
-            + (f" -> {overrides['final_weights']}" if "final_weights" in overrides else "")
-            + (f", {overrides['generations']} generations" if "generations" in overrides else ""),
+            "recipe": describe(overrides),
             "what": METHODS[name][1],
             "test_accuracy_mean": statistics.mean(accs),
             "test_accuracy_std": _std(accs),
