@@ -54,7 +54,7 @@ def data(tmp_path_factory):
 
 def recipe(tmp_path, teacher, data, **distill):
     return tiny_recipe(tmp_path, teacher, data, student={"layers": [0, 3], "intermediate_size": 32},
-                       distill={"strategy": "classification", "max_steps": 30, "eval_every": 10,
+                       distill={"strategy": "classification", "max_steps": 26, "eval_every": 13,
                                 "learning_rate": 3e-3, **distill})
 
 
@@ -270,3 +270,31 @@ def test_augmentation_strategies_train(run, strategy):
     if strategy == "augment_kd":
         assert hist[-1]["kd"] < hist[0]["kd"]
     assert strat.aug.mask_id == run.tokenizer.mask_token_id and strat.aug.special_ids >= {0, 2, 3}
+
+
+def test_benchmark_runs_the_new_techniques(tmp_path, clf_teacher, tiny_teacher, data):
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    teachers = []
+    for name, folder in (("t1", clf_teacher), ("t2", _clf(tiny_teacher, tmp_path / "t2src", 2, 30))):
+        shutil.copytree(folder, tmp_path / name)
+        (tmp_path / name / "teacher.json").write_text(json.dumps(
+            {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1,
+             "seconds": 0}))
+        teachers.append(tmp_path / name)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
+    spec = importlib.util.spec_from_file_location("kd_methods_new", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    new = ["self_layerwise", "online_ensemble", "multi_teacher", "augment_self", "augment_kd"]
+    assert set(new) <= set(mod.METHODS)
+    out = tmp_path / "res" / "kd_methods"
+    assert mod.main(["--teacher", str(teachers[0]), "--extra-teacher", str(teachers[1]), "--jsonl", str(data),
+                     "--layers", "0", "3", "--ffn", "32", "--steps", "3", "--seeds", "0", "--threads", "1",
+                     "--methods", "hard_label", *new, "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["headline"]["methods_benchmarked"] == ["hard_label", *new]
+    assert all(0 <= res["methods"][n]["test_accuracy_mean"] <= 1 for n in new)
+    assert "strategy online_ensemble" in res["methods"]["online_ensemble"]["recipe"]
