@@ -16,6 +16,7 @@ from edgedistill import api
 from edgedistill.cli import main
 from edgedistill.distill.augment import AugmentSpec, augment_features, augment_row
 from edgedistill.distill.classify_stage import ClassificationRun, deliverable_state
+from edgedistill.distill.multi_teacher import ensemble_test_accuracy
 from edgedistill.distill.strategies import get_strategy
 from edgedistill.distill.strategy_ensemble import OnlineEnsembleStrategy, check_widths, combine_logits
 from edgedistill.distill.strategy_exits import ExitHeads, ExitModel, LayerwiseSelfStrategy, exit_logits, load_exits
@@ -212,6 +213,10 @@ def test_multi_teacher_cache_combines_each_teachers_cached_logits(run, tmp_path)
     _, _, gens = run.train(spec)
     hist = gens[0]["result"].history
     assert hist[-1]["kd"] < hist[0]["kd"]
+    rec = ensemble_test_accuracy(run, spec)  # what distill.json reports under "multi_teacher"
+    assert list(rec["teachers"]) == [str(run.ws.teacher_ref.folder), str(other)]
+    assert rec["teachers"][str(run.ws.teacher_ref.folder)] == pytest.approx(run.teacher_test_accuracy)
+    assert 0 <= rec["ensemble_test_accuracy"] <= 1 and rec["ensemble"] == "confidence"
     with pytest.raises(RecipeError, match="attention transfer"):
         run.cache(run.strategy(spec_of(run, losses={"attention_kl": 1.0}, teachers=[str(other)])),
                   spec_of(run, teachers=[str(other)]))
