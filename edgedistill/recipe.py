@@ -138,6 +138,22 @@ class DistillSpec:
     """Born-again distillation (classification): generation k teaches generation k + 1."""
     ema_decay: float = 0.99
     """Strategy ``ema_self``: per-step decay of the EMA pseudo-teacher."""
+    peers: int = 2
+    """Strategies ``mutual`` / ``online_ensemble``: students trained together (peer 0 is saved)."""
+    teachers: list[str] = field(default_factory=list)
+    """Multi-teacher KD (classification): more classifier folders whose logits join the [teacher]'s."""
+    ensemble: Literal["mean", "confidence"] = "mean"
+    """How the teachers' logits combine: plain mean, or per-example weights from each teacher's confidence."""
+    ensemble_confidence: Literal["max_prob", "entropy"] = "max_prob"
+    """``ensemble = "confidence"``: weight by the max probability, or by softmax of the negative entropy."""
+    exit_weight: float = 1.0
+    """Strategy ``self_layerwise``: weight of the early exits' loss (hard CE + KD from the final head)."""
+    augment_drop: float = 0.1
+    """Augmentation strategies: share of ordinary tokens removed."""
+    augment_swap: float = 0.1
+    """Augmentation strategies: share of ordinary tokens swapped with a neighbour."""
+    augment_mask: float = 0.1
+    """Augmentation strategies: share of ordinary tokens backed off to [MASK] (or [UNK])."""
 
     def validate(self, where: str) -> None:
         if self.temperature <= 0:
@@ -156,6 +172,15 @@ class DistillSpec:
             _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
         if self.generations < 1:
             _fail(where, "generations", f"expected >= 1, got {self.generations}")
+        if not 2 <= self.peers <= 16:
+            _fail(where, "peers", f"expected 2..16, got {self.peers}")
+        if self.exit_weight < 0:
+            _fail(where, "exit_weight", f"expected a weight >= 0, got {self.exit_weight}")
+        for key in ("augment_drop", "augment_swap", "augment_mask"):
+            if not 0 <= getattr(self, key) < 1:
+                _fail(where, key, f"expected a share in [0, 1), got {getattr(self, key)}")
+        if self.augment_drop + self.augment_swap + self.augment_mask >= 1:
+            _fail(where, "augment_drop", "augment_drop + augment_swap + augment_mask must stay below 1")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")

@@ -23,6 +23,8 @@ from ..models.classifier import classifier_from_encoder, labelled_split, load_cl
 from ..models.student import build_student, count_parameters, plan_student
 from ..progress import say
 from ..workspace import set_threads
+from . import multi_teacher
+from . import strategy_exits as exits
 from .cls_trainer import NonFiniteLoss, accuracy, logits_of, train_classifier
 from .strategies import get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
@@ -39,9 +41,21 @@ def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_le
 
 
 def deliverable(model):
-    """The model a run hands over: itself, or peer 0 of a mutual-learning pair."""
+    """The model a run hands over: itself, peer 0 of a peer group, or the student under its early exits."""
     peers = getattr(model, "peers", None)
-    return peers[0] if peers is not None else model
+    if peers is not None:
+        return peers[0]
+    return model.student if hasattr(model, "exits") else model
+
+
+def deliverable_state(state: dict) -> dict:
+    """The handed-over model's part of a training module's state dict (see :func:`deliverable`)."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith("exits.") or (k.startswith("peers.") and not k.startswith("peers.0.")):
+            continue
+        out[k.removeprefix("peers.0.").removeprefix("student.")] = v
+    return out
 
 
 class ClassificationRun:
@@ -73,6 +87,8 @@ class ClassificationRun:
         self.enc_test = tok(self.test_texts)
         self.plan = plan_student(r.student, self.teacher.config)
         self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, self.plan.teacher_layers)
+        self.extra_teachers = {}
+        """``[distill] teachers`` loaded so far (multi-teacher KD), by path."""
 
     @cached_property
     def initial_student(self):
@@ -89,10 +105,13 @@ class ClassificationRun:
         return float((np.asarray(z).argmax(1) == self.test_labels).mean())
 
     def strategy(self, spec) -> ClassificationStrategy:
-        return get_strategy(spec.strategy)(spec, self.layer_map, self.initial_student.config, self.teacher.config,
-                                      self.teacher.base_model.encoder.layer)
+        s = get_strategy(spec.strategy)(spec, self.layer_map, self.initial_student.config, self.teacher.config,
+                                        self.teacher.base_model.encoder.layer)
+        if hasattr(s, "bind_tokenizer"):  # augmentation strategies edit token ids
+            s.bind_tokenizer(self.tokenizer)
+        return s
 
-    def cache(self, strategy) -> TeacherCache:
+    def cache(self, strategy, spec=None) -> TeacherCache:
         t = self.ws.recipe.teacher
         cache = TeacherCache()
         if strategy.needs_logits and not getattr(strategy, "teacher_free", False):
@@ -103,12 +122,14 @@ class ClassificationRun:
             cache.targets = teacher_targets(self.teacher.base_model, self.tokenizer, self.ws.teacher_ref,
                                             self.train_texts, t.max_length, "cls", False, layers=layers,
                                             desc="teacher token states (train)")
+        if spec is not None and spec.teachers and not getattr(strategy, "teacher_free", False):
+            cache = multi_teacher.ensemble_cache(self, strategy, spec, cache)
         return cache
 
     def train(self, spec, desc: str = "distilling"):
         """Train ``spec.generations`` students; returns (last student, per-generation results)."""
         strategy = self.strategy(spec)
-        cache = self.cache(strategy)
+        cache = self.cache(strategy, spec)
         gens = []
         student = None
         for gen in range(1, spec.generations + 1):
@@ -125,6 +146,8 @@ class ClassificationRun:
                                    self.val_labels, spec, self.pad_id, desc=label)
             gens.append({"generation": gen, "result": res,
                          "test_accuracy": accuracy(student, self.enc_test, self.test_labels, self.pad_id)})
+            if hasattr(strategy, "exit_accuracies"):
+                gens[-1]["exits"] = strategy.exit_accuracies(student, self.enc_test, self.test_labels, self.pad_id)
             student = deliverable(student)
         return student, strategy, gens
 
@@ -144,8 +167,7 @@ def run_classify(ws) -> Path:
         student, strategy, gens = run.train(r.distill)
     except NonFiniteLoss as e:
         keep = ws.run_dir / "student.last-good"
-        state = {k.removeprefix("peers.0."): v for k, v in e.best_state.items() if not k.startswith("peers.1.")}
-        student0.load_state_dict(state)
+        student0.load_state_dict(deliverable_state(e.best_state))
         with atomic_dir(keep) as tmp:
             student0.save_pretrained(tmp, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)
@@ -186,9 +208,16 @@ def run_classify(ws) -> Path:
         "losses": res.history,
         "evals": res.evals,
     }
+    if "exits" in last:
+        record["early_exits"] = {"layers": strategy.layers, "files": [exits.WEIGHTS, exits.META],
+                                 "test_accuracy": last["exits"]}
+    if r.distill.teachers:
+        record["multi_teacher"] = multi_teacher.ensemble_test_accuracy(run, r.distill)
     with atomic_dir(ws.student_dir) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "distill.json", record)
+        if "exits" in last:
+            strategy.save_extras(tmp, last["exits"])
     say(f"student classifier written to {ws.student_dir}")
     return ws.student_dir

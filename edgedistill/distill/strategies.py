@@ -110,4 +110,5 @@ class EmbeddingStrategy:
 
 
 # Strategies in their own modules register themselves on import.
-from . import strategy_cls, strategy_self  # noqa: E402, F401
+from . import strategy_cls, strategy_self  # noqa: E402, F401, I001
+from . import strategy_augment, strategy_ensemble, strategy_exits  # noqa: E402, F401
