@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..models.student import plan_student
+from ..progress import say
 from .cls_trainer import accuracy, logits_of, train_classifier
 
 
@@ -47,5 +48,7 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
                       "best_val_accuracy": res.best_val_accuracy,
                       "test_accuracy": accuracy(model, run.enc_test, run.test_labels, run.pad_id),
                       "train_seconds": res.seconds})
+        say(f"assistant {i} (teacher layers {list(plan.layers)}): test accuracy {links[-1]['test_accuracy']:.4f}, "
+            f"best validation accuracy {res.best_val_accuracy:.4f}")
         logits = logits_of(model, run.enc, run.pad_id)
     return logits, links
