@@ -98,9 +98,9 @@ class ClassificationRun:
         self.plan = plan_student(r.student, (self.base or self.teacher).config)
         n_teacher = self.teacher.config.num_hidden_layers
         # A student cut from another model has no "copied from" teacher layer: spread it over the teacher.
-        mode = "uniform" if self.base is not None and r.distill.layer_map_mode == "copied" else \
+        self.layer_map_mode = "uniform" if self.base is not None and r.distill.layer_map_mode == "copied" else \
             r.distill.layer_map_mode
-        self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, n_teacher, mode)
+        self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, n_teacher, self.layer_map_mode)
         self.links: list[dict] = []
         """Teacher-assistant chain records of the last ``train`` (empty without assistants)."""
 
@@ -208,7 +208,7 @@ def run_classify(ws) -> Path:
     n_teacher, n_student = count_parameters(run.teacher), count_parameters(student0)
     say(f"classification: {len(run.train_texts)} labelled training sentences; student keeps teacher layers "
         f"{run.plan.layers} of {run.plan.teacher_layers} ({n_student / 1e6:.1f}M params, teacher "
-        f"{n_teacher / 1e6:.1f}M); {describe_layer_map(run.layer_map, r.distill)}; losses {dict(r.distill.losses)}; "
+        f"{n_teacher / 1e6:.1f}M); {describe_layer_map(run.layer_map, r.distill, run.layer_map_mode)}; losses {dict(r.distill.losses)}; "
         f"{threads} threads")
     try:
         student, strategy, gens = run.train(r.distill)

@@ -65,9 +65,9 @@ def resolve_layer_map(spec_map: dict[str, int], kept_layers: list[int], teacher_
     return out
 
 
-def describe_layer_map(layer_map: dict[int, int], spec) -> str:
+def describe_layer_map(layer_map: dict[int, int], spec, mode: str | None = None) -> str:
     """How the run announces its layer map (and where it came from)."""
-    src = "from [distill] layer_map" if spec.layer_map else f"layer_map_mode = {spec.layer_map_mode!r}"
+    src = "from [distill] layer_map" if spec.layer_map else f"layer_map_mode = {mode or spec.layer_map_mode!r}"
     pairs = ", ".join(f"{s}->{t}" for s, t in sorted(layer_map.items()))
     return f"layer map student->teacher {{{pairs}}} ({src})"
 

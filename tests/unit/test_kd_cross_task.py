@@ -54,12 +54,16 @@ def test_encoder_teacher_teaches_a_narrower_classifier_through_features(tmp_path
     assert student.config.hidden_size == 16 and 0 <= gens[0]["test_accuracy"] <= 1
 
 
-def test_cross_task_run_writes_a_record_without_teacher_accuracy(tmp_path, tiny_teacher, data, narrow_base):
+def test_cross_task_run_writes_a_record_without_teacher_accuracy(tmp_path, tiny_teacher, data, narrow_base,
+                                                                  capsys):
     path = cross(tmp_path, tiny_teacher, data, narrow_base, max_steps=10)
     api.distill(path, tmp_path / "out")
     rec = json.loads((tmp_path / "out" / "student" / "distill.json").read_text())
     assert rec["teacher"]["test_accuracy"] is None and rec["metrics"]["retention"] is None
     assert rec["student"]["layer_map"] == {"0": 1, "1": 3}
+    err = capsys.readouterr().err
+    assert "layer map student->teacher {0->1, 1->3} (layer_map_mode = 'uniform')" in err
+    assert "vs teacher n/a (an encoder without a classification head)" in err
 
 
 def test_logit_loss_from_a_teacher_without_a_head_is_refused(tmp_path, tiny_teacher, data, narrow_base):

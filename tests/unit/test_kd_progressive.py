@@ -149,7 +149,7 @@ def test_stagewise_each_phase_reduces_its_loss(run):
             opt.zero_grad(set_to_none=True)
             values.append(float(loss.detach()))
         assert values[-1] < values[0], (frac, values)
-    _, _, gens = run.train(spec)  # and the whole schedule runs through the trainer
+    _, _, gens = run.train(spec_of(run, strategy="stagewise", losses={"kd": 1.0, "hard_ce": 1.0}, max_steps=12))
     keys = set().union(*gens[0]["result"].history)
     assert {"fitnets_stage1", "kd", "hard_ce"} <= keys
 
