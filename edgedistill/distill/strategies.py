@@ -55,11 +55,11 @@ def resolve_layer_map(spec_map: dict[str, int], kept_layers: list[int], teacher_
         si = int(s)
         if si >= n:
             raise RecipeError(f"[distill] key 'layer_map.{s}': student layer {si} does not exist (the student has "
-                              f"{n} layers, 0..{n - 1}); use keys 0..{n - 1} or drop layer_map to use "
+                              f"layers 0..{n - 1}); use keys 0..{n - 1} or drop layer_map to use "
                               f"layer_map_mode")
         if not 0 <= t < teacher_layers:
             raise RecipeError(f"[distill] key 'layer_map.{s}': teacher layer {t} does not exist (the teacher has "
-                              f"{teacher_layers} layers, 0..{teacher_layers - 1}); map student layer {si} to one "
+                              f"layers 0..{teacher_layers - 1}); map student layer {si} to one "
                               "of those")
         out[si] = t
     return out
