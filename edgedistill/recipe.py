@@ -174,6 +174,10 @@ class DistillSpec:
             _fail(where, "curriculum_fraction", f"expected a number in (0, 1], got {self.curriculum_fraction}")
         if not 0 < self.curriculum_start <= 1:
             _fail(where, "curriculum_start", f"expected a number in (0, 1], got {self.curriculum_start}")
+        if self.strategy == "embedding":
+            for key, unused in (("curriculum", self.curriculum != "none"), ("assistants", bool(self.assistants))):
+                if unused:
+                    _fail(where, key, "applies to classification strategies only (strategy = 'embedding' here)")
         for i, layers in enumerate(self.assistants):
             if not layers or any(t < 0 for t in layers) or len(set(layers)) != len(layers):
                 _fail(where, f"assistants[{i}]", f"expected distinct non-negative teacher layers, got {layers}")

@@ -25,6 +25,9 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
     from .strategy_cls import TeacherCache, check_needs  # after .strategies (it registers the strategies)
 
     r = run.ws.recipe
+    if spec.strategy != "classification":
+        raise RecipeError(f"[distill] key 'assistants': the chain trains assistants with strategy 'classification'; "
+                          f"strategy {spec.strategy!r} needs other targets: drop assistants or the strategy")
     if r.student.base:
         raise RecipeError("[distill] key 'assistants': assistants are cut from the teacher, which a student from "
                           f"[student] base = {r.student.base!r} does not share; drop one of the two")

@@ -225,8 +225,13 @@ def test_assistant_chain_bad_inputs(run):
         chain_mod.train_chain(run, spec_of(run, losses={"kd": 1.0}, assistants=[[0, 9]]), np.zeros((1, 2)))
     with pytest.raises(RecipeError, match="loss 'fitnets' needs hidden.*passes logits only"):
         chain_mod.train_chain(run, spec_of(run, losses={"fitnets": 1.0}, assistants=[[0, 1, 2]]), np.zeros((1, 2)))
+    with pytest.raises(RecipeError, match="strategy 'stagewise' needs other targets"):
+        chain_mod.train_chain(run, spec_of(run, strategy="stagewise", losses={"kd": 1.0}, assistants=[[0, 1, 2]]),
+                              np.zeros((1, 2)))
+    with pytest.raises(RecipeError, match="'curriculum': applies to classification strategies only"):
+        DistillSpec(curriculum="teacher_loss").validate("r.toml: [distill]")
     with pytest.raises(RecipeError, match=r"assistants\[1\]'.*largest first"):
-        DistillSpec(assistants=[[0, 1], [0, 1, 2]]).validate("r.toml: [distill]")
+        DistillSpec(strategy="classification", assistants=[[0, 1], [0, 1, 2]]).validate("r.toml: [distill]")
 
 
 # -- layer maps ---------------------------------------------------------------------------------------------
