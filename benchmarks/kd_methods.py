@@ -54,6 +54,16 @@ METHODS = {
                  "teacher-free: EMA of the student (decay 0.99) as pseudo-teacher + hard CE"),
     "mutual": ({"strategy": "mutual", "losses": {"kd": 0.5, "hard_ce": 0.5}},
                "teacher-free: deep mutual learning of two peers (twice the compute per step)"),
+    "curriculum": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "curriculum": "teacher_loss"},
+                   "kd_hard_mix on batches growing from the teacher's easiest 25% (by its CE) to all by mid-run"),
+    "stagewise": ({"strategy": "stagewise", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                  "FitNets on block 0, then blocks 0-1 (deeper frozen), then kd_hard_mix: a third of the steps each"),
+    "temperature_annealing": ({"losses": {"kd": 0.7, "hard_ce": 0.3}, "temperature": 4.0, "final_temperature": 1.0},
+                              "KD + hard CE with T annealed linearly from 4 to 1"),
+    "teacher_assistant": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "assistants": [[0, 2, 3, 5]]},
+                          "teacher -> 4-block assistant -> student, kd_hard_mix, half the steps per link (same total budget)"),
+    "cross_task_fitnets": ({"losses": {"fitnets": 1.0, "hard_ce": 1.0}},
+                           "FitNets hints + hard CE only: the feature path a headless (cross-task) teacher allows"),
     "born_again": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "generations": 2},
                    "2 generations of the kd_hard_mix student, half the steps each (same total budget)"),
     "self_layerwise": ({"strategy": "self_layerwise", "losses": {"kd": 0.5, "hard_ce": 0.5}},
@@ -102,6 +112,8 @@ def spec_for(base, overrides: dict, seed: int, extra_teacher: str | None = None)
     spec = dataclasses.replace(base, seed=seed, **overrides)
     if spec.generations > 1:
         spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // spec.generations))
+    if spec.assistants:  # every link trains for max_steps: split the budget as born_again does
+        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // (len(spec.assistants) + 1)))
     return spec
 
 
@@ -140,7 +152,9 @@ def _train_one(run, base, name: str, seed: int, extra_teacher: str | None = None
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     last = gens[-1]
     return {"seed": seed, "test_accuracy": last["test_accuracy"], "best_val_accuracy": last["result"].best_val_accuracy,
-            "best_step": last["result"].best_step, "train_seconds": seconds, "cpu_seconds": cpu}
+            "best_step": last["result"].best_step, "train_seconds": seconds, "cpu_seconds": cpu,
+            **({"assistants": [{k: link[k] for k in ("kept_teacher_layers", "test_accuracy")} for link in run.links]}
+               if run.links else {})}
 
 
 def describe(overrides: dict) -> str:

@@ -70,7 +70,10 @@ def _snapshot(model) -> dict:
 
 
 def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, enc_val: dict, val_labels: np.ndarray,
-                     spec, pad_id: int, desc: str = "distilling") -> ClsResult:
+                     spec, pad_id: int, desc: str = "distilling", batches=None) -> ClsResult:
+    """``batches``: optional ``rng -> iterator of row indices`` replacing the shuffled length-bucketed
+    batches (the curriculum's growing easy pool). A strategy may define ``before_step(student, frac)``
+    (stage-wise freezing) and ``after_step(student)`` (EMA update)."""
     torch.manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
     lengths = np.array([len(x) for x in enc["input_ids"]])
@@ -84,14 +87,17 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
     seen, eval_seconds = 0, 0.0
     window: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    stream = _batches(lengths, spec.batch_size, rng)
+    stream = batches(rng) if batches is not None else _batches(lengths, spec.batch_size, rng)
     bar = progress(range(1, spec.max_steps + 1), desc=desc, unit="step")
     after_step = getattr(strategy, "after_step", None)
+    before_step = getattr(strategy, "before_step", None)
     for step in bar:
         idx = next(stream)
         feats = _features(enc, idx, pad_id)
         teacher = strategy.teacher_batch(cache, idx, feats["input_ids"].shape[1], feats["attention_mask"])
         frac = (step - 1) / max(1, spec.max_steps - 1)
+        if before_step is not None:
+            before_step(student, frac)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
             loss, parts = strategy.loss(student, feats, teacher, y[idx], frac)
         value = float(loss.detach())

@@ -31,7 +31,7 @@ class Teacher:
 def load_teachers(run, paths: list[str]) -> list[Teacher]:
     """The [teacher] first, then each extra classifier (loaded once per run)."""
     loaded = run.extra_teachers
-    out = [Teacher(str(run.ws.teacher_ref.folder), run.teacher, run.tokenizer, run.ws.teacher_ref)]
+    out = [Teacher(str(run.ws.teacher_ref.folder), run.teacher, run.teacher_tokenizer, run.ws.teacher_ref)]
     for p in paths:
         if p not in loaded:
             ref = resolve_model(p, run.ws.recipe, KEY)
