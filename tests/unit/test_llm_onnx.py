@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from llm_tiny import trained_tiny_llama
+
+from edgedistill.errors import DataError, ModelError, RecipeError
+from edgedistill.llm.export_onnx import export_onnx_lm, quantize_onnx_lm
+from edgedistill.llm.generate import EagerLM, Sampling, stream
+from edgedistill.llm.onnx_lm import OnnxLM
+from edgedistill.llm.teacher import load_causal_lm
+
+PROMPTS = ([2, 5, 6, 7, 9], [4, 10, 11], [8, 9, 10, 12, 13, 14, 15])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    # fitted for a few steps (then saved and reloaded), so greedy text varies instead of repeating one token
+    root = tmp_path_factory.mktemp("onnxlm")
+    model, tok = load_causal_lm(trained_tiny_llama(root / "m", steps=40))
+    fp32 = export_onnx_lm(model, tok, root / "out", "fp32")
+    files = {"fp32": fp32}
+    for scheme in ("int8", "int4"):
+        files[scheme] = quantize_onnx_lm(fp32, fp32.with_name(f"lm-{scheme}.onnx"), scheme)
+    return model, files
+
+
+def test_fp32_greedy_equals_eager(exported):
+    model, files = exported
+    eager = list(stream(EagerLM(model, 48), PROMPTS[0], Sampling(max_new_tokens=12)))
+    assert len(set(eager)) >= 3  # a meaningful comparison, not one repeated token
+    lm = OnnxLM(files["fp32"], 48)
+    assert list(stream(lm, PROMPTS[0], Sampling(max_new_tokens=12))) == eager
+    # the same object again: the cache restarts at pos 0
+    assert list(stream(lm, PROMPTS[0], Sampling(max_new_tokens=12))) == eager
+    assert (files["fp32"].parent / "tokenizer.json").is_file()
+    assert (files["fp32"].parent / "lm-fp32.json").is_file()
+
+
+def test_fp32_logits_prefill_and_decode(exported):
+    model, files = exported
+    lm = OnnxLM(files["fp32"], 48, threads=2)
+    ids = PROMPTS[2]
+    with torch.no_grad():
+        def ref(n):
+            return model(input_ids=torch.tensor([ids[:n]]), use_cache=False).logits[0, -1].numpy()
+
+        np.testing.assert_allclose(lm.step_np(ids[:4], 0), ref(4), atol=1e-4)
+        for pos in range(4, len(ids)):
+            np.testing.assert_allclose(lm.step(ids[pos:pos + 1], pos).numpy(), ref(pos + 1), atol=1e-4)
+        # rewinding to an earlier position reuses the cached prefix
+        np.testing.assert_allclose(lm.step_np(ids[2:3], 2), ref(3), atol=1e-4)
+    with pytest.raises(DataError, match="position 9, but the cache holds 3"):
+        lm.step_np([5], 9)
+    with pytest.raises(DataError, match="exceed this model's context of 48"):
+        lm.step_np(list(range(4, 30)) * 2, 0)
+
+
+@pytest.mark.parametrize("scheme, tol", [("int8", 0.15), ("int4", 0.6)])
+def test_quantized_close_to_fp32(exported, scheme, tol):
+    import onnx
+
+    _, files = exported
+    ops = {n.op_type for n in onnx.load(str(files[scheme])).graph.node}
+    assert ("MatMulInteger" if scheme == "int8" else "MatMulNBits") in ops
+    assert files[scheme].stat().st_size < files["fp32"].stat().st_size
+    ref, q = OnnxLM(files["fp32"], 48), OnnxLM(files[scheme], 48)
+    for prompt in PROMPTS:
+        a, b = ref.step_np(prompt, 0), q.step_np(prompt, 0)
+        assert np.abs(a - b).max() < tol
+        assert a.argmax() == b.argmax()
+    assert len(list(stream(q, PROMPTS[0], Sampling(max_new_tokens=10)))) == 10
+
+
+def test_bad_inputs(exported, tmp_path):
+    model, files = exported
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07not an onnx graph" * 20)
+    with pytest.raises(ModelError, match="corrupt.onnx: onnxruntime cannot load the model") as e:
+        OnnxLM(bad, 48)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="not found"):
+        OnnxLM(tmp_path / "missing.onnx", 48)
+    with pytest.raises(RecipeError, match="unknown ONNX LM quantization 'int3'"):
+        quantize_onnx_lm(files["fp32"], tmp_path / "x.onnx", "int3")
+    with pytest.raises(RecipeError, match="int3"):
+        export_onnx_lm(model, None, tmp_path, "int3")
+
+
+def test_not_a_causal_lm(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "s"])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, "s"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["y"])], "g", [x], [y])
+    path = tmp_path / "encoder.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    with pytest.raises(ModelError, match="encoder.onnx: not a causal LM with past key/values"):
+        OnnxLM(path, 48)
