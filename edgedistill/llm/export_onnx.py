@@ -241,7 +241,8 @@ def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", 
         "scheme": scheme, "description": entry.description, "file": dest.name, "bytes": dest.stat().st_size,
         "fp32_bytes": fp32_bytes, "fp32_max_abs_logit_diff": diff, "exporter": "torch.onnx.export(dynamo=True)",
         "opset": OPSET, "num_layers": layers, "num_kv_heads": kv_heads, "head_dim": head_dim,
-        "vocab_size": model.config.vocab_size})
+        "vocab_size": model.config.vocab_size,
+        "max_position_embeddings": getattr(model.config, "max_position_embeddings", None)})
     if tokenizer is not None:
         with contextlib.suppress(FileExistsError):
             tokenizer.save_pretrained(out_dir)
