@@ -15,18 +15,23 @@ Exporter (measured with torch 2.13, transformers 5.24): ``torch.onnx.export(...,
 dynamo=True)`` on a wrapper that takes and returns flat tensors and rebuilds a
 ``DynamicCache`` inside. The model must use ``attn_implementation="eager"``: the
 SDPA path fails in export (``is_causal`` becomes a SymBool). The TorchScript
-exporter (which the encoder path uses for onnxruntime's fusions) cannot export
-transformers-5 Llama at all (``aten::diff`` in the mask code). The fp32 graph is
-checked against the eager model (prefill and one decode step) before anything is
+exporter (which the encoder path uses for onnxruntime's fusions) fails on
+transformers-5 Llama (``aten::diff`` in the mask code). Both failures are from
+research/deps.md, not re-run here. The fp32 graph is
+checked against the eager model (prefill and two decode steps) before anything is
 written.
 
-Schemes: ``fp32``; ``int8`` = onnxruntime ``quantize_dynamic``, int8 weights per
-output channel on every MatMul (and the embedding Gather); ``int4`` = 4-bit
-weight-only ``MatMulNBits`` (block 32, symmetric, int8 compute on CPU) plus an
-int8 embedding table. Tied embeddings need no special care: the exporter
-constant-folds the lm_head's transposed weight into its own initializer, so the
-Gather table and the lm_head MatMul quantize separately (fp32 stores the matrix
-twice, as the ``.pte`` does).
+Schemes: ``fp32``; ``int8`` and ``int4`` = weight-only ``MatMulNBits`` (8 or 4
+bits, blocks of 32, symmetric) on every linear including the lm_head, plus an
+int8 embedding table; ``int8-dynamic`` = onnxruntime ``quantize_dynamic``
+(per-channel int8 weights, activations quantized per tensor at run time). On the
+real SmolLM2-135M teacher the per-tensor activation quantization of
+``int8-dynamic`` moved the last-position logits by 6-14 (max abs) where 8-bit
+weight-only moved them by 0.4-1.0, so ``int8`` is the weight-only one.
+The tied lm_head reads the embedding through a Transpose that the exporter only
+constant-folds for small tables; the quantized schemes first give it its own
+initializer (see ``_untie_lm_head``), so fp32 stores the matrix once and the
+quantized files store it twice (int8 table + quantized lm_head).
 """
 
 from __future__ import annotations
@@ -74,39 +79,94 @@ def _fp32(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
-@_register("int8", "int8 weights per output channel (MatMul, embedding Gather), int8 activations at run time")
-def _int8(src: Path, dest: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _untie_lm_head(src: Path, dest: Path) -> None:
+    """Give the lm_head MatMul its own pre-transposed weight when it reads the embedding through a Transpose.
 
-    from ..export.onnx import _quiet
+    For a tied model the exporter writes ``MatMul(h, Transpose(embedding))``,
+    constant-folded only for small tables. A MatMul whose weight is not an
+    initializer is left fp32 by both quantizers, and once the Gather table is
+    int8 onnxruntime would de-quantize and transpose the whole table on every
+    step; untied, the embedding (int8 Gather) and the lm_head (int8/int4
+    MatMul) quantize separately.
+    """
+    import onnx
+    from onnx import numpy_helper
 
-    with _quiet():
-        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gather"])
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    users = {}
+    for n in graph.node:
+        for x in n.input:
+            users[x] = users.get(x, 0) + 1
+    for node in graph.node:
+        if node.op_type != "MatMul" or "logits" not in node.output:
+            continue
+        tr = producer.get(node.input[1])
+        perm = [a.ints for a in tr.attribute if a.name == "perm"] if tr is not None else []
+        if tr is None or tr.op_type != "Transpose" or tr.input[0] not in inits or (perm and list(perm[0]) != [1, 0]):
+            continue
+        weight = numpy_helper.to_array(inits[tr.input[0]]).T.copy()
+        name = tr.output[0] + "_untied"
+        graph.initializer.append(numpy_helper.from_array(weight, name))
+        node.input[1] = name
+        if users[tr.output[0]] == 1:
+            graph.node.remove(tr)
+    onnx.save(model, str(dest))
 
 
-@_register("int4", "4-bit weight-only MatMulNBits (block 32, symmetric), int8 embedding table, fp32 activations")
-def _int4(src: Path, dest: Path) -> None:
+def _nbits(src: Path, dest: Path, bits: int) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     from ..export.onnx import _quiet
 
-    tmp = dest.with_name(dest.name + ".nbits")
+    untied, tmp = dest.with_name(dest.name + ".untied"), dest.with_name(dest.name + ".nbits")
     try:
+        _untie_lm_head(src, untied)
         with _quiet():
-            # accuracy_level 4 = int8 compute inside MatMulNBits: the fast CPU
-            # kernel onnxruntime-genai uses for int4 LLMs.
-            q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=32, is_symmetric=True,
+            # accuracy_level 4 = int8 compute inside MatMulNBits, the fast CPU kernel for LLM decoding
+            q = MatMulNBitsQuantizer(onnx.load(str(untied)), bits=bits, block_size=32, is_symmetric=True,
                                      accuracy_level=4, op_types_to_quantize=("MatMul",))
             q.process()
             q.model.save_model_to_file(str(tmp), use_external_data_format=False)
-            # the 4-bit quantizer leaves the embedding table fp32; it is most of a small model's bytes
+            # MatMulNBits leaves the embedding table fp32; it is most of a small model's bytes
             quantize_dynamic(str(tmp), str(dest), weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["Gather"])
     finally:
+        untied.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
+
+
+@_register("int8", "8-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
+           "int8 embedding table")
+def _int8(src: Path, dest: Path) -> None:
+    _nbits(src, dest, 8)
+
+
+@_register("int4", "4-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
+           "int8 embedding table")
+def _int4(src: Path, dest: Path) -> None:
+    _nbits(src, dest, 4)
+
+
+@_register("int8-dynamic", "onnxruntime dynamic int8: per-channel int8 weights (MatMul, embedding Gather), "
+           "activations quantized per tensor at run time (less accurate on LLMs than int8)")
+def _int8_dynamic(src: Path, dest: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..export.onnx import _quiet
+
+    untied = dest.with_name(dest.name + ".untied")
+    try:
+        _untie_lm_head(src, untied)
+        with _quiet():
+            quantize_dynamic(str(untied), str(dest), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul", "Gather"])
+    finally:
+        untied.unlink(missing_ok=True)
 
 
 def kv_names(num_layers: int, prefix: str) -> list[str]:

@@ -19,7 +19,7 @@ def exported(tmp_path_factory):
     model, tok = load_causal_lm(trained_tiny_llama(root / "m", steps=40))
     fp32 = export_onnx_lm(model, tok, root / "out", "fp32")
     files = {"fp32": fp32}
-    for scheme in ("int8", "int4"):
+    for scheme in ("int8", "int4", "int8-dynamic"):
         files[scheme] = quantize_onnx_lm(fp32, fp32.with_name(f"lm-{scheme}.onnx"), scheme)
     return model, files
 
@@ -55,13 +55,15 @@ def test_fp32_logits_prefill_and_decode(exported):
         lm.step_np(list(range(4, 30)) * 2, 0)
 
 
-@pytest.mark.parametrize("scheme, tol", [("int8", 0.15), ("int4", 0.6)])
-def test_quantized_close_to_fp32(exported, scheme, tol):
+@pytest.mark.parametrize("scheme, op, tol", [("int8", "MatMulNBits", 0.05), ("int4", "MatMulNBits", 0.6),
+                                             ("int8-dynamic", "MatMulInteger", 0.15)])
+def test_quantized_close_to_fp32(exported, scheme, op, tol):
     import onnx
 
     _, files = exported
-    ops = {n.op_type for n in onnx.load(str(files[scheme])).graph.node}
-    assert ("MatMulInteger" if scheme == "int8" else "MatMulNBits") in ops
+    ops = [n.op_type for n in onnx.load(str(files[scheme])).graph.node]
+    # every linear (7 per layer, 2 layers, + the lm_head) is quantized
+    assert ops.count(op) == 15
     assert files[scheme].stat().st_size < files["fp32"].stat().st_size
     ref, q = OnnxLM(files["fp32"], 48), OnnxLM(files[scheme], 48)
     for prompt in PROMPTS:
@@ -97,3 +99,29 @@ def test_not_a_causal_lm(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     with pytest.raises(ModelError, match="encoder.onnx: not a causal LM with past key/values"):
         OnnxLM(path, 48)
+
+
+def test_untie_lm_head_reading_the_embedding_through_a_transpose(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgedistill.llm.export_onnx import _untie_lm_head
+
+    emb = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["E", "input_ids"], ["h"]),
+             helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
+             helper.make_node("MatMul", ["h", "Et"], ["logits"])]
+    graph = helper.make_graph(nodes, "tied", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 3])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 10])],
+                              [numpy_helper.from_array(emb, "E")])
+    src, dest = tmp_path / "tied.onnx", tmp_path / "untied.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(src))
+    _untie_lm_head(src, dest)
+    out = onnx.load(str(dest)).graph
+    assert "Transpose" not in [n.op_type for n in out.node]
+    weight = {i.name: numpy_helper.to_array(i) for i in out.initializer}[out.node[-1].input[1]]
+    np.testing.assert_array_equal(weight, emb.T)
+    feed = {"input_ids": np.array([[1, 5, 9]], dtype=np.int64)}
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feed)[0] for p in (src, dest))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
