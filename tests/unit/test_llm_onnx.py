@@ -125,3 +125,14 @@ def test_untie_lm_head_reading_the_embedding_through_a_transpose(tmp_path):
     feed = {"input_ids": np.array([[1, 5, 9]], dtype=np.int64)}
     a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feed)[0] for p in (src, dest))
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_runtime_is_torch_free(exported):
+    import subprocess
+    import sys
+
+    _, files = exported
+    code = ("import sys; from edgedistill.llm.onnx_lm import OnnxLM; lm = OnnxLM(sys.argv[1], 16); "
+            "lm.step_np([2, 5, 6], 0); lm.step_np([7], 3); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(files["int4"])], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
