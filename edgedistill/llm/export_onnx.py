@@ -36,7 +36,6 @@ quantized files store it twice (int8 table + quantized lm_head).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import shutil
 import tempfile
@@ -304,6 +303,5 @@ def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", 
         "vocab_size": model.config.vocab_size,
         "max_position_embeddings": getattr(model.config, "max_position_embeddings", None)})
     if tokenizer is not None:
-        with contextlib.suppress(FileExistsError):
-            tokenizer.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     return dest

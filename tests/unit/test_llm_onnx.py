@@ -136,3 +136,17 @@ def test_runtime_is_torch_free(exported):
             "lm.step_np([2, 5, 6], 0); lm.step_np([7], 3); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(files["int4"])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_export_refused_when_fp32_disagrees(exported, tmp_path, monkeypatch):
+    import shutil
+
+    from edgedistill.llm import export_onnx
+
+    model, files = exported
+    # stand-ins for the slow export and a parity check that fails
+    monkeypatch.setattr(export_onnx, "_export_fp32", lambda m, dest: shutil.copyfile(files["fp32"], dest))
+    monkeypatch.setattr(export_onnx, "_parity", lambda m, path, vocab: float("nan"))
+    with pytest.raises(ModelError, match="lm-int8.onnx: fp32 ONNX export disagrees with PyTorch"):
+        export_onnx_lm(model, None, tmp_path / "o", "int8")
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []
