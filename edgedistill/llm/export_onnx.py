@@ -62,7 +62,7 @@ class LmScheme:
     description: str
 
 
-ONNX_LM_SCHEMES: Registry[LmScheme] = Registry("ONNX LM quantization", "[export] key 'onnx_schemes' (LLM recipe)")
+ONNX_LM_SCHEMES: Registry[LmScheme] = Registry("ONNX LM quantization", "LLM ONNX export")
 
 
 def _register(name: str, description: str):
@@ -201,7 +201,7 @@ def _wrapper(model):
 def kv_shape(config) -> tuple[int, int, int]:
     """(layers, kv heads, head dim) of a HF decoder config."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return config.num_hidden_layers, config.num_key_value_heads, head_dim
+    return config.num_hidden_layers, getattr(config, "num_key_value_heads", config.num_attention_heads), head_dim
 
 
 def _export_fp32(model, dest: Path) -> None:
@@ -271,11 +271,13 @@ def quantize_onnx_lm(fp32_path: str | Path, dest: str | Path, scheme: str) -> Pa
     return dest
 
 
-def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", check_tol: float = 1e-3) -> Path:
+def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", check_tol: float = 5e-3) -> Path:
     """Write ``out_dir/lm-<scheme>.onnx`` (+ ``lm-<scheme>.json`` facts, + the tokenizer if given); returns the .onnx.
 
     The fp32 graph must match the eager model within ``check_tol`` (max abs
-    logit) or nothing is written.
+    logit; measured 2e-6 on tiny Llamas, 8e-5 on the 30-layer SmolLM2) or
+    nothing is written. ``lm-<scheme>.json`` records the scheme, byte sizes,
+    that difference, the KV-cache geometry and ``max_position_embeddings``.
     """
     entry = ONNX_LM_SCHEMES.lookup(scheme)
     out_dir = Path(out_dir)
