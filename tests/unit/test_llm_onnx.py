@@ -32,6 +32,8 @@ def test_fp32_greedy_equals_eager(exported):
     assert list(stream(lm, PROMPTS[0], Sampling(max_new_tokens=12))) == eager
     # the same object again: the cache restarts at pos 0
     assert list(stream(lm, PROMPTS[0], Sampling(max_new_tokens=12))) == eager
+    # the loop stops when the context is full, without overrunning the cache
+    assert len(list(stream(OnnxLM(files["fp32"], 12), [2, 5, 6], Sampling(max_new_tokens=50)))) == 12 - 3 + 1
     assert (files["fp32"].parent / "tokenizer.json").is_file()
     assert (files["fp32"].parent / "lm-fp32.json").is_file()
 
