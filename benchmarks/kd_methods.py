@@ -12,6 +12,8 @@ copy of the teacher's head, the same for every method; the same steps, batch, le
 Each method's test accuracy is the mean (and sample std) over seeds of the checkpoint with the best
 validation accuracy. Baselines: the student trained on hard labels only, and the student before
 training. Teacher outputs are cached once (their time is reported apart from training time).
+multi_teacher adds a second teacher (--extra-teacher, built with `edgedistill teacher classifier
+--unfreeze-layers 2` if missing, a few more minutes of CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+EXTRA_TEACHER = "<extra teacher>"
+"""Stands for --extra-teacher in a method's ``teachers`` (the second teacher is built on first use)."""
 
 # name -> (distill overrides, one line on what it is)
 METHODS = {
@@ -49,8 +54,28 @@ METHODS = {
                  "teacher-free: EMA of the student (decay 0.99) as pseudo-teacher + hard CE"),
     "mutual": ({"strategy": "mutual", "losses": {"kd": 0.5, "hard_ce": 0.5}},
                "teacher-free: deep mutual learning of two peers (twice the compute per step)"),
+    "curriculum": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "curriculum": "teacher_loss"},
+                   "kd_hard_mix on batches growing from the teacher's easiest 25% (by its CE) to all by mid-run"),
+    "stagewise": ({"strategy": "stagewise", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                  "FitNets on block 0, then blocks 0-1 (deeper frozen), then kd_hard_mix: a third of the steps each"),
+    "temperature_annealing": ({"losses": {"kd": 0.7, "hard_ce": 0.3}, "temperature": 4.0, "final_temperature": 1.0},
+                              "KD + hard CE with T annealed linearly from 4 to 1"),
+    "teacher_assistant": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "assistants": [[0, 2, 3, 5]]},
+                          "teacher -> 4-block assistant -> student, kd_hard_mix, half the steps per link (same total budget)"),
+    "cross_task_fitnets": ({"losses": {"fitnets": 1.0, "hard_ce": 1.0}},
+                           "FitNets hints + hard CE only: the feature path a headless (cross-task) teacher allows"),
     "born_again": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "generations": 2},
                    "2 generations of the kd_hard_mix student, half the steps each (same total budget)"),
+    "self_layerwise": ({"strategy": "self_layerwise", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                       "kd_hard_mix on the final head + an early exit on block 0 taught by the final head"),
+    "online_ensemble": ({"strategy": "online_ensemble", "losses": {"kd": 0.5, "hard_ce": 0.5}, "peers": 3},
+                        "teacher-free: 3 peers, their mean logits teach each (three times the compute per step)"),
+    "multi_teacher": ({"losses": {"kd": 0.5, "hard_ce": 0.5}, "teachers": [EXTRA_TEACHER], "ensemble": "confidence"},
+                      "kd_hard_mix from --teacher and --extra-teacher, logits weighted by max probability"),
+    "augment_self": ({"strategy": "augment_self", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                     "teacher-free: clean-input predictions teach augmented input (10% drop, swap, mask each)"),
+    "augment_kd": ({"strategy": "augment_kd", "losses": {"kd": 0.5, "hard_ce": 0.5}},
+                   "kd_hard_mix with the student on augmented input, teacher logits of the clean input"),
 }
 
 
@@ -70,30 +95,75 @@ def build_recipe(teacher: Path, steps: int, limit: int | None, threads: int, jso
     )
 
 
-def ensure_teacher(path: Path) -> dict:
+def ensure_teacher(path: Path, unfreeze_layers: int = 0) -> dict:
     from edgedistill import api
 
     if not (path / "teacher.json").is_file():
-        print(f"building the classifier teacher in {path} (edgedistill teacher classifier)", file=sys.stderr)
-        api.teacher_classifier(None, path)
+        print(f"building the classifier teacher in {path} (edgedistill teacher classifier --unfreeze-layers "
+              f"{unfreeze_layers})", file=sys.stderr)
+        api.teacher_classifier(None, path, unfreeze_layers=unfreeze_layers)
     return json.loads((path / "teacher.json").read_text())
 
 
-def spec_for(base, overrides: dict, seed: int):
+def spec_for(base, overrides: dict, seed: int, extra_teacher: str | None = None):
+    if EXTRA_TEACHER in overrides.get("teachers", ()):
+        overrides = {**overrides, "teachers": [extra_teacher if t == EXTRA_TEACHER else t
+                                               for t in overrides["teachers"]]}
     spec = dataclasses.replace(base, seed=seed, **overrides)
     if spec.generations > 1:
         spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // spec.generations))
+    if spec.assistants:  # every link trains for max_steps: split the budget as born_again does
+        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // (len(spec.assistants) + 1)))
     return spec
 
 
-def run_one(run, base, name: str, seed: int) -> dict:
-    spec = spec_for(base, METHODS[name][0], seed)
+def run_key(args, teacher_rec: dict, name: str, seed: int) -> str:
+    """What decides one run's result: the method's overrides, the seed, the budget, the student and the teacher."""
+    import hashlib
+
+    what = {"method": name, "overrides": METHODS[name][0], "seed": seed, "steps": args.steps, "limit": args.limit,
+            "layers": args.layers, "ffn": args.ffn, "jsonl": args.jsonl, "teacher": teacher_rec}
+    if EXTRA_TEACHER in METHODS[name][0].get("teachers", ()):
+        what["extra_teacher"] = json.loads((Path(args.extra_teacher) / "teacher.json").read_text())
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_one(run, base, name: str, seed: int, reuse: Path | None = None, key: str = "",
+            extra_teacher: str | None = None) -> dict:
+    """One method x seed; with ``reuse``, a finished run's record is read back instead of retrained
+    (a long table survives an interrupted session, and new methods can be added to it)."""
+    done = reuse / f"{name}-seed{seed}-{key}.json" if reuse else None
+    if done is not None and done.is_file():
+        print(f"{name} seed {seed}: reusing {done}", file=sys.stderr)
+        return json.loads(done.read_text())
+    rec = _train_one(run, base, name, seed, extra_teacher)
+    if done is not None:
+        from edgedistill.fileutil import write_json_atomic
+
+        done.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(done, rec)
+    return rec
+
+
+def _train_one(run, base, name: str, seed: int, extra_teacher: str | None = None) -> dict:
+    spec = spec_for(base, METHODS[name][0], seed, extra_teacher)
     t0, c0 = time.perf_counter(), time.process_time()
     _, _, gens = run.train(spec, desc=f"{name} seed {seed}")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     last = gens[-1]
     return {"seed": seed, "test_accuracy": last["test_accuracy"], "best_val_accuracy": last["result"].best_val_accuracy,
-            "best_step": last["result"].best_step, "train_seconds": seconds, "cpu_seconds": cpu}
+            "best_step": last["result"].best_step, "train_seconds": seconds, "cpu_seconds": cpu,
+            **({"assistants": [{k: link[k] for k in ("kept_teacher_layers", "test_accuracy")} for link in run.links]}
+               if run.links else {})}
+
+
+def describe(overrides: dict) -> str:
+    """The recipe column: loss weights, then any other [distill] override."""
+    parts = [f"{k} {v}" for k, v in overrides.get("losses", {}).items()]
+    if "final_weights" in overrides:
+        parts[-1] += f" -> {overrides['final_weights']}"
+    parts += [f"{k} = {v}" for k, v in overrides.items() if k not in ("losses", "final_weights")]
+    return ", ".join(parts)
 
 
 def _std(xs):
@@ -141,8 +211,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 5], help="teacher blocks the student keeps")
     ap.add_argument("--ffn", type=int, default=768, help="student FFN width")
+    ap.add_argument("--extra-teacher", default=str(ROOT / "runs" / "sentiment-teacher-u2"),
+                    help="second teacher for multi_teacher (built with --unfreeze-layers 2 if missing)")
     ap.add_argument("--jsonl", default=None, help="labelled JSONL instead of VADER (tests)")
     ap.add_argument("--out", default=str(HERE / "results" / "kd_methods"))
+    ap.add_argument("--reuse", default=None, help="folder of finished method x seed runs: read back those whose "
+                    "settings match, train and store the rest")
     ap.add_argument("--time-one", action="store_true", help="time one method x seed (kd, seed 0) and exit")
     args = ap.parse_args(argv)
 
@@ -156,23 +230,27 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     teacher = Path(args.teacher).resolve()
     teacher_rec = ensure_teacher(teacher)
+    extra = str(Path(args.extra_teacher).resolve())
+    if any(EXTRA_TEACHER in METHODS[n][0].get("teachers", ()) for n in args.methods):
+        ensure_teacher(Path(extra), unfreeze_layers=2)
     recipe = build_recipe(teacher, args.steps, args.limit, args.threads, args.jsonl, args.layers, args.ffn)
     ws = Workspace(recipe, Path(tempfile.mkdtemp(prefix="kd-methods-")))
     run = ClassificationRun(ws)
     t0 = time.perf_counter()
     teacher_acc = run.teacher_test_accuracy
-    strategies = [run.strategy(spec_for(recipe.distill, METHODS[name][0], 0)) for name in args.methods]
+    specs = [spec_for(recipe.distill, METHODS[name][0], 0, extra) for name in args.methods]
+    strategies = [run.strategy(spec) for spec in specs]
     layers = sorted({i for s in strategies for i in s.teacher_hidden_indices()})
     if layers:  # one teacher pass for every layer any method needs
         teacher_targets(run.teacher.base_model, run.tokenizer, ws.teacher_ref, run.train_texts,
                         recipe.teacher.max_length, "cls", False, layers=layers, desc="teacher token states (train)")
-    for s in strategies:  # fill every cache the methods need before any timing
-        run.cache(s)
+    for s, spec in zip(strategies, specs, strict=True):  # fill every cache the methods need before any timing
+        run.cache(s, spec)
     cache_seconds = time.perf_counter() - t0
     print(f"data and teacher ready; teacher outputs cached in {cache_seconds:.0f} s", file=sys.stderr)
 
     if args.time_one:
-        one = run_one(run, recipe.distill, "kd", args.seeds[0])
+        one = _train_one(run, recipe.distill, "kd", args.seeds[0])
         runs = len(args.methods) * len(args.seeds)
         print(f"one method x seed (kd, {args.steps} steps, batch 32): {one['train_seconds']:.1f} s wall, "
               f"{one['cpu_seconds']:.1f} s CPU (all threads), test accuracy "
@@ -180,16 +258,16 @@ def main(argv=None) -> int:
               f"-> about {runs * one['train_seconds'] / 60:.1f} min + caches {cache_seconds:.0f} s")
         return 0
 
+    reuse = Path(args.reuse) if args.reuse else None
     untrained = accuracy(run.initial_student, run.enc_test, run.test_labels, run.pad_id)
     methods = {}
     for name in args.methods:
-        per_seed = [run_one(run, recipe.distill, name, seed) for seed in args.seeds]
+        per_seed = [run_one(run, recipe.distill, name, seed, reuse, run_key(args, teacher_rec, name, seed), extra)
+                    for seed in args.seeds]
         accs = [r["test_accuracy"] for r in per_seed]
         overrides = METHODS[name][0]
         methods[name] = {
-            "recipe": ", ".join(f"{k} {v}" for k, v in overrides["losses"].items())
-            + (f" -> {overrides['final_weights']}" if "final_weights" in overrides else "")
-            + (f", {overrides['generations']} generations" if "generations" in overrides else ""),
+            "recipe": describe(overrides),
             "what": METHODS[name][1],
             "test_accuracy_mean": statistics.mean(accs),
             "test_accuracy_std": _std(accs),

@@ -144,6 +144,34 @@ class DistillSpec:
     """Micro-batches per optimizer step; ``batch_size`` stays the rows per step (memory, not the update, changes)."""
     early_stop_patience: int = 0
     """Stop after this many evaluations without a better validation metric; 0 never stops early."""
+    peers: int = 2
+    """Strategies ``mutual`` / ``online_ensemble``: students trained together (peer 0 is saved)."""
+    teachers: list[str] = field(default_factory=list)
+    """Multi-teacher KD (classification): more classifier folders whose logits join the [teacher]'s."""
+    ensemble: Literal["mean", "confidence"] = "mean"
+    """How the teachers' logits combine: plain mean, or per-example weights from each teacher's confidence."""
+    ensemble_confidence: Literal["max_prob", "entropy"] = "max_prob"
+    """``ensemble = "confidence"``: weight by the max probability, or by softmax of the negative entropy."""
+    exit_weight: float = 1.0
+    """Strategy ``self_layerwise``: weight of the early exits' loss (hard CE + KD from the final head)."""
+    augment_drop: float = 0.1
+    """Augmentation strategies: share of ordinary tokens removed."""
+    augment_swap: float = 0.1
+    """Augmentation strategies: share of ordinary tokens swapped with a neighbour."""
+    augment_mask: float = 0.1
+    """Augmentation strategies: share of ordinary tokens backed off to [MASK] (or [UNK])."""
+    final_temperature: float | None = None
+    """Temperature at the last step; it moves linearly from ``temperature`` (temperature annealing)."""
+    layer_map_mode: Literal["copied", "uniform", "last_k"] = "copied"
+    """Default student->teacher layer map when ``layer_map`` is empty (see README: layer maps)."""
+    curriculum: Literal["none", "teacher_confidence", "teacher_loss"] = "none"
+    """Classification: sample batches from a pool of the easiest examples (by the teacher) that grows to all."""
+    curriculum_fraction: float = 0.5
+    """Share of training over which the curriculum pool grows to every example."""
+    curriculum_start: float = 0.25
+    """Share of the (easiest) examples in the pool at the first step."""
+    assistants: list[list[int]] = field(default_factory=list)
+    """Teacher-assistant chain (classification): teacher blocks each assistant keeps, largest first."""
 
     def validate(self, where: str) -> None:
         if self.temperature <= 0:
@@ -168,6 +196,31 @@ class DistillSpec:
             _fail(where, "grad_accum_steps", f"expected 1..batch_size ({self.batch_size}), got {self.grad_accum_steps}")
         if self.early_stop_patience < 0:
             _fail(where, "early_stop_patience", f"expected evaluations >= 0 (0 = off), got {self.early_stop_patience}")
+        if not 2 <= self.peers <= 16:
+            _fail(where, "peers", f"expected 2..16, got {self.peers}")
+        if self.exit_weight < 0:
+            _fail(where, "exit_weight", f"expected a weight >= 0, got {self.exit_weight}")
+        for key in ("augment_drop", "augment_swap", "augment_mask"):
+            if not 0 <= getattr(self, key) < 1:
+                _fail(where, key, f"expected a share in [0, 1), got {getattr(self, key)}")
+        if self.augment_drop + self.augment_swap + self.augment_mask >= 1:
+            _fail(where, "augment_drop", "augment_drop + augment_swap + augment_mask must stay below 1")
+        if self.final_temperature is not None and self.final_temperature <= 0:
+            _fail(where, "final_temperature", f"expected a number > 0, got {self.final_temperature}")
+        if not 0 < self.curriculum_fraction <= 1:
+            _fail(where, "curriculum_fraction", f"expected a number in (0, 1], got {self.curriculum_fraction}")
+        if not 0 < self.curriculum_start <= 1:
+            _fail(where, "curriculum_start", f"expected a number in (0, 1], got {self.curriculum_start}")
+        if self.strategy == "embedding":
+            for key, unused in (("curriculum", self.curriculum != "none"), ("assistants", bool(self.assistants))):
+                if unused:
+                    _fail(where, key, "applies to classification strategies only (strategy = 'embedding' here)")
+        for i, layers in enumerate(self.assistants):
+            if not layers or any(t < 0 for t in layers) or len(set(layers)) != len(layers):
+                _fail(where, f"assistants[{i}]", f"expected distinct non-negative teacher layers, got {layers}")
+            if i and len(layers) >= len(self.assistants[i - 1]):
+                _fail(where, f"assistants[{i}]", f"{len(layers)} layers after {len(self.assistants[i - 1])}: "
+                      "list assistants largest first")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")

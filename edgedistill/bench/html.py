@@ -418,11 +418,22 @@ def _energy_table(targets: list[str], models: list[dict], label: str) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+_EVAL_PLOTS = {
+    "val_cosine": ("Validation cosine to teacher", "mean cosine to teacher",
+                   "Held-out embedding cosine between student and teacher during training."),
+    "val_accuracy": ("Validation accuracy", "accuracy", "Held-out classification accuracy of the student during "
+                     "training (the kept checkpoint is the best one)."),
+}
+
+
 def _distill_plots(r: dict) -> str:
     d = r.get("distill") or {}
     losses = [x for x in d.get("losses") or [] if isinstance(x, dict) and x.get("step") is not None]
+    # Embedding runs evaluate the cosine to the teacher, classification runs the validation accuracy.
+    metric = "val_accuracy" if any(isinstance(x, dict) and "val_accuracy" in x for x in d.get("evals") or []) \
+        else "val_cosine"
     evals = [x for x in d.get("evals") or [] if isinstance(x, dict) and x.get("step") is not None
-             and x.get("val_cosine") is not None]
+             and isinstance(x.get(metric), (int, float))]
     sub = (f"{d['steps']} steps" if d.get("steps") else "distillation") + \
           (f", {d['train_seconds']:.0f} s of training" if d.get("train_seconds") else "")
     parts = []
@@ -438,12 +449,13 @@ def _distill_plots(r: dict) -> str:
                                 "loss (log scale)" if log else "loss", log_y=log), "Total loss and each loss term."))
     else:
         parts.append("<div><h3>Distillation loss curves</h3>" + _na("Training losses") + "</div>")
+    title, ylabel, caption = _EVAL_PLOTS[metric]
     if evals:
-        svg = lines([("val_cosine", PALETTE[2], [(x["step"], x["val_cosine"]) for x in evals])],
-                    "Validation cosine to teacher", sub, "training step", "mean cosine to teacher")
-        parts.append(_fig(svg, "Held-out embedding cosine between student and teacher during training."))
+        svg = lines([(metric, PALETTE[2], [(x["step"], x[metric]) for x in evals])], title, sub, "training step",
+                    ylabel)
+        parts.append(_fig(svg, caption))
     else:
-        parts.append("<div><h3>Validation cosine to teacher</h3>" + _na("Validation evaluations") + "</div>")
+        parts.append(f"<div><h3>{escape(title)}</h3>" + _na("Validation evaluations") + "</div>")
     return f'<div class="pair">{"".join(parts)}</div>'
 
 
@@ -504,6 +516,19 @@ def render_html(reports: list[dict]) -> str:
         title = "edgedistill bench comparison: " + " vs ".join(names)
         body = "\n".join([f"<h1>{escape(title)}</h1>", _comparison(reports, names)]
                          + [_run_section(r, f"run {i + 1}: {n}", "h2") for i, (r, n) in enumerate(zip(reports, names, strict=False))])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f"<body><main>\n{body}\n</main></body></html>\n")
+
+
+def render_training_html(record: dict, name: str) -> str:
+    """A distill.json record (classification runs, which have no bench report) -> a page with its
+    training-loss and validation curves."""
+    title = f"edgedistill distill: {name}"
+    m = record.get("metrics") or {}
+    facts = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+    body = (f"<h1>{escape(title)}</h1><p>{escape(str(record.get('strategy', '')))}; {escape(facts)}</p>"
+            + _distill_plots({"distill": record}))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
             f"<body><main>\n{body}\n</main></body></html>\n")

@@ -5,6 +5,11 @@ classifier`` builds one); the student keeps the recipe's teacher blocks plus the
 head, and trains on the labelled train split. With ``generations = N > 1`` it is
 born-again distillation: generation k's student, with the same architecture, is the
 teacher of generation k + 1 (its logits replace the teacher's).
+
+Cross-task transfer: the teacher may also be a plain encoder trained for another task (e.g.
+the packaged sentence-embedding models, which have no classification head). It then supervises
+through its hidden states only (``fitnets`` + ``hard_ce``); a logit loss is refused. The
+student may be cut from another model (``[student] base``), with its own width and tokenizer.
 """
 
 from __future__ import annotations
@@ -18,16 +23,22 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import DataError, TrainingError
-from ..fileutil import atomic_dir, write_json_atomic
-from ..models.classifier import classifier_from_encoder, labelled_split, load_classifier
+from ..errors import DataError, RecipeError, TrainingError
+from ..fileutil import atomic_dir, write_json_atomic, write_text_atomic
+from ..models.classifier import classifier_from_encoder, is_classifier_folder, labelled_split, load_classifier
+from ..models.loading import load_encoder
 from ..models.student import build_student, count_parameters, plan_student
+from ..models.teacher import resolve_model
 from ..progress import say
 from ..workspace import set_threads
-from . import parallel
+from . import multi_teacher, parallel
+from . import strategy_exits as exits
+from .assistants import train_chain
 from .checkpoint import Checkpoints, stage_checkpoints
 from .cls_trainer import ClsResult, NonFiniteLoss, accuracy, logits_of, train_classifier
-from .strategies import get_strategy, resolve_layer_map
+from .compat import check_tokenizers
+from .curriculum import curriculum_batches, easy_first
+from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
 from .teacher_cache import teacher_logits, teacher_targets
 
@@ -42,9 +53,21 @@ def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_le
 
 
 def deliverable(model):
-    """The model a run hands over: itself, or peer 0 of a mutual-learning pair."""
+    """The model a run hands over: itself, peer 0 of a peer group, or the student under its early exits."""
     peers = getattr(model, "peers", None)
-    return peers[0] if peers is not None else model
+    if peers is not None:
+        return peers[0]
+    return model.student if hasattr(model, "exits") else model
+
+
+def deliverable_state(state: dict) -> dict:
+    """The handed-over model's part of a training module's state dict (see :func:`deliverable`)."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith("exits.") or (k.startswith("peers.") and not k.startswith("peers.0.")):
+            continue
+        out[k.removeprefix("peers.0.").removeprefix("student.")] = v
+    return out
 
 
 class ClassificationRun:
@@ -54,9 +77,22 @@ class ClassificationRun:
     def __init__(self, ws):
         self.ws = ws
         r = ws.recipe
-        self.teacher, self.tokenizer = load_classifier(ws.teacher_ref.folder)
-        self.pad_id = self.tokenizer.pad_token_id or 0
         self.train_texts, self.train_labels = labelled_split(ws, "train")
+        self.teacher_has_head = is_classifier_folder(ws.teacher_ref.folder)
+        if self.teacher_has_head:
+            self.teacher, self.teacher_tokenizer = load_classifier(ws.teacher_ref.folder)
+        else:
+            # A teacher from another task: only its encoder's states are used; the head is a placeholder.
+            encoder, self.teacher_tokenizer = load_encoder(ws.teacher_ref.folder)
+            torch.manual_seed(r.distill.seed)
+            self.teacher = classifier_from_encoder(encoder, max(2, int(self.train_labels.max()) + 1)).eval()
+        self.base = None
+        self.tokenizer = self.teacher_tokenizer
+        if r.student.base:
+            base_folder = resolve_model(r.student.base, r, "[student] base").folder
+            check_tokenizers(r, ws.teacher_ref.folder, base_folder)
+            self.base, self.tokenizer = load_encoder(base_folder)
+        self.pad_id = self.tokenizer.pad_token_id or 0
         val_texts, val_labels = labelled_split(ws, "validation")
         pick = np.sort(np.random.default_rng(0).permutation(len(val_texts))[: r.distill.eval_sentences])
         self.val_labels = val_labels[pick]
@@ -74,38 +110,83 @@ class ClassificationRun:
         self.enc = tok(self.train_texts)
         self.enc_val = tok([val_texts[i] for i in pick])
         self.enc_test = tok(self.test_texts)
-        self.plan = plan_student(r.student, self.teacher.config)
-        self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, self.plan.teacher_layers)
+        self.plan = plan_student(r.student, (self.base or self.teacher).config)
+        n_teacher = self.teacher.config.num_hidden_layers
+        # A student cut from another model has no "copied from" teacher layer: spread it over the teacher.
+        self.layer_map_mode = "uniform" if self.base is not None and r.distill.layer_map_mode == "copied" else \
+            r.distill.layer_map_mode
+        self.layer_map = resolve_layer_map(r.distill.layer_map, self.plan.layers, n_teacher, self.layer_map_mode)
+        self.extra_teachers = {}
+        """``[distill] teachers`` loaded so far (multi-teacher KD), by path."""
+        self.links: list[dict] = []
+        """Teacher-assistant chain records of the last ``train`` (empty without assistants)."""
+
+    def build_student(self, plan):
+        r = self.ws.recipe
+        calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
+                 if i < len(self.train_texts)] or self.train_texts[:32]
+        if self.base is not None:
+            base = build_student(self.base, self.tokenizer, plan, calib, r.teacher.max_length, r.student.ffn_selection)
+            torch.manual_seed(r.distill.seed)
+            return classifier_from_encoder(base, self.teacher.config.num_labels,
+                                           {int(k): v for k, v in self.teacher.config.id2label.items()})
+        return build_classifier_student(self.teacher, self.teacher_tokenizer, plan, calib, r.teacher.max_length,
+                                        r.student.ffn_selection)
 
     @cached_property
     def initial_student(self):
-        r = self.ws.recipe
-        calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
-                 if i < len(self.train_texts)]
-        return build_classifier_student(self.teacher, self.tokenizer, self.plan, calib or self.train_texts[:32],
-                                        r.teacher.max_length, r.student.ffn_selection)
+        return self.build_student(self.plan)
 
     @cached_property
-    def teacher_test_accuracy(self) -> float:
-        z = teacher_logits(self.teacher, self.tokenizer, self.ws.teacher_ref, self.test_texts,
+    def teacher_test_accuracy(self) -> float | None:
+        if not self.teacher_has_head:
+            return None
+        z = teacher_logits(self.teacher, self.teacher_tokenizer, self.ws.teacher_ref, self.test_texts,
                            self.ws.recipe.teacher.max_length, desc="teacher logits (test)")
         return float((np.asarray(z).argmax(1) == self.test_labels).mean())
 
-    def strategy(self, spec) -> ClassificationStrategy:
-        return get_strategy(spec.strategy)(spec, self.layer_map, self.initial_student.config, self.teacher.config,
-                                      self.teacher.base_model.encoder.layer)
+    def strategy(self, spec, layer_map=None, student=None) -> ClassificationStrategy:
+        strategy = get_strategy(spec.strategy)(spec, layer_map or self.layer_map,
+                                               (student or self.initial_student).config, self.teacher.config,
+                                               self.teacher.base_model.encoder.layer)
+        wants = [n for n, e in strategy.entries.items() if "logits" in e.needs]
+        teacher_free = getattr(strategy, "teacher_free", False)
+        if not self.teacher_has_head and ((wants and not teacher_free) or spec.curriculum != "none"
+                                          or spec.assistants):
+            what = f"loss(es) {wants}" if wants and not teacher_free else \
+                ("curriculum" if spec.curriculum != "none" else "assistants")
+            raise RecipeError(f"[teacher] {self.ws.teacher_ref.folder} is an encoder without a classification head, "
+                              f"so it has no logits for [distill] {what}; for cross-task transfer use feature "
+                              "losses (fitnets) + hard_ce, or build a classifier teacher with 'edgedistill teacher "
+                              "classifier'")
+        if hasattr(strategy, "bind_tokenizer"):  # augmentation strategies edit token ids
+            strategy.bind_tokenizer(self.tokenizer)
+        return strategy
 
-    def cache(self, strategy) -> TeacherCache:
+    def teacher_logits_train(self) -> np.ndarray:
+        return teacher_logits(self.teacher, self.teacher_tokenizer, self.ws.teacher_ref, self.train_texts,
+                              self.ws.recipe.teacher.max_length, desc="teacher logits (train)")
+
+    def batches(self, spec, logits):
+        """The curriculum's batch provider, or None for the trainer's own shuffled batches."""
+        if spec.curriculum == "none":
+            return None
+        order = easy_first(logits, self.train_labels, spec.curriculum)
+        return lambda rng: curriculum_batches(order, spec.batch_size, spec.max_steps, spec.curriculum_start,
+                                              spec.curriculum_fraction, rng)
+
+    def cache(self, strategy, spec=None) -> TeacherCache:
         t = self.ws.recipe.teacher
         cache = TeacherCache()
         if strategy.needs_logits and not getattr(strategy, "teacher_free", False):
-            cache.logits = teacher_logits(self.teacher, self.tokenizer, self.ws.teacher_ref, self.train_texts,
-                                          t.max_length, desc="teacher logits (train)")
+            cache.logits = self.teacher_logits_train()
         layers = strategy.teacher_hidden_indices()
         if layers:
-            cache.targets = teacher_targets(self.teacher.base_model, self.tokenizer, self.ws.teacher_ref,
+            cache.targets = teacher_targets(self.teacher.base_model, self.teacher_tokenizer, self.ws.teacher_ref,
                                             self.train_texts, t.max_length, "cls", False, layers=layers,
                                             desc="teacher token states (train)")
+        if spec is not None and spec.teachers and not getattr(strategy, "teacher_free", False):
+            cache = multi_teacher.ensemble_cache(self, strategy, spec, cache)
         return cache
 
     def train(self, spec, desc: str = "distilling", checkpoints: Checkpoints | None = None, log_path=None):
@@ -115,7 +196,11 @@ class ClassificationRun:
         are picked up again, so a killed run continues where it stopped."""
         main = parallel.current().is_main
         strategy = self.strategy(spec)
-        cache = self.cache(strategy)
+        cache = self.cache(strategy, spec)
+        self.links = []
+        if spec.assistants:
+            logits = cache.logits if cache.logits is not None else self.teacher_logits_train()
+            cache.logits, self.links = train_chain(self, spec, logits, desc)
         gens = []
         student = None
         for gen in range(1, spec.generations + 1):
@@ -140,11 +225,16 @@ class ClassificationRun:
             if prepare is not None:
                 student = prepare(student)
             label = f"{desc} (generation {gen}/{spec.generations})" if spec.generations > 1 else desc
+            order_by = cache.logits if cache.logits is not None or spec.curriculum == "none" \
+                else self.teacher_logits_train()
             res = train_classifier(student, strategy, self.enc, self.train_labels, cache, self.enc_val,
                                    self.val_labels, spec, self.pad_id, desc=label, store=store, log_path=log_path,
-                                   log_tags={"generation": gen} if spec.generations > 1 else None)
+                                   log_tags={"generation": gen} if spec.generations > 1 else None,
+                                   batches=self.batches(spec, order_by))
             test_acc = accuracy(student, self.enc_test, self.test_labels, self.pad_id) if main else None
             gens.append({"generation": gen, "result": res, "test_accuracy": test_acc})
+            if main and hasattr(strategy, "exit_accuracies"):
+                gens[-1]["exits"] = strategy.exit_accuracies(student, self.enc_test, self.test_labels, self.pad_id)
             student = deliverable(student)
             if store is not None and main:
                 summary = {k: v for k, v in vars(res).items() if k != "best_state"}
@@ -161,8 +251,8 @@ def run_classify(ws) -> Path:
     n_teacher, n_student = count_parameters(run.teacher), count_parameters(student0)
     say(f"classification: {len(run.train_texts)} labelled training sentences; student keeps teacher layers "
         f"{run.plan.layers} of {run.plan.teacher_layers} ({n_student / 1e6:.1f}M params, teacher "
-        f"{n_teacher / 1e6:.1f}M); layer map student->teacher {run.layer_map}; losses {dict(r.distill.losses)}; "
-        f"{threads} threads")
+        f"{n_teacher / 1e6:.1f}M); {describe_layer_map(run.layer_map, r.distill, run.layer_map_mode)}; "
+        f"losses {dict(r.distill.losses)}; {threads} threads")
     d = r.distill
     main = parallel.current().is_main
     checkpoints = stage_checkpoints(ws)
@@ -174,8 +264,7 @@ def run_classify(ws) -> Path:
         if not main:
             raise
         keep = ws.run_dir / "student.last-good"
-        state = {k.removeprefix("peers.0."): v for k, v in e.best_state.items() if not k.startswith("peers.1.")}
-        student0.load_state_dict(state)
+        student0.load_state_dict(deliverable_state(e.best_state))
         with atomic_dir(keep) as tmp:
             student0.save_pretrained(tmp, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)
@@ -187,7 +276,8 @@ def run_classify(ws) -> Path:
     teacher_acc = run.teacher_test_accuracy
     say(f"distilled {res.steps} steps x {len(gens)} generation(s) in {sum(g['result'].seconds for g in gens):.0f} s; "
         f"validation accuracy {res.best_val_accuracy:.4f} (step {res.best_step}); test accuracy "
-        f"{last['test_accuracy']:.4f} vs teacher {teacher_acc:.4f}")
+        f"{last['test_accuracy']:.4f} vs teacher " + (f"{teacher_acc:.4f}" if teacher_acc is not None else
+                                                      "n/a (an encoder without a classification head)"))
     record = {
         "schema_version": 1,
         "edgedistill_version": __version__,
@@ -202,6 +292,7 @@ def run_classify(ws) -> Path:
         "loss_weights": strategy.weights,
         "final_weights": strategy.final_weights,
         "options": strategy.options,
+        "assistants": run.links,
         "generations": [{"generation": g["generation"], "best_step": g["result"].best_step,
                          "best_val_accuracy": g["result"].best_val_accuracy, "test_accuracy": g["test_accuracy"],
                          "train_seconds": g["result"].seconds} for g in gens],
@@ -218,11 +309,21 @@ def run_classify(ws) -> Path:
         "losses": res.history,
         "evals": res.evals,
     }
+    if "exits" in last:
+        record["early_exits"] = {"layers": strategy.layers, "files": [exits.WEIGHTS, exits.META],
+                                 "test_accuracy": last["exits"]}
+    if r.distill.teachers:
+        record["multi_teacher"] = multi_teacher.ensemble_test_accuracy(run, r.distill)
     with atomic_dir(ws.student_dir) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "distill.json", record)
+        if "exits" in last:
+            strategy.save_extras(tmp, last["exits"])
     if checkpoints is not None:
         checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
-    say(f"student classifier written to {ws.student_dir}")
+    from ..bench.html import render_training_html
+
+    write_text_atomic(ws.run_dir / "training.html", render_training_html(record, r.name))
+    say(f"student classifier written to {ws.student_dir}; loss and validation curves in {ws.run_dir}/training.html")
     return ws.student_dir

@@ -55,17 +55,24 @@ def accuracy(model, enc: dict, labels: np.ndarray, pad_id: int) -> float:
 
 def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, enc_val: dict, val_labels: np.ndarray,
                      spec, pad_id: int, desc: str = "distilling", store=None, log_path=None,
-                     log_tags: dict | None = None) -> ClsResult:
+                     log_tags: dict | None = None, batches=None) -> ClsResult:
+    """``batches``: optional ``rng -> iterator of row indices`` replacing the shuffled length-bucketed
+    batches (the curriculum's growing easy pool). A strategy may define ``before_step(student, frac)``
+    (stage-wise freezing) and ``after_step(student)`` (EMA update)."""
     lengths = np.array([len(x) for x in enc["input_ids"]])
     y = torch.as_tensor(labels, dtype=torch.long)
 
+    before_step = getattr(strategy, "before_step", None)
+
     def batch_loss(idx, frac):
+        if before_step is not None:
+            before_step(student, frac)
         feats = _features(enc, idx, pad_id)
         teacher = strategy.teacher_batch(cache, idx, feats["input_ids"].shape[1], feats["attention_mask"])
         return strategy.loss(student, feats, teacher, y[idx], frac)
 
     metric = Metric("val_accuracy", lambda: accuracy(student, enc_val, val_labels, pad_id))
-    res = train_loop(student, strategy.parameters(), spec, lambda rng: _batches(lengths, spec.batch_size, rng),
+    res = train_loop(student, strategy.parameters(), spec, (batches if batches is not None else lambda rng: _batches(lengths, spec.batch_size, rng)),
                      batch_loss, metric, after_step=getattr(strategy, "after_step", None), strategy_state=strategy,
                      desc=desc, store=store, log_path=log_path, log_tags=log_tags)
     return ClsResult(best_state=res.best_state, best_step=res.best_step, best_val_accuracy=res.best_value,

@@ -19,7 +19,8 @@ from ..progress import say
 from ..workspace import Workspace, set_threads
 from . import parallel
 from .checkpoint import stage_checkpoints
-from .strategies import get_strategy, resolve_layer_map
+from .compat import check_tokenizers
+from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .trainer import train
 
 DISTILL_SCHEMA = 1
@@ -32,6 +33,8 @@ def run_distill(ws: Workspace) -> Path:
         from .classify_stage import run_classify
 
         return run_classify(ws)
+    if r.student.base:  # before any model is loaded or trained
+        check_tokenizers(r, ws.teacher_ref.folder, resolve_model(r.student.base, r, "[student] base").folder)
     threads = set_threads(r.distill.threads)
     t0 = time.perf_counter()
     teacher, tokenizer = ws.teacher
@@ -52,7 +55,7 @@ def run_distill(ws: Workspace) -> Path:
                         "use more data or a smaller [distill] batch_size")
     calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
     student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection)
-    layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers)
+    layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers, r.distill.layer_map_mode)
     strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
     if r.student.base and strategy.needs_hidden:
         hidden = sorted(n for n, e in strategy.entries.items() if "hidden" in e.needs)
@@ -63,7 +66,7 @@ def run_distill(ws: Workspace) -> Path:
     cut_from = f"base {r.student.base}" if r.student.base else "teacher"
     say(f"student: {cut_from} layers {plan.layers} of {plan.teacher_layers}, FFN {plan.intermediate_size} of "
         f"{plan.teacher_intermediate_size} ({r.student.ffn_selection}), {n_student / 1e6:.1f}M params "
-        f"(teacher {n_teacher / 1e6:.1f}M); layer map student->teacher {layer_map}; "
+        f"(teacher {n_teacher / 1e6:.1f}M); {describe_layer_map(layer_map, r.distill)}; "
         f"losses {strategy.weights}; {threads} threads")
 
     targets = ws.teacher_outputs(train_texts, layers=strategy.teacher_hidden_indices(),

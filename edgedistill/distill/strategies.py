@@ -25,24 +25,51 @@ def get_strategy(name: str) -> type:
     return STRATEGIES.lookup(name)
 
 
-def default_layer_map(kept_layers: list[int]) -> dict[int, int]:
-    """Student block i pairs with the teacher block it was copied from."""
-    return {i: t for i, t in enumerate(kept_layers)}
+LAYER_MAP_MODES = ("copied", "uniform", "last_k")
 
 
-def resolve_layer_map(spec_map: dict[str, int], kept_layers: list[int], teacher_layers: int) -> dict[int, int]:
+def default_layer_map(kept_layers: list[int], teacher_layers: int | None = None,
+                      mode: str = "copied") -> dict[int, int]:
+    """The student->teacher layer map used when the recipe gives none.
+
+    ``copied``: each student block pairs with the teacher block it was copied from; ``uniform``:
+    student block i of n pairs with teacher block round((i + 1) * T / n) - 1 (spread over depth,
+    always ending at the last); ``last_k``: the student's n blocks pair with the teacher's last n."""
+    n = len(kept_layers)
+    if mode == "copied" or teacher_layers is None:
+        return {i: t for i, t in enumerate(kept_layers)}
+    if mode == "uniform":
+        return {i: max(0, round((i + 1) * teacher_layers / n) - 1) for i in range(n)}
+    if mode == "last_k":
+        return {i: max(0, teacher_layers - n + i) for i in range(n)}
+    raise RecipeError(f"[distill] key 'layer_map_mode': unknown mode {mode!r} (valid: {', '.join(LAYER_MAP_MODES)})")
+
+
+def resolve_layer_map(spec_map: dict[str, int], kept_layers: list[int], teacher_layers: int,
+                      mode: str = "copied") -> dict[int, int]:
     if not spec_map:
-        return default_layer_map(kept_layers)
+        return default_layer_map(kept_layers, teacher_layers, mode)
     out = {}
+    n = len(kept_layers)
     for s, t in spec_map.items():
         si = int(s)
-        if si >= len(kept_layers):
-            raise RecipeError(f"[distill] key 'layer_map.{s}': the student has layers 0..{len(kept_layers) - 1}")
+        if si >= n:
+            raise RecipeError(f"[distill] key 'layer_map.{s}': student layer {si} does not exist (the student has "
+                              f"layers 0..{n - 1}); use keys 0..{n - 1} or drop layer_map to use "
+                              f"layer_map_mode")
         if not 0 <= t < teacher_layers:
-            raise RecipeError(f"[distill] key 'layer_map.{s}': teacher layer {t} does not exist "
-                              f"(0..{teacher_layers - 1})")
+            raise RecipeError(f"[distill] key 'layer_map.{s}': teacher layer {t} does not exist (the teacher has "
+                              f"layers 0..{teacher_layers - 1}); map student layer {si} to one "
+                              "of those")
         out[si] = t
     return out
+
+
+def describe_layer_map(layer_map: dict[int, int], spec, mode: str | None = None) -> str:
+    """How the run announces its layer map (and where it came from)."""
+    src = "from [distill] layer_map" if spec.layer_map else f"layer_map_mode = {mode or spec.layer_map_mode!r}"
+    pairs = ", ".join(f"{s}->{t}" for s, t in sorted(layer_map.items()))
+    return f"layer map student->teacher {{{pairs}}} ({src})"
 
 
 @register_strategy("embedding")
@@ -110,4 +137,5 @@ class EmbeddingStrategy:
 
 
 # Strategies in their own modules register themselves on import.
-from . import strategy_cls, strategy_self  # noqa: E402, F401
+from . import strategy_cls, strategy_self, strategy_stagewise  # noqa: E402, F401, I001
+from . import strategy_augment, strategy_ensemble, strategy_exits  # noqa: E402, F401

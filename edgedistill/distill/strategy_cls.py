@@ -59,7 +59,8 @@ class ClassificationStrategy:
         self.final_weights = {name: spec.final_weights.get(name, spec.losses[name]) for name in self.base_weights}
         self.entries = {name: get_loss(name) for name in self.base_weights}
         check_needs(self.entries, PROVIDES, "classification")
-        self.options = {"temperature": spec.temperature, "jsd_beta": spec.jsd_beta, "smoothing": spec.smoothing}
+        self.options = {"temperature": spec.temperature, "jsd_beta": spec.jsd_beta, "smoothing": spec.smoothing,
+                        "final_temperature": spec.final_temperature}
         needs = set().union(*(e.needs for e in self.entries.values()))
         self.needs_logits = "logits" in needs
         self.needs_hidden = "hidden" in needs
@@ -117,6 +118,11 @@ class ClassificationStrategy:
         """Loss weights a fraction ``frac`` (0..1) of the way through training."""
         return {n: w + (self.final_weights[n] - w) * frac for n, w in self.base_weights.items()}
 
+    def temperature_at(self, frac: float) -> float:
+        """Softmax temperature ``frac`` (0..1) of the way through training (linear annealing)."""
+        t0, t1 = self.options["temperature"], self.options["final_temperature"]
+        return t0 if t1 is None else t0 + (t1 - t0) * frac
+
     def teacher_batch(self, cache: TeacherCache, idx, width: int, mask) -> Outputs:
         out = Outputs(mask=mask)
         if self.needs_logits:
@@ -149,8 +155,9 @@ class ClassificationStrategy:
             s.qkv = {i: block_qkv(_blocks(student)[i], out.hidden_states[i], self.heads)}
         total = 0.0
         parts = {}
+        options = {**self.options, "temperature": self.temperature_at(frac)}
         for name, w in self.weights_at(frac).items():
-            kw = {p: self.options[p] for p in self.entries[name].params}
+            kw = {p: options[p] for p in self.entries[name].params}
             value = self.entries[name].fn(s, teacher, **kw).float()
             parts[name] = float(value.detach())
             total = total + w * value

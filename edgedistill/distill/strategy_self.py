@@ -2,8 +2,9 @@
 
 - ``ema_self``: an exponential moving average of the student's own weights is its pseudo-teacher
   (mean-teacher style); the logit losses compare the student with the EMA's predictions.
-- ``mutual``: deep mutual learning; two peers of the same architecture train together, each
-  learning from the labels and from the other's (detached) predictions. Peer 0 is the result.
+- ``mutual``: deep mutual learning; ``peers`` (default 2) students of the same architecture train
+  together, each learning from the labels and from every other peer's (detached) predictions, the
+  loss averaged over the others. Peer 0 is the result.
 
 Both reuse the classification strategy's loss mixing and schedules; only where the "teacher"
 logits come from differs, so the teacher's own outputs are never computed.
@@ -35,18 +36,21 @@ class _StudentTeacher(ClassificationStrategy):
         return Outputs(mask=mask)
 
 
-class PeerPair(torch.nn.Module):
-    """Two peers trained as one module; calling it runs peer 0 (what is evaluated and saved)."""
+class PeerGroup(torch.nn.Module):
+    """N peers trained as one module; calling it runs peer 0 (what is evaluated and saved)."""
 
-    def __init__(self, peer0, peer1):
+    def __init__(self, *peers):
         super().__init__()
-        self.peers = torch.nn.ModuleList([peer0, peer1])
+        self.peers = torch.nn.ModuleList(peers)
 
     def forward(self, **kw):
         return self.peers[0](**kw)
 
     def get_input_embeddings(self):
         return _Tied([p.get_input_embeddings().weight for p in self.peers])
+
+
+PeerPair = PeerGroup  # the two-peer name earlier code and tests use
 
 
 class _Tied:
@@ -101,31 +105,43 @@ class EmaSelfStrategy(_StudentTeacher):
 
 @register_strategy("mutual")
 class MutualStrategy(_StudentTeacher):
-    """Deep mutual learning of two peers; each peer's loss uses the other's predictions as the teacher."""
+    """Deep mutual learning of N peers; each peer learns from every other peer's predictions."""
 
     task = "classification"
     name = "mutual"
 
-    def prepare_student(self, student):
-        peer = copy.deepcopy(student)
-        # Identical peers fed identical batches would stay identical; a small seeded perturbation
-        # gives them different starting points, as different initialisations do in DML.
-        gen = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for p in peer.parameters():
-                if p.dim() >= 2:
-                    p.add_(torch.randn(p.shape, generator=gen) * 0.02 * p.std())
-        return PeerPair(student, peer)
+    def __init__(self, spec, *a, **kw):
+        super().__init__(spec, *a, **kw)
+        self.n_peers = spec.peers
 
-    def loss(self, pair, feats, teacher, labels, frac=0.0):
-        outs = [peer(**feats).logits for peer in pair.peers]
+    def prepare_student(self, student):
+        peers = [student]
+        for i in range(1, self.n_peers):
+            peer = copy.deepcopy(student)
+            # Identical peers fed identical batches would stay identical; a small seeded perturbation
+            # gives them different starting points, as different initialisations do in DML.
+            gen = torch.Generator().manual_seed(i)
+            with torch.no_grad():
+                for p in peer.parameters():
+                    if p.dim() >= 2:
+                        p.add_(torch.randn(p.shape, generator=gen) * 0.02 * p.std())
+            peers.append(peer)
+        return PeerGroup(*peers)
+
+    def targets(self, outs: list[torch.Tensor], i: int) -> list[torch.Tensor]:
+        """The detached logits that teach peer ``i``: every other peer's (their losses are averaged)."""
+        return [o.detach().float() for j, o in enumerate(outs) if j != i]
+
+    def loss(self, group, feats, teacher, labels, frac=0.0):
+        outs = [peer(**feats).logits for peer in group.peers]
         total, parts = 0.0, {}
         for i, out in enumerate(outs):
-            other = Outputs(logits=outs[1 - i].detach().float(), mask=teacher.mask)
-            t_i, p_i = super().loss(_Fixed(out), feats, other, labels, frac)
-            total = total + t_i
-            for k, v in p_i.items():
-                parts[k] = parts.get(k, 0.0) + v / len(outs)
+            targets = self.targets(outs, i)
+            for t in targets:
+                t_i, p_i = super().loss(_Fixed(out), feats, Outputs(logits=t, mask=teacher.mask), labels, frac)
+                total = total + t_i / len(targets)
+                for k, v in p_i.items():
+                    parts[k] = parts.get(k, 0.0) + v / (len(outs) * len(targets))
         return total, parts
 
 

@@ -13,7 +13,14 @@ from edgedistill.models.loading import load_encoder
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
 
 
-def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
+def _load():
+    spec = importlib.util.spec_from_file_location("kd_methods", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _tiny_teacher(tmp_path, tiny_teacher):
     enc, tok = load_encoder(tiny_teacher)
     torch.manual_seed(0)
     model = classifier_from_encoder(enc)
@@ -21,10 +28,12 @@ def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
     tok.save_pretrained(tmp_path / "teacher")
     (tmp_path / "teacher" / "teacher.json").write_text(json.dumps(
         {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1, "seconds": 0}))
-    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(160))
-    spec = importlib.util.spec_from_file_location("kd_methods", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    return write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(160))
+
+
+def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
+    data = _tiny_teacher(tmp_path, tiny_teacher)
+    mod = _load()
     out = tmp_path / "res" / "kd_methods"
     assert mod.main(["--teacher", str(tmp_path / "teacher"), "--jsonl", str(data), "--layers", "0", "3", "--ffn", "32",
                      "--steps", "4", "--seeds", "0", "1", "--threads", "1",
@@ -42,3 +51,25 @@ def test_tiny_benchmark_writes_the_headline(tmp_path, tiny_teacher):
     assert 0 <= res["untrained_student"]["test_accuracy"] <= 1
     md = out.with_suffix(".md").read_text()
     assert "| untrained student |" in md and "| born_again |" in md
+
+
+def test_reuse_reads_back_finished_runs_and_trains_only_new_ones(tmp_path, tiny_teacher):
+    data = _tiny_teacher(tmp_path, tiny_teacher)
+    mod = _load()
+    common = ["--teacher", str(tmp_path / "teacher"), "--jsonl", str(data), "--layers", "0", "3", "--ffn", "32",
+              "--steps", "3", "--seeds", "0", "--threads", "1", "--reuse", str(tmp_path / "done")]
+    assert mod.main([*common, "--methods", "hard_label", "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())["methods"]["hard_label"]["per_seed"][0]
+    assert len(list((tmp_path / "done").glob("hard_label-seed0-*.json"))) == 1
+    calls = []
+    real = mod._train_one
+    mod._train_one = lambda *a: calls.append(a[2]) or real(*a)
+    assert mod.main([*common, "--methods", "hard_label", "kd", "--out", str(tmp_path / "b")]) == 0
+    assert calls == ["kd"]  # hard_label came back from disk
+    again = json.loads((tmp_path / "b.json").read_text())["methods"]["hard_label"]["per_seed"][0]
+    assert again == first
+    # A different budget is a different run: nothing is reused.
+    calls.clear()
+    common[common.index("--steps") + 1] = "2"
+    assert mod.main([*common, "--methods", "hard_label", "--out", str(tmp_path / "c")]) == 0
+    assert calls == ["hard_label"]

@@ -1,0 +1,163 @@
+"""Layer-wise self-distillation with early exits (``strategy = "self_layerwise"``).
+
+Every student block but the last gets an exit: a classifier on its [CLS] state, shaped like the
+final BERT head (dense + tanh pooler, then a linear layer) and initialised from it. The final
+head trains with the recipe's losses (with ``kd`` the teacher's cached logits teach it; with only
+``hard_ce`` the run is teacher-free); each exit trains with hard CE and with KD from the final
+head's detached logits (Be Your Own Teacher, Zhang et al. 2019), scaled by ``exit_weight``.
+
+The exits are saved next to the student (``early_exits.safetensors`` + ``early_exits.json`` with
+each exit's test accuracy), so the student itself stays a plain ``...ForSequenceClassification``
+and a device can stop at the first exit that is accurate or confident enough.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, RecipeError
+from .losses import Outputs, get_loss
+from .strategies import register_strategy
+from .strategy_cls import ClassificationStrategy, check_needs
+from .strategy_self import _Fixed
+from .trainer import _features
+
+WEIGHTS, META = "early_exits.safetensors", "early_exits.json"
+
+
+class ExitHeads(torch.nn.Module):
+    """One pooler + classifier per exit layer, reading that block's [CLS] state."""
+
+    def __init__(self, layers: list[int], hidden: int, num_labels: int):
+        super().__init__()
+        self.layers = list(layers)
+        self.heads = torch.nn.ModuleDict({
+            str(i): torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.Tanh(),
+                                        torch.nn.Linear(hidden, num_labels)) for i in self.layers})
+
+    @classmethod
+    def like(cls, student, layers: list[int]) -> ExitHeads:
+        """Exits initialised from the student's own final head, where it has that shape."""
+        cfg = student.config
+        exits = cls(layers, cfg.hidden_size, cfg.num_labels)
+        pooler = getattr(student.base_model, "pooler", None)
+        dense = getattr(pooler, "dense", None)
+        head = getattr(student, "classifier", None)
+        with torch.no_grad():
+            for h in exits.heads.values():
+                if isinstance(dense, torch.nn.Linear) and dense.weight.shape == h[0].weight.shape:
+                    h[0].load_state_dict(dense.state_dict())
+                if isinstance(head, torch.nn.Linear) and head.weight.shape == h[2].weight.shape:
+                    h[2].load_state_dict(head.state_dict())
+        return exits
+
+    def forward(self, hidden_states) -> dict[int, torch.Tensor]:
+        """Logits per exit layer from ``output_hidden_states`` (index i + 1 = block i)."""
+        return {i: self.heads[str(i)](hidden_states[i + 1][:, 0]) for i in self.layers}
+
+
+class ExitModel(torch.nn.Module):
+    """The student plus its exits, trained as one module; calling it runs the student alone."""
+
+    def __init__(self, student, exits: ExitHeads):
+        super().__init__()
+        self.student = student
+        self.exits = exits
+
+    def forward(self, **kw):
+        return self.student(**kw)
+
+    def get_input_embeddings(self):
+        return self.student.get_input_embeddings()
+
+
+@register_strategy("self_layerwise")
+class LayerwiseSelfStrategy(ClassificationStrategy):
+    """The final head (and optionally the teacher) teaches an early exit on every shallower block."""
+
+    def __init__(self, spec, layer_map, student_config, teacher_config, teacher_blocks=None):
+        super().__init__(spec, layer_map, student_config, teacher_config, teacher_blocks)
+        check_needs(self.entries, frozenset({"logits", "labels"}), "self_layerwise",
+                    "the final head learns from logits and labels only: use kd / hard_ce / ...,")
+        self.layers = list(range(student_config.num_hidden_layers - 1))
+        if not self.layers:
+            raise RecipeError("[distill] key 'strategy': self_layerwise needs a student with at least 2 layers "
+                              "(set [student] layers or num_layers)")
+        self.exit_weight = spec.exit_weight
+        self.model: ExitModel | None = None
+        self._kd, self._ce = get_loss("kd").fn, get_loss("hard_ce").fn
+
+    def prepare_student(self, student) -> ExitModel:
+        self.model = ExitModel(student, ExitHeads.like(student, self.layers))
+        return self.model
+
+    def loss(self, model, feats, teacher, labels, frac=0.0):
+        out = model.student(**feats, output_hidden_states=True)
+        total, parts = super().loss(_Fixed(out.logits), feats, teacher, labels, frac)
+        final = Outputs(logits=out.logits.detach().float())
+        kd_sum, ce_sum = 0.0, 0.0
+        for z in model.exits(out.hidden_states).values():
+            s = Outputs(logits=z, labels=labels)
+            kd_sum = kd_sum + self._kd(s, final, temperature=self.options["temperature"])
+            ce_sum = ce_sum + self._ce(s, final)
+        n = len(self.layers)
+        parts["exit_kd"], parts["exit_ce"] = float(kd_sum.detach()) / n, float(ce_sum.detach()) / n
+        return total + self.exit_weight * (kd_sum + ce_sum) / n, parts
+
+    def exit_accuracies(self, model, enc: dict, labels: np.ndarray, pad_id: int) -> dict[str, float]:
+        """Test accuracy of each exit (keyed by block index) and of the final head ("final")."""
+        return exit_accuracies(model.student, model.exits, enc, labels, pad_id)
+
+    def save_extras(self, folder: Path, accuracies: dict[str, float] | None) -> None:
+        save_exits(self.model.exits, folder, accuracies)
+
+
+def exit_logits(student, exits: ExitHeads, **feats) -> dict[str, torch.Tensor]:
+    """Logits of every exit and of the final head for one batch (what a device runs, cut short)."""
+    out = student(**feats, output_hidden_states=True)
+    return {**{str(i): z for i, z in exits(out.hidden_states).items()}, "final": out.logits}
+
+
+def exit_accuracies(student, exits, enc: dict, labels: np.ndarray, pad_id: int, batch_size: int = 128):
+    was = student.training
+    student.eval()
+    correct: dict[str, int] = {}
+    with torch.inference_mode():
+        for start in range(0, len(labels), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(labels)))
+            y = torch.as_tensor(labels[idx])
+            for name, z in exit_logits(student, exits, **_features(enc, idx, pad_id)).items():
+                correct[name] = correct.get(name, 0) + int((z.argmax(-1) == y).sum())
+    student.train(was)
+    return {k: v / max(len(labels), 1) for k, v in correct.items()}
+
+
+def save_exits(exits: ExitHeads, folder: Path, accuracies: dict[str, float] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = {k: v.detach().contiguous() for k, v in exits.heads.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS))
+    first = exits.heads[str(exits.layers[0])]
+    meta = {"layers": exits.layers, "hidden_size": first[0].in_features, "num_labels": first[2].out_features,
+            "pooling": "cls", "head": "dense -> tanh -> linear on hidden_states[layer + 1][:, 0]",
+            "test_accuracy": accuracies or {}}
+    (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_exits(folder: Path) -> ExitHeads:
+    """The exits saved next to a student (safetensors only; nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META).read_text())
+        exits = ExitHeads(meta["layers"], meta["hidden_size"], meta["num_labels"])
+        exits.heads.load_state_dict(load_file(str(folder / WEIGHTS)))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(f"{folder}: no readable early exits ({META} + {WEIGHTS}): {e}") from None
+    return exits.eval()
