@@ -181,3 +181,14 @@ def test_run_dispatches_llm_recipes(tmp_path, monkeypatch):
 def test_data_error_type_for_empty_prompt(tiny):
     with pytest.raises(DataError, match="empty prompt"):
         api.generate(tiny[2], "")
+
+
+def test_bench_refuses_bad_inputs_before_any_process(tiny, tmp_path, capsys):
+    _, student, bundle = tiny
+    with pytest.raises(DataError, match=f"do not fit its context of {CONTEXT}"):
+        api.llm_bench([bundle], tmp_path / "b", prompt_tokens=30, new_tokens=8)
+    with pytest.raises(ModelError, match="not a bundle"):
+        api.llm_bench([student], tmp_path / "b")
+    assert main(["llm", "bench", str(bundle), "--threads", "one"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
