@@ -394,10 +394,13 @@ def generate(bundle_path, prompt, chat, max_tokens, temperature, top_k, top_p, s
         sys.stdout.flush()
     click.echo()
     s = b.stats
+    if not s["new_tokens"]:
+        click.echo(f"[{s['prompt_tokens']} prompt tokens, no new ones: the model chose a stop token first]", err=True)
+        return
     dec = s.get("decode_tokens_per_s")
     click.echo(f"[{s['prompt_tokens']} prompt tokens, {s['new_tokens']} new; prefill "
                f"{s['prefill_tokens_per_s'] or 0:.1f} tok/s, decode {dec or 0:.1f} tok/s, first token after "
-               f"{(s['time_to_first_token_s'] or 0) * 1000:.0f} ms]", err=True)
+               f"{s['time_to_first_token_s'] * 1000:.0f} ms]", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
