@@ -53,6 +53,7 @@ def test_generate_equals_eager_greedy_and_streams(tiny):
     pieces = list(api.generate(b, prompt, max_tokens=12, stream=True))
     assert len(pieces) >= 3 and "".join(pieces).strip() == eager.strip()
     assert b.stats["new_tokens"] == 12 and b.stats["prompt_tokens"] == 4 and b.stats["decode_tokens_per_s"] > 0
+    assert b.stats["decode_steps"] == 11  # the first token comes from the prefill; no step after the last
     # sampling: reproducible with a seed, and (over a few seeds) not always the greedy text
     kw = dict(max_tokens=12, temperature=1.5, top_k=8, top_p=0.95)
     assert api.generate(b, prompt, seed=3, **kw) == api.generate(b, prompt, seed=3, **kw)
