@@ -60,7 +60,8 @@ def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
             say(f"export: {dest} is up to date (teacher {ts})")
         else:
             t0 = time.time()
-            say(f"export: teacher -> {ts} bundle (the same-scheme reference; 10+ minutes on 2 busy cores for a 135M model, then reused)")
+            say(f"export: teacher -> {ts} bundle (the same-scheme reference; 10+ minutes on 2 busy cores for "
+                "a 135M model, then reused)")
             export_llm_bundle(folder, dest, ts, target=e.target, max_cache_len=e.max_cache_len)
             say(f"export: {dest} in {time.time() - t0:.0f} s")
         bundles[f"teacher-{ts}"] = dest
