@@ -76,7 +76,11 @@ def verify_bundle(path: str | Path) -> dict:
     from .runtime import Bundle, verify_bundle
 
     manifest = verify_bundle(path)
-    if manifest.get("backend", "onnxruntime") == "onnxruntime":
+    if manifest.get("kind") == "causal-lm":
+        from .llm.bundle import open_llm_bundle
+
+        open_llm_bundle(path, threads=1)
+    elif manifest.get("backend", "onnxruntime") == "onnxruntime":
         Bundle.open(path, threads=1)
     return manifest
 
@@ -108,6 +112,21 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
     return run_bench(_embedding_only(_workspace(recipe, out), "bench"), target=target)
 
 
+def _is_llm(path: str | Path) -> bool:
+    from .llm.recipe import is_llm_recipe
+
+    return Path(path).is_file() and is_llm_recipe(path)
+
+
+def llm_run(recipe: str | Path, out: str | Path | None = None) -> dict:
+    """LLM recipe end to end: distill -> export ([export] schemes) -> bench -> report (OUT/report/llm_report.*)."""
+    from .llm.pipeline import run_llm
+    from .llm.recipe import load_llm_recipe
+
+    r = load_llm_recipe(recipe)
+    return run_llm(r, Path(out) if out else Path("runs") / r.name)
+
+
 def llm_distill(recipe: str | Path, out: str | Path | None = None) -> Path:
     """Distil a causal-LM teacher per an LLM recipe (``kind = "llm"``); returns the student folder."""
     from .llm.recipe import load_llm_recipe
@@ -115,6 +134,53 @@ def llm_distill(recipe: str | Path, out: str | Path | None = None) -> Path:
 
     r = load_llm_recipe(recipe)
     return run_llm_distill(r, Path(out) if out else Path("runs") / r.name)
+
+
+def llm_export(student: str | Path, out: str | Path, scheme: str = "8da4w", target: str | None = None,
+               max_cache_len: int | None = None, zip_bundle: bool = False) -> Path:
+    """Export an HF causal-LM folder (e.g. OUT/student from ``llm_distill``) into a causal-LM bundle folder
+    (and ``OUT.zip`` beside it when ``zip_bundle``); returns the folder."""
+    from .llm.bundle import export_llm_bundle
+
+    return export_llm_bundle(student, out, scheme=scheme, target=target, max_cache_len=max_cache_len,
+                             zip_bundle=zip_bundle)
+
+
+def open_llm(bundle: str | Path, threads: int | None = None):
+    """Verify and open a causal-LM bundle (folder or .zip); the result's ``stats`` hold the last timings."""
+    from .llm.bundle import open_llm_bundle
+
+    return open_llm_bundle(bundle, threads=threads)
+
+
+def generate(bundle, prompt: str, chat: bool = False, max_tokens: int = 64, temperature: float = 0.0,
+             top_k: int = 0, top_p: float = 1.0, seed: int = 0, stream: bool = False):
+    """Generate from a causal-LM bundle (a path, or what :func:`open_llm` returned): the text, or with
+    ``stream`` an iterator of text pieces as they are produced. Greedy unless ``temperature`` > 0."""
+    from .llm.generate import Sampling
+
+    b = open_llm(bundle) if isinstance(bundle, (str, Path)) else bundle
+    sampling = Sampling(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return b.stream(prompt, sampling, chat=chat) if stream else b.generate(prompt, sampling, chat=chat)
+
+
+def llm_bench(bundles: list[str | Path], out: str | Path = "runs/llm-bench", teacher_bundle: str | Path | None = None,
+              eager: list[str | Path] | None = None, threads: list[int] | None = None, repeats: int = 3,
+              prompt_tokens: int = 64, new_tokens: int = 32, targets: list[str] | None = None) -> dict:
+    """Bench causal-LM bundles (students) against ``teacher_bundle`` (same scheme) and ``eager`` HF folders
+    (reference); writes OUT/llm_bench.json and .md and returns the report."""
+    from .llm.bench import LLMModel, run_llm_bench
+
+    def name(p, role):
+        p = Path(p)
+        return f"{role}:{p.parent.name}/{p.stem}" if p.parent.name else f"{role}:{p.stem}"
+
+    models = [LLMModel(name(b, "student"), "bundle", str(b), "student") for b in bundles]
+    if teacher_bundle:
+        models.append(LLMModel(name(teacher_bundle, "teacher"), "bundle", str(teacher_bundle), "teacher"))
+    models += [LLMModel(name(e, "eager"), "eager", str(e), "reference") for e in eager or []]
+    return run_llm_bench(models, out, threads=tuple(threads or (1, 2)), repeats=repeats,
+                         prompt_tokens=prompt_tokens, new_tokens=new_tokens, targets=targets)
 
 
 def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[str, Path]:
@@ -125,7 +191,11 @@ def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[
 
 
 def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None) -> dict:
-    """distill -> export -> bench, sharing one workspace (data and teacher are loaded once)."""
+    """distill -> export -> bench, sharing one workspace (data and teacher are loaded once).
+
+    An LLM recipe (``kind = "llm"``) runs distill -> export -> bench -> report instead (:func:`llm_run`)."""
+    if isinstance(recipe, (str, Path)) and _is_llm(recipe):
+        return llm_run(recipe, out)
     from .bench.stage import run_bench
     from .distill.stage import run_distill
     from .export.stage import run_export

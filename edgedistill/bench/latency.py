@@ -69,19 +69,24 @@ def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
 def run_worker(job: Job, warmup: int, runs: int) -> dict:
     spec = {"kind": job.kind, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
             "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
+    return spawn_worker("edgedistill.bench.worker", spec, job.threads, f"{job.name} ({job.path})")
+
+
+def spawn_worker(module: str, spec: dict, threads: int, label: str) -> dict:
+    """Run ``python -m MODULE SPEC.json`` in a fresh process with ``threads`` threads; its last JSON line."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
-    env = dict(os.environ, OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads),
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgedistill.bench.worker", f.name], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", module, f.name], capture_output=True,
                               text=True, env=env, timeout=1800)
     finally:
         os.unlink(f.name)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EdgedistillError(f"benchmark of {job.name} ({job.path}) failed: {tail}")
+        raise EdgedistillError(f"benchmark of {label} failed: {tail}")
     return json.loads(lines[-1])
 
 

@@ -16,7 +16,7 @@ from ..fileutil import atomic_dir, sha256_file, write_json_atomic
 from ..runtime.format import FORMAT_VERSION, MANIFEST, verify_bundle  # noqa: F401  (re-exported)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json")
+                   "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json", "chat_template.jinja")
 # Settings the runtime needs to reproduce the exporter's padding and truncation.
 TOKENIZER_KEYS = ("pad_token", "pad_token_type_id", "padding_side", "truncation_side", "do_lower_case",
                   "tokenizer_class")
@@ -54,8 +54,10 @@ def tokenizer_spec(folder: Path) -> dict:
 
 
 def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict,
-                 model_name: str = "model.onnx") -> Path:
-    """Create ``dest`` (replacing an older bundle only once everything is written)."""
+                 model_name: str = "model.onnx", extra_files: dict[str, bytes] | None = None) -> Path:
+    """Create ``dest`` (replacing an older bundle only once everything is written).
+
+    ``extra_files``: more files (name -> content) to ship and hash, e.g. an LLM's generation config."""
     tokenizer_dir = Path(tokenizer_dir)
     if not Path(model_file).is_file():
         raise ModelError(f"{model_file}: model file not found")
@@ -66,9 +68,12 @@ def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: di
                 shutil.copyfile(tokenizer_dir / name, tmp / name)
         if not (tmp / "tokenizer.json").is_file():
             _write_tokenizer_json(tokenizer_dir, tmp / "tokenizer.json")
+        for name, content in (extra_files or {}).items():
+            (tmp / name).write_bytes(content)
         files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.iterdir()) if p.is_file()}
-        tok = {**tokenizer_spec(tokenizer_dir), "files": sorted(n for n in files if n != model_name)}
+        tok = {**tokenizer_spec(tokenizer_dir),
+               "files": sorted(n for n in files if n != model_name and n not in (extra_files or {}))}
         write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": model_name,
                                            "tokenizer": tok, "files": files})
     return dest

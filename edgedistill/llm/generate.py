@@ -89,12 +89,12 @@ def stream(lm, prompt_ids: list[int], sampling: Sampling, stop_ids: set[int] | f
     gen = torch.Generator().manual_seed(sampling.seed)
     logits = lm.step(list(prompt_ids), 0)
     pos = len(prompt_ids)
-    for _ in range(sampling.max_new_tokens):
+    for i in range(sampling.max_new_tokens):
         tok = pick(logits, sampling, gen)
         if tok in stop_ids:
             return
         yield tok
-        if pos >= lm.max_cache_len:
+        if pos >= lm.max_cache_len or i == sampling.max_new_tokens - 1:  # no step whose logits go unused
             return
         logits = lm.step([tok], pos)
         pos += 1

@@ -1,4 +1,4 @@
-"""The LLM recipe: ``kind = "llm"`` TOML with [teacher], [data], [student], [distill] sections.
+"""The LLM recipe: ``kind = "llm"`` TOML with [teacher], [data], [student], [distill], [export], [bench] sections.
 
 Parsed with the same strict schema as the encoder recipe (unknown keys and
 wrong types are errors naming file and key).
@@ -72,6 +72,59 @@ class LLMDistillSpec(TrainConfig):
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 
+DEFAULT_PROMPTS = ["The history of the city begins", "Once upon a time, a small dog",
+                   "The most important thing about science is"]
+
+
+@dataclass
+class LLMExportSpec:
+    schemes: list[str] = field(default_factory=lambda: ["8da4w"])
+    """LLM export schemes (see edgedistill.llm.backends); one bundle each, OUT/bundles/SCHEME/."""
+    target: str = "phone"
+    max_cache_len: int = 512
+    """Static KV cache length = the bundle's context (prompt + new tokens)."""
+    zip: bool = False
+
+    def validate(self, where: str) -> None:
+        from .backends import LLM_SCHEMES
+
+        if not self.schemes:
+            raise RecipeError(f"{where} key 'schemes': give at least one scheme ({', '.join(sorted(LLM_SCHEMES))})")
+        for name in self.schemes:
+            if name not in LLM_SCHEMES:
+                raise RecipeError(f"{where} key 'schemes': unknown scheme {name!r} "
+                                  f"(registered: {', '.join(sorted(LLM_SCHEMES))})")
+        if not 2 <= self.max_cache_len <= 32768:
+            raise RecipeError(f"{where} key 'max_cache_len': expected 2..32768, got {self.max_cache_len}")
+
+
+@dataclass
+class LLMBenchSpec:
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    repeats: int = 3
+    prompt_tokens: int = 64
+    new_tokens: int = 32
+    targets: list[str] = field(default_factory=lambda: ["phone"])
+    teacher_scheme: str = "8da4w"
+    """Export the teacher with this scheme too, for the same-scheme speed comparison ("none": skip)."""
+    eager_teacher: bool = True
+    """Also time the teacher in eager PyTorch (reference)."""
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    """Fixed prompts whose greedy continuations go into the report, teacher vs student."""
+    prompt_max_tokens: int = 32
+
+    def validate(self, where: str) -> None:
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise RecipeError(f"{where} key 'threads': expected positive integers, got {self.threads}")
+        for key in ("repeats", "prompt_tokens", "prompt_max_tokens"):
+            if getattr(self, key) < 1:
+                raise RecipeError(f"{where} key {key!r}: expected >= 1, got {getattr(self, key)}")
+        if self.new_tokens < 2:
+            raise RecipeError(f"{where} key 'new_tokens': expected >= 2, got {self.new_tokens}")
+        if any(not p.strip() for p in self.prompts):
+            raise RecipeError(f"{where} key 'prompts': an empty prompt")
+
+
 @dataclass
 class LLMRecipe:
     name: str
@@ -81,6 +134,8 @@ class LLMRecipe:
     data: LLMDataSpec = field(default_factory=LLMDataSpec)
     student: LLMStudentSpec = field(default_factory=LLMStudentSpec)
     distill: LLMDistillSpec = field(default_factory=LLMDistillSpec)
+    export: LLMExportSpec = field(default_factory=LLMExportSpec)
+    bench: LLMBenchSpec = field(default_factory=LLMBenchSpec)
     source_path: Path | None = field(default=None, compare=False, repr=False)
 
     def resolve(self, rel: str) -> Path:
@@ -89,7 +144,8 @@ class LLMRecipe:
         return p if p.is_absolute() else base / p
 
 
-_SECTIONS = {"teacher": LLMTeacherSpec, "data": LLMDataSpec, "student": LLMStudentSpec, "distill": LLMDistillSpec}
+_SECTIONS = {"teacher": LLMTeacherSpec, "data": LLMDataSpec, "student": LLMStudentSpec, "distill": LLMDistillSpec,
+             "export": LLMExportSpec, "bench": LLMBenchSpec}
 
 
 @dataclass

@@ -3,7 +3,7 @@ import pytest
 from edgedistill.cli import main
 
 COMMANDS = [["run"], ["distill"], ["export"], ["bench"], ["report"], ["targets", "list"], ["targets", "show"],
-            ["bundle", "verify"], ["predict"]]
+            ["bundle", "verify"], ["predict"], ["llm", "distill"], ["llm", "export"], ["llm", "bench"], ["generate"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

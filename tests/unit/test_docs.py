@@ -18,6 +18,17 @@ def test_every_recipe_key_is_documented():
             assert f"`{f.name}`" in README, f"[{cls.__name__}] {f.name} missing from README"
 
 
+def test_every_llm_recipe_key_and_scheme_is_documented():
+    from edgedistill.llm.backends import LLM_SCHEMES
+    from edgedistill.llm.recipe import LLMBenchSpec, LLMDataSpec, LLMExportSpec, LLMStudentSpec, LLMTeacherSpec
+
+    for cls in (LLMTeacherSpec, LLMDataSpec, LLMStudentSpec, LLMExportSpec, LLMBenchSpec):
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in README, f"LLM [{cls.__name__}] {f.name} missing from README"
+    for name in LLM_SCHEMES:
+        assert f"`{name}`" in README
+
+
 def test_losses_schemes_and_targets_are_documented():
     for name in LOSSES:
         assert f"`{name}`" in README

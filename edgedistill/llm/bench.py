@@ -1,0 +1,187 @@
+"""Causal-LM bench: prefill and decode tokens/s, time to first token, peak RSS, size, modelled energy per token.
+
+Each (model, thread count, repeat) runs in its own fresh process (the encoder
+bench's worker pattern, :func:`edgedistill.bench.latency.spawn_worker`),
+interleaved round-robin; figures are medians over the processes, with their
+min and max. Energy per decoded token is *modelled* (``modelled-v1``, see
+:mod:`edgedistill.bench.energy`) from the measured host CPU time per token and
+the counted multiply-accumulates of one decode step; it carries lo / central /
+hi bands and is never a measurement on the device.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, ModelError
+from ..fileutil import write_json_atomic, write_text_atomic
+from ..progress import progress, say
+
+SCHEMA = "edgedistill.llm-bench/1"
+
+
+@dataclass
+class LLMModel:
+    name: str
+    kind: str
+    """``bundle`` or ``eager`` (an HF folder run in PyTorch)."""
+    path: str
+    role: str = "student"
+    """``student``, ``teacher`` (the same-scheme reference for ratios) or ``reference``."""
+
+
+def describe(m: LLMModel) -> dict:
+    """Size, scheme and shape of a model, checked before any process starts."""
+    if m.kind == "bundle":
+        from ..runtime.format import verify_bundle
+        from .bundle import check_causal_lm
+
+        man = verify_bundle(m.path)
+        check_causal_lm(man, m.path)
+        return {"scheme": man["scheme"], "backend": man["backend"], "size_bytes": man["sizes"]["model_bytes"],
+                "model": man["model"], "max_context": man["generation"]["max_context"]}
+    from .bundle import model_info
+
+    folder = Path(m.path)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: not a Hugging Face causal-LM folder (no config.json)")
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    info = model_info(cfg, size // 4)
+    return {"scheme": "eager-fp32", "backend": "pytorch", "size_bytes": size, "model": info,
+            "max_context": int(getattr(cfg, "max_position_embeddings", 2048))}
+
+
+def decode_macs(info: dict, context: int, scheme: str) -> dict[str, float]:
+    """Multiply-accumulates of one decode step at ``context`` tokens: every linear weight once (2 FLOPs per
+    parameter per token) plus the attention products over the cache."""
+    h, f, n = info["hidden_size"], info["intermediate_size"], info["layers"]
+    q, kv = info["num_attention_heads"] * info["head_dim"], info["num_key_value_heads"] * info["head_dim"]
+    linear = n * (h * q + 2 * h * kv + q * h + 3 * h * f) + info["vocab_size"] * h
+    attention = 2 * context * q * n
+    cls = "int8" if scheme == "8da4w" else "fp32"
+    out = {"fp32": float(attention)}
+    out[cls] = out.get(cls, 0.0) + float(linear)
+    return out
+
+
+def kv_cache_bytes(info: dict, context: int) -> float:
+    return 2.0 * info["layers"] * context * info["num_key_value_heads"] * info["head_dim"] * 4
+
+
+def _summary(runs: list[dict], new_tokens: int) -> dict:
+    prefill = [r["prompt_tokens"] / r["prefill_s"] for r in runs]
+    decode = [len(r["decode_s"]) / sum(r["decode_s"]) for r in runs]
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    return {"prefill_tokens_per_s": med(prefill), "prefill_spread": [min(prefill), max(prefill)],
+            "decode_tokens_per_s": med(decode), "decode_spread": [min(decode), max(decode)],
+            "time_to_first_token_ms": med([r["prefill_s"] * 1000 for r in runs]),
+            "decode_ms_per_token": med([1000 * float(np.median(r["decode_s"])) for r in runs]),
+            "decode_cpu_ms_per_token": med([1000 * float(np.median(r["decode_cpu_s"])) for r in runs]),
+            "peak_rss_mb": med([r["peak_rss_mb"] for r in runs]),
+            "peak_over_runtime_mb": med([r["peak_over_runtime_mb"] for r in runs]), "load_s": med([r["load_s"] for r in runs]),
+            "processes": len(runs)}
+
+
+def _energy(desc: dict, cpu_ms: float, context: int, targets: list[str]) -> dict:
+    from ..bench.calibrate import host_peaks
+    from ..bench.energy import model_inference
+    from ..targets import load_target
+
+    peaks = host_peaks()
+    macs = decode_macs(desc["model"], context, desc["scheme"])
+    out = {}
+    for name in targets:
+        m = model_inference(load_target(name), macs, cpu_ms / 1000, peaks, desc["size_bytes"],
+                            {"kv_cache": kv_cache_bytes(desc["model"], context)}, cold=True)
+        out[name] = {"energy_kind": m["energy_kind"], "energy_mj_per_token": m["energy_mj"],
+                     "t_dev_ms_per_token": m["t_dev_ms"], "bound": m["bound"],
+                     "constants_version": m["constants_version"], "macs_per_token": macs}
+    return out
+
+
+def run_llm_bench(models: list[LLMModel], out: str | Path, threads: tuple[int, ...] = (1, 2), repeats: int = 3,
+                  prompt_tokens: int = 64, new_tokens: int = 32, targets: list[str] | None = None) -> dict:
+    """Benchmark causal LMs; writes OUT/llm_bench.json and OUT/llm_bench.md and returns the report."""
+    from ..bench.latency import spawn_worker
+
+    out = Path(out)
+    targets = targets or ["phone"]
+    if not models:
+        raise DataError("nothing to benchmark: give at least one bundle")
+    if any(t < 1 for t in threads):
+        raise DataError(f"thread counts must be >= 1, got {list(threads)}")
+    descs = {m.name: describe(m) for m in models}
+    for m in models:
+        if prompt_tokens + new_tokens >= descs[m.name]["max_context"]:
+            raise DataError(f"{m.path}: {prompt_tokens} prompt + {new_tokens} new tokens do not fit its context of "
+                            f"{descs[m.name]['max_context']}; lower --prompt-tokens / --new-tokens")
+    raw: dict[tuple[str, int], list[dict]] = {}
+    schedule = [(t, m) for _ in range(repeats) for t in threads for m in models]
+    for t, m in progress(schedule, desc="LLM bench (one process per model, threads and repeat)", unit="proc"):
+        spec = {"kind": m.kind, "path": str(m.path), "threads": t, "prompt_tokens": prompt_tokens,
+                "new_tokens": new_tokens, "warmup": 1}
+        raw.setdefault((m.name, t), []).append(spawn_worker("edgedistill.llm.bench_worker", spec, t, m.name))
+    context = prompt_tokens + new_tokens // 2
+    rows = []
+    for m in models:
+        d = descs[m.name]
+        per = {str(t): _summary(raw[(m.name, t)], new_tokens) for t in threads}
+        cpu_ms = per[str(min(threads))]["decode_cpu_ms_per_token"]
+        rows.append({"name": m.name, "role": m.role, "kind": m.kind, "path": str(m.path), "scheme": d["scheme"],
+                     "backend": d["backend"], "size_bytes": d["size_bytes"], "params": d["model"]["params"],
+                     "threads": per, "energy_per_token": _energy(d, cpu_ms, context, targets)})
+    report = {"schema": SCHEMA, "settings": {"threads": list(threads), "repeats": repeats,
+                                             "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+                                             "energy_context_tokens": context, "targets": targets},
+              "energy_note": "modelled-v1: from host CPU time and counted MACs per decoded token, not measured on "
+                             "a device; lo/central/hi bands", "models": rows, "ratios": ratios(rows, threads)}
+    out.mkdir(parents=True, exist_ok=True)
+    report["markdown_table"] = markdown(report)
+    write_json_atomic(out / "llm_bench.json", report)
+    write_text_atomic(out / "llm_bench.md", report["markdown_table"] + "\n")
+    say(f"LLM bench: {out / 'llm_bench.json'}")
+    return report
+
+
+def ratios(rows: list[dict], threads) -> dict:
+    """Student vs the teacher row (same scheme): size ratio and decode speed-up per thread count."""
+    teacher = next((r for r in rows if r["role"] == "teacher"), None)
+    if teacher is None:
+        return {}
+    out = {}
+    for r in rows:
+        if r is teacher or r["role"] != "student":
+            continue
+        out[r["name"]] = {
+            "vs": teacher["name"], "size_ratio": teacher["size_bytes"] / r["size_bytes"],
+            "decode_speedup": {str(t): r["threads"][str(t)]["decode_tokens_per_s"]
+                               / teacher["threads"][str(t)]["decode_tokens_per_s"] for t in threads}}
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = ["| model | scheme | size MB | threads | prefill tok/s | decode tok/s | first token ms | peak RSS MB "
+             "(over runtime) | energy mJ/token (modelled, lo-hi) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["models"]:
+        tname = report["settings"]["targets"][0]
+        e = r["energy_per_token"][tname]["energy_mj_per_token"]
+        for t, s in r["threads"].items():
+            lines.append(f"| {r['name']} | {r['scheme']} | {r['size_bytes'] / 1e6:.1f} | {t} | "
+                         f"{s['prefill_tokens_per_s']:.1f} | {s['decode_tokens_per_s']:.1f} | "
+                         f"{s['time_to_first_token_ms']:.1f} | {s['peak_rss_mb']:.0f} ({s['peak_over_runtime_mb']:.0f}) | "
+                         f"{e['central']:.3g} ({e['lo']:.2g}-{e['hi']:.2g}, {tname}) |")
+    for name, q in report.get("ratios", {}).items():
+        sp = ", ".join(f"{v:.2f}x at {t} thr" for t, v in q["decode_speedup"].items())
+        lines.append(f"\n{name} vs {q['vs']}: {q['size_ratio']:.2f}x fewer bytes, decode {sp}.")
+    return "\n".join(lines)
+
+
+def load_report(out: str | Path) -> dict:
+    return json.loads((Path(out) / "llm_bench.json").read_text())

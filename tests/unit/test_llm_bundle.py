@@ -1,0 +1,195 @@
+"""Causal-LM bundles: export, verify, generate (API and CLI), bad inputs, bench and the run's report stages.
+
+One ExecuTorch export for the whole file (module fixture): a tiny fp32 .pte takes most of a minute under load.
+"""
+
+import json
+import shutil
+
+import pytest
+from llm_tiny import WORDS, trained_tiny_llama
+
+from edgedistill import api
+from edgedistill.cli import main
+from edgedistill.errors import DataError, ModelError, RecipeError
+from edgedistill.llm.generate import EagerLM, Sampling, generate_text
+
+CONTEXT = 32
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llmb")
+    student = trained_tiny_llama(root / "student")
+    bundle = api.llm_export(student, root / "bundles" / "fp32", scheme="fp32", target="phone",
+                            max_cache_len=CONTEXT, zip_bundle=True)
+    return root, student, bundle
+
+
+def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
+    _, student, bundle = tiny
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert man["kind"] == "causal-lm" and man["scheme"] == "fp32" and man["backend"] == "executorch"
+    assert man["target"]["name"] == "phone" and man["generation"]["max_context"] == CONTEXT
+    assert man["generation"]["eos_token_ids"] == [3]
+    assert {"model.pte", "tokenizer.json", "tokenizer_config.json", "generation.json"} <= set(man["files"])
+    assert man["sizes"]["model_bytes"] == (bundle / "model.pte").stat().st_size
+    assert json.loads((bundle / "generation.json").read_text()) == man["generation"]
+    for path in (bundle, bundle.with_suffix(".zip")):
+        assert api.verify_bundle(path)["kind"] == "causal-lm"
+        assert main(["bundle", "verify", str(path)]) == 0
+        assert "fp32, target phone, executorch" in capsys.readouterr().out
+
+
+def test_generate_equals_eager_greedy_and_streams(tiny):
+    from edgedistill.llm.teacher import load_causal_lm
+
+    _, student, bundle = tiny
+    model, tok = load_causal_lm(student)
+    prompt = "the big cat sat"
+    eager = generate_text(EagerLM(model, CONTEXT), tok, prompt, Sampling(max_new_tokens=12))
+    assert len(set(eager.split())) >= 3  # a meaningful comparison, not one repeated word
+    b = api.open_llm(bundle.with_suffix(".zip"))
+    pieces = list(api.generate(b, prompt, max_tokens=12, stream=True))
+    assert len(pieces) >= 3 and "".join(pieces).strip() == eager.strip()
+    assert b.stats["new_tokens"] == 12 and b.stats["prompt_tokens"] == 4 and b.stats["decode_tokens_per_s"] > 0
+    assert b.stats["decode_steps"] == 11  # the first token comes from the prefill; no step after the last
+    # sampling: reproducible with a seed, and (over a few seeds) not always the greedy text
+    kw = dict(max_tokens=12, temperature=1.5, top_k=8, top_p=0.95)
+    assert api.generate(b, prompt, seed=3, **kw) == api.generate(b, prompt, seed=3, **kw)
+    assert any(api.generate(b, prompt, seed=s, **kw) != api.generate(b, prompt, max_tokens=12) for s in range(4))
+
+
+def test_cli_generate_streams_text_and_reports_speed(tiny, capsys):
+    _, _, bundle = tiny
+    assert main(["generate", "--bundle", str(bundle), "the big cat", "--max-tokens", "6"]) == 0
+    cap = capsys.readouterr()
+    assert len(cap.out.split()) == 6 and all(w in WORDS for w in cap.out.split())
+    assert "decode" in cap.err and "tok/s" in cap.err
+    assert main(["generate", "--bundle", str(bundle), "the big cat", "--max-tokens", "6", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["new_tokens"] == 6 and rec["text"].split() == cap.out.split()
+
+
+def _copy(bundle, dest):
+    shutil.copytree(bundle, dest)
+    return dest
+
+
+def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
+    _, _, bundle = tiny
+    cases = [
+        (["   "], "empty prompt"),
+        ([" ".join(["the"] * (CONTEXT + 3))], f"prompt is {CONTEXT + 3} tokens; this model's context holds {CONTEXT}"),
+        (["the cat", "--chat"], "no chat template"),
+    ]
+    for args, msg in cases:
+        assert main(["generate", "--bundle", str(bundle), *args]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1 and err.startswith("edgedistill: error:")
+    tampered = _copy(bundle, tmp_path / "tampered")
+    with open(tampered / "tokenizer.json", "a") as f:
+        f.write(" ")
+    assert main(["generate", "--bundle", str(tampered), "the cat"]) == 2
+    assert "tokenizer.json: sha256 does not match" in capsys.readouterr().err
+    other = _copy(bundle, tmp_path / "encoder")
+    man = json.loads((other / "manifest.json").read_text())
+    man.update(kind="sentence-embedding", task="sentence-embedding")
+    (other / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelError, match="not a causal-LM bundle"):
+        api.open_llm(other)
+    with pytest.raises(RecipeError, match="unknown LLM export scheme 'int3'"):
+        api.llm_export(tiny[1], tmp_path / "x", scheme="int3")
+    with pytest.raises(RecipeError, match="max_cache_len"):
+        api.llm_export(tiny[1], tmp_path / "x", scheme="fp32", max_cache_len=100_000)
+    assert not (tmp_path / "x").exists()
+
+
+def test_decode_macs_count_every_linear_weight_once():
+    from edgedistill.llm.bench import decode_macs
+
+    info = {"hidden_size": 8, "intermediate_size": 16, "layers": 2, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "head_dim": 4, "vocab_size": 10}
+    # per layer: q 8x8, k and v 8x4, o 8x8, gate/up/down 3 x 8x16; plus the 8x10 output head
+    linear = 2 * (64 + 2 * 32 + 64 + 3 * 128) + 80
+    assert decode_macs(info, 5, "8da4w") == {"fp32": 2 * 5 * 8 * 2, "int8": linear}
+    assert decode_macs(info, 5, "fp32") == {"fp32": 2 * 5 * 8 * 2 + linear}
+
+
+def _recipe(tmp_path, student, extra=""):
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "t"\nkind = "llm"\n[teacher]\npath = "{student}"\n[export]\nschemes = ["fp32"]\n'
+                    f'max_cache_len = {CONTEXT}\n[bench]\nthreads = [1]\nrepeats = 1\nprompt_tokens = 8\n'
+                    f'new_tokens = 4\nteacher_scheme = "none"\neager_teacher = false\nprompts = ["the cat"]\n'
+                    f'prompt_max_tokens = 5\n{extra}')
+    return load_llm_recipe(path)
+
+
+def test_recipe_export_and_bench_sections(tiny, tmp_path):
+    r = _recipe(tmp_path, tiny[1])
+    assert r.export.schemes == ["fp32"] and r.bench.threads == [1] and r.bench.teacher_scheme == "none"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[export]\nschemes = ["int3"]\n')
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    with pytest.raises(RecipeError, match=r"\[export\] key 'schemes': unknown scheme 'int3'"):
+        load_llm_recipe(bad)
+    bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[bench]\nthreads = [0]\n')
+    with pytest.raises(RecipeError, match="threads"):
+        load_llm_recipe(bad)
+
+
+def test_bench_and_report_stages_on_an_exported_bundle(tiny, tmp_path):
+    """The run's bench and report stages (one fresh worker process) on the fixture's bundle."""
+    from edgedistill.llm.pipeline import run_bench_stage, run_report_stage
+
+    root, student, bundle = tiny
+    r = _recipe(tmp_path, student)
+    out = tmp_path / "run"
+    shutil.copytree(student, out / "student")
+    (out / "student" / "llm_distill.json").write_text(json.dumps({
+        "teacher": {"test": {"ppl": 10.0}}, "student": {"test_before": {"ppl": 90.0},
+                                                         "test_after": {"ppl": 20.0, "agreement": 0.5}}}))
+    shutil.copytree(bundle, out / "bundles" / "fp32")
+    bench = run_bench_stage(r, out)
+    row = bench["models"][0]
+    t1 = row["threads"]["1"]
+    assert row["name"] == "student-fp32" and t1["decode_tokens_per_s"] > 0 and t1["prefill_tokens_per_s"] > 0
+    assert t1["time_to_first_token_ms"] > 0 and t1["peak_rss_mb"] > 10
+    e = row["energy_per_token"]["phone"]
+    assert e["energy_kind"] == "modelled-v1" and e["energy_mj_per_token"]["lo"] <= e["energy_mj_per_token"]["hi"]
+    assert (out / "bench" / "llm_bench.md").read_text().count("| student-fp32 |") == 1
+    rep = run_report_stage(r, out)
+    assert rep["schema"] == "edgedistill.llm-report/1" and rep["headline"]["student_ppl"] == 20.0
+    assert rep["greedy_outputs"][0]["prompt"] == "the cat" and rep["greedy_outputs"][0]["student-fp32"]
+    md = (out / "report" / "llm_report.md").read_text()
+    assert "teacher 10.00" in md and "| student-fp32 |" in md and "modelled" in md
+
+
+def test_run_dispatches_llm_recipes(tmp_path, monkeypatch):
+    import edgedistill.llm.pipeline as pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_llm", lambda r, out: seen.update(name=r.name, out=out) or {"schema": "x"})
+    path = tmp_path / "r.toml"
+    path.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n')
+    assert api.run(path, tmp_path / "o") == {"schema": "x"}
+    assert seen == {"name": "t", "out": tmp_path / "o"}
+
+
+def test_data_error_type_for_empty_prompt(tiny):
+    with pytest.raises(DataError, match="empty prompt"):
+        api.generate(tiny[2], "")
+
+
+def test_bench_refuses_bad_inputs_before_any_process(tiny, tmp_path, capsys):
+    _, student, bundle = tiny
+    with pytest.raises(DataError, match=f"do not fit its context of {CONTEXT}"):
+        api.llm_bench([bundle], tmp_path / "b", prompt_tokens=30, new_tokens=8)
+    with pytest.raises(ModelError, match="not a bundle"):
+        api.llm_bench([student], tmp_path / "b")
+    assert main(["llm", "bench", str(bundle), "--threads", "one"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
