@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from edgedistill.cache import cache_dir
 from edgedistill.fileutil import write_json_atomic, write_text_atomic
 from edgedistill.llm.chatterbot import load_prompts, report_prompts
 from edgedistill.llm.generate import EagerLM, Sampling, generate_text
@@ -160,6 +161,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timing runs per .pte (alternating)")
     ap.add_argument("--cache-len", type=int, default=256)
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--pte-dir", help="where the .pte files go (default: the edgedistill cache)")
     ap.add_argument("--smoke", action="store_true", help="tiny budget: a few minutes, checks the path only")
     ap.add_argument("--out", default="benchmarks/results/llm")
     ap.add_argument("--time-pte", help=argparse.SUPPRESS)
@@ -221,7 +223,7 @@ def main() -> None:
     if not a.no_export and kd_student is not None:
         from edgedistill.llm.export_pte import export_pte
 
-        out_dir = Path(a.out).parent / "llm_pte"
+        out_dir = Path(a.pte_dir) if a.pte_dir else cache_dir("bench", "llm-pte")  # 100+ MB: not in the repo
         t_pte = out_dir / f"teacher-{ctx.ref.sha256[:12]}-8da4w-{a.cache_len}.pte"
         if not t_pte.is_file():
             export_pte(ctx.teacher, t_pte, "8da4w", a.cache_len)
