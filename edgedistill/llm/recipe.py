@@ -53,20 +53,45 @@ class LLMStudentSpec:
     importance: Literal["ppl", "cosine", "cosine-iterative", "even"] = "cosine"
     intermediate_size: int | None = None
     calibration_blocks: int = 8
+    stages: list[int] | None = None
+    """Progressive shrinking: layer counts, largest first; the last one is the student."""
+    stage_steps: int = 50
+    """KD steps for each intermediate stage (the last stage trains with [distill])."""
+    stage_teacher: Literal["previous", "teacher"] = "previous"
 
     def validate(self, where: str) -> None:
         if self.layers is not None and self.num_layers is not None:
             raise RecipeError(f"{where} give either 'layers' or 'num_layers', not both")
+        if self.stages is not None:
+            from .progressive import check_stages
+
+            check_stages(self.stages, where=where)
+            if self.layers is not None or self.importance in ("even", "cosine-iterative"):
+                raise RecipeError(f"{where} key 'stages' chooses layers by importance 'cosine' or 'ppl'; "
+                                  "drop 'layers' or change 'importance'")
+            if self.num_layers is not None and self.num_layers != self.stages[-1]:
+                raise RecipeError(f"{where} key 'num_layers' ({self.num_layers}) must equal the last of "
+                                  f"'stages' {self.stages}, or be left out")
+        if self.stage_steps < 0:
+            raise RecipeError(f"{where} key 'stage_steps': expected >= 0, got {self.stage_steps}")
 
 
 @dataclass
 class LLMDistillSpec(TrainConfig):
     top_k: int = 32
+    prompts: Literal["text", "chatterbot"] = "text"
+    """Prompts for ``on_policy`` / ``seq_kd``: real-text prefixes, or chatterbot-corpus user turns."""
+    seq_kd_prompts: int = 256
+    """``seq_kd``: how many prompts the teacher continues (once; cached)."""
+    seq_kd_topk: bool = False
+    """``seq_kd``: add top-k KD on the teacher's own text to the hard labels."""
 
     def validate(self, where: str = "[distill]") -> None:  # noqa: D102 - same checks, recipe wording
         super().validate(where)
         if not 1 <= self.top_k <= 1024:
             raise RecipeError(f"{where} key 'top_k': expected 1..1024, got {self.top_k}")
+        if self.seq_kd_prompts < 1:
+            raise RecipeError(f"{where} key 'seq_kd_prompts': expected >= 1, got {self.seq_kd_prompts}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})

@@ -1,4 +1,4 @@
-"""The LLM distill stage: teacher -> text blocks -> pruned student -> top-k KD (or no-KD) -> student folder.
+"""The LLM distill stage: teacher -> text blocks -> pruned student (or a shrinking chain) -> KD -> student folder.
 
 Writes ``OUT/student/`` (HF folder + tokenizer + ``llm_distill.json`` with the
 layer map, perplexities before and after, and training speed) atomically.
@@ -7,6 +7,7 @@ layer map, perplexities before and after, and training speed) atomically.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,12 @@ from ..progress import say
 from .blocks import cached_blocks, tokenizer_hash
 from .brown import Document, brown_blocks, split_documents
 from .evaluate import eval_subset, evaluate_lm
+from .methods import Tutor, teach, topk_of
+from .progressive import progressive_shrink
 from .recipe import LLMRecipe
 from .student import plan_student
 from .teacher import load_causal_lm, resolve_llm_teacher
 from .topk_cache import build_topk_cache
-from .train import train_causal
 
 
 def check_shared_tokenizer(teacher_tok, student_tok) -> None:
@@ -31,9 +33,25 @@ def check_shared_tokenizer(teacher_tok, student_tok) -> None:
                          "(build the student from the teacher, or use mode = \"nokd\")")
 
 
-def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
-    out = Path(out)
-    t_start = time.time()
+@dataclass
+class LLMContext:
+    """What every distillation run of one recipe shares: teacher, text splits, held-out targets."""
+    teacher: object
+    tok: object
+    ref: object
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_top1: np.ndarray
+    test_top1: np.ndarray
+    teacher_test: object
+
+    @property
+    def tutor(self) -> Tutor:
+        return Tutor(self.teacher, self.ref.sha256, self.tok, tokenizer_hash(self.tok))
+
+
+def prepare_llm(recipe: LLMRecipe) -> LLMContext:
     spec = recipe.teacher
     path = None if spec.path is None else recipe.resolve(spec.path)
     ref = resolve_llm_teacher(package=spec.package, path=path, sha256=spec.sha256)
@@ -46,45 +64,63 @@ def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
     val = eval_subset(blocks["validation"], d.val_blocks)
     test = eval_subset(blocks["test"], d.test_blocks)
     say(f"text: {d.source}, {len(train)} train / {len(val)} validation / {len(test)} test blocks of {d.block_size} tokens")
-
-    dist = recipe.distill
-    k = dist.top_k
+    k = recipe.distill.top_k
     val_topk = build_topk_cache(teacher, val, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
     test_topk = build_topk_cache(teacher, test, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
     teacher_test = evaluate_lm(teacher, test, desc="teacher test")
     say(f"teacher: held-out ppl {teacher_test.ppl:.2f}")
+    return LLMContext(teacher, tok, ref, train, val, test, val_topk.idx[:, :, 0], test_topk.idx[:, :, 0], teacher_test)
 
-    s = recipe.student
-    calib = eval_subset(train, s.calibration_blocks)
-    student, plan = plan_student(teacher, calib, num_layers=s.num_layers, layers=s.layers, importance=s.importance,
-                                 intermediate_size=s.intermediate_size)
-    before = evaluate_lm(student, test, teacher_top1=test_topk.idx[:, :, 0], desc="student test")
+
+def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
+    """(trained student, report) for the recipe's [student] and [distill] on a prepared context."""
+    t_start = time.time()
+    s, dist = recipe.student, recipe.distill
+    calib = eval_subset(ctx.train, s.calibration_blocks)
+    tutor, chain = ctx.tutor, None
+    if s.stages:
+        chain = progressive_shrink(
+            ctx.teacher, ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
+            cfg=dist.train_config(), stage_steps=s.stage_steps, stage_teacher=s.stage_teacher,
+            importance=s.importance, intermediate_size=s.intermediate_size,
+            topk_for=lambda m, sha, b: topk_of(Tutor(m, sha, ctx.tok, tutor.tokenizer_sha), b, dist.top_k),
+            val_teacher_top1=ctx.val_top1, test_teacher_top1=ctx.test_top1)
+        student, plan = chain.student, chain.plan
+        tutor = Tutor(chain.teacher, chain.teacher_sha, ctx.tok, tutor.tokenizer_sha)
+    else:
+        student, plan = plan_student(ctx.teacher, calib, num_layers=s.num_layers, layers=s.layers,
+                                     importance=s.importance, intermediate_size=s.intermediate_size)
+    before = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     say(f"student: {plan.describe()}, held-out ppl before training {before.ppl:.2f}")
-
-    topk = None
-    if dist.mode == "kd":
-        topk = build_topk_cache(teacher, train, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
-        say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
-    del teacher
-    student, result = train_causal(student, train, val, dist.train_config(), topk=topk,
-                                   val_teacher_top1=val_topk.idx[:, :, 0])
-    after = evaluate_lm(student, test, teacher_top1=test_topk.idx[:, :, 0], desc="student test")
-    say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {teacher_test.ppl:.2f}), "
+    student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1)
+    after = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
+    say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
         f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")
+    d = recipe.data
     report = {
-        "recipe": recipe.name, "teacher": {"source": ref.source, "sha256": ref.sha256, "test": teacher_test.as_dict()},
+        "recipe": recipe.name,
+        "teacher": {"source": ctx.ref.source, "sha256": ctx.ref.sha256, "test": ctx.teacher_test.as_dict()},
         "student": {"layers": plan.layers, "intermediate_size": plan.intermediate_size, "importance": plan.method,
-                    "scores": plan.scores, "test_before": before.as_dict(), "test_after": after.as_dict()},
-        "distill": {"mode": dist.mode, "loss": dist.loss, "top_k": k, "temperature": dist.temperature,
-                    "tail": dist.tail, "ce_weight": dist.ce_weight, **result.as_dict()},
-        "data": {"source": d.source, "block_size": d.block_size, "train_blocks": len(train), "val_blocks": len(val),
-                 "test_blocks": len(test)},
+                    "scores": plan.scores, "test_before": before.as_dict(), "test_after": after.as_dict(),
+                    "stages": None if chain is None else [r.as_dict() for r in chain.stages]},
+        "distill": {"mode": dist.mode, "loss": dist.loss, "top_k": dist.top_k, "temperature": dist.temperature,
+                    "tail": dist.tail, "ce_weight": dist.ce_weight, **extra, **result.as_dict()},
+        "data": {"source": d.source, "block_size": d.block_size, "train_blocks": len(ctx.train),
+                 "val_blocks": len(ctx.val), "test_blocks": len(ctx.test)},
         "elapsed_s": round(time.time() - t_start, 1),
     }
-    dest = out / "student"
+    return student, report
+
+
+def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
+    t_start = time.time()
+    ctx = prepare_llm(recipe)
+    student, report = distill_llm(ctx, recipe)
+    report["elapsed_s"] = round(time.time() - t_start, 1)
+    dest = Path(out) / "student"
     with atomic_dir(dest) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+        ctx.tok.save_pretrained(tmp)
         write_json_atomic(tmp / "llm_distill.json", report)
     return dest
 

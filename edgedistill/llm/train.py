@@ -1,7 +1,11 @@
 """Training loop for a causal student: token KD on cached teacher top-k, or hard next-token labels.
 
 ``mode="kd"``: loss = KD(teacher top-k, student) + ``ce_weight`` * CE;
-``mode="nokd"``: loss = CE on the next token only (the baseline KD must beat).
+``mode="nokd"``: loss = CE on the next token only (the baseline KD must beat);
+``mode="on_policy"``: a share ``on_policy_fraction`` of each batch is student-sampled
+continuations of prompts scored online by the teacher (:mod:`.on_policy`), the
+rest is ``kd`` on cached real-text targets; ``mode="seq_kd"`` is resolved by the
+stage into ``nokd``/``kd`` on teacher-generated text (:mod:`.seq_kd`).
 Both share everything else, so a comparison at the same budget is fair:
 AdamW, linear warm-up then cosine decay to 10 %, gradient clipping, the tied
 embedding / output matrix frozen by default (on CPU its 28 M-parameter
@@ -24,8 +28,9 @@ from ..errors import TrainingError
 from ..progress import progress, say
 from .evaluate import evaluate_lm
 from .losses import TAILS, TOKEN_LOSSES, chunked_token_loss
+from .on_policy import on_policy_loss, sample_continuation
 
-MODES = ("kd", "nokd")
+MODES = ("kd", "nokd", "on_policy", "seq_kd")
 
 
 @dataclass
@@ -51,14 +56,29 @@ class TrainConfig:
     chunk: int = 512
     gradient_checkpointing: bool = False
     seed: int = 0
+    on_policy_fraction: float = 0.5
+    """``on_policy`` mode: share of each batch that is student-generated (GKD's lambda)."""
+    gen_tokens: int = 32
+    """Tokens per generated continuation (``on_policy`` and ``seq_kd``)."""
+    prompt_tokens: int = 32
+    """Real-text prefix length of a text prompt (``on_policy`` and ``seq_kd``)."""
+    gen_temperature: float = 1.0
+    """Sampling temperature for generated continuations (0 = greedy)."""
 
     def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
 
         if self.mode not in MODES:
             raise RecipeError(f"{where} key 'mode': expected one of {MODES}, got {self.mode!r}")
-        if self.mode == "kd":
+        if self.mode != "nokd":
             TOKEN_LOSSES.lookup(self.loss)
+        if not 0.0 <= self.on_policy_fraction <= 1.0:
+            raise RecipeError(f"{where} key 'on_policy_fraction': expected 0..1, got {self.on_policy_fraction}")
+        if not 1 <= self.gen_tokens <= 4096 or not 1 <= self.prompt_tokens <= 4096:
+            raise RecipeError(f"{where} keys 'gen_tokens'/'prompt_tokens': expected 1..4096, "
+                              f"got {self.gen_tokens}/{self.prompt_tokens}")
+        if self.gen_temperature < 0:
+            raise RecipeError(f"{where} key 'gen_temperature': expected >= 0, got {self.gen_temperature}")
         if self.tail not in TAILS:
             raise RecipeError(f"{where} key 'tail': expected one of {TAILS}, got {self.tail!r}")
         if self.temperature <= 0:
@@ -112,12 +132,23 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig) -> tuple
 
 
 def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg: TrainConfig,
-                 topk=None, val_teacher_top1: np.ndarray | None = None) -> tuple[object, TrainResult]:
-    """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK."""
+                 topk=None, val_teacher_top1: np.ndarray | None = None, teacher=None,
+                 prompts: list[list[int]] | None = None, top_k: int = 32) -> tuple[object, TrainResult]:
+    """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK.
+
+    ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids).
+    """
     cfg.validate()
-    if cfg.mode == "kd":
+    if cfg.mode == "seq_kd":
+        raise TrainingError("mode 'seq_kd' trains on teacher-generated blocks: build them with "
+                            "edgedistill.llm.seq_kd and train in mode 'nokd' or 'kd' on them")
+    n_gen = round(cfg.on_policy_fraction * cfg.batch_size) if cfg.mode == "on_policy" else 0
+    n_real = cfg.batch_size - n_gen
+    if n_gen and (teacher is None or not prompts):
+        raise TrainingError("mode 'on_policy' needs the teacher model and at least one prompt")
+    if cfg.mode == "kd" or (cfg.mode == "on_policy" and n_real):
         if topk is None:
-            raise TrainingError("mode 'kd' needs the teacher's top-k targets for the train split")
+            raise TrainingError(f"mode {cfg.mode!r} needs the teacher's top-k targets for the train split")
         if topk.logp.shape[:2] != train_blocks.shape:
             raise TrainingError(f"teacher top-k cache covers {topk.logp.shape[:2]} positions, "
                                 f"train blocks are {train_blocks.shape}: rebuild the cache")
@@ -127,6 +158,9 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
                                 "tokenizer")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if n_gen:
+        teacher.eval()
     student.train()
     if cfg.gradient_checkpointing:
         student.gradient_checkpointing_enable()
@@ -153,18 +187,32 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     step = 0
     for step in bar:
         t0 = time.perf_counter()
-        if pos + cfg.batch_size > len(order):
+        if pos + n_real > len(order):
             order, pos = rng.permutation(len(train_blocks)), 0
-        sel = np.sort(order[pos : pos + cfg.batch_size])
-        pos += cfg.batch_size
-        ids = torch.from_numpy(train_blocks[sel].astype(np.int64))
-        logp = idx = None
-        if cfg.mode == "kd":
-            logp = torch.from_numpy(np.asarray(topk.logp[sel]))
-            idx = torch.from_numpy(np.asarray(topk.idx[sel]))
+        sel = np.sort(order[pos : pos + n_real])
+        pos += n_real
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss, info = _step_loss(student, ids, logp, idx, cfg)
+        loss, info, step_tokens = torch.zeros(()), {}, 0
+        if n_real:
+            ids = torch.from_numpy(train_blocks[sel].astype(np.int64))
+            logp = idx = None
+            if cfg.mode != "nokd":
+                logp = torch.from_numpy(np.asarray(topk.logp[sel]))
+                idx = torch.from_numpy(np.asarray(topk.idx[sel]))
+            loss, info = _step_loss(student, ids, logp, idx, cfg)
+            loss = loss * (n_real / cfg.batch_size)
+            step_tokens += ids.numel()
+        if n_gen:
+            gen_loss = 0.0
+            for j in rng.integers(0, len(prompts), n_gen):
+                seq = sample_continuation(student, prompts[j], cfg.gen_tokens, cfg.gen_temperature, gen)
+                gen_loss = gen_loss + on_policy_loss(
+                    student, teacher, seq, len(prompts[j]), k=top_k, loss=cfg.loss, temperature=cfg.temperature,
+                    tail=cfg.tail, chunk=cfg.chunk, **({"beta": cfg.beta} if cfg.loss == "jsd" else {}))
+                step_tokens += len(seq)
+            loss = loss + gen_loss / cfg.batch_size
+            info["on_policy_kd"] = gen_loss.item() / n_gen
         if not torch.isfinite(loss):
             raise TrainingError(f"training diverged at step {step + 1} (loss {loss.item()}); lower "
                                 f"[distill] learning_rate (now {cfg.learning_rate})")
@@ -173,7 +221,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         train_s += time.perf_counter() - t0
-        tokens += ids.numel()
+        tokens += step_tokens
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / train_s:.0f}")
         done = step + 1
         out_of_time = cfg.time_budget_s is not None and train_s >= cfg.time_budget_s
