@@ -305,7 +305,9 @@ def llm_distill(recipe, out):
 @click.argument("student", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Bundle folder to write.")
 @click.option("--scheme", default="8da4w", show_default=True,
-              help="LLM export scheme: 8da4w (int8 activations x int4 weights) or fp32 (ExecuTorch .pte, XNNPACK).")
+              help="LLM export scheme: 8da4w (int8 activations x int4 weights) or fp32 (ExecuTorch .pte, "
+                   "XNNPACK); onnx-fp32, onnx-int8 or onnx-int4 (ONNX with past key/values; 8- or 4-bit "
+                   "weight-only MatMulNBits).")
 @click.option("--target", "-t", default=None, help="Device target recorded in the bundle (e.g. phone).")
 @click.option("--max-cache-len", type=click.IntRange(min=2), default=None,
               help="Context (prompt + new tokens) of the static KV cache (default: 512, capped by the model).")

@@ -37,6 +37,7 @@ quantized files store it twice (int8 table + quantized lm_head).
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -307,3 +308,33 @@ def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", 
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     return dest
+
+
+def _bundle_export(scheme: str):
+    def export(model, out: Path, max_cache_len: int) -> Path:
+        # The ONNX graph takes any past length; max_cache_len only bounds the bundle's context.
+        with tempfile.TemporaryDirectory(prefix=".onnx-lm-", dir=out.parent) as tmp:
+            path = export_onnx_lm(model, None, tmp, scheme)
+            os.replace(path, out)
+        return out
+
+    return export
+
+
+def _bundle_load(path: Path, max_cache_len: int, threads: int | None = None):
+    from .onnx_lm import OnnxLM
+
+    return OnnxLM(path, max_cache_len, threads=threads or 1)
+
+
+def _register_bundle_schemes() -> None:
+    """The ONNX schemes of ``edgedistill llm export`` bundles, as ``onnx-<scheme>``."""
+    from .backends import LLM_SCHEMES, LLMScheme, register
+
+    for name in ("fp32", "int8", "int4"):
+        if f"onnx-{name}" not in LLM_SCHEMES:
+            register(LLMScheme(f"onnx-{name}", "onnxruntime", "model.onnx", _bundle_export(name), _bundle_load,
+                               f"ONNX with past key/values, {ONNX_LM_SCHEMES.lookup(name).description}"))
+
+
+_register_bundle_schemes()

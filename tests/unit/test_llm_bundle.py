@@ -193,3 +193,17 @@ def test_bench_refuses_bad_inputs_before_any_process(tiny, tmp_path, capsys):
     assert main(["llm", "bench", str(bundle), "--threads", "one"]) == 2
     assert "--threads" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_onnx_bundle_generates_like_eager(tiny, tmp_path):
+    """The ONNX schemes ship through the same bundle, open and generation path as the .pte ones."""
+    from edgedistill.llm.teacher import load_causal_lm
+
+    _, student, _ = tiny
+    bundle = api.llm_export(student, tmp_path / "onnx", scheme="onnx-fp32", target="phone", max_cache_len=CONTEXT)
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert man["backend"] == "onnxruntime" and man["model_file"] == "model.onnx" and "model.onnx" in man["files"]
+    model, tok = load_causal_lm(student)
+    prompt = "the big cat sat"
+    eager = generate_text(EagerLM(model, CONTEXT), tok, prompt, Sampling(max_new_tokens=10))
+    assert api.generate(api.open_llm(bundle), prompt, max_tokens=10).strip() == eager.strip()
