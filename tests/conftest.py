@@ -65,6 +65,28 @@ def tiny_teacher(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "teacher")
 
 
+def classifier_teacher(encoder_dir: Path, folder: Path, seed: int = 0, scale: float = 50.0) -> Path:
+    """A tiny classifier teacher: the encoder under a seeded head, scaled so outputs differ between sentences."""
+    import torch
+
+    from edgedistill.models.classifier import classifier_from_encoder
+    from edgedistill.models.loading import load_encoder
+
+    enc, tok = load_encoder(encoder_dir)
+    torch.manual_seed(seed)
+    model = classifier_from_encoder(enc)
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clf_teacher(tiny_teacher, tmp_path_factory) -> Path:
+    return classifier_teacher(tiny_teacher, tmp_path_factory.mktemp("clf") / "teacher")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # One cache per test session: tests never touch the user's ~/.cache, but

@@ -8,23 +8,14 @@ from edgedistill import api
 from edgedistill.distill import cls_trainer
 from edgedistill.distill.classify_stage import ClassificationRun
 from edgedistill.errors import RecipeError
-from edgedistill.models.classifier import classifier_from_encoder
-from edgedistill.models.loading import load_encoder
 from edgedistill.recipe import DistillSpec, load_recipe
 
 
 @pytest.fixture(scope="module")
-def run(tiny_teacher, tmp_path_factory):
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(0)
-    model = classifier_from_encoder(enc)
-    with torch.no_grad():
-        model.classifier.weight.mul_(50)
+def run(clf_teacher, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
-    model.save_pretrained(tmp / "teacher", safe_serialization=True)
-    tok.save_pretrained(tmp / "teacher")
     data = write_jsonl(tmp / "rows.jsonl", synthetic_rows(120))
-    path = tiny_recipe(tmp, tmp / "teacher", data, distill={"strategy": "classification", "eval_sentences": 12,
+    path = tiny_recipe(tmp, clf_teacher, data, distill={"strategy": "classification", "eval_sentences": 12,
                                                             "losses": {"kd": 1.0, "hard_ce": 0.5}})
     return ClassificationRun(api._workspace(path, tmp / "out"))
 

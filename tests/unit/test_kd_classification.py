@@ -17,27 +17,12 @@ from edgedistill.distill.strategies import EmbeddingStrategy
 from edgedistill.distill.strategy_cls import ClassificationStrategy
 from edgedistill.distill.teacher_cache import teacher_logits
 from edgedistill.errors import RecipeError
-from edgedistill.models.classifier import classifier_from_encoder, load_classifier
-from edgedistill.models.loading import load_encoder
+from edgedistill.models.classifier import load_classifier
 from edgedistill.models.teacher import TeacherRef
 from edgedistill.recipe import DistillSpec
 
 CATALOGUE = ["kd", "reverse_kl", "jsd", "hard_ce", "label_smoothing", "sorted_prob", "fitnets", "hidden_mse",
              "attention_kl", "value_relation"]
-
-
-@pytest.fixture(scope="module")
-def clf_teacher(tiny_teacher, tmp_path_factory):
-    """A tiny classifier teacher: the tiny BERT with a random (seeded) head."""
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(0)
-    model = classifier_from_encoder(enc)
-    with torch.no_grad():
-        model.classifier.weight.mul_(50)  # make the teacher's outputs differ between sentences
-    folder = tmp_path_factory.mktemp("clf") / "teacher"
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

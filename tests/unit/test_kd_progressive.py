@@ -19,22 +19,7 @@ from edgedistill.distill.losses import LOSSES, LossEntry
 from edgedistill.distill.strategies import default_layer_map, resolve_layer_map
 from edgedistill.distill.trainer import optimizer
 from edgedistill.errors import RecipeError
-from edgedistill.models.classifier import classifier_from_encoder
-from edgedistill.models.loading import load_encoder
 from edgedistill.recipe import DistillSpec
-
-
-@pytest.fixture(scope="module")
-def clf_teacher(tiny_teacher, tmp_path_factory):
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(0)
-    model = classifier_from_encoder(enc)
-    with torch.no_grad():
-        model.classifier.weight.mul_(50)
-    folder = tmp_path_factory.mktemp("clf") / "teacher"
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
+from conftest import build_tiny_bert, classifier_teacher, synthetic_rows, tiny_recipe, write_jsonl
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from edgedistill import api
@@ -23,29 +23,12 @@ from edgedistill.distill.strategy_exits import ExitHeads, ExitModel, LayerwiseSe
 from edgedistill.distill.strategy_self import MutualStrategy
 from edgedistill.distill.teacher_cache import teacher_logits
 from edgedistill.errors import RecipeError
-from edgedistill.models.classifier import classifier_from_encoder, load_classifier
-from edgedistill.models.loading import load_encoder
+from edgedistill.models.classifier import load_classifier
 from edgedistill.recipe import DistillSpec
 
 LN3 = math.log(3.0)
 KL_U_T = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)  # KL([.5, .5] || [.75, .25])
 KL_T_R = 0.75 * math.log(3) + 0.25 * math.log(1 / 3)  # KL([.75, .25] || [.25, .75])
-
-
-def _clf(tiny_teacher, folder, seed, scale):
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(seed)
-    model = classifier_from_encoder(enc)
-    with torch.no_grad():
-        model.classifier.weight.mul_(scale)  # make the teacher's outputs differ between sentences
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def clf_teacher(tiny_teacher, tmp_path_factory):
-    return _clf(tiny_teacher, tmp_path_factory.mktemp("clf") / "teacher", 0, 50)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +180,7 @@ def test_teacher_combination_by_hand():
 
 
 def test_multi_teacher_cache_combines_each_teachers_cached_logits(run, tmp_path):
-    other = _clf(build_tiny_bert(tmp_path / "enc2", seed=1), tmp_path / "teacher2", 1, 30)
+    other = classifier_teacher(build_tiny_bert(tmp_path / "enc2", seed=1), tmp_path / "teacher2", 1, 30)
     spec = spec_of(run, losses={"kd": 1.0, "fitnets": 1.0}, teachers=[str(other)], ensemble="confidence")
     strategy = run.strategy(spec)
     cache = run.cache(strategy, spec)
@@ -283,7 +266,7 @@ def test_benchmark_runs_the_new_techniques(tmp_path, clf_teacher, tiny_teacher, 
     from pathlib import Path
 
     teachers = []
-    for name, folder in (("t1", clf_teacher), ("t2", _clf(tiny_teacher, tmp_path / "t2src", 2, 30))):
+    for name, folder in (("t1", clf_teacher), ("t2", classifier_teacher(tiny_teacher, tmp_path / "t2src", 2, 30))):
         shutil.copytree(folder, tmp_path / name)
         (tmp_path / name / "teacher.json").write_text(json.dumps(
             {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1,

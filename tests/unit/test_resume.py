@@ -13,23 +13,9 @@ from conftest import synthetic_rows, tiny_recipe, write_jsonl
 from safetensors.torch import load_file
 
 from edgedistill.cli import main
-from edgedistill.models.classifier import classifier_from_encoder
 from edgedistill.models.loading import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def clf_teacher(tiny_teacher, tmp_path_factory):
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(0)
-    model = classifier_from_encoder(enc)
-    with torch.no_grad():
-        model.classifier.weight.mul_(50)
-    folder = tmp_path_factory.mktemp("clf") / "teacher"
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
