@@ -207,3 +207,11 @@ def test_onnx_bundle_generates_like_eager(tiny, tmp_path):
     prompt = "the big cat sat"
     eager = generate_text(EagerLM(model, CONTEXT), tok, prompt, Sampling(max_new_tokens=10))
     assert api.generate(api.open_llm(bundle), prompt, max_tokens=10).strip() == eager.strip()
+
+
+def test_embedding_runtime_points_causal_lm_bundles_at_generate(tiny):
+    from edgedistill.runtime import Bundle
+
+    _, _, bundle = tiny
+    with pytest.raises(ModelError, match="causal-LM bundle.*edgedistill generate"):
+        Bundle.open(bundle)
