@@ -224,6 +224,8 @@ def _export_fp32(model, dest: Path) -> None:
                 output_names=["logits", *kv_names(n, "present")],
                 dynamic_shapes={"input_ids": {1: dyn}, "past": tuple({2: dyn} for _ in range(2 * n))})
             prog.save(str(dest), external_data=False)
+    except ModuleNotFoundError as e:
+        raise ModelError(f"ONNX export of the causal LM needs {e.name!r}: pip install 'edgedistill[llm]'") from None
     except Exception as e:
         raise ModelError(f"ONNX export of the causal LM failed ({type(e).__name__}: "
                          f"{' '.join(str(e).split())[:200]})") from None
