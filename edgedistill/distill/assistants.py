@@ -38,8 +38,8 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
         if bad:
             raise RecipeError(f"[distill] key 'assistants[{i - 1}]': teacher layer {bad[0]} does not exist (the "
                               f"teacher has layers 0..{n_teacher - 1})")
-        plan = plan_student(dataclasses.replace(r.student, layers=list(layers), num_layers=None, intermediate_size=None),
-                            run.teacher.config)
+        keep = dataclasses.replace(r.student, layers=list(layers), num_layers=None, intermediate_size=None)
+        plan = plan_student(keep, run.teacher.config)
         model = run.build_student(plan)
         strategy = run.strategy(spec, layer_map={j: t for j, t in enumerate(plan.layers)}, student=model)
         check_needs(strategy.entries, frozenset({"logits", "labels"}), spec.strategy,

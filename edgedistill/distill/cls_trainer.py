@@ -72,8 +72,9 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
         return strategy.loss(student, feats, teacher, y[idx], frac)
 
     metric = Metric("val_accuracy", lambda: accuracy(student, enc_val, val_labels, pad_id))
-    res = train_loop(student, strategy.parameters(), spec, (batches if batches is not None else lambda rng: _batches(lengths, spec.batch_size, rng)),
-                     batch_loss, metric, after_step=getattr(strategy, "after_step", None), strategy_state=strategy,
+    stream = batches if batches is not None else (lambda rng: _batches(lengths, spec.batch_size, rng))
+    res = train_loop(student, strategy.parameters(), spec, stream, batch_loss, metric,
+                     after_step=getattr(strategy, "after_step", None), strategy_state=strategy,
                      desc=desc, store=store, log_path=log_path, log_tags=log_tags)
     return ClsResult(best_state=res.best_state, best_step=res.best_step, best_val_accuracy=res.best_value,
                      steps=res.steps, seconds=res.seconds, sentences_per_second=res.sentences_per_second,
