@@ -45,17 +45,23 @@ def make_prompts(dist: LLMDistillSpec, tok, train: np.ndarray, n: int) -> list[l
 
 
 def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDistillSpec,
-          val_teacher_top1: np.ndarray | None = None):
-    """(best student, TrainResult, extra report fields) for ``dist.mode``."""
+          val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None):
+    """(best student, TrainResult, extra report fields) for ``dist.mode``.
+
+    ``hidden_map`` (student block -> tutor block) feeds ``hidden_weight``'s hidden-state transfer."""
     cfg = dist.train_config()
     k = dist.top_k
     extra: dict = {}
+    live = {"teacher": tutor.model, "hidden_map": hidden_map} if cfg.hidden_weight > 0 else {}
+    if live:
+        extra["hidden_map"] = {str(i): j for i, j in hidden_map.items()}
     if dist.mode == "kd":
         topk = topk_of(tutor, train, k)
         say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
-        return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1), extra)
+        return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1, **live),
+                extra)
     if dist.mode == "nokd":
-        return (*train_causal(student, train, val, cfg, val_teacher_top1=val_teacher_top1), extra)
+        return (*train_causal(student, train, val, cfg, val_teacher_top1=val_teacher_top1, **live), extra)
     if dist.mode == "on_policy":
         topk = topk_of(tutor, train, k) if dist.on_policy_fraction < 1 else None
         prompts = make_prompts(dist, tutor.tokenizer, train, 512)

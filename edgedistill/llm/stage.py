@@ -78,6 +78,9 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
     s, dist = recipe.student, recipe.distill
     calib = eval_subset(ctx.train, s.calibration_blocks)
     tutor, chain = ctx.tutor, None
+    if s.stages and dist.hidden_weight > 0:
+        raise RecipeError("[distill] key 'hidden_weight': hidden-state transfer after progressive shrinking "
+                          "([student] stages) is not supported yet; drop one of them")
     if s.stages:
         chain = progressive_shrink(
             ctx.teacher, ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
@@ -92,7 +95,13 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
                                      importance=s.importance, intermediate_size=s.intermediate_size)
     before = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     say(f"student: {plan.describe()}, held-out ppl before training {before.ppl:.2f}")
-    student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1)
+    hidden_map = None
+    if dist.hidden_weight > 0:
+        # The last block's output is normalised in the student but not in the teacher's mid-stack block.
+        hidden_map = dict(list(enumerate(plan.layers))[:-1])
+        say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> teacher block {hidden_map}")
+    student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
+                                   hidden_map=hidden_map)
     after = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
         f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")

@@ -64,6 +64,9 @@ class TrainConfig:
     """Real-text prefix length of a text prompt (``on_policy`` and ``seq_kd``)."""
     gen_temperature: float = 1.0
     """Sampling temperature for generated continuations (0 = greedy)."""
+    hidden_weight: float = 0.0
+    """Hidden-state transfer: weight of the MSE between each student block's output and the output of the
+    teacher block it was copied from (the live teacher runs every step; ``kd``/``nokd`` modes)."""
 
     def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
@@ -83,6 +86,11 @@ class TrainConfig:
             raise RecipeError(f"{where} key 'tail': expected one of {TAILS}, got {self.tail!r}")
         if self.temperature <= 0:
             raise RecipeError(f"{where} key 'temperature': expected > 0, got {self.temperature}")
+        if self.hidden_weight < 0:
+            raise RecipeError(f"{where} key 'hidden_weight': expected >= 0, got {self.hidden_weight}")
+        if self.hidden_weight > 0 and self.mode not in ("kd", "nokd"):
+            raise RecipeError(f"{where} key 'hidden_weight': hidden-state transfer runs with mode 'kd' or 'nokd', "
+                              f"not {self.mode!r}")
         if self.max_steps < 1 or self.batch_size < 1:
             raise RecipeError(f"{where} keys 'max_steps'/'batch_size': expected >= 1")
 
@@ -109,8 +117,24 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    hidden = student.model(input_ids=ids, use_cache=False).last_hidden_state
+def hidden_transfer(s_states, t_states, hidden_map: dict[int, int]) -> torch.Tensor:
+    """Mean over mapped blocks of the MSE between student block i's output and teacher block j's output.
+
+    ``*_states`` are HF ``hidden_states`` tuples (index 0 = embeddings, i + 1 = block i)."""
+    terms = [(s_states[i + 1].float() - t_states[j + 1].float()).pow(2).mean() for i, j in hidden_map.items()]
+    return torch.stack(terms).mean()
+
+
+def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=None,
+               hidden_map: dict[int, int] | None = None) -> tuple[torch.Tensor, dict]:
+    want_states = cfg.hidden_weight > 0
+    out = student.model(input_ids=ids, use_cache=False, output_hidden_states=want_states)
+    hidden = out.last_hidden_state
+    feat = None
+    if want_states:
+        with torch.no_grad():
+            t_states = teacher.model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
+        feat = hidden_transfer(out.hidden_states, t_states, hidden_map)
     b, t, h = hidden.shape
     labels = torch.full((b, t), -100, dtype=torch.long)
     labels[:, :-1] = ids[:, 1:]
@@ -123,22 +147,30 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig) -> tuple
         loss=cfg.loss, temperature=cfg.temperature, tail=cfg.tail, chunk=cfg.chunk,
         **({"beta": cfg.beta} if cfg.loss == "jsd" else {}))
     if cfg.mode == "nokd":
-        return parts.ce, {"ce": parts.ce.item()}
-    loss = parts.kd + (cfg.ce_weight * parts.ce if want_ce else 0.0)
-    info = {"kd": parts.kd.item()}
-    if want_ce:
-        info["ce"] = parts.ce.item()
+        loss, info = parts.ce, {"ce": parts.ce.item()}
+    else:
+        loss = parts.kd + (cfg.ce_weight * parts.ce if want_ce else 0.0)
+        info = {"kd": parts.kd.item()}
+        if want_ce:
+            info["ce"] = parts.ce.item()
+    if feat is not None:
+        loss = loss + cfg.hidden_weight * feat
+        info["hidden"] = feat.item()
     return loss, info
 
 
 def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg: TrainConfig,
                  topk=None, val_teacher_top1: np.ndarray | None = None, teacher=None,
-                 prompts: list[list[int]] | None = None, top_k: int = 32) -> tuple[object, TrainResult]:
+                 prompts: list[list[int]] | None = None, top_k: int = 32,
+                 hidden_map: dict[int, int] | None = None) -> tuple[object, TrainResult]:
     """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK.
 
-    ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids).
+    ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids);
+    ``hidden_weight`` > 0 needs the live ``teacher`` and ``hidden_map`` (student block -> teacher block).
     """
     cfg.validate()
+    if cfg.hidden_weight > 0 and (teacher is None or not hidden_map):
+        raise TrainingError("hidden_weight > 0 needs the live teacher and a student->teacher block map")
     if cfg.mode == "seq_kd":
         raise TrainingError("mode 'seq_kd' trains on teacher-generated blocks: build them with "
                             "edgedistill.llm.seq_kd and train in mode 'nokd' or 'kd' on them")
@@ -159,7 +191,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    if n_gen:
+    if n_gen or cfg.hidden_weight > 0:
         teacher.eval()
     student.train()
     if cfg.gradient_checkpointing:
@@ -200,7 +232,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
             if cfg.mode != "nokd":
                 logp = torch.from_numpy(np.asarray(topk.logp[sel]))
                 idx = torch.from_numpy(np.asarray(topk.idx[sel]))
-            loss, info = _step_loss(student, ids, logp, idx, cfg)
+            loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
             loss = loss * (n_real / cfg.batch_size)
             step_tokens += ids.numel()
         if n_gen:

@@ -67,3 +67,49 @@ def test_seq_kd_and_on_policy_through_the_stage(ctx, mode, extra):
     assert d["mode"] == mode and d["steps"] == 2 and d["n_prompts"] > 0
     if mode == "seq_kd":
         assert d["seq_blocks"] >= 1 and "seq_cache" in d
+
+
+def test_hidden_transfer_by_hand():
+    import torch
+
+    from edgedistill.llm.train import hidden_transfer
+
+    s = (torch.zeros(1, 2, 2), torch.ones(1, 2, 2), torch.full((1, 2, 2), 3.0))
+    t = (torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), torch.full((1, 2, 2), 2.0), torch.ones(1, 2, 2))
+    # student block 0 -> teacher block 1 (|1 - 2|^2 = 1), block 1 -> teacher block 2 (|3 - 1|^2 = 4): mean 2.5
+    assert hidden_transfer(s, t, {0: 1, 1: 2}).item() == pytest.approx(2.5)
+    assert hidden_transfer(s, t, {1: 1}).item() == pytest.approx(1.0)
+
+
+def test_hidden_state_transfer_through_the_stage_keeps_states_near_the_teacher(ctx):
+    tmp, teacher, c = ctx
+
+    def run(weight):
+        # Block 1 (copied from teacher block 2) reads block 0's output, not teacher block 1's: its states
+        # drift from the teacher's as the student trains; the term pulls them back.
+        r = load_llm_recipe(_recipe(tmp, teacher, {"layers": [0, 2, 4], "num_layers": None}, mode="nokd",
+                                    hidden_weight=weight, max_steps=8, eval_every=1))
+        return distill_llm(c, r)[1]
+
+    strong, weak = run(1e4), run(1e-6)
+    # every student block but the last maps to the teacher block it was copied from
+    assert strong["student"]["layers"] == [0, 2, 4] and strong["distill"]["hidden_map"] == {"0": 0, "1": 2}
+    terms = {name: [h["hidden"] for h in rep["distill"]["history"] if "hidden" in h]  # [0]: untrained validation
+             for name, rep in (("strong", strong), ("weak", weak))}
+    assert len(terms["strong"]) == 8
+    assert terms["strong"][-1] < terms["weak"][-1] / 2
+
+
+@pytest.mark.parametrize("distill,msg", [({"hidden_weight": -1.0}, "hidden_weight': expected >= 0"),
+                                         ({"hidden_weight": 1.0, "mode": "on_policy"}, "mode 'kd' or 'nokd'")])
+def test_hidden_weight_bad_values(tmp_path, distill, msg):
+    with pytest.raises(RecipeError, match=msg):
+        load_llm_recipe(_recipe(tmp_path, tmp_path / "t", **distill))
+
+
+def test_hidden_weight_with_stages_is_refused(ctx):
+    tmp, teacher, c = ctx
+    r = load_llm_recipe(_recipe(tmp, teacher, {"stages": [4, 2], "num_layers": None, "stage_steps": 1},
+                                hidden_weight=1.0))
+    with pytest.raises(RecipeError, match="progressive shrinking"):
+        distill_llm(c, r)
