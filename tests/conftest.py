@@ -87,6 +87,27 @@ def clf_teacher(tiny_teacher, tmp_path_factory) -> Path:
     return classifier_teacher(tiny_teacher, tmp_path_factory.mktemp("clf") / "teacher")
 
 
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """200 labelled synthetic rows (JSONL) for the classification-distillation tests."""
+    return write_jsonl(tmp_path_factory.mktemp("d") / "rows.jsonl", synthetic_rows(200))
+
+
+def classification_recipe(tmp_path: Path, teacher: Path, data: Path, max_steps: int = 30, eval_every: int = 10,
+                          **distill) -> Path:
+    """A classification recipe for a 2-block, 32-wide student of the tiny teacher."""
+    return tiny_recipe(tmp_path, teacher, data, student={"layers": [0, 3], "intermediate_size": 32},
+                       distill={"strategy": "classification", "max_steps": max_steps, "eval_every": eval_every,
+                                "learning_rate": 3e-3, **distill})
+
+
+def distill_spec(run, **kw):
+    """The run's recipe [distill] with ``kw`` replaced."""
+    from edgedistill.recipe import DistillSpec
+
+    return DistillSpec(**{**vars(run.ws.recipe.distill), **kw})
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # One cache per test session: tests never touch the user's ~/.cache, but

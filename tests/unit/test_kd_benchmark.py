@@ -4,11 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-import torch
-from conftest import synthetic_rows, write_jsonl
-
-from edgedistill.models.classifier import classifier_from_encoder
-from edgedistill.models.loading import load_encoder
+from conftest import classifier_teacher, synthetic_rows, write_jsonl
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
 
@@ -21,11 +17,7 @@ def _load():
 
 
 def _tiny_teacher(tmp_path, tiny_teacher):
-    enc, tok = load_encoder(tiny_teacher)
-    torch.manual_seed(0)
-    model = classifier_from_encoder(enc)
-    model.save_pretrained(tmp_path / "teacher", safe_serialization=True)
-    tok.save_pretrained(tmp_path / "teacher")
+    classifier_teacher(tiny_teacher, tmp_path / "teacher", scale=1.0)
     (tmp_path / "teacher" / "teacher.json").write_text(json.dumps(
         {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1, "seconds": 0}))
     return write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(160))

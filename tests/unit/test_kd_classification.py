@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_rows, tiny_recipe, write_jsonl
+from conftest import classification_recipe
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from edgedistill import api
@@ -25,15 +25,7 @@ CATALOGUE = ["kd", "reverse_kl", "jsd", "hard_ce", "label_smoothing", "sorted_pr
              "attention_kl", "value_relation"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("d") / "rows.jsonl", synthetic_rows(200))
-
-
-def recipe(tmp_path, teacher, data, **distill):
-    return tiny_recipe(tmp_path, teacher, data, student={"layers": [0, 3], "intermediate_size": 32},
-                       distill={"strategy": "classification", "max_steps": 30, "eval_every": 10,
-                                "learning_rate": 3e-3, **distill})
+recipe = classification_recipe
 
 
 @pytest.fixture(scope="module")

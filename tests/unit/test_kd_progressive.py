@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_rows, tiny_recipe, write_jsonl
+from conftest import classification_recipe, tiny_recipe
+from conftest import distill_spec as spec_of
 
 from edgedistill import api
 from edgedistill.cli import main
@@ -21,26 +22,13 @@ from edgedistill.distill.trainer import optimizer
 from edgedistill.errors import RecipeError
 from edgedistill.recipe import DistillSpec
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("d") / "rows.jsonl", synthetic_rows(200))
-
-
-def recipe(tmp_path, teacher, data, **distill):
-    return tiny_recipe(tmp_path, teacher, data, student={"layers": [0, 3], "intermediate_size": 32},
-                       distill={"strategy": "classification", "max_steps": 30, "eval_every": 10,
-                                "learning_rate": 3e-3, **distill})
+recipe = classification_recipe
 
 
 @pytest.fixture(scope="module")
 def run(clf_teacher, data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("r")
     return ClassificationRun(api._workspace(recipe(tmp, clf_teacher, data), tmp / "out"))
-
-
-def spec_of(run, **kw):
-    return DistillSpec(**{**vars(run.ws.recipe.distill), **kw})
 
 
 # -- curriculum ---------------------------------------------------------------------------------------------

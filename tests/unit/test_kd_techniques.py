@@ -4,12 +4,18 @@ augmentation-based distillation: each loss against hand-computed values, and eac
 import copy
 import json
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_bert, classifier_teacher, synthetic_rows, tiny_recipe, write_jsonl
+from conftest import (
+    build_tiny_bert,
+    classification_recipe,
+    classifier_teacher,
+)
+from conftest import distill_spec as spec_of
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from edgedistill import api
@@ -31,25 +37,13 @@ KL_U_T = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)  # KL([.5, .5] 
 KL_T_R = 0.75 * math.log(3) + 0.25 * math.log(1 / 3)  # KL([.75, .25] || [.25, .75])
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("d") / "rows.jsonl", synthetic_rows(200))
-
-
-def recipe(tmp_path, teacher, data, **distill):
-    return tiny_recipe(tmp_path, teacher, data, student={"layers": [0, 3], "intermediate_size": 32},
-                       distill={"strategy": "classification", "max_steps": 26, "eval_every": 13,
-                                "learning_rate": 3e-3, **distill})
+recipe = partial(classification_recipe, max_steps=26, eval_every=13)
 
 
 @pytest.fixture(scope="module")
 def run(clf_teacher, data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("r")
     return ClassificationRun(api._workspace(recipe(tmp, clf_teacher, data), tmp / "out"))
-
-
-def spec_of(run, **kw):
-    return DistillSpec(**{**vars(run.ws.recipe.distill), **kw})
 
 
 def _cfg(layers=2):
