@@ -24,9 +24,26 @@ def make(out: Path) -> None:
     bundle = make_tiny_bundle(teacher, out)
     write_zip(bundle, out / "bundle.zip")
     model, tok = load_encoder(teacher)
-    (out / "expected.json").write_text(json.dumps({"texts": TEXTS, "embeddings":
-                                                   embed_torch(model, tok, TEXTS, 32).tolist()}))
-    print(f"runtime smoke: bundle written to {bundle}")
+    expected = {"texts": TEXTS, "embeddings": embed_torch(model, tok, TEXTS, 32).tolist()}
+    expected["lm"] = make_lm(out)
+    (out / "expected.json").write_text(json.dumps(expected))
+    print(f"runtime smoke: bundles written to {bundle} and {out / 'lm'}")
+
+
+def make_lm(out: Path) -> dict:
+    """A tiny causal LM as an ONNX bundle (zipped) and eager's greedy continuation of a prompt."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+    from llm_tiny import trained_tiny_llama
+
+    from edgedistill import api
+    from edgedistill.llm.generate import EagerLM, Sampling, generate_text
+    from edgedistill.llm.teacher import load_causal_lm
+
+    student = trained_tiny_llama(out / "lm-student")
+    api.llm_export(student, out / "lm", scheme="onnx-fp32", max_cache_len=32, zip_bundle=True)
+    model, tok = load_causal_lm(student)
+    prompt = "the big cat sat"
+    return {"prompt": prompt, "text": generate_text(EagerLM(model, 32), tok, prompt, Sampling(max_new_tokens=10))}
 
 
 def check(out: Path) -> None:
@@ -52,7 +69,15 @@ def check(out: Path) -> None:
     cmd = ["edgedistill", "predict", "--bundle", str(out / "bundle.zip"), "--json", expected["texts"][0]]
     cli = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert np.allclose(json.loads(cli.stdout)[0]["embedding"], want[0], atol=1e-4)
-    print("runtime smoke: ok (folder, zip, threads, CLI; no torch in this venv)")
+    from edgedistill.runtime import CausalLM, Sampling
+
+    lm = expected["lm"]
+    got = CausalLM.open(out / "lm.zip", threads=1).generate(lm["prompt"], Sampling(max_new_tokens=10))
+    assert got.strip() == lm["text"].strip(), (got, lm["text"])
+    cmd = ["edgedistill", "generate", "--bundle", str(out / "lm"), "--json", "--max-tokens", "10", lm["prompt"]]
+    cli = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert json.loads(cli.stdout)["text"].strip() == lm["text"].strip()
+    print("runtime smoke: ok (folder, zip, threads, CLI, ONNX causal LM; no torch in this venv)")
 
 
 if __name__ == "__main__":

@@ -6,28 +6,30 @@ before training; the student after each method at the same step budget
 chain, ``seq_kd``, ``on_policy``), ``kd`` and ``nokd`` over several seeds for the
 run-to-run noise; greedy replies of teacher and KD student to chatterbot
 prompts side by side; the KD student and the teacher exported to 8da4w
-``.pte`` and their decode tok/s timed in fresh processes, alternately, in this
-run. Writes ``OUT.json`` (top-level ``headline``) and ``OUT.md``.
+bundles and timed by the product's LLM bench in this run (a fresh process per
+model, thread count and repeat; 1 and 2 threads). Phases are written as they
+finish (``partial`` until the end); ``--reuse DIR`` resumes an interrupted run.
+Writes ``OUT.json`` (top-level ``headline``) and ``OUT.md``.
 
     HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/llm.py --smoke          # minutes: checks the path only
-    HF_HUB_OFFLINE=1 python benchmarks/llm.py --steps 300 --seeds 2       # the real comparison (hours on CPU)
+    HF_HUB_OFFLINE=1 python benchmarks/llm.py --steps 200 --seeds 2 --reuse runs/llm-reuse  # hours on CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from edgedistill.cache import cache_dir
-from edgedistill.fileutil import write_json_atomic, write_text_atomic
+from edgedistill.fileutil import atomic_dir, write_json_atomic, write_text_atomic
 from edgedistill.llm.chatterbot import load_prompts, report_prompts
 from edgedistill.llm.generate import EagerLM, Sampling, generate_text
 from edgedistill.llm.recipe import LLMDataSpec, LLMDistillSpec, LLMRecipe, LLMStudentSpec, LLMTeacherSpec
@@ -73,32 +75,6 @@ def weight_bytes(model) -> int:
     return total
 
 
-def time_decode(pte: Path, cache_len: int, tokens: int) -> dict:
-    """Decode tok/s of one .pte in a fresh process (no warm caches shared with this one)."""
-    cmd = [sys.executable, __file__, "--time-pte", str(pte), "--cache-len", str(cache_len), "--decode", str(tokens)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _time_pte(path: str, cache_len: int, tokens: int) -> None:
-    from edgedistill.llm.generate import PteLM
-
-    t0 = time.perf_counter()
-    lm = PteLM(path, cache_len)
-    load_s = time.perf_counter() - t0
-    prompt = [1, 504, 3458, 282, 260, 3327, 28, 359]  # fixed ids, all inside SmolLM2's vocabulary
-    t0 = time.perf_counter()
-    logits = lm.step(prompt, 0)
-    prefill_s = time.perf_counter() - t0
-    pos, n = len(prompt), min(tokens, cache_len - len(prompt) - 1)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        logits = lm.step([int(logits.argmax())], pos)
-        pos += 1
-    dt = time.perf_counter() - t0
-    print(json.dumps({"decode_tok_s": n / dt, "decode_tokens": n, "prefill_s": prefill_s, "load_s": load_s}))
-
-
 def side_by_side(models: dict, tok, prompts, max_new: int) -> list[dict]:
     rows = []
     for p in prompts:
@@ -111,7 +87,10 @@ def side_by_side(models: dict, tok, prompts, max_new: int) -> list[dict]:
 
 def render_md(res: dict) -> str:
     h = res["headline"]
-    lines = [f"# LLM distillation benchmark{' (SMOKE: checks the path, numbers mean nothing)' if res['smoke'] else ''}",
+    title = "# LLM distillation benchmark" + (" (SMOKE: checks the path, numbers mean nothing)" if res["smoke"] else "")
+    if res.get("partial"):
+        title += " (PARTIAL: still running or interrupted; rerun with the same --reuse to finish)"
+    lines = [title,
              "", f"Host: {res['host']}. Budget: {json.dumps(h['budget'])}.", "",
              "| headline | value |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in h.items() if k != "budget"]
@@ -127,10 +106,11 @@ def render_md(res: dict) -> str:
                          f"{st['steps']} | | |")
     if res.get("export"):
         e = res["export"]
-        lines += ["", "| model | 8da4w .pte bytes | decode tok/s (runs) |", "|---|---|---|",
-                  f"| teacher | {e['teacher_pte_bytes']:,} | {e['teacher_decode_tok_s']} |",
-                  f"| KD student | {e['student_pte_bytes']:,} | {e['student_decode_tok_s']} |",
-                  "", f"Teacher fp32 weight bytes: {e['teacher_fp32_bytes']:,}."]
+        lines += ["", f"8da4w bundles, KV cache {e['cache_len']}, {e['prompt_tokens']}-token prompt then "
+                  f"{e['decode_tokens']} greedy decode steps; one fresh process per model, thread count and repeat "
+                  f"({e['repeats']} repeats, medians).", "", e["bench_table"], "",
+                  f"Teacher fp32 weight bytes: {e['teacher_fp32_bytes']:,}; teacher 8da4w .pte "
+                  f"{e['teacher_pte_bytes']:,}; KD student 8da4w .pte {e['student_pte_bytes']:,}."]
     lines += ["", "## Greedy replies (chat template), teacher vs KD student", ""]
     for r in res["generations"]:
         lines += [f"**{r['topic']}**: {r['prompt']}", "", f"- teacher: {r['teacher']!r}",
@@ -157,21 +137,21 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=32)
     ap.add_argument("--seq-kd-prompts", type=int, default=256)
     ap.add_argument("--reply-tokens", type=int, default=32)
-    ap.add_argument("--decode", type=int, default=64, help="decode steps timed per .pte run")
-    ap.add_argument("--repeats", type=int, default=2, help="timing runs per .pte (alternating)")
+    ap.add_argument("--prompt-tokens", type=int, default=64, help="timed prompt (prefill) length")
+    ap.add_argument("--decode", type=int, default=32, help="decode steps timed per bench run")
+    ap.add_argument("--repeats", type=int, default=3, help="bench runs per model and thread count (medians)")
     ap.add_argument("--cache-len", type=int, default=256)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--pte-dir", help="where the .pte files go (default: the edgedistill cache)")
+    ap.add_argument("--reuse", help="folder of finished method x seed runs (and the KD student): read back, not "
+                    "retrained, so an interrupted benchmark resumes")
     ap.add_argument("--smoke", action="store_true", help="tiny budget: a few minutes, checks the path only")
     ap.add_argument("--out", default="benchmarks/results/llm")
-    ap.add_argument("--time-pte", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.time_pte:
-        return _time_pte(a.time_pte, a.cache_len, a.decode)
     if a.smoke:
         a.steps, a.block, a.batch, a.train_blocks, a.val_blocks, a.test_blocks = 4, 64, 2, 16, 2, 4
         a.calib, a.warmup, a.eval_every, a.gen_tokens, a.seq_kd_prompts = 2, 1, 4, 8, 8
-        a.reply_tokens, a.decode, a.repeats, a.cache_len = 8, 16, 1, 64
+        a.reply_tokens, a.prompt_tokens, a.decode, a.repeats, a.cache_len = 8, 16, 8, 1, 64
         a.out = a.out if a.out != "benchmarks/results/llm" else "benchmarks/results/llm_smoke"
     methods = [m for m in a.methods.split(",") if m]
     bad = [m for m in methods if m not in METHODS]
@@ -183,69 +163,132 @@ def main() -> None:
     t0 = time.time()
     base = base_recipe(a)
     ctx = prepare_llm(base)
+    reuse = Path(a.reuse) if a.reuse else None
     runs, students = [], {}
-    for method in methods:
-        for seed in range(a.seeds if method in SEEDED else 1):
-            student, rep = distill_llm(ctx, method_recipe(base, method, seed, stages))
-            s, d = rep["student"], rep["distill"]
-            runs.append({"method": method, "seed": seed, "layers": s["layers"], "ppl_before": s["test_before"]["ppl"],
-                         "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
-                         "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
-                         "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
-                         "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"]})
-            print(json.dumps({k: runs[-1][k] for k in ("method", "seed", "ppl_before", "ppl_after", "steps")}),
-                  flush=True)
-            if seed == 0:
-                students[method] = student
+    res = {"headline": {}, "smoke": a.smoke, "host": f"{torch.get_num_threads()} torch threads, CPU",
+           "args": vars(a), "runs": runs, "generations": [],
+           "export": None, "partial": True}
 
+    def write():
+        # after every phase, so an interrupted run still leaves what it measured
+        res["headline"] = headline(a, ctx, runs, methods, stages, res["export"])
+        res["elapsed_s"] = round(time.time() - t0, 1)
+        write_json_atomic(Path(a.out + ".json"), res)
+        write_text_atomic(Path(a.out + ".md"), render_md(res))
+
+    # the headline first (kd and nokd over seeds, then the export), the other methods after it
+    order = [m for m in methods if m in SEEDED] + [m for m in methods if m not in SEEDED]
+    for i, method in enumerate(order):
+        for seed in range(a.seeds if method in SEEDED else 1):
+            rec, student = run_method(ctx, method_recipe(base, method, seed, stages), method, seed, reuse,
+                                      keep=seed == 0 and method == "kd")
+            runs.append(rec)
+            print(json.dumps({k: rec[k] for k in ("method", "seed", "ppl_before", "ppl_after", "steps")}), flush=True)
+            if student is not None:
+                students[method] = student
+            write()
+        if method in SEEDED and (i + 1 == len(order) or order[i + 1] not in SEEDED):
+            kd_student = students.get("kd")
+            if kd_student is not None:
+                res["generations"] = side_by_side({"teacher": ctx.teacher, "student": kd_student}, ctx.tok,
+                                                  report_prompts(load_prompts(), 5), a.reply_tokens)
+                if not a.no_export:
+                    res["export"] = export_and_time(a, ctx, kd_student)
+            write()
+    res["partial"] = False
+    write()
+    print(json.dumps(res["headline"], indent=1))
+
+
+def run_key(recipe: LLMRecipe, teacher_sha: str) -> str:
+    """What decides one run's result: every [student]/[distill]/[data] setting and the teacher."""
+    what = {"student": asdict(recipe.student), "distill": asdict(recipe.distill), "data": asdict(recipe.data),
+            "teacher": teacher_sha}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | None, keep: bool):
+    """(record, trained student or None). With ``reuse``, a finished run is read back instead of retrained
+    (and its student, when ``keep``), so hours of training survive an interrupted session."""
+    from transformers import AutoModelForCausalLM
+
+    done = reuse / f"{method}-s{seed}-{run_key(recipe, ctx.ref.sha256)}" if reuse else None
+    if done is not None and (done / "record.json").is_file() and (not keep or (done / "student").is_dir()):
+        print(f"{method} seed {seed}: reusing {done}", file=sys.stderr)
+        student = AutoModelForCausalLM.from_pretrained(done / "student") if keep else None
+        return json.loads((done / "record.json").read_text()), student
+    student, rep = distill_llm(ctx, recipe)
+    s, d = rep["student"], rep["distill"]
+    rec = {"method": method, "seed": seed, "layers": s["layers"], "ppl_before": s["test_before"]["ppl"],
+           "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
+           "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
+           "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
+           "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"]}
+    if done is not None:
+        done.mkdir(parents=True, exist_ok=True)
+        if keep:
+            with atomic_dir(done / "student") as tmp:
+                student.save_pretrained(tmp, safe_serialization=True)
+        write_json_atomic(done / "record.json", rec)
+    return rec, student if keep else None
+
+
+def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], export: dict | None) -> dict:
     def ppls(m):
         return [r["ppl_after"] for r in runs if r["method"] == m]
 
     spread = [max(ppls(m)) - min(ppls(m)) for m in SEEDED if len(ppls(m)) > 1]
-    headline = {
+    h = {
         "teacher_ppl": ctx.teacher_test.ppl,
         "student_before_ppl": runs[0]["ppl_before"] if runs else None,
         "kd_ppl": statistics.mean(ppls("kd")) if ppls("kd") else None,
         "nokd_ppl": statistics.mean(ppls("nokd")) if ppls("nokd") else None,
         "ppl_noise": max(spread) if spread else None,
-        **{f"{m}_ppl": ppls(m)[0] for m in methods if m not in SEEDED},
+        **{f"{m}_ppl": ppls(m)[0] for m in methods if m not in SEEDED and ppls(m)},
         "budget": {"steps": a.steps, "batch_size": a.batch, "block_size": a.block,
                    "train_tokens": a.steps * a.batch * a.block, "train_blocks": len(ctx.train),
                    "student_layers": a.layers, "seeds": a.seeds, "progressive_stages": stages,
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,
     }
-    kd_student = students.get("kd") or next(iter(students.values()), None)
-    prompts = report_prompts(load_prompts(), 5)
-    gens = side_by_side({"teacher": ctx.teacher, "student": kd_student}, ctx.tok, prompts, a.reply_tokens) \
-        if kd_student is not None else []
-    export = None
-    if not a.no_export and kd_student is not None:
-        from edgedistill.llm.export_pte import export_pte
-
-        out_dir = Path(a.pte_dir) if a.pte_dir else cache_dir("bench", "llm-pte")  # 100+ MB: not in the repo
-        t_pte = out_dir / f"teacher-{ctx.ref.sha256[:12]}-8da4w-{a.cache_len}.pte"
-        if not t_pte.is_file():
-            export_pte(ctx.teacher, t_pte, "8da4w", a.cache_len)
-        s_pte = export_pte(kd_student, out_dir / f"student-{'kd' if 'kd' in students else 'x'}-8da4w.pte", "8da4w",
-                           a.cache_len)
-        times = {"teacher": [], "student": []}
-        for _ in range(a.repeats):
-            for name, p in (("teacher", t_pte), ("student", s_pte)):
-                times[name].append(time_decode(p, a.cache_len, a.decode)["decode_tok_s"])
-        export = {"teacher_fp32_bytes": weight_bytes(ctx.teacher), "teacher_pte_bytes": t_pte.stat().st_size,
-                  "student_pte_bytes": s_pte.stat().st_size,
-                  "teacher_decode_tok_s": [round(x, 2) for x in times["teacher"]],
-                  "student_decode_tok_s": [round(x, 2) for x in times["student"]], "decode_tokens": a.decode}
-        headline["size_ratio"] = round(export["teacher_fp32_bytes"] / export["student_pte_bytes"], 3)
-        headline["decode_speedup_same_scheme"] = round(max(times["student"]) / max(times["teacher"]), 3)
-    res = {"headline": headline, "smoke": a.smoke, "host": f"{torch.get_num_threads()} torch threads, CPU",
-           "args": vars(a), "runs": runs, "generations": gens, "export": export,
-           "elapsed_s": round(time.time() - t0, 1)}
-    write_json_atomic(Path(a.out + ".json"), res)
-    write_text_atomic(Path(a.out + ".md"), render_md(res))
-    print(json.dumps(headline, indent=1))
+    if export:
+        h["size_ratio"] = round(export["teacher_fp32_bytes"] / export["student_pte_bytes"], 3)
+        # 1 thread: the figure least disturbed by a shared host; every thread count is in decode_speedup_by_threads
+        h["decode_speedup_same_scheme"] = round(export["decode_speedup"]["1"], 3)
+        h["decode_speedup_by_threads"] = {t: round(x, 3) for t, x in export["decode_speedup"].items()}
+    return h
 
 
-if __name__ == "__main__":
-    main()
+def export_and_time(a, ctx, kd_student) -> dict:
+    """Teacher and KD student as 8da4w bundles, timed by the product's LLM bench: a fresh process per model,
+    thread count and repeat, medians; the teacher bundle is reused while its source is unchanged."""
+    from edgedistill.llm.bench import LLMModel, run_llm_bench
+    from edgedistill.llm.bundle import export_llm_bundle
+    from edgedistill.llm.pipeline import reusable_bundle
+
+    out_dir = Path(a.pte_dir) if a.pte_dir else cache_dir("bench", "llm-pte")  # 100+ MB: not in the repo
+    t_bundle = out_dir / f"teacher-8da4w-{a.cache_len}"
+    if not reusable_bundle(t_bundle, Path(ctx.ref.folder)):
+        export_llm_bundle(ctx.ref.folder, t_bundle, "8da4w", max_cache_len=a.cache_len)
+    s_folder = out_dir / "student-kd"
+    with atomic_dir(s_folder) as tmp:
+        kd_student.save_pretrained(tmp, safe_serialization=True)
+        ctx.tok.save_pretrained(tmp)
+    s_bundle = export_llm_bundle(s_folder, out_dir / f"student-kd-8da4w-{a.cache_len}", "8da4w",
+                                 max_cache_len=a.cache_len)
+    threads = (1, 2)
+    rep = run_llm_bench([LLMModel("student-8da4w", "bundle", str(s_bundle), "student"),
+                         LLMModel("teacher-8da4w", "bundle", str(t_bundle), "teacher")], out_dir / "bench",
+                        threads=threads, repeats=a.repeats, prompt_tokens=a.prompt_tokens, new_tokens=a.decode)
+    rows = {r["name"]: r for r in rep["models"]}
+    per = lambda name, key: {t: rows[name]["threads"][t][key] for t in rows[name]["threads"]}  # noqa: E731
+    return {"teacher_fp32_bytes": weight_bytes(ctx.teacher),
+            "teacher_pte_bytes": rows["teacher-8da4w"]["size_bytes"],
+            "student_pte_bytes": rows["student-8da4w"]["size_bytes"],
+            "teacher_decode_tok_s": per("teacher-8da4w", "decode_tokens_per_s"),
+            "student_decode_tok_s": per("student-8da4w", "decode_tokens_per_s"),
+            "teacher_decode_spread": per("teacher-8da4w", "decode_spread"),
+            "student_decode_spread": per("student-8da4w", "decode_spread"),
+            "decode_speedup": rep["ratios"]["student-8da4w"]["decode_speedup"],
+            "prompt_tokens": a.prompt_tokens, "decode_tokens": a.decode, "cache_len": a.cache_len,
+            "repeats": a.repeats, "bench_table": rep["markdown_table"]}

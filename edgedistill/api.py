@@ -77,9 +77,9 @@ def verify_bundle(path: str | Path) -> dict:
 
     manifest = verify_bundle(path)
     if manifest.get("kind") == "causal-lm":
-        from .llm.bundle import open_llm_bundle
+        from .runtime.causal_lm import CausalLM
 
-        open_llm_bundle(path, threads=1)
+        CausalLM.open(path, threads=1)
     elif manifest.get("backend", "onnxruntime") == "onnxruntime":
         Bundle.open(path, threads=1)
     return manifest
@@ -147,17 +147,18 @@ def llm_export(student: str | Path, out: str | Path, scheme: str = "8da4w", targ
 
 
 def open_llm(bundle: str | Path, threads: int | None = None):
-    """Verify and open a causal-LM bundle (folder or .zip); the result's ``stats`` hold the last timings."""
-    from .llm.bundle import open_llm_bundle
+    """Verify and open a causal-LM bundle (folder or .zip); the result's ``stats`` hold the last timings.
+    ONNX bundles need no torch (this is :class:`edgedistill.runtime.CausalLM`)."""
+    from .runtime.causal_lm import CausalLM
 
-    return open_llm_bundle(bundle, threads=threads)
+    return CausalLM.open(bundle, threads=threads)
 
 
 def generate(bundle, prompt: str, chat: bool = False, max_tokens: int = 64, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int = 0, stream: bool = False):
     """Generate from a causal-LM bundle (a path, or what :func:`open_llm` returned): the text, or with
     ``stream`` an iterator of text pieces as they are produced. Greedy unless ``temperature`` > 0."""
-    from .llm.generate import Sampling
+    from .runtime.generation import Sampling
 
     b = open_llm(bundle) if isinstance(bundle, (str, Path)) else bundle
     sampling = Sampling(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)

@@ -39,20 +39,21 @@ def _load(spec: dict):
         from edgedistill.llm.bundle import open_llm_bundle
 
         b = open_llm_bundle(spec["path"], threads=spec["threads"])
-        return b.lm, b.tokenizer
+        return b.lm, lambda text: b.tokenizer.encode(text, add_special_tokens=False).ids
     import torch
 
     from edgedistill.llm.teacher import load_causal_lm
 
     torch.set_num_threads(spec["threads"])
     model, tok = load_causal_lm(spec["path"])
-    return _EagerCached(model, spec["prompt_tokens"] + spec["new_tokens"] + 1), tok
+    return (_EagerCached(model, spec["prompt_tokens"] + spec["new_tokens"] + 1),
+            lambda text: tok(text, add_special_tokens=False)["input_ids"])
 
 
-def prompt_ids(tokenizer, n: int) -> list[int]:
+def prompt_ids(encode, n: int) -> list[int]:
     ids: list[int] = []
     while len(ids) < n:
-        ids += tokenizer(PROMPT_TEXT, add_special_tokens=False)["input_ids"]
+        ids += list(encode(PROMPT_TEXT))
     return ids[:n]
 
 
@@ -86,10 +87,10 @@ def main(argv: list[str]) -> int:
         from executorch.runtime import Runtime  # noqa: F401
     base = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    lm, tok = _load(spec)
+    lm, encode = _load(spec)
     load_s = time.perf_counter() - t0
     loaded = _status_mb("VmRSS")
-    ids = prompt_ids(tok, spec["prompt_tokens"])
+    ids = prompt_ids(encode, spec["prompt_tokens"])
     for _ in range(spec.get("warmup", 1)):
         _generate(lm, ids, 4)
     run = _generate(lm, ids, spec["new_tokens"])

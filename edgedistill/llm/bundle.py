@@ -2,7 +2,8 @@
 
 Same on-disk format as the encoder bundles (:mod:`edgedistill.export.bundle`
 writes, :mod:`edgedistill.runtime.format` verifies the sha256 of every file);
-the manifest says ``kind = "causal-lm"``. Opening verifies first, then loads.
+the manifest says ``kind = "causal-lm"``. Opening (verify, then load, then
+generate) is the runtime's :class:`edgedistill.runtime.CausalLM`.
 """
 
 from __future__ import annotations
@@ -10,18 +11,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import DataError, ModelError, RecipeError
+from ..errors import RecipeError
 from ..export.bundle import write_bundle, write_zip
-from ..runtime.format import BundleFiles, verify_files
+from ..runtime.causal_lm import GENERATION_FILE, KIND, CausalLM, check_causal_lm
 from .backends import get_scheme
-from .generate import Sampling, stream
 
-KIND = "causal-lm"
-GENERATION_FILE = "generation.json"
+__all__ = ["CausalLM", "check_causal_lm", "export_llm_bundle", "open_llm_bundle"]
 DEFAULT_CACHE_LEN = 512
 
 
@@ -95,114 +92,5 @@ def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "
     return dest
 
 
-def check_causal_lm(manifest: dict, path) -> None:
-    if manifest.get("kind") != KIND:
-        raise ModelError(f"{path}: not a causal-LM bundle (task {manifest.get('task')!r}); 'edgedistill generate' "
-                         "needs a bundle from 'edgedistill llm export' (use 'edgedistill predict' for this one)")
-
-
-class _Timed:
-    """Wraps an LM to time each ``step``: the first is the prefill, the others decode one token each."""
-
-    def __init__(self, lm):
-        self.lm, self.max_cache_len, self.steps = lm, lm.max_cache_len, []
-
-    def step(self, ids, pos):
-        t0 = time.perf_counter()
-        out = self.lm.step(ids, pos)
-        self.steps.append((len(ids), time.perf_counter() - t0))
-        return out
-
-
-class LLMBundle:
-    """A verified causal-LM bundle, opened for generation."""
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        from transformers import AutoTokenizer
-
-        from ..models.loading import quiet_transformers
-
-        self.path = Path(path)
-        files = BundleFiles(self.path)
-        try:
-            self.manifest = verify_files(files)
-            check_causal_lm(self.manifest, self.path)
-            self._tmp = None
-            folder = files.file_path(".")
-            if files.is_zip:  # the runtimes want real files: unpack the verified members
-                self._tmp = tempfile.TemporaryDirectory(prefix="edgedistill-bundle-")
-                folder = Path(self._tmp.name)
-                with zipfile.ZipFile(self.path) as z:
-                    for name in self.manifest["files"]:
-                        (folder / name).write_bytes(z.read(name))
-        finally:
-            files.close()
-        folder = Path(folder).resolve()
-        self.generation = json.loads((folder / GENERATION_FILE).read_text())
-        quiet_transformers()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except Exception as e:
-            raise ModelError(f"{self.path}: cannot load the bundle's tokenizer ({str(e)[:160]})") from None
-        scheme = get_scheme(self.manifest["scheme"])
-        self.lm = scheme.load(folder / self.manifest["model_file"], self.generation["max_context"], threads)
-        self.stats: dict = {}
-
-    @property
-    def max_context(self) -> int:
-        return int(self.generation["max_context"])
-
-    def encode(self, prompt: str, chat: bool = False) -> list[int]:
-        if not prompt.strip():
-            raise DataError("empty prompt: give some text")
-        tok = self.tokenizer
-        if chat:
-            if not getattr(tok, "chat_template", None):
-                raise DataError(f"{self.path}: this bundle's tokenizer has no chat template; drop --chat")
-            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=False))
-        ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
-        bos = self.generation.get("bos_token_id")
-        if self.generation.get("add_bos") and bos is not None and ids[:1] != [bos]:
-            ids.insert(0, bos)
-        return ids
-
-    def stream_ids(self, ids: list[int], sampling: Sampling) -> Iterator[int]:
-        """Generated token ids; afterwards ``self.stats`` holds the timings."""
-        timed = _Timed(self.lm)
-        t0 = time.perf_counter()
-        n, ttft = 0, None
-        for tok in stream(timed, ids, sampling, set(self.generation["eos_token_ids"])):
-            if ttft is None:
-                ttft = time.perf_counter() - t0
-            n += 1
-            yield tok
-        prefill = timed.steps[0][1] if timed.steps else 0.0
-        decode = timed.steps[1:]
-        decode_s = sum(s for _, s in decode)
-        self.stats = {"prompt_tokens": len(ids), "new_tokens": n, "time_to_first_token_s": ttft,
-                      "prefill_s": prefill, "prefill_tokens_per_s": len(ids) / prefill if prefill else None,
-                      "decode_steps": len(decode), "decode_s": decode_s,
-                      "decode_tokens_per_s": len(decode) / decode_s if decode_s else None,
-                      "total_s": time.perf_counter() - t0}
-
-    def stream(self, prompt: str, sampling: Sampling, chat: bool = False) -> Iterator[str]:
-        """Text pieces as they are generated (each piece decodes cleanly; no half characters)."""
-        ids = self.encode(prompt, chat)
-        out: list[int] = []
-        shown = ""
-        for tok in self.stream_ids(ids, sampling):
-            out.append(tok)
-            text = self.tokenizer.decode(out, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
-                continue
-            if len(text) > len(shown) and text.startswith(shown):
-                yield text[len(shown):]
-            shown = text
-
-    def generate(self, prompt: str, sampling: Sampling, chat: bool = False) -> str:
-        return "".join(self.stream(prompt, sampling, chat))
-
-
-def open_llm_bundle(path: str | Path, threads: int | None = None) -> LLMBundle:
-    return LLMBundle(path, threads)
+def open_llm_bundle(path: str | Path, threads: int | None = None) -> CausalLM:
+    return CausalLM(path, threads)

@@ -235,7 +235,7 @@ def _parity(model, path: Path, vocab: int) -> float:
     """Max abs logit difference ONNX vs eager for a prefill and two decode steps."""
     import torch
 
-    from .onnx_lm import OnnxLM
+    from ..runtime.onnx_lm import OnnxLM
 
     lm = OnnxLM(path, max_cache_len=16)
     ids = [int(i) % vocab for i in (1, 5, 9, 3, 7)]
@@ -324,7 +324,7 @@ def _bundle_export(scheme: str):
 
 
 def _bundle_load(path: Path, max_cache_len: int, threads: int | None = None):
-    from .onnx_lm import OnnxLM
+    from ..runtime.onnx_lm import OnnxLM
 
     return OnnxLM(path, max_cache_len, threads=threads or 1)
 

@@ -56,7 +56,7 @@ def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
     if ts != "none":
         dest = out / "bundles" / f"teacher-{ts}"
         folder = _teacher_folder(recipe)
-        if _reusable(dest, folder):
+        if reusable_bundle(dest, folder):
             say(f"export: {dest} is up to date (teacher {ts})")
         else:
             t0 = time.time()
@@ -68,7 +68,7 @@ def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
     return bundles
 
 
-def _reusable(dest: Path, source: Path) -> bool:
+def reusable_bundle(dest: Path, source: Path) -> bool:
     """A teacher bundle from the same teacher folder that still verifies is not exported again."""
     from ..runtime.format import verify_bundle
 

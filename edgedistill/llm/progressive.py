@@ -24,7 +24,7 @@ from ..errors import RecipeError
 from ..progress import say
 from .evaluate import evaluate_lm
 from .student import plan_student
-from .train import TrainConfig, train_causal
+from .train import TrainConfig, hidden_block_map, train_causal
 
 STAGE_TEACHERS = ("previous", "teacher")
 
@@ -77,6 +77,8 @@ class ChainResult:
     teacher_sha: str
     layers: list[int]
     stages: list[StageReport]
+    tutor_layers: list[int]
+    """For each block of the last stage, the block of ``teacher`` it was copied from (hidden-state transfer)."""
 
 
 def progressive_shrink(teacher, teacher_sha: str, stages: list[int], *, calib: np.ndarray, train: np.ndarray,
@@ -105,13 +107,16 @@ def progressive_shrink(teacher, teacher_sha: str, stages: list[int], *, calib: n
         rep = StageReport(layers=orig, ppl_before=before.ppl, teacher=by)
         reports.append(rep)
         tutor, tutor_sha = (teacher, teacher_sha) if stage_teacher == "teacher" else (current, current_sha)
+        # taught by the previous stage, a block's counterpart is where it sat in that stage, not in the teacher
+        tutor_layers = orig if tutor is teacher else list(plan.layers)
         if last:
             return ChainResult(student=student, plan=replace(plan, layers=orig), teacher=tutor, teacher_sha=tutor_sha,
-                               layers=orig, stages=reports)
+                               layers=orig, stages=reports, tutor_layers=tutor_layers)
         if stage_steps > 0:
             topk = topk_for(tutor, tutor_sha, train)
+            live = {"teacher": tutor, "hidden_map": hidden_block_map(tutor_layers)} if cfg.hidden_weight > 0 else {}
             student, result = train_causal(student, train, val, stage_cfg, topk=topk,
-                                           val_teacher_top1=val_teacher_top1)
+                                           val_teacher_top1=val_teacher_top1, **live)
             rep.steps, rep.train = result.steps, {"tokens_per_s": result.tokens_per_s, "best_step": result.best_step}
         after = evaluate_lm(student, test, teacher_top1=test_teacher_top1, desc=f"stage {i + 1} test")
         rep.ppl_after = after.ppl

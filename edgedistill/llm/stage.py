@@ -24,6 +24,7 @@ from .recipe import LLMRecipe
 from .student import plan_student
 from .teacher import load_causal_lm, resolve_llm_teacher
 from .topk_cache import build_topk_cache
+from .train import hidden_block_map
 
 
 def check_shared_tokenizer(teacher_tok, student_tok) -> None:
@@ -78,9 +79,6 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
     s, dist = recipe.student, recipe.distill
     calib = eval_subset(ctx.train, s.calibration_blocks)
     tutor, chain = ctx.tutor, None
-    if s.stages and dist.hidden_weight > 0:
-        raise RecipeError("[distill] key 'hidden_weight': hidden-state transfer after progressive shrinking "
-                          "([student] stages) is not supported yet; drop one of them")
     if s.stages:
         chain = progressive_shrink(
             ctx.teacher, ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
@@ -97,9 +95,9 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
     say(f"student: {plan.describe()}, held-out ppl before training {before.ppl:.2f}")
     hidden_map = None
     if dist.hidden_weight > 0:
-        # The last block's output is normalised in the student but not in the teacher's mid-stack block.
-        hidden_map = dict(list(enumerate(plan.layers))[:-1])
-        say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> teacher block {hidden_map}")
+        hidden_map = hidden_block_map(plan.layers if chain is None else chain.tutor_layers)
+        by = "teacher" if chain is None or chain.teacher is ctx.teacher else "previous stage's"
+        say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> {by} block {hidden_map}")
     student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
                                    hidden_map=hidden_map)
     after = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")

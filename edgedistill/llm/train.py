@@ -117,6 +117,14 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def hidden_block_map(copied_from: list[int]) -> dict[int, int]:
+    """Student block -> the teacher block it was copied from, for every block but the last.
+
+    The last block's HF hidden state is after the final norm in the student but a raw mid-stack output in the
+    teacher, so it has no counterpart."""
+    return dict(list(enumerate(copied_from))[:-1])
+
+
 def hidden_transfer(s_states, t_states, hidden_map: dict[int, int]) -> torch.Tensor:
     """Mean over mapped blocks of the MSE between student block i's output and teacher block j's output.
 

@@ -4,11 +4,18 @@
     b = Bundle.open("runs/quickstart/bundles/phone")      # a folder or a .zip
     vectors = b.embed(["A gorgeous, witty, seductive movie."])
 
-Only numpy, onnxruntime and tokenizers are imported; nothing here (or under
-it) may import torch or transformers (a test enforces it).
+    from edgedistill.runtime import CausalLM, Sampling
+    lm = CausalLM.open("runs/llm/bundles/onnx-int8")        # causal-LM bundles: ONNX ones need no torch
+    print(lm.generate("What is a phone?", Sampling(max_new_tokens=40), chat=True))
+
+Only numpy, onnxruntime, tokenizers (and jinja2 for chat templates) are
+imported; nothing here may import torch or transformers (a test enforces it),
+except that an ExecuTorch ``.pte`` causal-LM bundle loads executorch, which needs torch.
 """
 
 from .bundle import Bundle
+from .causal_lm import CausalLM
 from .format import FORMAT_VERSION, SUPPORTED_FORMATS, BundleFiles, verify_bundle
+from .generation import Sampling
 
-__all__ = ["Bundle", "BundleFiles", "FORMAT_VERSION", "SUPPORTED_FORMATS", "verify_bundle"]
+__all__ = ["Bundle", "BundleFiles", "CausalLM", "FORMAT_VERSION", "SUPPORTED_FORMATS", "Sampling", "verify_bundle"]

@@ -94,7 +94,7 @@ def _load(files: BundleFiles, threads: int | None):
     task = manifest.get("task")
     if manifest.get("kind") == "causal-lm":
         raise ModelError(f"{files.path}: a causal-LM bundle (text generation); open it with "
-                         "edgedistill.api.open_llm or run 'edgedistill generate --bundle PATH \"prompt\"'")
+                         "edgedistill.runtime.CausalLM or run 'edgedistill generate --bundle PATH \"prompt\"'")
     if task not in TASKS:
         raise ModelError(f"{files.path}: task {task!r} is not supported by this runtime ({', '.join(TASKS)})")
     backend = manifest.get("backend", "onnxruntime")

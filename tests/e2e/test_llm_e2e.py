@@ -61,3 +61,23 @@ def test_llm_distill_on_the_real_teacher(tmp_path, monkeypatch, capsys):
     # the teacher is a working LM on real text; a 4-of-30-layer student before training is not
     assert report["teacher"]["test"]["ppl"] < 200 < report["student"]["test_before"]["ppl"]
     assert report["distill"]["tokens_per_s"] > 0
+    # the student ships as an int8 ONNX bundle; the torch-free runtime tokenises the chat template exactly as
+    # transformers does for the real SmolLM2 tokenizer, and generates
+    from transformers import AutoTokenizer
+
+    from edgedistill.runtime import CausalLM, Sampling
+
+    bundle = tmp_path / "run" / "bundles" / "onnx-int8"
+    assert main(["llm", "export", str(tmp_path / "run" / "student"), "--scheme", "onnx-int8", "-o", str(bundle),
+                 "--max-cache-len", "64"]) == 0
+    lm = CausalLM.open(bundle, threads=1)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "student")
+    for prompt in ("What is a computer?", "Héllo — ünïcode ✓ 漢字\n  two lines"):
+        want = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                       tokenize=True, return_dict=False)
+        assert lm.encode(prompt, chat=True) == list(want)
+        assert lm.encode(prompt) == tok(prompt, add_special_tokens=False)["input_ids"]
+    text = lm.generate("The history of the city", Sampling(max_new_tokens=8))
+    # a 2-step student may pick a stop token at once; the loop must still have run the prompt
+    assert lm.stats["prompt_tokens"] == len(lm.encode("The history of the city")) and lm.stats["prefill_s"] > 0
+    assert lm.stats["new_tokens"] <= 8 and isinstance(text, str)

@@ -46,3 +46,46 @@ def test_markdown_carries_the_headline(bench):
     md = bench.render_md(res)
     assert "SMOKE" in md and "| `kd_ppl` | 1.5 |" in md and "| kd | 0 | 2 | 9.00 | 3.00 |" in md
     assert "What is AI?" in md
+
+
+def test_a_finished_run_is_read_back_not_retrained(bench, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from llm_tiny import tiny_llama
+
+    calls = []
+
+    def fake_distill(ctx, recipe):
+        calls.append(recipe.name)
+        stats = {"ppl": 9.0, "agreement": 0.5}
+        return tiny_llama(layers=2), {"student": {"layers": [0, 3], "test_before": stats, "test_after": stats},
+                                      "distill": {"steps": 10, "train_seconds": 1.0, "tokens_per_s": 2.0},
+                                      "elapsed_s": 1.0}
+
+    monkeypatch.setattr(bench, "distill_llm", fake_distill)
+    ctx = SimpleNamespace(ref=SimpleNamespace(sha256="ab" * 32))
+    base = bench.base_recipe(_args())
+    r0 = bench.method_recipe(base, "kd", 0, [20, 15])
+    rec, student = bench.run_method(ctx, r0, "kd", 0, tmp_path, keep=True)
+    again, student2 = bench.run_method(ctx, r0, "kd", 0, tmp_path, keep=True)
+    assert calls == ["kd-s0"] and again == rec and rec["ppl_after"] == 9.0
+    a, b = student.state_dict(), student2.state_dict()
+    assert all((a[k] == b[k]).all() for k in a)  # the kept student comes back too
+    bench.run_method(ctx, bench.method_recipe(base, "kd", 1, [20, 15]), "kd", 1, tmp_path, keep=False)
+    bench.run_method(ctx, bench.method_recipe(bench.base_recipe(_args(steps=11)), "kd", 0, [20, 15]), "kd", 0,
+                     tmp_path, keep=False)
+    assert calls == ["kd-s0", "kd-s1", "kd-s0"]  # another seed or budget is another run
+
+
+def test_headline_takes_the_one_thread_speedup(bench):
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
+    runs = [{"method": m, "seed": s, "ppl_before": 700.0, "ppl_after": p}
+            for m, s, p in (("nokd", 0, 150.0), ("nokd", 1, 154.0), ("kd", 0, 120.0), ("kd", 1, 121.0),
+                            ("seq_kd", 0, 160.0))]
+    export = {"teacher_fp32_bytes": 800, "student_pte_bytes": 100, "decode_speedup": {"1": 2.5, "2": 1.5}}
+    h = bench.headline(_args(seeds=2), ctx, runs, ["nokd", "kd", "seq_kd"], [20, 15], export)
+    assert h["kd_ppl"] == 120.5 and h["nokd_ppl"] == 152.0 and h["ppl_noise"] == 4.0 and h["seq_kd_ppl"] == 160.0
+    assert h["size_ratio"] == 8.0 and h["decode_speedup_same_scheme"] == 2.5
+    assert h["decode_speedup_by_threads"] == {"1": 2.5, "2": 1.5} and h["budget"]["steps"] == 10

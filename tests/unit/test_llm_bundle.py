@@ -195,18 +195,55 @@ def test_bench_refuses_bad_inputs_before_any_process(tiny, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-def test_onnx_bundle_generates_like_eager(tiny, tmp_path):
-    """The ONNX schemes ship through the same bundle, open and generation path as the .pte ones."""
+TORCH_FREE = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers'):
+            raise ImportError('blocked for this test: ' + name)
+sys.meta_path.insert(0, Block())
+from edgedistill.runtime import CausalLM, Sampling
+lm = CausalLM.open(sys.argv[1], threads=1)
+out = {"plain": lm.generate(sys.argv[2], Sampling(max_new_tokens=10)), "chat_ids": lm.encode(sys.argv[2], chat=True),
+       "sampled": lm.generate(sys.argv[2], Sampling(max_new_tokens=10, temperature=1.5, top_k=8, seed=3))}
+assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def test_onnx_bundle_generates_like_eager_without_torch(tiny, tmp_path):
+    """The ONNX schemes ship through the same bundle and generation loop as the .pte ones, and an app runs them
+    with the torch-free runtime: same greedy text as eager, same chat-template ids as transformers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
     from edgedistill.llm.teacher import load_causal_lm
 
     _, student, _ = tiny
-    bundle = api.llm_export(student, tmp_path / "onnx", scheme="onnx-fp32", target="phone", max_cache_len=CONTEXT)
+    chatty = shutil.copytree(student, tmp_path / "student")
+    (chatty / "chat_template.jinja").write_text(
+        "{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"
+        "{% if add_generation_prompt %}<s> assistant{% endif %}")
+    bundle = api.llm_export(chatty, tmp_path / "onnx", scheme="onnx-fp32", target="phone", max_cache_len=CONTEXT)
     man = json.loads((bundle / "manifest.json").read_text())
     assert man["backend"] == "onnxruntime" and man["model_file"] == "model.onnx" and "model.onnx" in man["files"]
-    model, tok = load_causal_lm(student)
+    assert "chat_template.jinja" in man["files"]
+    model, tok = load_causal_lm(chatty)
     prompt = "the big cat sat"
     eager = generate_text(EagerLM(model, CONTEXT), tok, prompt, Sampling(max_new_tokens=10))
     assert api.generate(api.open_llm(bundle), prompt, max_tokens=10).strip() == eager.strip()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", TORCH_FREE, str(bundle), prompt], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["plain"].strip() == eager.strip()
+    want = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True,
+                                   return_dict=False)
+    assert got["chat_ids"] == list(want) and got["chat_ids"].count(tok.bos_token_id) == 2
+    assert got["sampled"] == api.generate(api.open_llm(bundle), prompt, max_tokens=10, temperature=1.5, top_k=8,
+                                          seed=3)
 
 
 def test_embedding_runtime_points_causal_lm_bundles_at_generate(tiny):

@@ -1,5 +1,5 @@
+import numpy as np
 import pytest
-import torch
 from llm_tiny import tiny_tokenizer, trained_tiny_llama
 
 from edgedistill.errors import DataError, RecipeError
@@ -14,14 +14,21 @@ def tiny(tmp_path_factory):
 
 
 def test_pick_greedy_top_k_top_p():
-    logits = torch.tensor([1.0, 3.0, 2.0, -1.0])
-    gen = torch.Generator().manual_seed(0)
+    logits = np.array([1.0, 3.0, 2.0, -1.0], dtype=np.float32)
+    gen = np.random.default_rng(0)
     assert pick(logits, Sampling(), gen) == 1
     # top_k = 1 and a tiny top_p both reduce sampling to the argmax
-    assert {pick(logits.clone(), Sampling(temperature=1.0, top_k=1), gen) for _ in range(20)} == {1}
-    assert {pick(logits.clone(), Sampling(temperature=1.0, top_p=0.01), gen) for _ in range(20)} == {1}
+    assert {pick(logits, Sampling(temperature=1.0, top_k=1), gen) for _ in range(20)} == {1}
+    assert {pick(logits, Sampling(temperature=1.0, top_p=0.01), gen) for _ in range(20)} == {1}
     # top_k = 2 never leaves the two best tokens, and reaches both
-    assert {pick(logits.clone(), Sampling(temperature=5.0, top_k=2), gen) for _ in range(200)} == {1, 2}
+    assert {pick(logits, Sampling(temperature=5.0, top_k=2), gen) for _ in range(200)} == {1, 2}
+    # nucleus: probabilities 0.5 / 0.3 / 0.2; top_p 0.7 keeps the first two (0.5 < 0.7, 0.8 >= 0.7)
+    probs = np.log(np.array([0.2, 0.5, 0.3]))
+    assert {pick(probs, Sampling(temperature=1.0, top_p=0.7), gen) for _ in range(300)} == {1, 2}
+    assert logits.tolist() == [1.0, 3.0, 2.0, -1.0]  # the caller's logits are not modified
+    # sampled draws follow the softmax: token 1 of [0.2, 0.5, 0.3] about half the time
+    draws = [pick(probs, Sampling(temperature=1.0), np.random.default_rng(i)) for i in range(2000)]
+    assert abs(draws.count(1) / 2000 - 0.5) < 0.05
 
 
 def test_stop_tokens_max_tokens_and_context(tiny):

@@ -24,11 +24,15 @@ def _recipe(tmp_path, teacher, student=None, **distill):
     return path
 
 
+def _context(tmp_path_factory, layers):
+    tmp = tmp_path_factory.mktemp("m")
+    teacher = save_tiny_llama(tmp / "teacher", layers=layers)
+    return tmp, teacher, prepare_llm(load_llm_recipe(_recipe(tmp, teacher)))
+
+
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("m")
-    teacher = save_tiny_llama(tmp / "teacher", layers=5)
-    return tmp, teacher, prepare_llm(load_llm_recipe(_recipe(tmp, teacher)))
+    return _context(tmp_path_factory, 5)
 
 
 @pytest.mark.parametrize("student,distill,msg", [
@@ -107,9 +111,17 @@ def test_hidden_weight_bad_values(tmp_path, distill, msg):
         load_llm_recipe(_recipe(tmp_path, tmp_path / "t", **distill))
 
 
-def test_hidden_weight_with_stages_is_refused(ctx):
-    tmp, teacher, c = ctx
-    r = load_llm_recipe(_recipe(tmp, teacher, {"stages": [4, 2], "num_layers": None, "stage_steps": 1},
-                                hidden_weight=1.0))
-    with pytest.raises(RecipeError, match="progressive shrinking"):
-        distill_llm(c, r)
+@pytest.mark.parametrize("stage_teacher", ["previous", "teacher"])
+def test_hidden_transfer_after_progressive_shrinking_maps_through_the_stages(tmp_path_factory, stage_teacher):
+    # 8 layers: the first stage drops middle layers, so teacher and previous-stage block numbers differ
+    tmp, teacher, c = _context(tmp_path_factory, 8)
+    r = load_llm_recipe(_recipe(tmp, teacher, {"stages": [6, 4], "num_layers": None, "stage_steps": 1,
+                                               "stage_teacher": stage_teacher}, hidden_weight=1.0))
+    report = distill_llm(c, r)[1]
+    first, last = (st["layers"] for st in report["student"]["stages"])  # teacher layer numbers
+    # the last stage is compared with the block it was copied from, counted in the model that teaches it
+    in_teacher = {str(i): j for i, j in enumerate(last[:-1])}
+    in_previous = {str(i): first.index(j) for i, j in enumerate(last[:-1])}
+    assert in_teacher != in_previous  # else this test could not tell the two maps apart
+    assert report["distill"]["hidden_map"] == (in_previous if stage_teacher == "previous" else in_teacher)
+    assert any("hidden" in h for h in report["distill"]["history"])

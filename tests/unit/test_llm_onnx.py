@@ -6,8 +6,8 @@ from llm_tiny import trained_tiny_llama
 from edgedistill.errors import DataError, ModelError, RecipeError
 from edgedistill.llm.export_onnx import export_onnx_lm, quantize_onnx_lm
 from edgedistill.llm.generate import EagerLM, Sampling, stream
-from edgedistill.llm.onnx_lm import OnnxLM
 from edgedistill.llm.teacher import load_causal_lm
+from edgedistill.runtime.onnx_lm import OnnxLM
 
 PROMPTS = ([2, 5, 6, 7, 9], [4, 10, 11], [8, 9, 10, 12, 13, 14, 15])
 
@@ -48,7 +48,7 @@ def test_fp32_logits_prefill_and_decode(exported):
 
         np.testing.assert_allclose(lm.step_np(ids[:4], 0), ref(4), atol=1e-4)
         for pos in range(4, len(ids)):
-            np.testing.assert_allclose(lm.step(ids[pos:pos + 1], pos).numpy(), ref(pos + 1), atol=1e-4)
+            np.testing.assert_allclose(lm.step(ids[pos:pos + 1], pos), ref(pos + 1), atol=1e-4)
         # rewinding to an earlier position reuses the cached prefix
         np.testing.assert_allclose(lm.step_np(ids[2:3], 2), ref(3), atol=1e-4)
     with pytest.raises(DataError, match="position 9, but the cache holds 3"):
@@ -134,7 +134,7 @@ def test_runtime_is_torch_free(exported):
     import sys
 
     _, files = exported
-    code = ("import sys; from edgedistill.llm.onnx_lm import OnnxLM; lm = OnnxLM(sys.argv[1], 16); "
+    code = ("import sys; from edgedistill.runtime.onnx_lm import OnnxLM; lm = OnnxLM(sys.argv[1], 16); "
             "lm.step_np([2, 5, 6], 0); lm.step_np([7], 3); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(files["int4"])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

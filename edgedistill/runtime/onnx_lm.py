@@ -1,9 +1,8 @@
 """Run an ONNX causal LM (from :mod:`edgedistill.llm.export_onnx`) with onnxruntime, keeping the KV cache.
 
 Torch-free: onnxruntime and numpy only. ``step(ids, pos)`` has the interface of
-``PteLM`` / ``EagerLM`` so ``generate.stream`` drives it unchanged; it returns
-a torch tensor only because that loop samples with torch (imported lazily), and
-``step_np`` gives the same logits as numpy for torch-free apps.
+``PteLM`` / ``EagerLM``, so :func:`edgedistill.runtime.generation.stream` drives
+any of them.
 """
 
 from __future__ import annotations
@@ -75,7 +74,4 @@ class OnnxLM:
         self.length = pos + len(ids)
         return out["logits"][0, -1].astype(np.float32, copy=False)
 
-    def step(self, ids: list[int], pos: int):
-        import torch
-
-        return torch.from_numpy(np.array(self.step_np(ids, pos)))
+    step = step_np
