@@ -292,3 +292,7 @@ def export_and_time(a, ctx, kd_student) -> dict:
             "decode_speedup": rep["ratios"]["student-8da4w"]["decode_speedup"],
             "prompt_tokens": a.prompt_tokens, "decode_tokens": a.decode, "cache_len": a.cache_len,
             "repeats": a.repeats, "bench_table": rep["markdown_table"]}
+
+
+if __name__ == "__main__":
+    main()

@@ -89,3 +89,11 @@ def test_headline_takes_the_one_thread_speedup(bench):
     assert h["kd_ppl"] == 120.5 and h["nokd_ppl"] == 152.0 and h["ppl_noise"] == 4.0 and h["seq_kd_ppl"] == 160.0
     assert h["size_ratio"] == 8.0 and h["decode_speedup_same_scheme"] == 2.5
     assert h["decode_speedup_by_threads"] == {"1": 2.5, "2": 1.5} and h["budget"]["steps"] == 10
+
+
+def test_the_script_runs_from_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "--reuse" in out.stdout and "--prompt-tokens" in out.stdout
