@@ -2,9 +2,9 @@
 
 Teacher (fp32) held-out perplexity on Brown test text; the pruned student
 before training; the student after each method at the same step budget
-(``nokd`` hard labels, ``kd`` top-k forward KL, ``progressive`` teacher-assistant
-chain, ``seq_kd``, ``on_policy``), ``kd`` and ``nokd`` over several seeds for the
-run-to-run noise; greedy replies of teacher and KD student to chatterbot
+(``nokd`` hard labels, ``kd`` top-k forward KL, ``kd_ce`` the two mixed,
+``progressive`` teacher-assistant chain, ``seq_kd``, ``on_policy``), ``nokd``,
+``kd`` and ``kd_ce`` over several seeds for the run-to-run noise; greedy replies of teacher and KD student to chatterbot
 prompts side by side; the KD student and the teacher exported to 8da4w
 bundles and timed by the product's LLM bench in this run (a fresh process per
 model, thread count and repeat; 1 and 2 threads). Phases are written as they
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from edgedistill.bench.calibrate import cpu_name
 from edgedistill.cache import cache_dir
 from edgedistill.fileutil import atomic_dir, write_json_atomic, write_text_atomic
 from edgedistill.llm.chatterbot import load_prompts, report_prompts
@@ -35,8 +37,8 @@ from edgedistill.llm.generate import EagerLM, Sampling, generate_text
 from edgedistill.llm.recipe import LLMDataSpec, LLMDistillSpec, LLMRecipe, LLMStudentSpec, LLMTeacherSpec
 from edgedistill.llm.stage import distill_llm, prepare_llm
 
-METHODS = ("nokd", "kd", "progressive", "seq_kd", "on_policy")
-SEEDED = ("nokd", "kd")
+METHODS = ("nokd", "kd", "kd_ce", "progressive", "seq_kd", "on_policy")
+SEEDED = ("nokd", "kd", "kd_ce")
 
 
 def base_recipe(a) -> LLMRecipe:
@@ -55,6 +57,8 @@ def method_recipe(base: LLMRecipe, method: str, seed: int, stages: list[int]) ->
     s = base.student
     if method == "nokd":
         d = replace(d, mode="nokd")
+    elif method == "kd_ce":  # Hinton's mix: soft teacher targets plus the hard next-token labels, equal weight
+        d = replace(d, ce_weight=1.0)
     elif method == "progressive":
         # same total budget: half the steps heal the intermediate stage(s), the rest train the last one
         inter = len(stages) - 1
@@ -165,8 +169,8 @@ def main() -> None:
     ctx = prepare_llm(base)
     reuse = Path(a.reuse) if a.reuse else None
     runs, students = [], {}
-    res = {"headline": {}, "smoke": a.smoke, "host": f"{torch.get_num_threads()} torch threads, CPU",
-           "args": vars(a), "runs": runs, "generations": [],
+    host = f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads for training"
+    res = {"headline": {}, "smoke": a.smoke, "host": host, "args": vars(a), "runs": runs, "generations": [],
            "export": None, "partial": True}
 
     def write():
@@ -244,7 +248,7 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
         "kd_ppl": statistics.mean(ppls("kd")) if ppls("kd") else None,
         "nokd_ppl": statistics.mean(ppls("nokd")) if ppls("nokd") else None,
         "ppl_noise": max(spread) if spread else None,
-        **{f"{m}_ppl": ppls(m)[0] for m in methods if m not in SEEDED and ppls(m)},
+        **{f"{m}_ppl": statistics.mean(ppls(m)) for m in methods if m not in ("kd", "nokd") and ppls(m)},
         "budget": {"steps": a.steps, "batch_size": a.batch, "block_size": a.block,
                    "train_tokens": a.steps * a.batch * a.block, "train_blocks": len(ctx.train),
                    "student_layers": a.layers, "seeds": a.seeds, "progressive_stages": stages,

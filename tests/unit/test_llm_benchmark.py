@@ -23,7 +23,7 @@ def _args(**kw):
     return argparse.Namespace(**(d | kw))
 
 
-@pytest.mark.parametrize("method,mode", [("nokd", "nokd"), ("kd", "kd"), ("seq_kd", "seq_kd"),
+@pytest.mark.parametrize("method,mode", [("nokd", "nokd"), ("kd", "kd"), ("kd_ce", "kd"), ("seq_kd", "seq_kd"),
                                          ("on_policy", "on_policy"), ("progressive", "kd")])
 def test_each_method_gets_the_same_budget(bench, method, mode):
     base = bench.base_recipe(_args())
@@ -31,6 +31,7 @@ def test_each_method_gets_the_same_budget(bench, method, mode):
     r.student.validate("[student]")
     r.distill.validate()
     assert r.distill.mode == mode and r.distill.seed == 1
+    assert r.distill.ce_weight == (1.0 if method == "kd_ce" else 0.0)  # only kd_ce adds the hard labels to KD
     total = r.distill.max_steps + (r.student.stage_steps * (len(r.student.stages) - 1) if r.student.stages else 0)
     assert total == 10
     if method == "progressive":
@@ -83,10 +84,11 @@ def test_headline_takes_the_one_thread_speedup(bench):
     ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
     runs = [{"method": m, "seed": s, "ppl_before": 700.0, "ppl_after": p}
             for m, s, p in (("nokd", 0, 150.0), ("nokd", 1, 154.0), ("kd", 0, 120.0), ("kd", 1, 121.0),
-                            ("seq_kd", 0, 160.0))]
+                            ("kd_ce", 0, 110.0), ("kd_ce", 1, 112.0), ("seq_kd", 0, 160.0))]
     export = {"teacher_fp32_bytes": 800, "student_pte_bytes": 100, "decode_speedup": {"1": 2.5, "2": 1.5}}
-    h = bench.headline(_args(seeds=2), ctx, runs, ["nokd", "kd", "seq_kd"], [20, 15], export)
+    h = bench.headline(_args(seeds=2), ctx, runs, ["nokd", "kd", "kd_ce", "seq_kd"], [20, 15], export)
     assert h["kd_ppl"] == 120.5 and h["nokd_ppl"] == 152.0 and h["ppl_noise"] == 4.0 and h["seq_kd_ppl"] == 160.0
+    assert h["kd_ce_ppl"] == 111.0
     assert h["size_ratio"] == 8.0 and h["decode_speedup_same_scheme"] == 2.5
     assert h["decode_speedup_by_threads"] == {"1": 2.5, "2": 1.5} and h["budget"]["steps"] == 10
 
