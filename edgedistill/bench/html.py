@@ -505,6 +505,12 @@ def _comparison(reports: list[dict], names: list[str]) -> str:
         _pareto_points(entries), legend, "all runs; p50 at each run's first thread count; colour = run, shape = role"))
 
 
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f"<body><main>\n{body}\n</main></body></html>\n")
+
+
 def render_html(reports: list[dict]) -> str:
     """One report -> its page; several reports (from different runs) -> one comparison page."""
     if not reports:
@@ -516,9 +522,7 @@ def render_html(reports: list[dict]) -> str:
         title = "edgedistill bench comparison: " + " vs ".join(names)
         body = "\n".join([f"<h1>{escape(title)}</h1>", _comparison(reports, names)]
                          + [_run_section(r, f"run {i + 1}: {n}", "h2") for i, (r, n) in enumerate(zip(reports, names, strict=False))])
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-            f"<body><main>\n{body}\n</main></body></html>\n")
+    return _page(title, body)
 
 
 def render_training_html(record: dict, name: str) -> str:
@@ -529,6 +533,4 @@ def render_training_html(record: dict, name: str) -> str:
     facts = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in m.items() if isinstance(v, float))
     body = (f"<h1>{escape(title)}</h1><p>{escape(str(record.get('strategy', '')))}; {escape(facts)}</p>"
             + _distill_plots({"distill": record}))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-            f"<body><main>\n{body}\n</main></body></html>\n")
+    return _page(title, body)

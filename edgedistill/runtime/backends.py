@@ -54,12 +54,17 @@ def onnx_runner(model: bytes | Path, threads: int, where: str, manifest: dict) -
     return run, [i.name for i in sess.get_inputs()]
 
 
-def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: dict) -> tuple[Runner, list[str]]:
-    if importlib.util.find_spec("executorch") is None:
+def require_executorch(where: str, torch_free: str) -> None:
+    """A one-line error, before any import, when a .pte bundle meets an install without executorch/torch;
+    ``torch_free`` says how to get an ONNX bundle of the same model instead."""
+    if importlib.util.find_spec("executorch") is None or importlib.util.find_spec("torch") is None:
         raise ModelError(f"{where} is an ExecuTorch (.pte) bundle: its Python runtime needs the executorch package, "
                          "which needs torch (pip install executorch==1.5.1 in the training environment); for a "
-                         "torch-free app use an onnxruntime bundle (edgedistill export --target ... with an ONNX "
-                         "scheme)")
+                         f"torch-free app {torch_free}")
+
+
+def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: dict) -> tuple[Runner, list[str]]:
+    require_executorch(where, "use an onnxruntime bundle (edgedistill export --target ... with an ONNX scheme)")
     try:  # imports torch: only ever reached for .pte bundles
         from ..export.pte import pte_runner
     except ImportError:

@@ -13,7 +13,6 @@ Python runtime links libtorch; it is imported only for them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError, ModelError
+from .backends import require_executorch
 from .format import BundleFiles, verify_files
 from .generation import Sampling, stream
 
@@ -86,10 +86,7 @@ def _load_model(folder: Path, manifest: dict, max_context: int, threads: int, wh
         from .onnx_lm import OnnxLM
 
         return OnnxLM(folder / manifest["model_file"], max_context, threads=threads)
-    if importlib.util.find_spec("executorch") is None or importlib.util.find_spec("torch") is None:
-        raise ModelError(f"{where} is an ExecuTorch (.pte) bundle: its Python runtime needs the executorch package, "
-                         "which needs torch (pip install executorch==1.5.1 in the training environment); for a "
-                         "torch-free runtime export with --scheme onnx-int8 (or onnx-fp32 / onnx-int4)")
+    require_executorch(where, "export it with 'edgedistill llm export --scheme onnx-int8' (or onnx-fp32 / onnx-int4)")
     from ..llm.backends import get_scheme
 
     return get_scheme(manifest["scheme"]).load(folder / manifest["model_file"], max_context, threads)

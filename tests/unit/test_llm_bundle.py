@@ -252,3 +252,15 @@ def test_embedding_runtime_points_causal_lm_bundles_at_generate(tiny):
     _, _, bundle = tiny
     with pytest.raises(ModelError, match="causal-LM bundle.*edgedistill generate"):
         Bundle.open(bundle)
+
+
+def test_pte_bundle_without_executorch_points_at_the_onnx_schemes(tiny, monkeypatch):
+    import importlib.util
+
+    from edgedistill.runtime import CausalLM
+
+    _, _, bundle = tiny
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    with pytest.raises(ModelError, match="ExecuTorch .* needs the executorch package.*llm export --scheme onnx-int8"):
+        CausalLM.open(bundle)
