@@ -283,7 +283,7 @@ def predict(bundle_path, texts, as_json, threads, no_truncate):
 
 @cli.group()
 def llm():
-    """Causal language models: distil a small LM teacher into a shallower student (see README, LLM)."""
+    """Causal language models: distil a small LM teacher into a shallower student (see docs/llm.md)."""
 
 
 @llm.command("distill")

@@ -163,7 +163,7 @@ class DistillSpec:
     final_temperature: float | None = None
     """Temperature at the last step; it moves linearly from ``temperature`` (temperature annealing)."""
     layer_map_mode: Literal["copied", "uniform", "last_k"] = "copied"
-    """Default student->teacher layer map when ``layer_map`` is empty (see README: layer maps)."""
+    """Default student->teacher layer map when ``layer_map`` is empty (see docs/recipes.md, `layer_map_mode`)."""
     curriculum: Literal["none", "teacher_confidence", "teacher_loss"] = "none"
     """Classification: sample batches from a pool of the easiest examples (by the teacher) that grows to all."""
     curriculum_fraction: float = 0.5
