@@ -28,7 +28,7 @@ def cli():
     watches, and benchmark student against teacher.
 
     \b
-    The whole path on the built-in demo (real teacher, real text, ~10 min on 2 cores):
+    The whole path on the built-in demo (real teacher, real text, ~6 min on 2 cores):
       edgedistill run
     Stage by stage, on your own recipe:
       edgedistill distill my.toml && edgedistill export my.toml && edgedistill bench my.toml
@@ -254,7 +254,8 @@ def bundle_verify(path):
               help="Bundle folder or .zip (from 'edgedistill export').")
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
-@click.option("--threads", type=int, default=None, help="Inference threads (default: the bundle target's).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
+              help="Inference threads (default: the bundle target's).")
 @click.option("--no-truncate", is_flag=True, help="Refuse texts longer than the bundle's max_length.")
 def predict(bundle_path, texts, as_json, threads, no_truncate):
     """Run a bundle on TEXTS with the torch-free runtime (embeddings, or labels and scores).
@@ -352,8 +353,11 @@ def llm_bench(bundles, teacher_bundle, eager, out, threads, repeats, prompt_toke
 
     try:
         thread_list = [int(t) for t in threads.split(",") if t.strip()]
+        if not thread_list or min(thread_list) < 1:
+            raise ValueError
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
+        raise click.BadParameter(f"expected comma-separated positive integers, got {threads!r}",
+                                 param_hint="--threads") from None
     res = api.llm_bench(list(bundles), out, teacher_bundle=teacher_bundle, eager=list(eager), threads=thread_list,
                         repeats=repeats, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
                         targets=list(targets) or None)

@@ -320,6 +320,10 @@ class Recipe:
             _fail(where, "recipe_version", f"this edgedistill reads version {RECIPE_VERSION}, got {self.recipe_version}")
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
             _fail(where, "name", f"expected a plain name usable as a folder name, got {self.name!r}")
+        from .targets import resolve_targets
+
+        self.export.targets = resolve_targets(self.export.targets, self.base_dir, f"{where} [export] key 'targets'")
+        self.bench.targets = resolve_targets(self.bench.targets, self.base_dir, f"{where} [bench] key 'targets'")
 
     @property
     def base_dir(self) -> Path:

@@ -63,9 +63,11 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
-def _faster(v) -> str:
+def _faster(v, noisy: bool = False) -> str:
     if v is None:
         return "–"
+    if noisy:
+        return "not reliable (noisy)"
     return f"{v:.2f}× faster" if v >= 1 else f"{1 / v:.2f}× slower"
 
 
@@ -172,7 +174,7 @@ def _models_cards(r: dict) -> list[str]:
     vs = {n: v for n, v in (h.get("vs_teacher") or {}).items() if isinstance(v, dict)}
     if not vs:
         return [_card("Ratios", "–", escape(str(h.get("note") or "no teacher given")), "")]
-    return [_card(f"{n} vs the teacher ({t0} threads)", _faster(v.get("latency_p50_speedup")),
+    return [_card(f"{n} vs the teacher ({t0} threads)", _faster(v.get("latency_p50_speedup"), v.get("latency_noisy")),
                   f"{_x(v.get('size_ratio'))} smaller; " + (f"{_pct(v['quality_retention'])} of its probe accuracy"
                                                            if v.get("quality_retention") is not None
                                                            else "quality not probed"), MEASURED)
@@ -189,9 +191,9 @@ def _headline(r: dict) -> str:
     cards = [
         _card("Size (teacher fp32 ÷ student bundle)", f"{_x(h.get('size_ratio'))} smaller",
               f"{num(_mb(te.get('size_bytes')))} MB → {num(_mb(st.get('size_bytes')))} MB", MEASURED),
-        _card(f"Latency p50 speedup ({t0} threads)", f"{_x(h.get('latency_p50_speedup'))} faster",
+        _card(f"Latency p50 speedup ({t0} threads)", _faster(h.get("latency_p50_speedup"), h.get("latency_noisy")),
               f"{num(te.get('p50_ms'))} ms → {num(st.get('p50_ms'))} ms"
-              + (f"; {_x(one)} at 1 thread" if one else ""), MEASURED),
+              + (f"; {_faster(one, h.get('latency_noisy_1_thread'))} at 1 thread" if one else ""), MEASURED),
         _card("Quality retention (probe accuracy)",
               "–" if h.get("quality_retention") is None else f"{100 * h['quality_retention']:.1f}%",
               f"{_pct(te.get('probe_accuracy'))} → {_pct(st.get('probe_accuracy'))}"
@@ -201,7 +203,7 @@ def _headline(r: dict) -> str:
     ]
     v = h.get("vs_teacher_int8")
     cards.append(_card("Against the teacher in int8 ONNX",
-                       "–" if not v else f"{_x(v.get('latency_p50_speedup'))} faster",
+                       "–" if not v else _faster(v.get("latency_p50_speedup"), v.get("latency_noisy")),
                        "not benchmarked in this run" if not v else
                        f"{_x(v.get('size_ratio'))} smaller, {_pct(v.get('quality_retention'))} of its probe accuracy",
                        MEASURED if v else ""))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .report import speedup_text
+
 
 def print_summary(report: dict) -> None:
     threads = [str(t) for t in report["settings"]["threads"]]
@@ -27,15 +29,15 @@ def print_summary(report: dict) -> None:
     if report.get("mode") == "models":
         for name, v in (h.get("vs_teacher") or {}).items():
             ret = v.get("quality_retention")
-            click.echo(f"{name} vs teacher: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
+            click.echo(f"{name} vs teacher: {v['size_ratio']:.2f}x smaller, {speedup_text(v)}"
                        + (f", {100 * ret:.1f}% of its probe accuracy" if ret else ""))
     elif h.get("size_ratio"):
         ret = h.get("quality_retention")
-        click.echo(f"\nstudent vs teacher: {h['size_ratio']:.1f}x smaller, {h['latency_p50_speedup']:.1f}x faster "
+        click.echo(f"\nstudent vs teacher: {h['size_ratio']:.1f}x smaller, {speedup_text(h, fmt='.1f')} "
                    f"(p50, {threads[0]} threads)" + (f", {100 * ret:.1f}% of its probe accuracy" if ret else ""))
     v = h.get("vs_teacher_int8")
     if v:
-        click.echo(f"student vs teacher int8: {v['size_ratio']:.2f}x smaller, {v['latency_p50_speedup']:.2f}x faster"
+        click.echo(f"student vs teacher int8: {v['size_ratio']:.2f}x smaller, {speedup_text(v)}"
                    + (f", {100 * v['quality_retention']:.1f}% of its probe accuracy"
                       if v.get("quality_retention") else ""))
     files = report["files"]

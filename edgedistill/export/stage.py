@@ -147,15 +147,12 @@ def _calibration(ws: Workspace, student_dir: Path):
     """Training sentences (never the parity sentences) for static quantisation."""
 
     def make(input_names) -> QuantContext:
-        from ..models.loading import quiet_transformers
-
-        quiet_transformers()
-        from transformers import AutoTokenizer
+        from ..models.loading import load_tokenizer
 
         r = ws.recipe
         train = ws.texts("train")
         texts = [train[i] for i in ws.sample("train", r.export.calibration_sentences)]
-        tok = AutoTokenizer.from_pretrained(student_dir, local_files_only=True)
+        tok = load_tokenizer(student_dir, padding_side=None)
         return QuantContext(tok, texts, r.teacher.max_length, list(input_names))
 
     return make

@@ -187,6 +187,9 @@ def is_llm_recipe(path: str | Path) -> bool:
 def load_llm_recipe(path: str | Path) -> LLMRecipe:
     path = Path(path)
     table = load_toml(path)
+    if table.get("kind") != "llm":
+        raise RecipeError(f"{path}: not an LLM recipe (it has no kind = \"llm\"); encoder recipes run with "
+                          "'edgedistill distill' / 'edgedistill run'")
     head = parse_table(_Top, {k: v for k, v in table.items() if k not in _SECTIONS}, f"{path}:")
     if "teacher" not in table:
         raise RecipeError(f"{path}: missing required section [teacher]")
@@ -196,4 +199,11 @@ def load_llm_recipe(path: str | Path) -> LLMRecipe:
             if not isinstance(table[key], dict):
                 raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table")
             secs[key] = parse_table(cls, table[key], f"{path}: [{key}]")
-    return LLMRecipe(name=head.name, kind=head.kind, description=head.description, **secs, source_path=path.resolve())
+    recipe = LLMRecipe(name=head.name, kind=head.kind, description=head.description, **secs,
+                       source_path=path.resolve())
+    from ..targets import resolve_targets
+
+    base = path.resolve().parent
+    (recipe.export.target,) = resolve_targets([recipe.export.target], base, f"{path}: [export] key 'target'")
+    recipe.bench.targets = resolve_targets(recipe.bench.targets, base, f"{path}: [bench] key 'targets'")
+    return recipe

@@ -21,7 +21,7 @@ from ..cache import cache_dir
 from ..errors import ModelError
 from ..fetching import run_client
 from ..fileutil import atomic_dir, sha256_file, write_json_atomic
-from ..models.loading import _short, quiet_transformers, weights_file
+from ..models.loading import _short, load_tokenizer, quiet_transformers, weights_file
 
 
 @dataclass(frozen=True)
@@ -187,14 +187,11 @@ def load_causal_lm(folder: Path, dtype=None):
     """(model, tokenizer) of a local HF causal-LM folder, eval mode, CPU."""
     quiet_transformers()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     weights_file(folder)
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except Exception as e:
-        raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
+    tok = load_tokenizer(folder, padding_side=None)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or torch.float32)
     except Exception as e:

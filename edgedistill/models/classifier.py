@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import DataError, ModelError
 from ..fileutil import atomic_dir, write_json_atomic
 from ..progress import say
-from .loading import _short, quiet_transformers, weights_file
+from .loading import _short, load_tokenizer, quiet_transformers, weights_file
 
 LABELS = {0: "negative", 1: "positive"}
 
@@ -53,7 +53,7 @@ def is_classifier_folder(folder: Path) -> bool:
 def load_classifier(folder: Path):
     """(model, tokenizer) of a local HF sequence classifier, eval mode, right padding."""
     quiet_transformers()
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
     weights_file(folder)
@@ -61,13 +61,12 @@ def load_classifier(folder: Path):
         raise ModelError(f"{folder}: not a sequence classifier (config.json 'architectures' has no "
                          "...ForSequenceClassification); build one with 'edgedistill teacher classifier' or "
                          "point [teacher] path at a fine-tuned HF classifier")
+    tokenizer = load_tokenizer(folder)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
-    except Exception as e:  # tokenizers and transformers raise many types; all mean "unreadable"
+    except Exception as e:  # transformers raises many types; all mean "unreadable"
         raise ModelError(f"{folder}: cannot load the classifier ({_short(e)})") from None
     model.eval()
-    tokenizer.padding_side = "right"
     return model, tokenizer
 
 

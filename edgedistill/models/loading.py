@@ -68,8 +68,13 @@ def load_encoder(folder: Path, attn_implementation: str = "sdpa"):
     return model, tokenizer
 
 
-def load_tokenizer(folder: Path):
-    """The folder's tokenizer, right-padding (cached token states are sliced as [:length])."""
+# Ordinary English: any real vocabulary (WordPiece, BPE, byte-level) covers it without [UNK].
+_PROBE = "The quick brown fox jumps over the lazy dog, and the movie was really good."
+
+
+def load_tokenizer(folder: Path, padding_side: str | None = "right"):
+    """The folder's tokenizer, checked to be a real one; right-padding by default (cached token states are
+    sliced as [:length]). Every teacher, student, base model and export loads its tokenizer here."""
     quiet_transformers()
     from transformers import AutoTokenizer
 
@@ -77,8 +82,30 @@ def load_tokenizer(folder: Path):
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as e:  # tokenizers raise many types; all mean "unreadable"
         raise ModelError(f"{folder}: cannot load the tokenizer ({_short(e)})") from None
-    tokenizer.padding_side = "right"
+    check_tokenizer(tokenizer, folder)
+    if padding_side:
+        tokenizer.padding_side = padding_side
     return tokenizer
+
+
+def check_tokenizer(tokenizer, folder: Path) -> None:
+    """Refuse a tokenizer without a vocabulary. transformers builds one with only the special tokens from a
+    folder that lacks its tokenizer files; every word then becomes [UNK], teacher and student see the same
+    empty input, and distillation "succeeds" on nothing. A small but real vocabulary (a domain word list)
+    passes: only a tokenizer that knows no ordinary token, or turns every token of plain English into the
+    unknown token, is refused."""
+    try:
+        ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+    except Exception as e:
+        raise ModelError(f"{folder}: the tokenizer cannot encode plain English text ({_short(e)})") from None
+    unk = tokenizer.unk_token_id
+    n_unk = sum(i == unk for i in ids) if unk is not None else 0
+    ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
+    if not ids or ordinary < 1 or n_unk == len(ids):
+        raise ModelError(f"{folder}: the tokenizer has {ordinary} ordinary tokens and turns {n_unk} of {len(ids)} "
+                         f"tokens of plain English into {tokenizer.unk_token or 'unknown'}: its vocabulary files "
+                         "(tokenizer.json, vocab.txt, ...) are missing or wrong; copy the model's tokenizer files "
+                         "into the folder")
 
 
 def _short(e: Exception) -> str:

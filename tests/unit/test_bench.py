@@ -78,12 +78,40 @@ def test_headline_ratios_and_markdown():
     h = build_headline(report, {"student-onnx-int8": {"_correct": correct}, "teacher-pytorch": {"_correct": correct}})
     assert h["size_ratio"] == 6.0 and h["latency_p50_speedup"] == 8.0
     assert h["quality_retention"] == pytest.approx(0.975)
-    assert h["vs_teacher_int8"] == {"size_ratio": 1.5, "latency_p50_speedup": 3.0,
+    assert h["vs_teacher_int8"] == {"size_ratio": 1.5, "latency_p50_speedup": 3.0, "latency_noisy": False,
                                     "quality_retention": pytest.approx(0.78 / 0.79)}
     assert h["settings"] == {"host": "cpu", "host_cores": 2, "threads": 2, "batch_size": 1, "seq_length": 128}
     report["headline"] = h
     md = render_markdown(report)
     assert "**6.00x** smaller" in md and "**8.00x** faster" in md and "97.5%" in md
+
+
+def test_a_speedup_from_noisy_timings_is_never_printed_as_a_headline(capsys):
+    from edgedistill.bench.html import render_html
+    from edgedistill.bench.summary import print_summary
+
+    noisy = _model("student-onnx-int8", 150, 2.0, 0.78)
+    noisy["latency"] = {"2": {**noisy["latency"]["2"], "noisy": True}, "1": noisy["latency"]["1"]}
+    report = {
+        "models": [_model("teacher-pytorch", 900, 192.0, 0.80), noisy],
+        "settings": {"threads": [2, 1], "batch_size": 1, "seq_length": 128, "warmup": 1, "runs": 2, "repeats": 1,
+                     "target_threads": 4, "input": "x"},
+        "host": {"cpu": "cpu", "cores": 2, "torch": "t", "onnxruntime": "o"},
+        "recipe": {"name": "r"}, "target": {"name": "phone"}, "quality": {}, "energy": {"note": "n"},
+        "files": {"html": "r.html", "markdown": "r.md", "json": "r.json"},
+    }
+    correct = np.array([1, 0, 1, 1] * 25, dtype=bool)
+    h = build_headline(report, {"student-onnx-int8": {"_correct": correct}, "teacher-pytorch": {"_correct": correct}})
+    assert h["latency_p50_speedup"] == 96.0 and h["latency_noisy"] and not h["latency_noisy_1_thread"]
+    report["headline"] = h
+    print_summary(report)
+    out = capsys.readouterr().out
+    assert "96" not in out.split("student vs teacher")[1] and "not reliable (noisy" in out
+    md = render_markdown(report)
+    assert "**96.00x**" not in md and "not reliable (noisy timings) than" in md and "96.00x faster than" not in md
+    assert "(96.00x faster at 1 thread)" in md  # the 1-thread timings were calm
+    page = render_html([report])
+    assert '<div class="v">not reliable (noisy)</div>' in page and '<div class="v">96.00×' not in page
 
 
 def test_grid_plan_times_the_headline_cell_at_every_thread_count_and_the_rest_at_the_first(tiny_teacher, tmp_path):

@@ -42,6 +42,21 @@ def test_usage_errors_exit_nonzero(capsys):
     assert "No such command" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["predict", "--bundle", ".", "--threads", "-3", "hi"], "--threads"),
+    (["predict", "--bundle", ".", "--threads", "0", "hi"], "--threads"),
+    (["llm", "bench", ".", "--threads", "1,-2"], "expected comma-separated positive integers"),
+])
+def test_thread_counts_must_be_positive(argv, expected, capsys):
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_the_demo_time_in_the_help_is_the_measured_one(capsys):
+    assert main(["--help"]) == 0
+    assert "~6 min on 2 cores" in capsys.readouterr().out
+
+
 def test_missing_training_stack_is_one_line_naming_the_extra(monkeypatch, capsys):
     from edgedistill import api
 

@@ -78,6 +78,9 @@ def test_recipe_hash_ignores_formatting_but_not_values(tmp_path):
     (GOOD + "[bench]\nseq_length = [128, 0]\n", "key 'seq_length': expected a positive integer or a list"),
     (GOOD + "[bench]\nseq_length = [64, 64]\n", "key 'seq_length'"),
     (GOOD + '[bench]\nbatch_size = "4"\n', "key 'batch_size': expected an integer or a list of integers"),
+    # target references are resolved when the recipe loads, before any training
+    (GOOD + '[export]\ntargets = ["phone", "toaster"]\n', "[export] key 'targets': unknown target 'toaster'"),
+    (GOOD + '[bench]\ntargets = ["nope.toml"]\n', "[bench] key 'targets':"),
 ])
 def test_bad_recipes_name_file_key_and_expectation(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)
@@ -86,3 +89,30 @@ def test_bad_recipes_name_file_key_and_expectation(tmp_path, text, expected):
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="file not found"):
         load_recipe(tmp_path / "nope.toml")
+
+
+def test_target_files_resolve_against_the_recipe_folder(tmp_path, monkeypatch):
+    from edgedistill.targets import builtin_dir
+
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "mine.toml").write_text((builtin_dir() / "watch.toml").read_text())
+    p = write(tmp_path, GOOD + '[export]\ntargets = ["phone", "devices/mine.toml"]\n')
+    monkeypatch.chdir("/")
+    r = load_recipe(p)
+    assert r.export.targets == ["phone", str(tmp_path / "devices" / "mine.toml")]
+
+
+def test_a_bad_target_file_named_by_a_recipe_is_refused_at_load(tmp_path):
+    from edgedistill.targets import builtin_dir
+
+    bad = (builtin_dir() / "phone.toml").read_text().replace("p_cpu = { value = 6.3, lo = 4.4", "p_cpu = { value = -1, lo = -2")
+    (tmp_path / "bad.toml").write_text(bad)
+    msg = error_of(tmp_path, GOOD + '[export]\ntargets = ["bad.toml"]\n')
+    assert "[export] key 'targets'" in msg and "bad.toml" in msg and "p_cpu" in msg and "W" in msg
+
+
+def test_llm_commands_refuse_an_encoder_recipe(tmp_path):
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    with pytest.raises(RecipeError, match="not an LLM recipe"):
+        load_llm_recipe(write(tmp_path, GOOD + "[teacher]\nmax_length = 64\n".replace("[teacher]\n", "")))

@@ -48,6 +48,19 @@ def test_user_target_file_is_accepted(tmp_path):
     (lambda s: s.replace("threads = 4", 'threads = "four"'), "key 'threads': expected an integer"),
     (lambda s: s.replace("e_bit = {", "e_bits = {").replace("e_bits", "x_bit"), "missing required constant 'e_bit'"),
     (lambda s: s.replace('kind = "DERIVED", source = "R7"', 'kind = "MEASURED", source = "R7"'), "key 'kind'"),
+    # physically impossible values, with the unit in the error
+    (lambda s: s.replace("p_cpu = { value = 6.3, lo = 4.4", "p_cpu = { value = -6.3, lo = -8"),
+     "[constants] p_cpu key 'value': expected 0.001..500 W, got -6.3 W"),
+    (lambda s: s.replace("peak_int8_dot = { value = 513", "peak_int8_dot = { value = -513"),
+     "peak_int8_dot key 'value': expected 0.01..1e+06 GMAC/s"),
+    (lambda s: s.replace('eta_bw = { value = 0.6', 'eta_bw = { value = 1.6'), "eta_bw key 'value': expected 0.01..1"),
+    (lambda s: s.replace('e_bit = { value = 8, lo = 6', 'e_bit = { value = 8, lo = -6'), "e_bit key 'lo'"),
+    (lambda s: s.replace('unit = "GB/s"', 'unit = "MB/s"'), "dram_bandwidth key 'unit': expected 'GB/s', got 'MB/s'"),
+    (lambda s: s.replace("model_mb = { value = 2048", "model_mb = { value = 0"), "[budget] model_mb key 'value'"),
+    (lambda s: s.replace("threads = 4", "threads = 0"), "key 'threads': expected 1..1024"),
+    (lambda s: s.replace("ram_gb = 12", "ram_gb = -1"), "key 'ram_gb'"),
+    # a misspelt optional constant is refused, not ignored in favour of a default
+    (lambda s: s.replace("llc_effective = {", "llc_efective = {"), "unknown constant 'llc_efective'"),
 ])
 def test_bad_target_files(tmp_path, edit, expected):
     with pytest.raises(RecipeError) as e:
