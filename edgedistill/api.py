@@ -61,21 +61,52 @@ def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Pat
 
 
 def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, targets: list[str] | None = None,
-           quant: str | None = None, student: str | Path | None = None, zip_bundle: bool = False) -> list[Path]:
+           quant: str | None = None, student: str | Path | None = None, zip_bundle: bool = False,
+           sign: str | Path | None = None) -> list[Path]:
     """Export the student for each target behind the parity gate; returns the bundle folders
-    (and writes ``bundles/TARGET.zip`` beside each when ``zip_bundle``)."""
+    (and writes ``bundles/TARGET.zip`` beside each when ``zip_bundle``). ``sign``: an Ed25519 private key
+    (PEM) that signs every bundle (``signature.json``; see :func:`sign_bundle`)."""
     from .export.stage import run_export
 
-    return run_export(_embedding_only(_workspace(recipe, out), "export"), targets=targets, quant=quant,
-                      student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
+    if sign is not None:
+        from .runtime.signing import _load_key
+
+        _load_key(sign, private=True)  # a bad key fails before the export, not after it
+    paths = run_export(_embedding_only(_workspace(recipe, out), "export"), targets=targets, quant=quant,
+                       student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
+    if sign is not None:
+        for folder in paths:
+            sign_bundle(folder, sign, zip_bundle=zip_bundle)
+    return paths
 
 
-def verify_bundle(path: str | Path) -> dict:
-    """Check a bundle folder or zip (sha256 of every file) and, for onnxruntime bundles, open it as an
-    app would; returns its manifest."""
+def sign_bundle(folder: str | Path, private_key: str | Path, zip_bundle: bool = False) -> str:
+    """Sign a bundle folder with an Ed25519 private key (writes ``signature.json``); returns the bundle id.
+    ``zip_bundle`` rewrites ``FOLDER.zip`` so that it carries the signature too."""
+    from .runtime.signing import sign_bundle as _sign
+
+    bundle_id = _sign(folder, private_key)
+    if zip_bundle:
+        from .export.bundle import write_zip
+
+        write_zip(Path(folder))
+    return bundle_id
+
+
+def keygen(private_key: str | Path) -> tuple[Path, Path]:
+    """A new Ed25519 key pair for signing bundles: ``PATH`` (private, 0600) and ``PATH.pub``."""
+    from .runtime.signing import generate_keypair
+
+    return generate_keypair(private_key)
+
+
+def verify_bundle(path: str | Path, expect_id: str | None = None, public_key: str | Path | None = None) -> dict:
+    """Check a bundle folder or zip (sha256 of every file, the id when ``expect_id``, the signature when
+    ``public_key``) and, for onnxruntime bundles, open it as an app would; returns its manifest with the
+    computed ``bundle_id``."""
     from .runtime import Bundle, verify_bundle
 
-    manifest = verify_bundle(path)
+    manifest = verify_bundle(path, expect_id, public_key)
     if manifest.get("kind") == "causal-lm":
         from .runtime.causal_lm import CausalLM
 
@@ -85,11 +116,14 @@ def verify_bundle(path: str | Path) -> dict:
     return manifest
 
 
-def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True) -> list[dict]:
-    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``."""
+def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True,
+            expect_id: str | None = None, public_key: str | Path | None = None) -> list[dict]:
+    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``.
+    ``expect_id`` / ``public_key`` refuse any bundle but the pinned / signed one."""
     from .runtime import Bundle
 
-    return Bundle.open(bundle, threads=threads).predict(texts, truncate=truncate)
+    return Bundle.open(bundle, threads=threads, expect_id=expect_id, public_key=public_key).predict(
+        texts, truncate=truncate)
 
 
 def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None,
@@ -146,12 +180,13 @@ def llm_export(student: str | Path, out: str | Path, scheme: str = "8da4w", targ
                              zip_bundle=zip_bundle)
 
 
-def open_llm(bundle: str | Path, threads: int | None = None):
+def open_llm(bundle: str | Path, threads: int | None = None, expect_id: str | None = None,
+             public_key: str | Path | None = None):
     """Verify and open a causal-LM bundle (folder or .zip); the result's ``stats`` hold the last timings.
     ONNX bundles need no torch (this is :class:`edgedistill.runtime.CausalLM`)."""
     from .runtime.causal_lm import CausalLM
 
-    return CausalLM.open(bundle, threads=threads)
+    return CausalLM.open(bundle, threads=threads, expect_id=expect_id, public_key=public_key)
 
 
 def generate(bundle, prompt: str, chat: bool = False, max_tokens: int = 64, temperature: float = 0.0,

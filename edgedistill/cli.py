@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import sys
+from pathlib import Path
 
 import click
 
@@ -86,18 +88,21 @@ def distill(recipe, out):
 @click.option("--student", type=click.Path(file_okay=False, exists=True), default=None,
               help="Export this HF folder instead of OUT/student.")
 @click.option("--zip", "zip_bundle", is_flag=True, help="Also write OUT/bundles/TARGET.zip (one file to ship).")
-def export(recipe, out, targets, quant, student, zip_bundle):
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Sign every bundle with this Ed25519 private key (PEM; make one with 'edgedistill bundle keygen').")
+def export(recipe, out, targets, quant, student, zip_bundle, sign_key):
     """Export the student to ONNX per target, gate it on parity, write OUT/bundles/TARGET/.
 
     \b
     Examples:
       edgedistill export examples/quickstart.toml -o runs/qs --target phone
       edgedistill export examples/quickstart.toml -o runs/qs --target watch --quant int8-static --zip
+      edgedistill export examples/quickstart.toml -o runs/qs --sign keys/release.pem --zip
     """
     from . import api
 
     for path in api.export(recipe, out, targets=list(targets) or None, quant=quant, student=student,
-                           zip_bundle=zip_bundle):
+                           zip_bundle=zip_bundle, sign=sign_key):
         click.echo(path)
 
 
@@ -232,32 +237,76 @@ def bundle():
     """Inspect and verify app bundles."""
 
 
+_EXPECT_ID = click.option("--expect-id", default=None,
+                          help="Refuse any bundle whose id (printed by 'bundle verify') is not this one.")
+_PUBLIC_KEY = click.option("--public-key", type=click.Path(dir_okay=False, exists=True), default=None,
+                           help="Require a valid signature by this Ed25519 public key (PEM).")
+
+
 @bundle.command("verify")
 @click.argument("path", type=click.Path(exists=True))
-def bundle_verify(path):
+@_EXPECT_ID
+@_PUBLIC_KEY
+def bundle_verify(path, expect_id, public_key):
     """Check every file of a bundle (folder or .zip) against the sha256 in its manifest, then load
-    its tokenizer and model as an app would.
+    its tokenizer and model as an app would; prints the bundle id (sha256 of the manifest) to pin in apps.
 
     \b
-    Example:
+    Examples:
       edgedistill bundle verify runs/quickstart/bundles/phone
+      edgedistill bundle verify runs/quickstart/bundles/phone.zip --public-key keys/release.pem.pub
     """
     from . import api
 
-    m = api.verify_bundle(path)
+    m = api.verify_bundle(path, expect_id=expect_id, public_key=public_key)
+    click.echo(f"id: {m['bundle_id']}" + ("  (signature ok)" if public_key else ""))
     click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']}, "
                f"{m.get('backend', 'onnxruntime')})")
+
+
+@bundle.command("sign")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--key", "key", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="Ed25519 private key (PEM), e.g. from 'edgedistill bundle keygen'.")
+@click.option("--zip", "zip_bundle", is_flag=True, help="Also rewrite PATH.zip so that it carries the signature.")
+def bundle_sign(path, key, zip_bundle):
+    """Sign a bundle folder: writes signature.json (an Ed25519 signature of the bundle id).
+
+    \b
+    Example:
+      edgedistill bundle sign runs/quickstart/bundles/phone --key keys/release.pem --zip
+    """
+    from . import api
+
+    click.echo(f"signed: {api.sign_bundle(path, key, zip_bundle=zip_bundle)}")
+
+
+@bundle.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False))
+def bundle_keygen(path):
+    """Make an Ed25519 key pair for signing bundles: PATH (private, keep it secret) and PATH.pub.
+
+    \b
+    Example:
+      edgedistill bundle keygen keys/release.pem
+    """
+    from . import api
+
+    private, public = api.keygen(path)
+    click.echo(f"private key: {private}\npublic key: {public}")
 
 
 @cli.command()
 @click.option("--bundle", "-b", "bundle_path", type=click.Path(exists=True), required=True,
               help="Bundle folder or .zip (from 'edgedistill export').")
 @click.argument("texts", nargs=-1, required=True)
+@_EXPECT_ID
+@_PUBLIC_KEY
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
               help="Inference threads (default: the bundle target's).")
 @click.option("--no-truncate", is_flag=True, help="Refuse texts longer than the bundle's max_length.")
-def predict(bundle_path, texts, as_json, threads, no_truncate):
+def predict(bundle_path, texts, expect_id, public_key, as_json, threads, no_truncate):
     """Run a bundle on TEXTS with the torch-free runtime (embeddings, or labels and scores).
 
     \b
@@ -269,7 +318,8 @@ def predict(bundle_path, texts, as_json, threads, no_truncate):
 
     from . import api
 
-    results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate)
+    results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate, expect_id=expect_id,
+                          public_key=public_key)
     if as_json:
         click.echo(json.dumps([{"text": t, **r} for t, r in zip(texts, results, strict=True)]))
         return
@@ -376,7 +426,9 @@ def llm_bench(bundles, teacher_bundle, eager, out, threads, repeats, prompt_toke
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, token counts, timings).")
-def generate(bundle_path, prompt, chat, max_tokens, temperature, top_k, top_p, seed, as_json):
+@_EXPECT_ID
+@_PUBLIC_KEY
+def generate(bundle_path, prompt, chat, max_tokens, temperature, top_k, top_p, seed, as_json, expect_id, public_key):
     """Generate text from a causal-LM bundle, streaming tokens as they come; tokens/s on stderr.
 
     \b
@@ -388,7 +440,7 @@ def generate(bundle_path, prompt, chat, max_tokens, temperature, top_k, top_p, s
 
     from . import api
 
-    b = api.open_llm(bundle_path)
+    b = api.open_llm(bundle_path, expect_id=expect_id, public_key=public_key)
     pieces = api.generate(b, prompt, chat=chat, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                           top_p=top_p, seed=seed, stream=True)
     if as_json:
@@ -430,6 +482,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("edgedistill: interrupted", err=True)
         return 130
+    except OSError as e:
+        # A library writing on its own (an exporter, a quantizer) can fill the disk too; its partial files
+        # are temporaries of ours that the failing context already removed.
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from .fileutil import disk_full_error
+
+        where = Path(e.filename).parent if e.filename else Path.cwd()
+        click.echo(f"edgedistill: error: {disk_full_error(where)}", err=True)
+        return 2
     return 0
 
 

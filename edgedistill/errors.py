@@ -33,3 +33,7 @@ class GateError(EdgedistillError):
     """An export failed its parity or budget gate; nothing was written."""
 
     exit_code = 3
+
+
+class DiskFullError(EdgedistillError):
+    """The disk (or quota) filled up while writing; nothing half-written was left behind."""

@@ -1,13 +1,16 @@
 """Hashing and crash-safe writes.
 
-Every output is written under a temporary name next to its destination and
-renamed into place, so an interrupted or failed stage never leaves a
-half-written file where a good one used to be.
+Every output is written under a temporary name next to its destination,
+fsynced and renamed into place, so an interrupted or failed stage never leaves
+a half-written file where a good one used to be; the temporary is removed on
+any failure (a full disk, an I/O error, Ctrl-C). A full disk becomes one
+:class:`DiskFullError` line naming the folder and the space it needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -17,7 +20,66 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import DiskFullError
+
 _CHUNK = 1 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(folder: str | os.PathLike, needed: int | None = None) -> DiskFullError:
+    folder = Path(folder)
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    except OSError:
+        free = None
+    need = f"; needed about {needed / 1e6:.1f} MB" if needed else ""
+    have = f", {free / 1e6:.1f} MB free" if free is not None else ""
+    return DiskFullError(f"{folder}: no space left on the device while writing{need}{have}; "
+                         "free some space and run the same command again (earlier outputs are intact)")
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk too.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return dir_size(path)
+    return path.stat().st_size if path.exists() else 0
+
+
+@contextlib.contextmanager
+def atomic_output(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest`` for the caller (or a library) to write a file to; on success
+    it is fsynced and renamed to ``dest``, on any failure removed, ``dest`` untouched."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"{tmp}: nothing was written")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except OSError as e:
+        written = _size(tmp)
+        tmp.unlink(missing_ok=True)
+        if e.errno in _FULL:
+            raise disk_full_error(dest.parent, written or None) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -37,19 +99,14 @@ def sha256_json(obj: Any) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
@@ -68,6 +125,16 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+    except OSError as e:
+        written = _size(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in _FULL:
+            raise disk_full_error(dest.parent, written or None) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -76,6 +143,7 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.replace(dest, old)
     os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

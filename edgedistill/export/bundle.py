@@ -5,15 +5,13 @@ Reading and verification live in :mod:`edgedistill.runtime.format` (torch-free).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
-from ..fileutil import atomic_dir, sha256_file, write_json_atomic
-from ..runtime.format import FORMAT_VERSION, MANIFEST, verify_bundle  # noqa: F401  (re-exported)
+from ..fileutil import atomic_dir, atomic_output, sha256_file, write_bytes_atomic
+from ..runtime.format import FORMAT_VERSION, MANIFEST, manifest_bytes, verify_bundle  # noqa: F401  (re-exported)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json", "chat_template.jinja")
@@ -74,8 +72,8 @@ def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: di
                  for p in sorted(tmp.iterdir()) if p.is_file()}
         tok = {**tokenizer_spec(tokenizer_dir),
                "files": sorted(n for n in files if n != model_name and n not in (extra_files or {}))}
-        write_json_atomic(tmp / MANIFEST, {"format_version": FORMAT_VERSION, **manifest, "model_file": model_name,
-                                           "tokenizer": tok, "files": files})
+        write_bytes_atomic(tmp / MANIFEST, manifest_bytes({"format_version": FORMAT_VERSION, **manifest,
+                                                           "model_file": model_name, "tokenizer": tok, "files": files}))
     return dest
 
 
@@ -84,15 +82,8 @@ def write_zip(folder: Path, dest: Path | None = None) -> Path:
     folder = Path(folder)
     dest = Path(dest) if dest else folder.with_suffix(".zip")
     verify_bundle(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            for p in sorted(folder.iterdir()):
-                if p.is_file():
-                    z.write(p, p.name)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(folder.iterdir()):
+            if p.is_file():
+                z.write(p, p.name)
     return dest

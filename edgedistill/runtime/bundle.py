@@ -19,22 +19,28 @@ TASKS = ("sentence-embedding", "text-classification")
 class Bundle:
     """An opened, verified bundle. Safe to share between threads: nothing mutates after ``open``."""
 
-    def __init__(self, manifest: dict, tokenizer: BundleTokenizer, runner, input_names: list[str], path: Path):
+    def __init__(self, manifest: dict, tokenizer: BundleTokenizer, runner, input_names: list[str], path: Path,
+                 bundle_id: str = ""):
         self.manifest = manifest
         self.tokenizer = tokenizer
         self._run = runner
         self.input_names = input_names
         self.path = path
+        self.id = bundle_id
+        """sha256 of the manifest: pins model, tokenizer and settings (pass it as ``expect_id`` to pin them)."""
 
     @classmethod
-    def open(cls, path: str | os.PathLike, threads: int | None = None) -> Bundle:
+    def open(cls, path: str | os.PathLike, threads: int | None = None, expect_id: str | None = None,
+             public_key: str | os.PathLike | None = None) -> Bundle:
         """Verify every file's sha256, load the tokenizer and create the model session.
 
         ``threads``: intra-op threads (default: the bundle's target thread count, capped at this machine's cores).
+        ``expect_id``: refuse any bundle but the one with this id (:attr:`id`); ``public_key``: require a valid
+        Ed25519 signature by this PEM public key (see :mod:`edgedistill.runtime.signing`).
         """
         files = BundleFiles(path)
         try:
-            return cls(*_load(files, threads), files.path)
+            return cls(*_load(files, threads, expect_id, public_key), files.path, files.id)
         finally:
             files.close()
 
@@ -88,9 +94,15 @@ class Bundle:
                  "scores": dict(zip(names, map(float, p), strict=True))} for p in probs]
 
 
-def _load(files: BundleFiles, threads: int | None):
+def check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise ModelError(f"threads must be an integer 1..1024 (or None for the target's), got {threads!r}")
+
+
+def _load(files: BundleFiles, threads: int | None, expect_id: str | None = None, public_key=None):
     """(manifest, tokenizer, runner, input names) of a verified bundle."""
-    manifest = verify_files(files)
+    check_threads(threads)
+    manifest = verify_files(files, expect_id, public_key)
     task = manifest.get("task")
     if manifest.get("kind") == "causal-lm":
         raise ModelError(f"{files.path}: a causal-LM bundle (text generation); open it with "

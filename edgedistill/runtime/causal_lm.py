@@ -95,13 +95,18 @@ def _load_model(folder: Path, manifest: dict, max_context: int, threads: int, wh
 class CausalLM:
     """A verified causal-LM bundle, opened for generation; ``stats`` holds the last call's timings."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, expect_id: str | None = None,
+                 public_key: str | os.PathLike | None = None):
         from tokenizers import Tokenizer
 
+        from .bundle import check_threads
+
+        check_threads(threads)
         self.path = Path(path)
         files = BundleFiles(self.path)
         try:
-            self.manifest = verify_files(files)
+            self.manifest = verify_files(files, expect_id, public_key)
+            self.id = files.id
             check_causal_lm(self.manifest, self.path)
             self._tmp = None
             folder = files.file_path(".")
@@ -132,12 +137,14 @@ class CausalLM:
         self.stats: dict = {}
 
     @classmethod
-    def open(cls, path: str | os.PathLike, threads: int | None = None) -> CausalLM:
+    def open(cls, path: str | os.PathLike, threads: int | None = None, expect_id: str | None = None,
+             public_key: str | os.PathLike | None = None) -> CausalLM:
         """Verify every file's sha256, load the tokenizer and the model.
 
         ``threads``: intra-op threads (default: the bundle's target thread count, capped at this machine's cores).
+        ``expect_id`` / ``public_key``: pin the bundle id / require a signature, as for :meth:`Bundle.open`.
         """
-        return cls(path, threads)
+        return cls(path, threads, expect_id, public_key)
 
     @property
     def max_context(self) -> int:

@@ -2,8 +2,15 @@
 the tokenizer and ``manifest.json`` with the sha256 and size of every file.
 
 Reading is strict: an unknown format version, a file missing, unlisted or
-modified, or a member name that is not a plain file name is refused before
-anything is loaded.
+modified, a damaged zip member, or a member name that is not a plain file name
+is refused before anything is loaded.
+
+Identity: the manifest is stored in one canonical form (:func:`manifest_bytes`)
+and the bundle's **id** is the sha256 of those bytes. Since the manifest holds
+the sha256 of every other file, the id pins model, tokenizer and settings
+together: an app that opens a bundle with ``expect_id`` gets exactly the bundle
+it was tested with or an error. An optional Ed25519 signature of the id
+(``signature.json``, see :mod:`.signing`) proves who exported it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 from ..errors import ModelError
@@ -18,7 +26,17 @@ from ..errors import ModelError
 FORMAT_VERSION = 2
 SUPPORTED_FORMATS = (2,)
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"
+"""Not listed in the manifest (it signs the manifest's hash); the only other file a bundle may hold."""
 _CHUNK = 1 << 20
+# What a damaged zip raises while reading a member: bad CRC, truncated deflate stream, short file.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """The one canonical form a manifest is stored in (sorted keys, 2-space indent, ASCII, final newline), so
+    the same content always has the same bytes and so the same bundle id."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
 def _sha256_stream(f) -> str:
@@ -36,7 +54,10 @@ class BundleFiles:
         if self.path.is_dir():
             self._zip = None
         elif self.path.is_file() and zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (*_ZIP_DAMAGE, OSError) as e:
+                raise ModelError(f"{self.path}: damaged bundle zip ({_one_line(e)}); re-export or copy it again") from None
         elif self.path.exists():
             raise ModelError(f"{self.path}: not a bundle (expected a bundle folder or a .zip of one)")
         else:
@@ -58,8 +79,15 @@ class BundleFiles:
         return self._zip.open(name) if self._zip else open(self.path / name, "rb")
 
     def read(self, name: str) -> bytes:
-        with self.open(name) as f:
-            return f.read()
+        try:
+            with self.open(name) as f:
+                return f.read()
+        except _ZIP_DAMAGE as e:
+            raise self._damaged(name, e) from None
+
+    def _damaged(self, name: str, e: Exception) -> ModelError:
+        return ModelError(f"{self.path}!{name}: damaged zip member ({_one_line(e)}); the bundle zip is corrupt, "
+                          "re-export or copy it again")
 
     def file_path(self, name: str) -> Path | None:
         """A real path for ``name`` (folder bundles only); zip members are read as bytes."""
@@ -70,8 +98,20 @@ class BundleFiles:
             self._zip.close()
 
     def sha256(self, name: str) -> str:
-        with self.open(name) as f:
-            return _sha256_stream(f)
+        try:
+            with self.open(name) as f:
+                return _sha256_stream(f)
+        except _ZIP_DAMAGE as e:
+            raise self._damaged(name, e) from None
+
+    @property
+    def id(self) -> str:
+        """The bundle id: sha256 of the stored manifest's bytes."""
+        return hashlib.sha256(self.read(MANIFEST)).hexdigest()
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:160] or type(e).__name__
 
 
 def read_manifest(files: BundleFiles) -> dict:
@@ -91,9 +131,14 @@ def read_manifest(files: BundleFiles) -> dict:
     return manifest
 
 
-def verify_files(files: BundleFiles) -> dict:
-    """The manifest, once every file matches its recorded sha256 and nothing else is present."""
+def verify_files(files: BundleFiles, expect_id: str | None = None, public_key: str | Path | None = None) -> dict:
+    """The manifest, once every file matches its recorded sha256 and nothing else is present.
+
+    ``expect_id``: refuse any bundle whose id (see :attr:`BundleFiles.id`) differs, e.g. one whose manifest
+    was edited. ``public_key``: require ``signature.json`` with a valid Ed25519 signature of the id by this key.
+    """
     manifest = read_manifest(files)
+    check_identity(files, expect_id, public_key)
     where = f"{files.path}"
     listed = manifest.get("files") or {}
     if manifest.get("model_file") not in listed:
@@ -108,16 +153,32 @@ def verify_files(files: BundleFiles) -> dict:
             raise ModelError(f"{where}: file {name!r} listed in the manifest is missing")
         if files.sha256(name) != info.get("sha256"):
             raise ModelError(f"{where}/{name}: sha256 does not match the manifest (modified or corrupt)")
-    extra = sorted(present - set(listed) - {MANIFEST})
+    extra = sorted(present - set(listed) - {MANIFEST, SIGNATURE})
     if extra:
         raise ModelError(f"{where}: file {extra[0]!r} is not listed in the manifest")
     return manifest
 
 
-def verify_bundle(path: str | Path) -> dict:
-    """Verify a bundle folder or zip; returns its manifest."""
+def check_identity(files: BundleFiles, expect_id: str | None, public_key: str | Path | None) -> None:
+    if expect_id is not None:
+        want = str(expect_id).strip().lower()
+        if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+            raise ModelError(f"expected bundle id {expect_id!r} is not a sha256 (64 hex digits)")
+        if files.id != want:
+            raise ModelError(f"{files.path}: bundle id {files.id} is not the expected {want} (a different or "
+                             "modified bundle)")
+    if public_key is not None:
+        from .signing import verify_signature
+
+        verify_signature(files, public_key)
+
+
+def verify_bundle(path: str | Path, expect_id: str | None = None, public_key: str | Path | None = None) -> dict:
+    """Verify a bundle folder or zip; returns its manifest with the bundle's ``id`` under ``"bundle_id"``
+    (computed, not stored: the manifest cannot hold its own hash)."""
     files = BundleFiles(path)
     try:
-        return verify_files(files)
+        manifest = verify_files(files, expect_id, public_key)
+        return {**manifest, "bundle_id": files.id}
     finally:
         files.close()

@@ -67,3 +67,17 @@ def test_missing_training_stack_is_one_line_naming_the_extra(monkeypatch, capsys
     assert main(["distill"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgedistill: error:") and "pip install 'edgedistill[full]'" in err and err.count("\n") == 1
+
+
+def test_a_full_disk_anywhere_is_one_line(monkeypatch, capsys, tmp_path):
+    import errno
+
+    from edgedistill import api
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "export" / "model.onnx"))
+
+    monkeypatch.setattr(api, "load_recipe", full)
+    assert main(["distill"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left" in err and str(tmp_path / "export") in err
