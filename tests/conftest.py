@@ -15,6 +15,11 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EDGEDISTILL_PROGRESS"] = "0"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="run the property-based fuzz tests with thousands of examples per reader (minutes)")
+
+
 POS = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
 NEG = ["awful", "boring", "dull", "terrible", "clumsy", "tedious", "bland", "painful"]
 NOUNS = ["movie", "film", "story", "plot", "cast", "ending", "script", "music", "book", "show"]

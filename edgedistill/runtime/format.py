@@ -58,6 +58,11 @@ class BundleFiles:
                 self._zip = zipfile.ZipFile(self.path)
             except (*_ZIP_DAMAGE, OSError) as e:
                 raise ModelError(f"{self.path}: damaged bundle zip ({_one_line(e)}); re-export or copy it again") from None
+            names = self._zip.namelist()
+            if len(set(names)) != len(names):
+                dup = sorted(n for n in set(names) if names.count(n) > 1)[0]
+                self._zip.close()
+                raise ModelError(f"{self.path}: the zip holds {dup!r} twice; a bundle zip has one copy of each file")
         elif self.path.exists():
             raise ModelError(f"{self.path}: not a bundle (expected a bundle folder or a .zip of one)")
         else:
@@ -125,10 +130,52 @@ def read_manifest(files: BundleFiles) -> dict:
     if not isinstance(manifest, dict):
         raise ModelError(f"{where}: the manifest is not a JSON object")
     version = manifest.get("format_version")
-    if version not in SUPPORTED_FORMATS:
+    if isinstance(version, bool) or version not in SUPPORTED_FORMATS:
         raise ModelError(f"{where}: bundle format {version!r} is not supported (this edgedistill reads "
                          f"{', '.join(map(str, SUPPORTED_FORMATS))}); re-export the bundle with this version")
+    check_manifest_types(manifest, where)
     return manifest
+
+
+# The shape of every manifest field a reader relies on: key -> (type, required). Values of other keys are
+# informational. Checked once here, so no reader meets a list where it expects a name.
+_OBJ, _STR, _INT, _NUM = dict, str, int, (int, float)
+MANIFEST_FIELDS: dict[str, tuple[type | tuple, bool]] = {
+    "model_file": (_STR, True), "files": (_OBJ, True), "tokenizer": (_OBJ, True), "task": (_STR, False),
+    "kind": (_STR, False), "backend": (_STR, False), "target": (_OBJ, False), "quantization": (_OBJ, False),
+    "inputs": (list, False), "outputs": (list, False), "max_length": (_INT, False), "labels": ((list, type(None)), False),
+    "pooling": ((str, type(None)), False), "normalize": ((bool, type(None)), False), "parity": ((dict, type(None)), False),
+    "generation": (_OBJ, False), "scheme": (_STR, False),
+}
+
+
+def check_manifest_types(manifest: dict, where: str) -> None:
+    def bad(key: str, want: str):
+        raise ModelError(f"{where}: key {key!r} must be {want}, got {json.dumps(manifest.get(key))[:60]}")
+
+    for key, (tp, required) in MANIFEST_FIELDS.items():
+        if key not in manifest:
+            if required:
+                raise ModelError(f"{where}: key {key!r} is missing")
+            continue
+        value = manifest[key]
+        if not isinstance(value, tp) or (tp is _INT and isinstance(value, bool)):
+            bad(key, {dict: "an object", str: "a string", int: "an integer", list: "a list"}.get(tp, "another type"))
+    for name, info in manifest["files"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            bad("files", "an object of file name -> {sha256, bytes}")
+    if not isinstance(manifest["tokenizer"].get("file"), (str, type(None))):
+        bad("tokenizer", "an object whose 'file' is a file name")
+    for key in ("inputs", "outputs"):
+        if any(not isinstance(i, dict) or not isinstance(i.get("name"), str) for i in manifest.get(key) or []):
+            bad(key, "a list of {name, dtype, shape} objects")
+    threads = (manifest.get("target") or {}).get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        bad("target", "an object whose 'threads' is a positive integer")
+    if "max_length" in manifest and not 1 <= manifest["max_length"] <= 1 << 20:
+        bad("max_length", "a positive token count")
+    if any(not isinstance(x, str) for x in manifest.get("labels") or []):
+        bad("labels", "a list of label names")
 
 
 def verify_files(files: BundleFiles, expect_id: str | None = None, public_key: str | Path | None = None) -> dict:

@@ -134,3 +134,16 @@ def test_predict_and_verify_cli_pin_the_id(bundle, tmp_path, capsys):
 def test_runtime_threads_are_checked(bundle):
     with pytest.raises(ModelError, match="threads must be an integer 1..1024"):
         Bundle.open(bundle, threads=-3)
+
+
+def test_a_zip_with_a_file_twice_is_refused(bundle, tmp_path):
+    import warnings
+
+    z = tmp_path / "dup.zip"
+    with zipfile.ZipFile(z, "w") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in sorted(bundle.iterdir()):
+            f.write(p, p.name)
+        f.writestr("manifest.json", "{}")
+    with pytest.raises(ModelError, match="holds 'manifest.json' twice"):
+        Bundle.open(z)
