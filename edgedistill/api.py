@@ -24,9 +24,11 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
 
 
 def _workspace(recipe, out):
+    from .preflight import preflight
     from .workspace import Workspace
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    preflight(recipe)
     return Workspace(recipe, Path(out) if out else Path("runs") / recipe.name)
 
 

@@ -116,3 +116,29 @@ def test_llm_commands_refuse_an_encoder_recipe(tmp_path):
 
     with pytest.raises(RecipeError, match="not an LLM recipe"):
         load_llm_recipe(write(tmp_path, GOOD + "[teacher]\nmax_length = 64\n".replace("[teacher]\n", "")))
+
+
+@pytest.mark.parametrize("distill, student, expected", [
+    ("losses = {nope = 1.0}", "", "[distill] key 'losses': unknown loss 'nope'"),
+    ('strategy = "frobnicate"', "", "unknown strategy 'frobnicate'"),
+    ("", "layers = [0, 9]", "[student] key 'layers': layer 9 does not exist (the teacher has layers 0..3)"),
+    ("layer_map = {0 = 7}", "layers = [0, 3]", "teacher layer 7 does not exist"),
+])
+def test_references_are_checked_before_any_data_or_training(tmp_path, tiny_teacher, distill, student, expected):
+    from edgedistill import api
+
+    # The data file does not exist: reaching it would be a different error, so the refusal came first.
+    p = write(tmp_path, f'name = "r"\n[teacher]\npath = "{tiny_teacher}"\n[student]\n{student}\n'
+                        f'[data]\nsource = "jsonl"\npath = "missing.jsonl"\n[distill]\n{distill}\n')
+    with pytest.raises(RecipeError) as e:
+        api.distill(p, tmp_path / "out")
+    assert expected in str(e.value) and str(p) in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_export_scheme_is_refused_before_training(tmp_path, tiny_teacher):
+    from edgedistill import api
+
+    p = write(tmp_path, f'name = "r"\n[teacher]\npath = "{tiny_teacher}"\n[export]\nquantization = "int3"\n')
+    with pytest.raises(RecipeError, match="recipe.toml: .*unknown quantization 'int3'"):
+        api.run(p, tmp_path / "out")
