@@ -86,7 +86,7 @@ def classify(case, work: Path, before: dict[str, str], res: subprocess.Completed
     err = res.stderr.strip()
     last = err.splitlines()[-1] if err else ""
     tb = "Traceback (most recent call last)" in res.stderr
-    ours = last.startswith("edgedistill: error:") and err.count("\n") == 0
+    ours = last.startswith("edgedistill: error:")  # progress lines may come first; the error is one line
     clickish = last.startswith("Error:") and "Traceback" not in err
     clear = res.returncode != 0 and not tb and (ours or clickish)
     if case.expect and case.expect not in err:
@@ -128,6 +128,8 @@ def main() -> int:
             res = cli(argv, work, case.env)
             detail = case.check(work, fx, res) if case.check else ""
         o = classify(case, work, before, res, detail or "")
+        if case.cleanup is not None:
+            case.cleanup(work, fx)
         outcomes.append(o)
         print(f"{'ok  ' if o.ok else 'FAIL'}  {case.group:8s} {case.name}: rc {o.rc}; {o.detail}"
               + (f"; {o.lost}" if o.lost else ""), flush=True)

@@ -15,6 +15,9 @@ from conftest import build_tiny_bert, make_tiny_bundle, synthetic_rows, tiny_rec
 from edgedistill.targets import builtin_dir
 
 
+CHECKPOINT_EVERY = 4
+
+
 class Skip(Exception):
     """This case cannot run on this machine (e.g. no tmpfs without root)."""
 
@@ -49,7 +52,8 @@ class Fixtures:
 
     def recipe(self, work: Path, data_file: Path | None = None, **sections) -> Path:
         sections.setdefault("distill", {})
-        sections["distill"] = {"max_steps": 12, "eval_every": 4, "checkpoint_every": 4, **sections["distill"]}
+        sections["distill"] = {"max_steps": 12, "eval_every": 4, "checkpoint_every": CHECKPOINT_EVERY,
+                               **sections["distill"]}
         return tiny_recipe(work, self.teacher, data_file or self.data, **sections)
 
     def reference_student(self, cli) -> Path:
@@ -75,6 +79,7 @@ class Case:
     may_change: tuple[str, ...] = ()
     check: Callable | None = None
     recover: Callable | None = None
+    cleanup: Callable | None = None
 
 
 CASES: list[Case] = []
@@ -182,8 +187,9 @@ def target_unknown_name(w, fx): return ["targets", "show", "toaster"]
 def _data(w, fx, name: str, content: bytes, source: str | None = None):
     p = w / name
     p.write_bytes(content)
-    src = source or name.rsplit(".", 1)[1]
-    return _distill(w, fx.recipe(w, data_file=p, data={"source": src}))
+    r = fx.recipe(w, data_file=p)
+    r.write_text(r.read_text().replace('source = "jsonl"', f'source = "{source or name.rsplit(".", 1)[1]}"'))
+    return _distill(w, r)
 
 
 @case("data", "no sentences")
@@ -219,7 +225,7 @@ def _with_teacher(w, fx, teacher: Path) -> list[str]:
     return _distill(w, p)
 
 
-@case("model", "model folder not found")
+@case("model", "teacher folder not found")
 def teacher_missing_folder(w, fx): return _with_teacher(w, fx, w / "nope")
 @case("model", "vocabulary files")
 def teacher_without_tokenizer(w, fx):
@@ -378,8 +384,6 @@ def llm_bench_bad_threads(w, fx): return ["llm", "bench", str(fx.bundle), "--thr
 @case("cli", "")
 def generate_on_an_embedding_bundle(w, fx): return ["generate", "--bundle", str(fx.bundle), "hello"]
 @case("cli", "")
-def predict_empty_text(w, fx): return ["predict", "--bundle", str(fx.bundle), ""]
-@case("cli", "")
 def bench_a_model_that_is_not_one(w, fx):
     (w / "junk.txt").write_text("x")
     return ["bench", "--model", str(w / "junk.txt"), "-o", str(w / "run")]
@@ -414,8 +418,9 @@ def _resume_after(exit_after: int):
         r2 = cli(argv, w)
         if r2.returncode != 0:
             return f"re-run failed: {r2.stderr.strip()[-200:]}"
-        if "resuming from step" not in r2.stderr + r2.stdout:
-            return "re-run did not resume from the checkpoint"
+        saved = exit_after - exit_after % CHECKPOINT_EVERY
+        if saved and f"resuming from step {saved}" not in r2.stderr + r2.stdout:
+            return f"re-run did not resume from the checkpoint of step {saved}"
         return _same_student(ref, w / "run" / "student")
     return recover
 
@@ -423,8 +428,9 @@ def _resume_after(exit_after: int):
 def _distill_setup(w, fx): return _distill(w, fx.recipe(w))
 
 
-CASES.append(Case("fault", "distill_killed_at_step_3_resumes", _distill_setup, refuse=False, recover=_resume_after(3)))
-CASES.append(Case("fault", "distill_killed_at_step_9_resumes", _distill_setup, refuse=False, recover=_resume_after(9)))
+for _step in (3, 6, 9):  # before the first checkpoint (a clean restart), and after one and two
+    CASES.append(Case("fault", f"distill_killed_at_step_{_step}_recovers", _distill_setup, refuse=False,
+                      recover=_resume_after(_step)))
 
 
 def _sigkill_then_rerun(after_s: float, verify):
@@ -469,19 +475,18 @@ def _tmpfs(w: Path, size: str) -> Path:
     return mnt
 
 
-def _unmount(w, fx, res):
+def _unmount(w, fx):
     subprocess.run(["umount", str(w / "small")], check=False)
-    return ""
 
 
-@case("disk", "no space left", check=_unmount)
+@case("disk", "no space left", cleanup=_unmount)
 def disk_full_during_export(w, fx):
     mnt = _tmpfs(w, "160k")
     (mnt / "keep.txt").write_text("earlier output")
     return ["export", str(fx.recipe(w)), "-o", str(mnt / "run"), "--student", str(fx.teacher)]
 
 
-@case("disk", "no space left", check=_unmount)
+@case("disk", "no space left", cleanup=_unmount)
 def disk_full_during_zip(w, fx):
     from edgedistill.fileutil import dir_size
 

@@ -85,13 +85,24 @@ def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = N
 def sign_bundle(folder: str | Path, private_key: str | Path, zip_bundle: bool = False) -> str:
     """Sign a bundle folder with an Ed25519 private key (writes ``signature.json``); returns the bundle id.
     ``zip_bundle`` rewrites ``FOLDER.zip`` so that it carries the signature too."""
+    from .runtime.format import SIGNATURE
     from .runtime.signing import sign_bundle as _sign
 
+    sig = Path(folder) / SIGNATURE
+    before = sig.read_bytes() if sig.is_file() else None
     bundle_id = _sign(folder, private_key)
     if zip_bundle:
         from .export.bundle import write_zip
 
-        write_zip(Path(folder))
+        try:
+            write_zip(Path(folder))
+        except BaseException:
+            # The command failed: the folder goes back to how it was, not half signed-and-zipped.
+            if before is None:
+                sig.unlink(missing_ok=True)
+            else:
+                sig.write_bytes(before)
+            raise
     return bundle_id
 
 

@@ -32,10 +32,14 @@ def disk_full_error(folder: str | os.PathLike, needed: int | None = None) -> Dis
         free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
     except OSError:
         free = None
-    need = f"; needed about {needed / 1e6:.1f} MB" if needed else ""
-    have = f", {free / 1e6:.1f} MB free" if free is not None else ""
+    need = f"; needed at least {_human(needed)} more" if needed else ""
+    have = f", {_human(free)} free" if free is not None else ""
     return DiskFullError(f"{folder}: no space left on the device while writing{need}{have}; "
                          "free some space and run the same command again (earlier outputs are intact)")
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -97,6 +101,23 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_json(obj: Any) -> str:
     """Hash of a JSON-serialisable object, independent of key order."""
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+
+@contextlib.contextmanager
+def scratch_file(folder: str | os.PathLike, name: str) -> Iterator[Path]:
+    """A temporary file in ``folder`` for an intermediate result, removed afterwards whatever happens."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    except OSError as e:
+        if e.errno in _FULL:
+            raise disk_full_error(folder) from None
+        raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

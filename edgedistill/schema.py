@@ -120,7 +120,12 @@ def parse_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     kwargs = {}
     for name, f in fields.items():
         if name in table:
-            kwargs[name] = _convert(table[name], hints[name], f"{where} key {name!r}")
+            # A nested table is named as TOML writes it ([device], [export.parity]), a value as a key.
+            if dataclasses.is_dataclass(hints[name]):
+                sub = f"{where[:-1]}.{name}]" if where.endswith("]") else f"{where} [{name}]"
+            else:
+                sub = f"{where} key {name!r}"
+            kwargs[name] = _convert(table[name], hints[name], sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecipeError(f"{where} missing required key {name!r} ({_describe(hints[name])})")
     obj = cls(**kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import GateError, ModelError, RecipeError
-from ..fileutil import sha256_file, write_json_atomic
+from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atomic
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder, weights_file
 from ..progress import say
@@ -44,13 +43,11 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
     opt = out_dir / "model-fp32-opt.onnx"
     if info.get("source_sha256") != src_sha or not opt.is_file():
         say(f"exporting {model_dir} to ONNX and fusing attention/LayerNorm/GELU")
-        raw = out_dir / "model-fp32.onnx.tmp"
-        exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize, recipe.teacher.max_length,
-                          recipe.export.opset)
-        fused = optimize(raw, opt.with_suffix(".tmp"), exp["model_type"], exp["num_heads"], exp["hidden_size"],
-                         exp["num_layers"])
-        os.replace(opt.with_suffix(".tmp"), opt)
-        raw.unlink()
+        # Both temporaries are removed on any failure (a full disk too); only the fused graph is kept.
+        with scratch_file(out_dir, "model-fp32.onnx") as raw, atomic_output(opt) as tmp:
+            exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize,
+                              recipe.teacher.max_length, recipe.export.opset)
+            fused = optimize(raw, tmp, exp["model_type"], exp["num_heads"], exp["hidden_size"], exp["num_layers"])
         info = {"source_sha256": src_sha, "export": exp, "optimize": fused, "schemes": {}}
     paths = {"fp32": opt}
     opt_sha = sha256_file(opt)
@@ -64,9 +61,8 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         dest = out_dir / f"model-{name}.onnx"
         if info["schemes"].get(name) != key or not dest.is_file():
             say(f"quantizing {opt.name} ({name}{f', {len(ctx.texts)} calibration sentences' if ctx else ''})")
-            tmp = dest.with_suffix(".tmp")
-            scheme.fn(opt, tmp, ctx)
-            os.replace(tmp, dest)
+            with atomic_output(dest) as tmp:
+                scheme.fn(opt, tmp, ctx)
             info["schemes"][name] = key
         paths[name] = dest
     write_json_atomic(info_path, info)
