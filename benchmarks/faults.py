@@ -11,7 +11,7 @@ one `edgedistill` command and classifies the outcome:
 * recovery cases (a kill -9 mid-run, then the same command again) must end like an uninterrupted run.
 
 Writes ``benchmarks/results/reliability.{json,md}`` with a ``headline``: ``cases``, ``clear_error_rate``,
-``data_lost``, ``tracebacks``. Usage: ``python benchmarks/faults.py [--only SUBSTRING] [--out DIR]``.
+``data_lost``, ``tracebacks``. Usage: ``python benchmarks/faults.py [--only SUBSTRING] [--group G] [--out PATH]``.
 Small tiny-model fixtures: about 5 minutes on 2 cores.
 """
 
@@ -101,24 +101,17 @@ def classify(case, work: Path, before: dict[str, str], res: subprocess.Completed
                    detail or (last[:200] if case.refuse else ""))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="", help="run the cases whose name contains this")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability"))
-    args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="edgedistill-faults-"))
-    t0 = time.time()
+def run_cases(cases, base: Path, log=print) -> list[Outcome]:
+    """Run ``cases`` in folders under ``base`` (fixtures built once); one Outcome per case that ran."""
     fx = Fixtures.build(base / "fixtures")
     outcomes = []
-    for case in CASES:
-        if args.only not in case.name:
-            continue
+    for case in cases:
         work = base / case.name
         fx.populate(work)
         try:
             argv = case.setup(work, fx)
         except Skip as s:
-            print(f"skip  {case.name}: {s}")
+            log(f"skip  {case.name}: {s}")
             continue
         before = snapshot(work)
         if case.recover is not None:
@@ -131,10 +124,26 @@ def main() -> int:
         if case.cleanup is not None:
             case.cleanup(work, fx)
         outcomes.append(o)
-        print(f"{'ok  ' if o.ok else 'FAIL'}  {case.group:8s} {case.name}: rc {o.rc}; {o.detail}"
-              + (f"; {o.lost}" if o.lost else ""), flush=True)
+        log(f"{'ok  ' if o.ok else 'FAIL'}  {case.group:8s} {case.name}: rc {o.rc}; {o.detail}"
+            + (f"; {o.lost}" if o.lost else ""))
         shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(base, ignore_errors=True)
+    return outcomes
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="run the cases whose name contains this")
+    ap.add_argument("--group", action="append", default=[],
+                    help="run only this group (recipe, target, data, model, bundle, cli, fault, disk; repeatable)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability"))
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="edgedistill-faults-"))
+    t0 = time.time()
+    chosen = [c for c in CASES if args.only in c.name and (not args.group or c.group in args.group)]
+    try:
+        outcomes = run_cases(chosen, base, log=lambda s: print(s, flush=True))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     refusals = [o for o in outcomes if o.refuse]
     headline = {
         "cases": len(outcomes),
