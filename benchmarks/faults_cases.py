@@ -458,6 +458,27 @@ def _export_setup(w, fx): return ["export", str(fx.recipe(w)), "-o", str(w / "ru
 for _t in (2.0, 6.0):
     CASES.append(Case("fault", f"export_sigkill_after_{_t:.0f}s_then_rerun", _export_setup, refuse=False,
                       recover=_sigkill_then_rerun(_t, _verify_bundle)))
+def _et_export_setup(w, fx): return _export_setup(w, fx) + ["--quant", "et-int8"]
+
+
+def _bench_setup(w, fx):
+    return ["bench", "--model", str(fx.bundle), "--teacher", str(fx.teacher), "--target", "phone",
+            str(fx.recipe(w)), "-o", str(w / "run")]
+
+
+def _report_ok(w, fx) -> str:
+    p = w / "run" / "report" / "report.json"
+    try:
+        return "" if json.loads(p.read_text())["models"] else "empty report after kill + re-run"
+    except (OSError, ValueError, KeyError) as e:
+        return f"no readable report after kill + re-run ({e})"
+
+
+for _t in (4.0, 12.0):
+    CASES.append(Case("fault", f"export_executorch_sigkill_after_{_t:.0f}s_then_rerun", _et_export_setup,
+                      refuse=False, recover=_sigkill_then_rerun(_t, _verify_bundle)))
+    CASES.append(Case("fault", f"bench_sigkill_after_{_t:.0f}s_then_rerun", _bench_setup, refuse=False,
+                      recover=_sigkill_then_rerun(_t, _report_ok)))
 CASES.append(Case("fault", "distill_sigkill_after_5s_then_rerun", _distill_setup, refuse=False,
                   recover=_sigkill_then_rerun(5.0, lambda w, fx: "" if (w / "run" / "student" / "config.json").is_file()
                                               else "no student after the re-run")))
