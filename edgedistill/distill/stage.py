@@ -20,6 +20,7 @@ from ..workspace import Workspace, set_threads
 from . import parallel
 from .checkpoint import stage_checkpoints
 from .compat import check_tokenizers
+from .device import runtime
 from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .trainer import train
 
@@ -27,8 +28,17 @@ DISTILL_SCHEMA = 1
 PROJECTION_FIT_SENTENCES = 2000
 
 
+def announce_device(spec) -> None:
+    """Resolve [distill] device/precision before any work (a missing GPU fails here) and, on a GPU, say so."""
+    parallel.configure(spec.device)
+    rt = runtime(spec)
+    if rt.is_cuda or spec.device != "auto":
+        say(rt.describe())
+
+
 def run_distill(ws: Workspace) -> Path:
     r = ws.recipe
+    announce_device(r.distill)
     if getattr(get_strategy(r.distill.strategy), "task", "embedding") == "classification":
         from .classify_stage import run_classify
 

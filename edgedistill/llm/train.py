@@ -67,12 +67,20 @@ class TrainConfig:
     hidden_weight: float = 0.0
     """Hidden-state transfer: weight of the MSE between each student block's output and the output of the
     teacher block it was copied from (the live teacher runs every step; ``kd``/``nokd`` modes)."""
+    device: str = "auto"
+    """Where training, the teacher's top-k pass and generation run: auto (the GPU when present), cpu, cuda, cuda:N."""
+    precision: str = "fp32"
+    """fp32, bf16 autocast, or fp16 autocast with a gradient scaler (GPU only)."""
 
     def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
 
         if self.mode not in MODES:
             raise RecipeError(f"{where} key 'mode': expected one of {MODES}, got {self.mode!r}")
+        from ..distill.device import check_device_spec, check_precision_spec
+
+        check_device_spec(self.device, where)
+        check_precision_spec(self.precision, where)
         if self.mode != "nokd":
             TOKEN_LOSSES.lookup(self.loss)
         if not 0.0 <= self.on_policy_fraction <= 1.0:
