@@ -23,8 +23,9 @@ from ..fileutil import sha256_bytes, sha256_file, sha256_json, write_json_atomic
 from ..progress import progress
 
 CACHE_VERSION = 1
-TOPK_CHUNK = 4096
-"""Positions per chunk of full-vocabulary teacher logits (4096 x 49k fp32 = 0.8 GB)."""
+TOPK_CHUNK = 2048
+"""Positions per chunk of full-vocabulary teacher logits (2048 x 49k fp32 = 0.4 GB, twice that with the
+log-softmax); batches up to this many positions (the CPU's 4 x 256) take one pass as before."""
 GPU_BATCH = 32
 """Blocks per teacher forward on a GPU (the CPU keeps the caller's batch)."""
 
