@@ -137,3 +137,15 @@ def test_llm_training_logs_every_step_with_null_gpu_memory_on_the_cpu(tmp_path, 
     assert [r["step"] for r in rows] == [1, 2, 3] and all(r["peak_gpu_gib"] is None for r in rows)
     assert all(np.isfinite(r["kd"]) and r["tokens"] == 24 for r in rows)
     assert next(student.parameters()).device.type == "cpu" and "peak_gpu_gib" not in res.history[-1]
+
+
+def test_throughput_benchmark_and_gpu_check_are_runnable():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "train_throughput.py"), "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--data-dir" in proc.stdout and "--quick" in proc.stdout
+    assert subprocess.run(["bash", "-n", str(root / "benchmarks" / "gpu_check.sh")]).returncode == 0
