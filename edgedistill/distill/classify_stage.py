@@ -44,9 +44,10 @@ from .device import runtime
 from .teacher_cache import teacher_logits, teacher_targets
 
 
-def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str):
+def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str,
+                             device=None):
     """The teacher's kept blocks (and narrowed FFNs) under a copy of the teacher's head."""
-    base = build_student(teacher.base_model, tokenizer, plan, calibration_texts, max_length, selection)
+    base = build_student(teacher.base_model, tokenizer, plan, calibration_texts, max_length, selection, device)
     student = classifier_from_encoder(base, teacher.config.num_labels,
                                       {int(k): v for k, v in teacher.config.id2label.items()})
     student.classifier.load_state_dict(teacher.classifier.state_dict())
@@ -129,12 +130,13 @@ class ClassificationRun:
         calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
                  if i < len(self.train_texts)] or self.train_texts[:32]
         if self.base is not None:
-            base = build_student(self.base, self.tokenizer, plan, calib, r.teacher.max_length, r.student.ffn_selection)
+            base = build_student(self.base, self.tokenizer, plan, calib, r.teacher.max_length, r.student.ffn_selection,
+                                 self.rt.device)
             torch.manual_seed(r.distill.seed)
             return classifier_from_encoder(base, self.teacher.config.num_labels,
                                            {int(k): v for k, v in self.teacher.config.id2label.items()})
         return build_classifier_student(self.teacher, self.teacher_tokenizer, plan, calib, r.teacher.max_length,
-                                        r.student.ffn_selection)
+                                        r.student.ffn_selection, self.rt.device)
 
     @cached_property
     def initial_student(self):

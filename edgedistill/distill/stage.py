@@ -64,7 +64,8 @@ def run_distill(ws: Workspace) -> Path:
         raise DataError(f"only {len(train_texts)} training sentences for batch_size {r.distill.batch_size}; "
                         "use more data or a smaller [distill] batch_size")
     calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
-    student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection)
+    student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection,
+                            device=runtime(r.distill).device)
     layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers, r.distill.layer_map_mode)
     strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
     if r.student.base and strategy.needs_hidden:
