@@ -31,6 +31,7 @@ PROJECTION_FIT_SENTENCES = 2000
 def announce_device(spec) -> None:
     """Resolve [distill] device/precision before any work (a missing GPU fails here) and, on a GPU, say so."""
     parallel.configure(spec.device)
+    parallel.current()  # under a launcher, binds this process to its local rank's GPU before any teacher pass
     rt = runtime(spec)
     if rt.is_cuda or spec.device != "auto":
         say(rt.describe())
