@@ -149,3 +149,29 @@ def test_throughput_benchmark_and_gpu_check_are_runnable():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--data-dir" in proc.stdout and "--quick" in proc.stdout
     assert subprocess.run(["bash", "-n", str(root / "benchmarks" / "gpu_check.sh")]).returncode == 0
+
+
+def test_cuda_asked_for_on_a_cpu_host_stops_before_any_work(tmp_path, tiny_teacher, capsys, no_cuda):
+    from edgedistill.cli import main
+
+    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(60))
+    path = tiny_recipe(tmp_path, tiny_teacher, data, distill={"device": "cuda", "max_steps": 2})
+    assert main(["distill", str(path), "-o", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "key 'device'" in err and "no CUDA GPU" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "student").exists()
+
+
+def test_the_default_says_nothing_on_a_cpu_host_and_an_explicit_device_is_announced(tmp_path, tiny_teacher, capsys,
+                                                                                     no_cuda):
+    from edgedistill.cli import main
+
+    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(60))
+    for name, extra in (("auto", {}), ("cpu", {"device": "cpu", "precision": "bf16"})):
+        (tmp_path / name).mkdir()
+        path = tiny_recipe(tmp_path / name, tiny_teacher, data, distill={"max_steps": 2, "eval_every": 2, **extra})
+        assert main(["distill", str(path), "-o", str(tmp_path / name / "out")]) == 0
+        err = capsys.readouterr().err
+        assert ("device cpu, precision bf16" in err) == (name == "cpu")
+        rows = [json.loads(x) for x in (tmp_path / name / "out" / "train_log.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all("peak_gpu_gib" not in r for r in rows)  # the CPU log is as it was
