@@ -40,12 +40,12 @@ print(\"bf16\", torch.cuda.is_available() and torch.cuda.is_bf16_supported()); \
 assert torch.cuda.is_available(), \"no CUDA GPU visible to torch\"'"
 
 # includes the 2-process NCCL test when the host has two GPUs (skipped, with the reason, on one)
-step cuda-tests 240 "$PY" -m pytest -m cuda tests/unit/test_cuda.py -q -rs -p no:cacheprovider
+step cuda-tests 210 "$PY" -m pytest -m cuda tests/unit/test_cuda.py -q -rs -p no:cacheprovider
 
 # the cuda column only (the CPU column is measured on a CPU host and merged with --merge there)
 BENCH_ARGS=(--quick --devices cuda --out "$OUT/train_throughput")
 if [ -n "${VADER_DIR:-}" ]; then BENCH_ARGS+=(--data-dir "$VADER_DIR"); fi
-step train-throughput 200 "$PY" benchmarks/train_throughput.py "${BENCH_ARGS[@]}"
+step train-throughput 240 "$PY" benchmarks/train_throughput.py "${BENCH_ARGS[@]}"
 
 if [ ${#failed[@]} -eq 0 ]; then
   echo "GPU CHECK PASSED; results in $OUT" | tee -a "$LOG"

@@ -334,12 +334,20 @@ def plain_torch_kd(dev: str, batch: int, seq: int, steps: int) -> dict:
 
 
 # ---------------------------------------------------------------- report
-def run_device(dev: str, args, texts, text_source, work: Path) -> dict:
-    out: dict = {}
-    for name, fn in (("demo", lambda: demo(dev, args.quick, texts, text_source, work)),
-                     ("headline", lambda: headline(dev, args.quick, texts, args.real_teachers, work)),
-                     ("llm_kd_cpu_batch", lambda: llm_kd(dev, 4, 256, 4 if args.quick and dev == "cpu" else
-                                                         (10 if args.quick else 30), work))):
+def run_device(dev: str, args, texts, text_source, work: Path, out: dict, save) -> dict:
+    """Each workload into ``out`` (an error is recorded, not raised); ``save()`` after each, so a run cut
+    short by a time limit still leaves what it measured. On a GPU the goals' workloads go first."""
+    cpu_steps = 4 if args.quick and dev == "cpu" else (10 if args.quick else 30)
+    gpu_steps = 8 if args.quick else 30
+    work_list = [("demo", lambda: demo(dev, args.quick, texts, text_source, work)),
+                 ("headline", lambda: headline(dev, args.quick, texts, args.real_teachers, work)),
+                 ("llm_kd_cpu_batch", lambda: llm_kd(dev, 4, 256, cpu_steps, work))]
+    if dev.startswith("cuda"):
+        out["gpu_name"] = torch.cuda.get_device_name(torch.device(dev))
+        work_list = [work_list[1], ("llm_kd_gpu_batch", lambda: llm_kd(dev, 32, 512, gpu_steps, work)),
+                     ("plain_torch_gpu_batch", lambda: plain_torch_kd(dev, 32, 512, gpu_steps)),
+                     work_list[0], work_list[2]]
+    for name, fn in work_list:
         log(f"{dev}: {name}")
         t0 = time.perf_counter()
         try:
@@ -350,35 +358,24 @@ def run_device(dev: str, args, texts, text_source, work: Path) -> dict:
         out[name]["wall_s"] = round(time.perf_counter() - t0, 1)
         if dev.startswith("cuda"):
             torch.cuda.empty_cache()
-    if dev.startswith("cuda"):
-        steps = 8 if args.quick else 30
-        for name, fn in (("llm_kd_gpu_batch", lambda: llm_kd(dev, 32, 512, steps, work)),
-                         ("plain_torch_gpu_batch", lambda: plain_torch_kd(dev, 32, 512, steps))):
-            log(f"{dev}: {name}")
-            try:
-                out[name] = fn()
-            except Exception as e:  # noqa: BLE001
-                log(f"{dev}: {name} failed: {type(e).__name__}: {e}")
-                out[name] = {"error": f"{type(e).__name__}: {e}"}
-            torch.cuda.empty_cache()
-        out["gpu_name"] = torch.cuda.get_device_name(torch.device(dev))
+        save()
     return out
 
 
 def headline_block(dev: str, r: dict) -> dict:
-    h = {"demo_sentences_per_s": r["demo"].get("sentences_per_s"),
-         "headline_teacher_pass_s": r["headline"].get("headline_teacher_pass_s"),
-         "headline_student_steps_per_s": r["headline"].get("student_steps_per_s")}
+    h = {"demo_sentences_per_s": r.get("demo", {}).get("sentences_per_s"),
+         "headline_teacher_pass_s": r.get("headline", {}).get("headline_teacher_pass_s"),
+         "headline_student_steps_per_s": r.get("headline", {}).get("student_steps_per_s")}
     if dev.startswith("cuda"):
         ours, plain = r.get("llm_kd_gpu_batch", {}), r.get("plain_torch_gpu_batch", {})
         h["llm_kd_tok_s"] = ours.get("train_tok_s")
-        h["llm_kd_cpu_batch_tok_s"] = r["llm_kd_cpu_batch"].get("train_tok_s")
+        h["llm_kd_cpu_batch_tok_s"] = r.get("llm_kd_cpu_batch", {}).get("train_tok_s")
         h["llm_kd_vs_plain_torch"] = (round(ours["train_tok_s"] / plain["train_tok_s"], 3)
                                       if ours.get("train_tok_s") and plain.get("train_tok_s") else None)
         h["llm_kd_peak_gpu_gib"] = ours.get("peak_gpu_gib")
         h["gpu_name"] = r.get("gpu_name")
     else:
-        h["llm_kd_tok_s"] = r["llm_kd_cpu_batch"].get("train_tok_s")
+        h["llm_kd_tok_s"] = r.get("llm_kd_cpu_batch", {}).get("train_tok_s")
     return h
 
 
@@ -397,9 +394,14 @@ def markdown(report: dict) -> str:
     lines += ["", "LLM KD tok/s: the CPU's column is batch 4 x 256; the GPU's is 32 x 512 (its 4 x 256 figure is "
               "`llm_kd_cpu_batch_tok_s`). A quick CPU teacher pass is timed on a subset and extrapolated to the "
               "train split (see the JSON). Teachers: " + "; ".join(
-                  f"{d}: demo {r['demo'].get('teacher')}, headline {r['headline'].get('teacher')}"
+                  f"{d}: demo {r.get('demo', {}).get('teacher')}, headline {r.get('headline', {}).get('teacher')}"
                   for d, r in report["devices"].items()), ""]
-    return "\n".join(lines)
+    for d, r in report["devices"].items():
+        m = r.get("measured")
+        if m:
+            lines.append(f"The {d} column was measured on {m.get('host')} (torch {m.get('torch')}, "
+                         f"{'quick' if m.get('quick') else 'full'} mode, {m.get('created')}) and merged with --merge.")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -416,29 +418,36 @@ def main() -> int:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     texts, text_source = vader_texts(args.data_dir)
     log(f"devices {devices}; text: {text_source}, {len(texts['train'])} train sentences")
-    results = {}
+    results: dict = {}
+    earlier = json.loads(Path(args.merge).read_text()) if args.merge else None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> dict:
+        merged = dict(results)
+        if earlier is not None:  # keep the devices measured elsewhere (a GPU host's cuda column next to this CPU's)
+            for dev, r in earlier["devices"].items():
+                if dev not in merged:
+                    merged[dev] = r | {"measured": {k: earlier.get(k) for k in ("host", "torch", "created", "quick")}}
+        rep = {
+            "command": "python benchmarks/train_throughput.py" + (" --quick" if args.quick else ""),
+            "quick": args.quick, "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "torch": torch.__version__, "text": text_source,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "headline": {"devices": list(merged), **{d: headline_block(d, r) for d, r in merged.items()}},
+            "devices": merged,
+        }
+        out.with_suffix(".json").write_text(json.dumps(rep, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(rep))
+        return rep
+
     with tempfile.TemporaryDirectory(prefix="edgedistill-throughput-") as tmp:
         for dev in devices:
             work = Path(tmp) / dev.replace(":", "")
             work.mkdir()
-            results[dev] = run_device(dev, args, texts, text_source, work)
-    if args.merge:  # keep the devices measured elsewhere (a GPU host's cuda column next to this CPU's)
-        earlier = json.loads(Path(args.merge).read_text())
-        for dev, r in earlier["devices"].items():
-            if dev not in results:
-                results[dev] = r | {"measured": {k: earlier.get(k) for k in ("host", "torch", "created", "quick")}}
-        devices = list(results)
-    report = {
-        "command": "python benchmarks/train_throughput.py" + (" --quick" if args.quick else ""),
-        "quick": args.quick, "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "torch": torch.__version__, "text": text_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "headline": {"devices": devices, **{d: headline_block(d, r) for d, r in results.items()}},
-        "devices": results,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+            results[dev] = {}
+            run_device(dev, args, texts, text_source, work, results[dev], save)
+    report = save()
     print(json.dumps(report["headline"], indent=2))
     failed = [f"{d}.{k}" for d, r in results.items() for k, v in r.items() if isinstance(v, dict) and "error" in v]
     if failed:
