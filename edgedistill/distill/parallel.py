@@ -80,8 +80,9 @@ def wants_cuda() -> bool:
 
 
 def configure(device: str) -> None:
-    """Record the recipe's ``device`` for :func:`current` (call before the first collective)."""
-    if device == "cpu":
+    """Record the recipe's ``device`` for :func:`current` (call before the first collective); a plain
+    single-process run leaves the environment alone."""
+    if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         os.environ["EDGEDISTILL_DEVICE"] = "cpu"
 
 
