@@ -416,6 +416,9 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("EDGEDISTILL_PROGRESS", "0")
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        print(f"error: --devices {','.join(devices)}: torch {torch.__version__} sees no CUDA GPU", file=sys.stderr)
+        return 2
     texts, text_source = vader_texts(args.data_dir)
     log(f"devices {devices}; text: {text_source}, {len(texts['train'])} train sentences")
     results: dict = {}
