@@ -175,3 +175,60 @@ def test_the_default_says_nothing_on_a_cpu_host_and_an_explicit_device_is_announ
         assert ("device cpu, precision bf16" in err) == (name == "cpu")
         rows = [json.loads(x) for x in (tmp_path / name / "out" / "train_log.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and all("peak_gpu_gib" not in r for r in rows)  # the CPU log is as it was
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_the_fp16_scaler_path_of_the_shared_loop_runs_and_resumes(tmp_path, clf_teacher, monkeypatch, capsys):
+    """The GPU's fp16 path (autocast + GradScaler, its state in checkpoints) exercised on the CPU, where torch
+    has both; the recipe check that refuses fp16 on a CPU is bypassed for the loop only."""
+    from edgedistill.cli import main
+    from edgedistill.distill import loop
+
+    monkeypatch.setattr(loop, "runtime", lambda spec: dv.Runtime(torch.device("cpu"), "fp16"))
+    data = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows(80))
+    path = tiny_recipe(tmp_path, clf_teacher, data, distill={
+        "strategy": "classification", "losses": {"kd": 1.0, "hard_ce": 0.5}, "max_steps": 6, "eval_every": 3,
+        "checkpoint_every": 3, "batch_size": 8, "learning_rate": 3e-3, "eval_sentences": 12})
+    assert main(["distill", str(path), "-o", str(tmp_path / "ref")]) == 0
+    ref = [json.loads(x) for x in (tmp_path / "ref" / "train_log.jsonl").read_text().splitlines()]
+    assert len(ref) == 6 and all(np.isfinite(r["loss"]) for r in ref)
+
+    orig, seen = loop._save, {}
+
+    def crash_after_saving(store, step, *a, **kw):
+        orig(store, step, *a, **kw)
+        seen[step] = store.latest()["torch"]
+        raise _Crash  # the run dies right after its step-3 checkpoint
+
+    monkeypatch.setattr(loop, "_save", crash_after_saving)
+    try:
+        assert main(["distill", str(path), "-o", str(tmp_path / "out")]) != 0
+    except _Crash:
+        pass
+    assert seen[3]["grad_scaler"]["scale"] > 0  # the scaler's state travels with the checkpoint
+    monkeypatch.setattr(loop, "_save", orig)
+    capsys.readouterr()
+    assert main(["distill", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert "resuming from step 3" in capsys.readouterr().err
+    rows = [json.loads(x) for x in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in ref], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["kd", "on_policy"])
+def test_the_fp16_scaler_path_of_the_llm_trainer_runs(tmp_path, monkeypatch, mode):
+    from edgedistill.llm import train as llm_train
+    from edgedistill.llm.topk_cache import build_topk_cache
+
+    monkeypatch.setattr(llm_train, "runtime", lambda cfg: dv.Runtime(torch.device("cpu"), "fp16"))
+    teacher, student = tiny_llama(layers=2, seed=0), tiny_llama(layers=1, seed=1)
+    blocks = np.random.default_rng(0).integers(0, 30, size=(8, 12)).astype(np.int32)
+    topk = build_topk_cache(teacher, blocks, teacher_sha="e" * 64, tokenizer_sha="t", k=4, root=tmp_path)
+    cfg = TrainConfig(mode=mode, max_steps=3, batch_size=2, eval_every=3, warmup_steps=1, ce_weight=0.5,
+                      gen_tokens=3, prompt_tokens=3)
+    _, res = train_causal(student, blocks, blocks[:2], cfg, topk=topk, teacher=teacher,
+                          prompts=[blocks[0, :3].tolist()], top_k=4, log_path=tmp_path / "log.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows) and np.isfinite(res.best_val["ppl"])
