@@ -123,7 +123,10 @@ class DistillSpec:
     eval_sentences: int = 1000
     seed: int = 0
     freeze_word_embeddings: bool = True
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision: fp32, bf16 autocast (CPU or GPU), or fp16 autocast with a gradient scaler (GPU only)."""
+    device: str = "auto"
+    """Where training and teacher passes run: auto (the GPU when torch sees one), cpu, cuda or cuda:N."""
     threads: int = 0
     """Torch threads for training; 0 means all cores."""
     temperature: float = 2.0
@@ -174,6 +177,10 @@ class DistillSpec:
     """Teacher-assistant chain (classification): teacher blocks each assistant keeps, largest first."""
 
     def validate(self, where: str) -> None:
+        from .distill.device import check_device_spec, check_precision_spec
+
+        check_device_spec(self.device, where)
+        check_precision_spec(self.precision, where)
         if self.temperature <= 0:
             _fail(where, "temperature", f"expected a number > 0, got {self.temperature}")
         if not 0 < self.jsd_beta < 1:

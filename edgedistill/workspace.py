@@ -86,12 +86,14 @@ class Workspace:
         return load_encoder(self.teacher_ref.folder)
 
     def teacher_outputs(self, texts: list[str], layers=(), desc: str = "teacher outputs"):
+        from .distill.device import runtime
         from .distill.teacher_cache import teacher_targets
 
         t = self.recipe.teacher
         model, tok = self.teacher
+        # A pass still to run runs on [distill] device (large batches on a GPU); the cache on disk is the same.
         return teacher_targets(model, tok, self.teacher_ref, texts, t.max_length, t.pooling, t.normalize,
-                               layers=layers, desc=desc)
+                               layers=layers, desc=desc, rt=runtime(self.recipe.distill))
 
     def fit_probe(self, embed, limit: int | None = None):
         """Logistic-regression probe on the probe-eligible training sentences (a fixed subset of at

@@ -17,6 +17,7 @@ from ..errors import RecipeError
 from ..models.student import plan_student
 from ..progress import say
 from .cls_trainer import accuracy, logits_of, train_classifier
+from .device import on_device
 
 
 def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling") -> tuple[np.ndarray, list[dict]]:
@@ -53,5 +54,6 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
                       "train_seconds": res.seconds})
         say(f"assistant {i} (teacher layers {list(plan.layers)}): test accuracy {links[-1]['test_accuracy']:.4f}, "
             f"best validation accuracy {res.best_val_accuracy:.4f}")
-        logits = logits_of(model, run.enc, run.pad_id)
+        with on_device(model, run.rt.device):  # the assistant teaches the next link: its pass runs on the device
+            logits = logits_of(model, run.enc, run.pad_id, batch_size=run.rt.teacher_batch)
     return logits, links

@@ -79,7 +79,8 @@ def augment_features(feats: dict, aug: AugmentSpec, rng: np.random.Generator, pa
     for r, row in enumerate(rows):
         out_ids[r, : len(row)] = torch.tensor(row, dtype=ids.dtype)
         out_mask[r, : len(row)] = 1
-    out = {"input_ids": out_ids, "attention_mask": out_mask}
+    # built on the CPU row by row, then moved once to where the batch came from
+    out = {"input_ids": out_ids.to(ids.device), "attention_mask": out_mask.to(mask.device)}
     if "token_type_ids" in feats:
-        out["token_type_ids"] = torch.zeros_like(out_ids)
+        out["token_type_ids"] = torch.zeros_like(out["input_ids"])
     return out

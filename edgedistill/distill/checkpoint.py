@@ -15,6 +15,10 @@ Layout under a stage's ``OUT/checkpoints/``::
 A kill at any moment leaves either the previous or the new checkpoint current, never a
 half-written one. Nothing here is unpickled: tensors are safetensors, and ``optim.pt`` is read
 with ``torch.load(weights_only=True)``.
+
+Checkpoints hold no device tensors: everything is moved to the CPU when saved and read onto the
+CPU (the loop then moves it to its device), so a run killed on a GPU resumes on a CPU and the
+reverse. ``[distill] device`` is left out of the fingerprint for the same reason.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import RecipeError
 from ..fileutil import atomic_dir, sha256_json, write_json_atomic
+from .device import to_device
 
 HINT = "delete {folder} to start fresh"
 
 
 def _tensors(state: dict) -> dict[str, torch.Tensor]:
     # Clones break storage sharing (safetensors refuses shared tensors) and make slices contiguous.
-    return {k: v.detach().clone().contiguous() for k, v in state.items()}
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
 class Checkpoints:
@@ -74,8 +79,10 @@ def stage_checkpoints(ws) -> Checkpoints | None:
     every = d.eval_every if d.checkpoint_every is None else d.checkpoint_every
     if not every:
         return None
+    recipe = ws.recipe.to_dict()
+    recipe.get("distill", {}).pop("device", None)  # where it ran does not change what it computes
     return Checkpoints(ws.run_dir / "checkpoints", every,
-                       sha256_json({"recipe": ws.recipe.sha256(), "teacher": ws.teacher_ref.sha256}))
+                       sha256_json({"recipe": sha256_json(recipe), "teacher": ws.teacher_ref.sha256}))
 
 
 class GenerationStore:
@@ -92,7 +99,7 @@ class GenerationStore:
             save_file(_tensors(weights), tmp / "weights.safetensors")
             save_file(_tensors(best), tmp / "best.safetensors")
             save_file(_tensors(extra), tmp / "extra.safetensors")
-            torch.save(torch_state, tmp / "optim.pt")
+            torch.save(to_device(torch_state, torch.device("cpu")), tmp / "optim.pt")
             write_json_atomic(tmp / "state.json", state)
         write_json_atomic(self.folder / "latest.json", {"step": step, "folder": name})
         for old in self.folder.glob("step-*"):
@@ -107,7 +114,7 @@ class GenerationStore:
         d = self.folder / json.loads(pointer.read_text())["folder"]
         return {"weights": load_file(d / "weights.safetensors"), "best": load_file(d / "best.safetensors"),
                 "extra": load_file(d / "extra.safetensors"),
-                "torch": torch.load(d / "optim.pt", weights_only=True),
+                "torch": torch.load(d / "optim.pt", map_location="cpu", weights_only=True),
                 "state": json.loads((d / "state.json").read_text())}
 
     def finish(self, weights: dict, record: dict) -> None:

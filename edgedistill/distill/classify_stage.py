@@ -40,12 +40,14 @@ from .compat import check_tokenizers
 from .curriculum import curriculum_batches, easy_first
 from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
+from .device import runtime
 from .teacher_cache import teacher_logits, teacher_targets
 
 
-def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str):
+def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str,
+                             device=None):
     """The teacher's kept blocks (and narrowed FFNs) under a copy of the teacher's head."""
-    base = build_student(teacher.base_model, tokenizer, plan, calibration_texts, max_length, selection)
+    base = build_student(teacher.base_model, tokenizer, plan, calibration_texts, max_length, selection, device)
     student = classifier_from_encoder(base, teacher.config.num_labels,
                                       {int(k): v for k, v in teacher.config.id2label.items()})
     student.classifier.load_state_dict(teacher.classifier.state_dict())
@@ -77,6 +79,8 @@ class ClassificationRun:
     def __init__(self, ws):
         self.ws = ws
         r = ws.recipe
+        self.rt = runtime(r.distill)
+        """Where teacher passes and training run."""
         self.train_texts, self.train_labels = labelled_split(ws, "train")
         self.teacher_has_head = is_classifier_folder(ws.teacher_ref.folder)
         if self.teacher_has_head:
@@ -126,12 +130,13 @@ class ClassificationRun:
         calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
                  if i < len(self.train_texts)] or self.train_texts[:32]
         if self.base is not None:
-            base = build_student(self.base, self.tokenizer, plan, calib, r.teacher.max_length, r.student.ffn_selection)
+            base = build_student(self.base, self.tokenizer, plan, calib, r.teacher.max_length, r.student.ffn_selection,
+                                 self.rt.device)
             torch.manual_seed(r.distill.seed)
             return classifier_from_encoder(base, self.teacher.config.num_labels,
                                            {int(k): v for k, v in self.teacher.config.id2label.items()})
         return build_classifier_student(self.teacher, self.teacher_tokenizer, plan, calib, r.teacher.max_length,
-                                        r.student.ffn_selection)
+                                        r.student.ffn_selection, self.rt.device)
 
     @cached_property
     def initial_student(self):
@@ -142,7 +147,7 @@ class ClassificationRun:
         if not self.teacher_has_head:
             return None
         z = teacher_logits(self.teacher, self.teacher_tokenizer, self.ws.teacher_ref, self.test_texts,
-                           self.ws.recipe.teacher.max_length, desc="teacher logits (test)")
+                           self.ws.recipe.teacher.max_length, desc="teacher logits (test)", rt=self.rt)
         return float((np.asarray(z).argmax(1) == self.test_labels).mean())
 
     def strategy(self, spec, layer_map=None, student=None) -> ClassificationStrategy:
@@ -165,7 +170,7 @@ class ClassificationRun:
 
     def teacher_logits_train(self) -> np.ndarray:
         return teacher_logits(self.teacher, self.teacher_tokenizer, self.ws.teacher_ref, self.train_texts,
-                              self.ws.recipe.teacher.max_length, desc="teacher logits (train)")
+                              self.ws.recipe.teacher.max_length, desc="teacher logits (train)", rt=self.rt)
 
     def batches(self, spec, logits):
         """The curriculum's batch provider, or None for the trainer's own shuffled batches."""
@@ -184,7 +189,7 @@ class ClassificationRun:
         if layers:
             cache.targets = teacher_targets(self.teacher.base_model, self.teacher_tokenizer, self.ws.teacher_ref,
                                             self.train_texts, t.max_length, "cls", False, layers=layers,
-                                            desc="teacher token states (train)")
+                                            desc="teacher token states (train)", rt=self.rt)
         if spec is not None and spec.teachers and not getattr(strategy, "teacher_free", False):
             cache = multi_teacher.ensemble_cache(self, strategy, spec, cache)
         return cache

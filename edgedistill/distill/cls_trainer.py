@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .device import model_device, to_device
 from .loop import Metric, NonFiniteLoss, train_loop
 from .trainer import _batches, _features
 
@@ -38,10 +39,11 @@ def logits_of(model, enc: dict, pad_id: int, batch_size: int = 128) -> np.ndarra
     lengths = np.array([len(x) for x in enc["input_ids"]])
     order = np.argsort(lengths, kind="stable")
     out = None
+    dev = model_device(model)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            z = model(**_features(enc, idx, pad_id)).logits.float().numpy()
+            z = model(**to_device(_features(enc, idx, pad_id), dev)).logits.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(order), z.shape[1]), dtype=np.float32)
             out[idx] = z
@@ -69,7 +71,8 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
             before_step(student, frac)
         feats = _features(enc, idx, pad_id)
         teacher = strategy.teacher_batch(cache, idx, feats["input_ids"].shape[1], feats["attention_mask"])
-        return strategy.loss(student, feats, teacher, y[idx], frac)
+        dev = model_device(student)  # the loop put the student on the run's device
+        return strategy.loss(student, to_device(feats, dev), to_device(teacher, dev), y[idx].to(dev), frac)
 
     metric = Metric("val_accuracy", lambda: accuracy(student, enc_val, val_labels, pad_id))
     stream = batches if batches is not None else (lambda rng: _batches(lengths, spec.batch_size, rng))

@@ -29,6 +29,7 @@ from ..errors import TrainingError
 from ..progress import progress, say
 from . import parallel
 from .checkpoint import GenerationStore
+from .device import move_modules, move_params, runtime
 from .trainer import log_step, optimizer
 
 
@@ -82,7 +83,8 @@ def _maybe_die() -> None:
 
 
 def _snapshot(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # on the CPU: the kept weights go to disk and to the stage, and must not hold GPU memory
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class StepLog:
@@ -121,9 +123,22 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
     a checkpoint must carry beyond the trainable parameters (EMA weights).
     """
     par = parallel.current()
+    rt = runtime(spec)
+    if par.world > 1 and rt.device != par.device:
+        if rt.is_cuda != (par.device.type == "cuda"):
+            raise TrainingError(f"[distill] device resolves to {rt.device} but the process group runs on "
+                                f"{par.device}; launch with EDGEDISTILL_DEVICE=cpu for CPU processes")
+        rt.device = par.device  # each process trains on its local rank's GPU
+    # Everything the loss touches goes to the run's device before the optimizer sees it; batches
+    # are moved by the callers' batch_loss (see trainer.train), evaluation follows the model.
+    student.to(rt.device)
+    move_params(extra_params, rt.device)
+    if strategy_state is not None:
+        move_modules(strategy_state, rt.device)
     torch.manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
     params, opt, sched = optimizer(student, extra_params, spec)
+    scaler = rt.scaler()
     stream = make_stream(rng)
     ckpt = store.latest() if store is not None else None
     if ckpt is None:
@@ -133,7 +148,7 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
         start, seen, eval_seconds, elapsed, bad_evals, window = 1, 0, 0.0, 0.0, 0, {}
     else:
         res, start, seen, eval_seconds, elapsed, bad_evals, window = _restore(
-            ckpt, student, extra_params, strategy_state, opt, sched, stream, rng)
+            ckpt, student, extra_params, strategy_state, opt, sched, stream, rng, scaler)
         say(f"resuming from step {start - 1}")
     student.train()
     steplog = StepLog(log_path, log_tags or {}, start - 1, par.is_main)
@@ -143,25 +158,37 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
     patience = getattr(spec, "early_stop_patience", 0)
     for step in bar:
         t_step = time.perf_counter()
+        rt.reset_peak()
         idx = next(stream)
         frac = (step - 1) / max(1, spec.max_steps - 1)
         lr = opt.param_groups[0]["lr"]
-        value, parts = _accumulate(idx, frac, batch_loss, accum, spec.precision == "bf16", par)
+        value, parts = _accumulate(idx, frac, batch_loss, accum, rt, par, scaler)
         if not math.isfinite(value):
             shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
             raise NonFiniteLoss(f"distillation stopped: loss is {value} at step {step} ({shown}); lower [distill] "
                                 f"learning_rate (now {spec.learning_rate:g}) or check the data",
                                 res.best_state, res.best_step)
         par.sum_grads(params)
+        if scaler is not None:
+            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)  # skips the update when fp16 gradients overflowed
+            scaler.update()
+        else:
+            opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(student)
         seen += len(idx)
         window = log_step(res.history, window, {"loss": value, **parts}, step, spec.max_steps, sched, bar)
-        steplog.write({"step": step, "lr": lr, "loss": value, **parts, "seconds": time.perf_counter() - t_step})
+        peak = rt.peak_memory_gib()
+        mem = {} if peak is None else {"peak_gpu_gib": peak}  # absent on the CPU: the log stays as it was
+        if peak is not None:
+            bar.set_postfix(loss=f"{value:.4f}", gpu_gib=f"{peak:.2f}")
+        steplog.write({"step": step, "lr": lr, "loss": value, **parts, "seconds": time.perf_counter() - t_step,
+                       **mem})
         if step % spec.eval_every == 0 or step == spec.max_steps:
             t_eval = time.perf_counter()
             val = par.from_main(metric.evaluate() if par.is_main else 0.0)
@@ -180,7 +207,7 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
                 break
         if store is not None and par.is_main and store.due(step) and step < spec.max_steps:
             _save(store, step, student, extra_params, strategy_state, opt, sched, rng, res, seen, eval_seconds,
-                  time.perf_counter() - t0, bad_evals, window)
+                  time.perf_counter() - t0, bad_evals, window, scaler)
         _maybe_die()
     else:
         res.steps = spec.max_steps
@@ -188,10 +215,17 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
     res.sentences_per_second = seen / max(res.seconds - eval_seconds, 1e-9)
     student.load_state_dict(res.best_state)
     student.eval()
+    # The stage saves, exports and evaluates what it gets back on the CPU; a GPU's memory goes back.
+    student.to("cpu")
+    move_params(extra_params, torch.device("cpu"))
+    if strategy_state is not None:
+        move_modules(strategy_state, torch.device("cpu"))
+    if rt.is_cuda:
+        torch.cuda.empty_cache()
     return res
 
 
-def _accumulate(idx, frac: float, batch_loss, accum: int, bf16: bool, par) -> tuple[float, dict]:
+def _accumulate(idx, frac: float, batch_loss, accum: int, rt, par, scaler=None) -> tuple[float, dict]:
     """Backward over this process's micro-batches of the global batch ``idx``; returns the
     global batch's loss and terms (row-weighted means, summed over processes)."""
     n = len(idx)
@@ -200,16 +234,17 @@ def _accumulate(idx, frac: float, batch_loss, accum: int, bf16: bool, par) -> tu
         if not len(rows):
             continue
         share = len(rows) / n
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with rt.autocast():
             loss, terms = batch_loss(rows, frac)
         # share is 1.0 for one process without accumulation; the product is then exact.
-        (loss * share).backward()
+        scaled = loss * share
+        (scaled if scaler is None else scaler.scale(scaled)).backward()
         total += float(loss.detach()) * share
         for k, v in terms.items():
             parts[k] = parts.get(k, 0.0) + v * share
     if par.world > 1:
         keys = sorted(parts)
-        t = par.sum_(torch.tensor([total] + [parts[k] for k in keys], dtype=torch.float64))
+        t = par.sum_(torch.tensor([total] + [parts[k] for k in keys], dtype=torch.float64, device=par.device)).cpu()
         total, parts = float(t[0]), {k: float(v) for k, v in zip(keys, t[1:].tolist(), strict=True)}
     return total, parts
 
@@ -223,16 +258,20 @@ def _extra_state(extra_params: list, strategy_state) -> dict:
 
 
 def _save(store, step, student, extra_params, strategy_state, opt, sched, rng, res, seen, eval_seconds, elapsed,
-          bad_evals, window) -> None:
+          bad_evals, window, scaler=None) -> None:
     state = {"step": step, "numpy_rng": rng.bit_generator.state, "history": res.history, "evals": res.evals,
              "best_step": res.best_step, "best_value": res.best_value, "seen": seen, "eval_seconds": eval_seconds,
              "elapsed": elapsed, "bad_evals": bad_evals, "window": window}
-    store.save(step, student.state_dict(), res.best_state, _extra_state(extra_params, strategy_state),
-               {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()},
+    torch_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}
+    if scaler is not None:
+        torch_state["grad_scaler"] = scaler.state_dict()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch_state["cuda_rng"] = torch.cuda.get_rng_state()  # a CPU tensor; used only when resumed on a GPU
+    store.save(step, student.state_dict(), res.best_state, _extra_state(extra_params, strategy_state), torch_state,
                state)
 
 
-def _restore(ckpt, student, extra_params, strategy_state, opt, sched, stream, rng):
+def _restore(ckpt, student, extra_params, strategy_state, opt, sched, stream, rng, scaler=None):
     s = ckpt["state"]
     student.load_state_dict(ckpt["weights"])
     extra = ckpt["extra"]
@@ -242,9 +281,15 @@ def _restore(ckpt, student, extra_params, strategy_state, opt, sched, stream, rn
     hook = getattr(strategy_state, "load_checkpoint_state", None)
     if hook is not None:
         hook({k.removeprefix("strategy."): v for k, v in extra.items() if k.startswith("strategy.")})
+    # The checkpoint was read onto the CPU; load_state_dict copies weights onto the student's device
+    # and the optimizer casts its state to each parameter's device.
     opt.load_state_dict(ckpt["torch"]["optimizer"])
     sched.load_state_dict(ckpt["torch"]["scheduler"])
     torch.set_rng_state(ckpt["torch"]["torch_rng"])
+    if scaler is not None and "grad_scaler" in ckpt["torch"]:
+        scaler.load_state_dict(ckpt["torch"]["grad_scaler"])
+    if "cuda_rng" in ckpt["torch"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(ckpt["torch"]["cuda_rng"])
     # The batch stream is a deterministic function of the seed: replaying it to the step puts
     # it (and the numpy Generator behind it) exactly where the killed run was.
     for _ in range(s["step"]):

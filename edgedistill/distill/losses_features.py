@@ -54,6 +54,7 @@ def block_qkv(block, hidden: torch.Tensor, heads: int):
     v = getattr(sa, "value", None) or getattr(sa, "v", None)
     if q is None or k is None or v is None:
         raise ValueError(f"{type(block).__name__}: no query/key/value projections found for attention transfer")
+    hidden = hidden.to(q.weight.device)
     return tuple(split_heads(f(hidden), heads) for f in (q, k, v))
 
 

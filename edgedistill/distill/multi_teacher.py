@@ -46,7 +46,8 @@ def load_teachers(run, paths: list[str]) -> list[Teacher]:
 
 def ensemble_logits(run, spec, texts, desc: str) -> np.ndarray:
     max_length = run.ws.recipe.teacher.max_length
-    logits = [np.asarray(teacher_logits(t.model, t.tokenizer, t.ref, texts, max_length, desc=f"{desc} {t.name}"))
+    logits = [np.asarray(teacher_logits(t.model, t.tokenizer, t.ref, texts, max_length, desc=f"{desc} {t.name}",
+                                          rt=run.rt))
               for t in load_teachers(run, spec.teachers)]
     return combine_logits(logits, spec.ensemble, spec.ensemble_confidence)
 
@@ -80,7 +81,7 @@ def ensemble_test_accuracy(run, spec) -> dict:
     max_length = run.ws.recipe.teacher.max_length
     teachers = load_teachers(run, spec.teachers)
     logits = [np.asarray(teacher_logits(t.model, t.tokenizer, t.ref, run.test_texts, max_length,
-                                        desc=f"teacher logits (test) {t.name}")) for t in teachers]
+                                        desc=f"teacher logits (test) {t.name}", rt=run.rt)) for t in teachers]
     acc = lambda z: float((z.argmax(1) == run.test_labels).mean())  # noqa: E731
     return {"teachers": {t.name: acc(z) for t, z in zip(teachers, logits, strict=True)},
             "ensemble": spec.ensemble, "ensemble_test_accuracy": acc(combine_logits(logits, spec.ensemble,

@@ -8,6 +8,11 @@ Gradients are averaged with one all-reduce of the flattened gradients per optimi
 (what DDP does) rather than by wrapping the student in DDP: strategies call models outside
 their ``forward`` (mutual learning's peers, the EMA teacher) and own trainable parameters
 outside the student (FitNets projections), which a DDP wrapper would not see.
+
+On a CUDA host (``[distill] device`` resolving to a GPU) each process takes its local rank's GPU
+and Accelerate sets up NCCL; otherwise the processes stay on the CPU with gloo. The same
+launch works across machines: ``torchrun --nnodes N --node-rank R --master-addr HOST ...`` or
+``accelerate launch --num_machines N --machine_rank R --main_process_ip HOST ...`` (docs/training.md).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import torch
 class Parallel:
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")
+    """Where the collectives' tensors live: the local GPU under NCCL, the CPU under gloo."""
 
     @property
     def is_main(self) -> bool:
@@ -38,7 +45,7 @@ class Parallel:
         """The main process's ``value`` on every process (only the main process evaluates)."""
         if self.world == 1:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         torch.distributed.broadcast(t, src=0)
         return float(t.item())
 
@@ -66,13 +73,27 @@ class Parallel:
         return idx[lo:hi]
 
 
+def wants_cuda() -> bool:
+    """Whether this run trains on GPUs: CUDA present and not turned off (``EDGEDISTILL_DEVICE=cpu``,
+    which the CLI sets from a recipe's ``device = "cpu"`` before the first collective)."""
+    return torch.cuda.is_available() and os.environ.get("EDGEDISTILL_DEVICE", "auto") != "cpu"
+
+
+def configure(device: str) -> None:
+    """Record the recipe's ``device`` for :func:`current` (call before the first collective); a plain
+    single-process run leaves the environment alone."""
+    if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        os.environ["EDGEDISTILL_DEVICE"] = "cpu"
+
+
 @lru_cache(maxsize=1)
 def current() -> Parallel:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Parallel()
     from accelerate import Accelerator
 
-    # cpu=True: the loops train on CPU tensors; GPU users configure FSDP/DeepSpeed through
-    # Accelerate's own config (untested here).
-    acc = Accelerator(cpu=True)
-    return Parallel(rank=acc.process_index, world=acc.num_processes)
+    # cpu=False puts each process on its local rank's GPU with NCCL; cpu=True keeps gloo on CPU tensors.
+    # The loops move the models themselves (no prepare()): see the module docstring for why not DDP.
+    gpu = wants_cuda()
+    acc = Accelerator(cpu=not gpu)
+    return Parallel(rank=acc.process_index, world=acc.num_processes, device=acc.device if gpu else torch.device("cpu"))

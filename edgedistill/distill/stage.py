@@ -20,6 +20,7 @@ from ..workspace import Workspace, set_threads
 from . import parallel
 from .checkpoint import stage_checkpoints
 from .compat import check_tokenizers
+from .device import runtime
 from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .trainer import train
 
@@ -27,8 +28,18 @@ DISTILL_SCHEMA = 1
 PROJECTION_FIT_SENTENCES = 2000
 
 
+def announce_device(spec) -> None:
+    """Resolve [distill] device/precision before any work (a missing GPU fails here) and, on a GPU, say so."""
+    parallel.configure(spec.device)
+    parallel.current()  # under a launcher, binds this process to its local rank's GPU before any teacher pass
+    rt = runtime(spec)
+    if rt.is_cuda or spec.device != "auto":
+        say(rt.describe())
+
+
 def run_distill(ws: Workspace) -> Path:
     r = ws.recipe
+    announce_device(r.distill)
     if getattr(get_strategy(r.distill.strategy), "task", "embedding") == "classification":
         from .classify_stage import run_classify
 
@@ -54,7 +65,8 @@ def run_distill(ws: Workspace) -> Path:
         raise DataError(f"only {len(train_texts)} training sentences for batch_size {r.distill.batch_size}; "
                         "use more data or a smaller [distill] batch_size")
     calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
-    student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection)
+    student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection,
+                            device=runtime(r.distill).device)
     layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers, r.distill.layer_map_mode)
     strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
     if r.student.base and strategy.needs_hidden:

@@ -12,6 +12,7 @@ others and large caches need no RAM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,6 +25,7 @@ from ..cache import cache_dir
 from ..fileutil import sha256_file, sha256_json, write_json_atomic
 from ..models.encode import length_order, pool
 from ..progress import progress
+from .device import model_device, on_device, to_device
 
 CACHE_VERSION = 1
 
@@ -70,8 +72,11 @@ def _new_array(folder: Path, name: str, dtype, shape) -> tuple[np.memmap, str]:
 
 
 def teacher_targets(teacher, tokenizer, teacher_ref, texts, max_length: int, pooling: str, normalize: bool,
-                    layers=(), batch_size: int = 64, desc: str = "teacher outputs") -> TeacherTargets:
-    """Teacher outputs for ``texts``; whatever is not cached yet is computed in one pass."""
+                    layers=(), batch_size: int = 64, desc: str = "teacher outputs", rt=None) -> TeacherTargets:
+    """Teacher outputs for ``texts``; whatever is not cached yet is computed in one pass.
+
+    With a :class:`.device.Runtime` ``rt`` the pass runs on its device with its batch size (the
+    model goes back where it was afterwards); the arrays on disk are the same either way."""
     texts = list(texts)
     folder = cache_dir("teacher") / cache_key(teacher_ref, texts, max_length, pooling, normalize)[:32]
     n = len(texts)
@@ -93,15 +98,17 @@ def teacher_targets(teacher, tokenizer, teacher_ref, texts, max_length: int, poo
     hidden = {layer: _open(folder, f"hidden_{layer}.npy", int(offsets[-1])) for layer in layers}
     todo = [layer for layer, arr in hidden.items() if arr is None]
     if emb is None or todo:
-        _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, normalize, batch_size, desc,
-                 with_embeddings=emb is None, layers=todo)
+        with on_device(teacher, rt.device) if rt is not None else contextlib.nullcontext():
+            _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, normalize,
+                     rt.teacher_batch if rt is not None else batch_size, desc, with_embeddings=emb is None, layers=todo)
         emb = _open(folder, "embeddings.npy", n)
         hidden = {layer: _open(folder, f"hidden_{layer}.npy", int(offsets[-1])) for layer in layers}
     return TeacherTargets(embeddings=emb, offsets=offsets, hidden=hidden, folder=folder)
 
 
 def _batches(tokenizer, texts, max_length: int, batch_size: int, desc: str):
-    """(positions, padded torch features) in length order, so each batch pads little."""
+    """(positions, padded torch features) in length order, so each batch pads little (a GPU's large
+    batches pad as little as the CPU's small ones)."""
     order = length_order(tokenizer, texts, max_length)
     for start in progress(range(0, len(texts), batch_size), desc=desc, unit="batch"):
         idx = order[start : start + batch_size]
@@ -123,15 +130,17 @@ def _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, no
             arrays[f"hidden_{layer}.npy"] = _new_array(folder, f"hidden_{layer}.npy", np.float16,
                                                        (int(offsets[-1]), hsize))
         lengths = np.diff(offsets)
+        dev = model_device(teacher)
         with torch.inference_mode():
             for idx, feats in _batches(tokenizer, texts, max_length, batch_size, desc):
+                feats = to_device(feats, dev)
                 out = teacher(**feats, output_hidden_states=bool(layers))
                 if with_embeddings:
                     arrays["embeddings.npy"][0][idx] = pool(out.last_hidden_state, feats["attention_mask"],
-                                                            pooling, normalize).numpy()
+                                                            pooling, normalize).float().cpu().numpy()
                 for layer in layers:
                     dest = arrays[f"hidden_{layer}.npy"][0]
-                    states = out.hidden_states[layer].to(torch.float16).numpy()
+                    states = out.hidden_states[layer].to(torch.float16).cpu().numpy()
                     for row, i in enumerate(idx):
                         dest[offsets[i] : offsets[i + 1]] = states[row, : lengths[i]]
         for name, (arr, tmp) in arrays.items():
@@ -144,7 +153,7 @@ def _compute(teacher, tokenizer, texts, offsets, folder, max_length, pooling, no
 
 
 def teacher_logits(model, tokenizer, teacher_ref, texts, max_length: int, batch_size: int = 64,
-                   desc: str = "teacher logits") -> np.ndarray:
+                   desc: str = "teacher logits", rt=None) -> np.ndarray:
     """Classifier logits ``[N, C]`` (float32) for ``texts``, cached under the same kind of key.
 
     The key hashes the teacher's weights and tokenizer and the texts, so a changed
@@ -160,10 +169,13 @@ def teacher_logits(model, tokenizer, teacher_ref, texts, max_length: int, batch_
         return arr
     folder.mkdir(parents=True, exist_ok=True)
     dest, tmp = _new_array(folder, "logits.npy", np.float32, (n, classes))
+    if rt is not None:
+        batch_size = rt.teacher_batch
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), on_device(model, rt.device) if rt is not None else contextlib.nullcontext():
+            dev = model_device(model)
             for idx, feats in _batches(tokenizer, texts, max_length, batch_size, desc):
-                dest[idx] = model(**feats).logits.float().numpy()
+                dest[idx] = model(**to_device(feats, dev)).logits.float().cpu().numpy()
         dest.flush()
         os.replace(tmp, folder / "logits.npy")
     finally:

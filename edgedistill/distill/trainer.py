@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .device import model_device, to_device
 from .losses import Outputs
 from .teacher_cache import TeacherTargets
 
@@ -109,15 +110,16 @@ def evaluate_cosine(student, enc_val, val_targets: np.ndarray, pooling: str, nor
     lengths = np.array([len(x) for x in enc_val["input_ids"]])
     order = np.argsort(lengths, kind="stable")
     sims = np.empty(len(lengths), dtype=np.float64)
+    dev = model_device(student)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            feats = _features(enc_val, idx, pad_id)
+            feats = to_device(_features(enc_val, idx, pad_id), dev)
             emb = pool(student(**feats).last_hidden_state, feats["attention_mask"], pooling, normalize)
             if project is not None:
                 emb = project(emb)
             t = torch.from_numpy(np.ascontiguousarray(val_targets[idx]))
-            sims[idx] = torch.nn.functional.cosine_similarity(emb.float(), t, dim=-1).numpy()
+            sims[idx] = torch.nn.functional.cosine_similarity(emb.float().cpu(), t, dim=-1).numpy()
     student.train(was_training)
     return float(sims.mean())
 
@@ -135,7 +137,8 @@ def train(student, tokenizer, strategy, train_texts, targets: TeacherTargets, va
         feats = _features(enc, idx, pad_id)
         teacher_out = _teacher_batch(targets, idx, feats["input_ids"].shape[1], strategy.layer_map
                                      if strategy.needs_hidden else {}, feats["attention_mask"])
-        return strategy.loss(student, feats, teacher_out)
+        dev = model_device(student)  # the loop put the student on the run's device
+        return strategy.loss(student, to_device(feats, dev), to_device(teacher_out, dev))
 
     metric = Metric("val_cosine", lambda: evaluate_cosine(student, enc_val, val_targets, pooling, normalize, pad_id,
                                                           project=strategy.project))

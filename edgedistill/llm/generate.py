@@ -50,8 +50,9 @@ class EagerLM:
     @torch.no_grad()
     def step(self, ids: list[int], pos: int) -> np.ndarray:
         self.prefix = self.prefix[:pos] + list(ids)
-        x = torch.tensor([self.prefix], dtype=torch.long)
-        return self.model(input_ids=x, use_cache=False).logits[0, -1].float().numpy()
+        dev = next(self.model.parameters()).device  # a teacher left on a GPU by the distill stage works too
+        x = torch.tensor([self.prefix], dtype=torch.long, device=dev)
+        return self.model(input_ids=x, use_cache=False).logits[0, -1].float().cpu().numpy()
 
 
 def generate_text(lm, tokenizer, prompt: str, sampling: Sampling, chat: bool = False) -> str:

@@ -45,7 +45,7 @@ def make_prompts(dist: LLMDistillSpec, tok, train: np.ndarray, n: int) -> list[l
 
 
 def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDistillSpec,
-          val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None):
+          val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None, log_path=None):
     """(best student, TrainResult, extra report fields) for ``dist.mode``.
 
     ``hidden_map`` (student block -> tutor block) feeds ``hidden_weight``'s hidden-state transfer."""
@@ -53,22 +53,23 @@ def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDi
     k = dist.top_k
     extra: dict = {}
     live = {"teacher": tutor.model, "hidden_map": hidden_map} if cfg.hidden_weight > 0 else {}
+    log = {"log_path": log_path}
     if live:
         extra["hidden_map"] = {str(i): j for i, j in hidden_map.items()}
     if dist.mode == "kd":
         topk = topk_of(tutor, train, k)
         say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
-        return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1, **live),
+        return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1, **live, **log),
                 extra)
     if dist.mode == "nokd":
-        return (*train_causal(student, train, val, cfg, val_teacher_top1=val_teacher_top1, **live), extra)
+        return (*train_causal(student, train, val, cfg, val_teacher_top1=val_teacher_top1, **live, **log), extra)
     if dist.mode == "on_policy":
         topk = topk_of(tutor, train, k) if dist.on_policy_fraction < 1 else None
         prompts = make_prompts(dist, tutor.tokenizer, train, 512)
         extra = {"prompts": dist.prompts, "n_prompts": len(prompts), "gen_tokens": dist.gen_tokens,
                  "on_policy_fraction": dist.on_policy_fraction}
         return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1,
-                              teacher=tutor.model, prompts=prompts, top_k=k), extra)
+                              teacher=tutor.model, prompts=prompts, top_k=k, **log), extra)
     # seq_kd
     prompts = make_prompts(dist, tutor.tokenizer, train, dist.seq_kd_prompts)
     text = teacher_continuations(tutor.model, prompts, teacher_sha=tutor.sha, tokenizer_sha=tutor.tokenizer_sha,
@@ -81,7 +82,7 @@ def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDi
     if dist.seq_kd_topk:
         topk = topk_of(tutor, blocks, k)
         res = train_causal(student, blocks, val, replace(cfg, mode="kd", ce_weight=max(cfg.ce_weight, 1.0)),
-                           topk=topk, val_teacher_top1=val_teacher_top1)
+                           topk=topk, val_teacher_top1=val_teacher_top1, **log)
     else:
-        res = train_causal(student, blocks, val, replace(cfg, mode="nokd"), val_teacher_top1=val_teacher_top1)
+        res = train_causal(student, blocks, val, replace(cfg, mode="nokd"), val_teacher_top1=val_teacher_top1, **log)
     return (*res, extra)

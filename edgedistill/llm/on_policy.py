@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..distill.device import model_device
 from .losses import chunked_token_loss
 from .topk_cache import teacher_topk
 
@@ -26,8 +27,9 @@ def sample_continuation(model, prompt: list[int], n_tokens: int, temperature: fl
     """
     was_training = model.training
     model.eval()
+    dev = model_device(model)
     try:
-        ids = torch.tensor([prompt], dtype=torch.long)
+        ids = torch.tensor([prompt], dtype=torch.long, device=dev)
         out = model(input_ids=ids, use_cache=True)
         past, logits = out.past_key_values, out.logits[0, -1].float()
         seq = list(prompt)
@@ -35,10 +37,12 @@ def sample_continuation(model, prompt: list[int], n_tokens: int, temperature: fl
             if temperature <= 0:
                 tok = int(logits.argmax())
             else:
-                tok = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator))
+                # drawn on the CPU with the CPU generator: the same seed gives the same text on any device
+                probs = (logits / temperature).softmax(-1).cpu()
+                tok = int(torch.multinomial(probs, 1, generator=generator))
             seq.append(tok)
             if i + 1 < n_tokens:
-                out = model(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
+                out = model(input_ids=torch.tensor([[tok]], device=dev), past_key_values=past, use_cache=True)
                 past, logits = out.past_key_values, out.logits[0, -1].float()
     finally:
         model.train(was_training)
@@ -53,8 +57,8 @@ def generated_positions(prompt_len: int, total_len: int) -> slice:
 def on_policy_loss(student, teacher, seq: list[int], prompt_len: int, *, k: int, loss: str,
                    temperature: float = 1.0, tail: str = "bucket", chunk: int = 512, **params) -> torch.Tensor:
     """Token loss of ``student`` against the teacher's top-k on the generated part of ``seq`` only."""
-    ids = torch.tensor([seq], dtype=torch.long)
-    t_logp, t_idx = teacher_topk(teacher, ids, k)
+    ids = torch.tensor([seq], dtype=torch.long, device=model_device(student))
+    t_logp, t_idx = (t.to(ids.device) for t in teacher_topk(teacher, ids, k))
     where = generated_positions(prompt_len, len(seq))
     hidden = student.model(input_ids=ids, use_cache=False).last_hidden_state[0, where]
     parts = chunked_token_loss(hidden, student.lm_head.weight, t_logp=t_logp[0, where], t_idx=t_idx[0, where],

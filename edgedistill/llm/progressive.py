@@ -22,6 +22,7 @@ import torch
 
 from ..errors import RecipeError
 from ..progress import say
+from ..distill.device import runtime
 from .evaluate import evaluate_lm
 from .student import plan_student
 from .train import TrainConfig, hidden_block_map, train_causal
@@ -118,6 +119,7 @@ def progressive_shrink(teacher, teacher_sha: str, stages: list[int], *, calib: n
             student, result = train_causal(student, train, val, stage_cfg, topk=topk,
                                            val_teacher_top1=val_teacher_top1, **live)
             rep.steps, rep.train = result.steps, {"tokens_per_s": result.tokens_per_s, "best_step": result.best_step}
+            student.to(runtime(cfg).device)  # the next stage's teacher and importance passes run there
         after = evaluate_lm(student, test, teacher_top1=test_teacher_top1, desc=f"stage {i + 1} test")
         rep.ppl_after = after.ppl
         say(f"stage {i + 1}/{len(stages)}: held-out ppl after {rep.steps} KD steps {after.ppl:.2f}")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError, RecipeError
 from ..fileutil import atomic_dir, write_json_atomic
+from ..distill.device import runtime
 from ..progress import say
 from .blocks import cached_blocks, tokenizer_hash
 from .brown import Document, brown_blocks, split_documents
@@ -56,7 +57,11 @@ def prepare_llm(recipe: LLMRecipe) -> LLMContext:
     spec = recipe.teacher
     path = None if spec.path is None else recipe.resolve(spec.path)
     ref = resolve_llm_teacher(package=spec.package, path=path, sha256=spec.sha256)
+    rt = runtime(recipe.distill)  # a recipe asking for a GPU the host lacks fails here, before any work
+    if rt.is_cuda or recipe.distill.device != "auto":
+        say(rt.describe())
     teacher, tok = load_causal_lm(ref.folder)
+    teacher.to(rt.device)  # every teacher pass (top-k, importance, generation) runs where training does
     say(f"teacher: {ref.source} ({sum(p.numel() for p in teacher.parameters()) / 1e6:.1f} M params, "
         f"{teacher.config.num_hidden_layers} layers)")
     d = recipe.data
@@ -73,8 +78,9 @@ def prepare_llm(recipe: LLMRecipe) -> LLMContext:
     return LLMContext(teacher, tok, ref, train, val, test, val_topk.idx[:, :, 0], test_topk.idx[:, :, 0], teacher_test)
 
 
-def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
-    """(trained student, report) for the recipe's [student] and [distill] on a prepared context."""
+def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None) -> tuple[object, dict]:
+    """(trained student, report) for the recipe's [student] and [distill] on a prepared context; the
+    student comes back on the CPU. ``log_path``: the per-step training log (JSONL)."""
     t_start = time.time()
     s, dist = recipe.student, recipe.distill
     calib = eval_subset(ctx.train, s.calibration_blocks)
@@ -91,7 +97,8 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
     else:
         student, plan = plan_student(ctx.teacher, calib, num_layers=s.num_layers, layers=s.layers,
                                      importance=s.importance, intermediate_size=s.intermediate_size)
-    before = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
+    dev = runtime(dist).device
+    before = evaluate_lm(student.to(dev), ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     say(f"student: {plan.describe()}, held-out ppl before training {before.ppl:.2f}")
     hidden_map = None
     if dist.hidden_weight > 0:
@@ -99,8 +106,9 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
         by = "teacher" if chain is None or chain.teacher is ctx.teacher else "previous stage's"
         say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> {by} block {hidden_map}")
     student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
-                                   hidden_map=hidden_map)
-    after = evaluate_lm(student, ctx.test, teacher_top1=ctx.test_top1, desc="student test")
+                                   hidden_map=hidden_map, log_path=log_path)
+    after = evaluate_lm(student.to(dev), ctx.test, teacher_top1=ctx.test_top1, desc="student test")
+    student.to("cpu")
     say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
         f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")
     d = recipe.data
@@ -122,7 +130,7 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe) -> tuple[object, dict]:
 def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
     t_start = time.time()
     ctx = prepare_llm(recipe)
-    student, report = distill_llm(ctx, recipe)
+    student, report = distill_llm(ctx, recipe, log_path=Path(out) / "train_log.jsonl")
     report["elapsed_s"] = round(time.time() - t_start, 1)
     dest = Path(out) / "student"
     with atomic_dir(dest) as tmp:

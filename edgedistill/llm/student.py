@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..distill.device import model_device
 from ..errors import ModelError, RecipeError
 from ..progress import progress
 from .evaluate import evaluate_lm
@@ -71,7 +72,7 @@ def layer_importance(model, calib: np.ndarray, method: str = "ppl", batch_size: 
     sums = torch.zeros(n, dtype=torch.float64)
     batches = 0
     for s in range(0, len(calib), batch_size):
-        ids = torch.from_numpy(np.asarray(calib[s : s + batch_size], dtype=np.int64))
+        ids = torch.from_numpy(np.asarray(calib[s : s + batch_size], dtype=np.int64)).to(model_device(model))
         hs = model(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
         for i in range(n):
             # hidden_states[n] is after the final norm; the last block's raw output is not exposed, so its
@@ -126,11 +127,12 @@ def mlp_importance(model, calib: np.ndarray, layers: list[int], batch_size: int 
         hooks.append(blocks[i].mlp.down_proj.register_forward_pre_hook(hook))
     try:
         for s in range(0, len(calib), batch_size):
-            model(input_ids=torch.from_numpy(np.asarray(calib[s : s + batch_size], dtype=np.int64)), use_cache=False)
+            ids = torch.from_numpy(np.asarray(calib[s : s + batch_size], dtype=np.int64)).to(model_device(model))
+            model(input_ids=ids, use_cache=False)
     finally:
         for h in hooks:
             h.remove()
-    return {i: acc[i] * blocks[i].mlp.down_proj.weight.float().norm(dim=0) for i in layers}
+    return {i: (acc[i] * blocks[i].mlp.down_proj.weight.float().norm(dim=0)).cpu() for i in layers}
 
 
 @dataclass
@@ -162,7 +164,7 @@ def build_student(teacher, layers: list[int], intermediate_size: int | None = No
     if isinstance(getattr(cfg, "layer_types", None), list):
         cfg.layer_types = [cfg.layer_types[i] for i in layers]
     student = AutoModelForCausalLM.from_config(cfg, dtype=next(teacher.parameters()).dtype)
-    src = teacher.state_dict()
+    src = {k: v.detach().cpu() for k, v in teacher.state_dict().items()}  # the student is built on the CPU
     dst = {}
     for key, val in src.items():
         if not key.startswith("model.layers."):

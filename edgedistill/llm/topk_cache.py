@@ -18,10 +18,16 @@ import numpy as np
 import torch
 
 from ..cache import cache_dir
+from ..distill.device import model_device
 from ..fileutil import sha256_bytes, sha256_file, sha256_json, write_json_atomic
 from ..progress import progress
 
 CACHE_VERSION = 1
+TOPK_CHUNK = 2048
+"""Positions per chunk of full-vocabulary teacher logits (2048 x 49k fp32 = 0.4 GB, twice that with the
+log-softmax); batches up to this many positions (the CPU's 4 x 256) take one pass as before."""
+GPU_BATCH = 32
+"""Blocks per teacher forward on a GPU (the CPU keeps the caller's batch)."""
 
 
 @dataclass
@@ -45,12 +51,30 @@ def cache_key(teacher_sha: str, tokenizer_sha: str, blocks: np.ndarray, k: int) 
 
 
 @torch.no_grad()
-def teacher_topk(model, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probs fp16, ids int32), each ``[B, T, k]``, of the teacher's k most likely next tokens."""
-    logits = model(input_ids=ids, use_cache=False).logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    vals, idx = logp.topk(k, dim=-1)
-    return vals.half(), idx.int()
+def teacher_topk(model, ids: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs fp16, ids int32), each ``[B, T, k]``, of the teacher's k most likely next tokens.
+
+    Runs on the model's device and returns tensors there. The full-vocabulary logits are built
+    ``chunk`` positions at a time from the final hidden states, so at a GPU batch (32 x 512 x 49k)
+    they never exist whole; models whose head is more than a linear map fall back to one pass."""
+    ids = ids.to(model_device(model))
+    body, head = getattr(model, "model", None), getattr(model, "lm_head", None)
+    plain_head = isinstance(head, torch.nn.Linear) and not getattr(model.config, "final_logit_softcapping", None)
+    small = ids.numel() <= chunk  # the CPU's 4 x 256 batches: one pass, exactly as before
+    if small or body is None or not plain_head or getattr(model.config, "logit_scale", None):
+        logp = torch.log_softmax(model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
+        vals, idx = logp.topk(k, dim=-1)
+        return vals.half(), idx.int()
+    hidden = body(input_ids=ids, use_cache=False).last_hidden_state
+    b, t, h = hidden.shape
+    flat = hidden.reshape(b * t, h)
+    vals, idx = [], []
+    for start in range(0, b * t, chunk):
+        logp = torch.log_softmax(head(flat[start : start + chunk]).float(), dim=-1)
+        v, i = logp.topk(k, dim=-1)
+        vals.append(v.half())
+        idx.append(i.int())
+    return torch.cat(vals).reshape(b, t, k), torch.cat(idx).reshape(b, t, k)
 
 
 def _shard_ok(folder: Path, entry: dict | None) -> bool:
@@ -81,11 +105,14 @@ def build_topk_cache(model, blocks: np.ndarray, *, teacher_sha: str, tokenizer_s
     todo = [s for s in starts if not _shard_ok(folder, manifest["shards"].get(str(s)))]
     if todo:
         model.eval()
+        if model_device(model).type == "cuda":
+            batch_size = max(batch_size, GPU_BATCH)
         for s in progress(todo, desc=f"teacher top-{k}", unit="shard"):
             chunk = torch.from_numpy(blocks[s : s + shard_blocks].astype(np.int64))
             parts = [teacher_topk(model, chunk[b : b + batch_size], k) for b in range(0, len(chunk), batch_size)]
-            logp = torch.cat([p[0] for p in parts]).numpy()
-            idx = torch.cat([p[1] for p in parts]).numpy()
+            # saved from the CPU: a cache filled on a GPU is the same files as one filled on a CPU
+            logp = torch.cat([p[0].cpu() for p in parts]).numpy()
+            idx = torch.cat([p[1].cpu() for p in parts]).numpy()
             entry = {}
             for name, arr in ((f"logp_{s:06d}.npy", logp), (f"idx_{s:06d}.npy", idx)):
                 tmp = folder / f".{name}.tmp.npy"

@@ -16,7 +16,7 @@ checkpoint kept, and a stop with a clear error on NaN/inf.
 
 from __future__ import annotations
 
-import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..distill.device import runtime
 from ..errors import TrainingError
 from ..progress import progress, say
 from .evaluate import evaluate_lm
@@ -67,12 +68,20 @@ class TrainConfig:
     hidden_weight: float = 0.0
     """Hidden-state transfer: weight of the MSE between each student block's output and the output of the
     teacher block it was copied from (the live teacher runs every step; ``kd``/``nokd`` modes)."""
+    device: str = "auto"
+    """Where training, the teacher's top-k pass and generation run: auto (the GPU when present), cpu, cuda, cuda:N."""
+    precision: str = "fp32"
+    """fp32, bf16 autocast, or fp16 autocast with a gradient scaler (GPU only)."""
 
     def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
 
         if self.mode not in MODES:
             raise RecipeError(f"{where} key 'mode': expected one of {MODES}, got {self.mode!r}")
+        from ..distill.device import check_device_spec, check_precision_spec
+
+        check_device_spec(self.device, where)
+        check_precision_spec(self.precision, where)
         if self.mode != "nokd":
             TOKEN_LOSSES.lookup(self.loss)
         if not 0.0 <= self.on_policy_fraction <= 1.0:
@@ -144,7 +153,7 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=
             t_states = teacher.model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
         feat = hidden_transfer(out.hidden_states, t_states, hidden_map)
     b, t, h = hidden.shape
-    labels = torch.full((b, t), -100, dtype=torch.long)
+    labels = torch.full((b, t), -100, dtype=torch.long, device=ids.device)
     labels[:, :-1] = ids[:, 1:]
     want_ce = cfg.mode == "nokd" or cfg.ce_weight > 0
     parts = chunked_token_loss(
@@ -167,16 +176,24 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=
     return loss, info
 
 
+def _cpu_state(model) -> dict:
+    """A copy of the weights on the CPU (the kept best never holds GPU memory)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg: TrainConfig,
                  topk=None, val_teacher_top1: np.ndarray | None = None, teacher=None,
                  prompts: list[list[int]] | None = None, top_k: int = 32,
-                 hidden_map: dict[int, int] | None = None) -> tuple[object, TrainResult]:
+                 hidden_map: dict[int, int] | None = None, log_path=None) -> tuple[object, TrainResult]:
     """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK.
 
     ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids);
     ``hidden_weight`` > 0 needs the live ``teacher`` and ``hidden_map`` (student block -> teacher block).
+    Training runs on ``cfg.device`` (the live teacher goes there too); the student comes back on the CPU.
+    ``log_path``: one JSON line per step (loss terms, seconds, tokens, peak GPU memory on a GPU).
     """
     cfg.validate()
+    rt = runtime(cfg)
     if cfg.hidden_weight > 0 and (teacher is None or not hidden_map):
         raise TrainingError("hidden_weight > 0 needs the live teacher and a student->teacher block map")
     if cfg.mode == "seq_kd":
@@ -199,7 +216,9 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    student.to(rt.device)
     if n_gen or cfg.hidden_weight > 0:
+        teacher.to(rt.device)
         teacher.eval()
     student.train()
     if cfg.gradient_checkpointing:
@@ -210,6 +229,11 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         p.requires_grad_(False)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    scaler = rt.scaler()
+    steplog = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        steplog = log_path.open("w")
 
     def validate(step):
         r = evaluate_lm(student, val_blocks, cfg.batch_size, val_teacher_top1, desc="validation")
@@ -217,7 +241,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         return {"step": step, **r.as_dict()}
 
     best = validate(0)
-    best_state = copy.deepcopy(student.state_dict())
+    best_state = _cpu_state(student)
     history = [best]
     say(f"step 0: validation ppl {best['ppl']:.2f}" + (f", agreement {best['agreement']:.3f}"
                                                        if best["agreement"] is not None else ""))
@@ -227,54 +251,81 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     step = 0
     for step in bar:
         t0 = time.perf_counter()
+        rt.reset_peak()
         if pos + n_real > len(order):
             order, pos = rng.permutation(len(train_blocks)), 0
         sel = np.sort(order[pos : pos + n_real])
         pos += n_real
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss, info, step_tokens = torch.zeros(()), {}, 0
-        if n_real:
-            ids = torch.from_numpy(train_blocks[sel].astype(np.int64))
-            logp = idx = None
-            if cfg.mode != "nokd":
-                logp = torch.from_numpy(np.asarray(topk.logp[sel]))
-                idx = torch.from_numpy(np.asarray(topk.idx[sel]))
-            loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
-            loss = loss * (n_real / cfg.batch_size)
-            step_tokens += ids.numel()
-        if n_gen:
-            gen_loss = 0.0
-            for j in rng.integers(0, len(prompts), n_gen):
-                seq = sample_continuation(student, prompts[j], cfg.gen_tokens, cfg.gen_temperature, gen)
-                gen_loss = gen_loss + on_policy_loss(
-                    student, teacher, seq, len(prompts[j]), k=top_k, loss=cfg.loss, temperature=cfg.temperature,
-                    tail=cfg.tail, chunk=cfg.chunk, **({"beta": cfg.beta} if cfg.loss == "jsd" else {}))
-                step_tokens += len(seq)
-            loss = loss + gen_loss / cfg.batch_size
-            info["on_policy_kd"] = gen_loss.item() / n_gen
+        loss, info, step_tokens = torch.zeros((), device=rt.device), {}, 0
+        with rt.autocast():
+            if n_real:
+                ids = torch.from_numpy(train_blocks[sel].astype(np.int64)).to(rt.device)
+                logp = idx = None
+                if cfg.mode != "nokd":
+                    logp = torch.from_numpy(np.asarray(topk.logp[sel])).to(rt.device)
+                    idx = torch.from_numpy(np.asarray(topk.idx[sel])).to(rt.device)
+                loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
+                loss = loss * (n_real / cfg.batch_size)
+                step_tokens += ids.numel()
+            if n_gen:
+                gen_loss = 0.0
+                for j in rng.integers(0, len(prompts), n_gen):
+                    seq = sample_continuation(student, prompts[j], cfg.gen_tokens, cfg.gen_temperature, gen)
+                    gen_loss = gen_loss + on_policy_loss(
+                        student, teacher, seq, len(prompts[j]), k=top_k, loss=cfg.loss, temperature=cfg.temperature,
+                        tail=cfg.tail, chunk=cfg.chunk, **({"beta": cfg.beta} if cfg.loss == "jsd" else {}))
+                    step_tokens += len(seq)
+                loss = loss + gen_loss / cfg.batch_size
+                info["on_policy_kd"] = gen_loss.item() / n_gen
         if not torch.isfinite(loss):
             raise TrainingError(f"training diverged at step {step + 1} (loss {loss.item()}); lower "
                                 f"[distill] learning_rate (now {cfg.learning_rate})")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        train_s += time.perf_counter() - t0
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)  # clip the true gradients
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(opt)  # skipped when fp16 gradients overflowed
+            scaler.update()
+        loss_value = loss.item()  # waits for the GPU: the step time below is real
+        dt = time.perf_counter() - t0
+        train_s += dt
         tokens += step_tokens
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / train_s:.0f}")
+        peak = rt.peak_memory_gib()
+        post = {"loss": f"{loss_value:.3f}", "tok_s": f"{tokens / train_s:.0f}"}
+        if peak is not None:
+            post["gpu_gib"] = f"{peak:.2f}"
+        bar.set_postfix(**post)
+        if steplog is not None:
+            row = {"step": step + 1, "lr": _lr_at(step, cfg), "loss": loss_value, **info, "tokens": step_tokens,
+                   "seconds": round(dt, 4), "peak_gpu_gib": peak}
+            steplog.write(json.dumps(row) + "\n")
+            steplog.flush()
         done = step + 1
         out_of_time = cfg.time_budget_s is not None and train_s >= cfg.time_budget_s
         if done % cfg.eval_every == 0 or done == cfg.max_steps or out_of_time:
-            v = validate(done) | {"loss": round(loss.item(), 5), **{k: round(x, 5) for k, x in info.items()}}
+            v = validate(done) | {"loss": round(loss_value, 5), **{k: round(x, 5) for k, x in info.items()}}
+            if peak is not None:
+                v["peak_gpu_gib"] = peak
             history.append(v)
             if v["ppl"] < best["ppl"]:
-                best, best_state = v, copy.deepcopy(student.state_dict())
+                best, best_state = v, _cpu_state(student)
         if out_of_time:
             stopped = "time_budget"
             break
+    if steplog is not None:
+        steplog.close()
     student.load_state_dict(best_state)
     student.eval()
+    student.to("cpu")  # saved, exported and compared on the CPU; the GPU's memory goes back
+    if rt.is_cuda:
+        torch.cuda.empty_cache()
     steps = step + 1
     return student, TrainResult(best_step=best["step"], best_val=best, steps=steps, train_tokens=tokens,
                                 train_seconds=round(train_s, 2), tokens_per_s=round(tokens / max(train_s, 1e-9), 1),

@@ -150,8 +150,10 @@ def _accuracy(model, tokenizer, texts, labels, max_length: int, batch_size: int 
 def predict_logits(model, tokenizer, texts, max_length: int, batch_size: int = 128) -> np.ndarray:
     import torch
 
+    from ..distill.device import model_device, to_device
     from .encode import length_order
 
+    dev = model_device(model)
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     order = length_order(tokenizer, texts, max_length)
     was = model.training
@@ -161,7 +163,7 @@ def predict_logits(model, tokenizer, texts, max_length: int, batch_size: int = 1
             idx = order[start : start + batch_size]
             feats = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
-            out[idx] = model(**feats).logits.float().numpy()
+            out[idx] = model(**to_device(feats, dev)).logits.float().cpu().numpy()
     model.train(was)
     return out
 
@@ -177,7 +179,11 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
     """Train head (+ top blocks) on the recipe's labelled train split; write the HF folder to ``out``."""
     import torch
 
+    from ..distill.device import runtime, to_device
+
     t = ws.recipe.teacher
+    rt = runtime(ws.recipe.distill)  # [distill] device: the head and top blocks train there too
+    dev = rt.device
     encoder, tokenizer = ws.teacher
     tr_texts, tr_labels = labelled_split(ws, "train")
     va_texts, va_labels = labelled_split(ws, "validation")
@@ -202,12 +208,13 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
         trainable += list(block.parameters())
     for p in trainable:
         p.requires_grad_(True)
+    model.to(dev)
     opt = torch.optim.AdamW(trainable, lr=spec.lr(), weight_decay=0.01)
     start = n_blocks - spec.unfreeze_layers
     head = _head_only(model) if spec.unfreeze_layers == 0 else None
     top = _top_forward(model, start) if spec.unfreeze_layers > 0 else None
     rng = np.random.default_rng(spec.seed)
-    y = torch.as_tensor(tr_labels)
+    y = torch.as_tensor(tr_labels).to(dev)
     t0 = time.perf_counter()
     from ..distill.teacher_cache import teacher_targets
 
@@ -215,11 +222,11 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
     # (and cached on disk), so each step runs only the trainable blocks and the head.
     def cached(texts, split):
         return teacher_targets(encoder, tokenizer, ws.teacher_ref, texts, t.max_length, "cls", False,
-                               layers=[start] if top is not None else [], desc=f"encoder states ({split})")
+                               layers=[start] if top is not None else [], desc=f"encoder states ({split})", rt=rt)
 
     if head is not None:
-        feats = torch.from_numpy(np.array(cached(tr_texts, "train").embeddings))
-        va_feats = torch.from_numpy(np.array(cached(va_texts, "validation").embeddings))
+        feats = torch.from_numpy(np.array(cached(tr_texts, "train").embeddings)).to(dev)
+        va_feats = torch.from_numpy(np.array(cached(va_texts, "validation").embeddings)).to(dev)
     elif top is not None:
         states, va_states = cached(tr_texts, "train"), cached(va_texts, "validation")
 
@@ -231,10 +238,10 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
             if head is not None:
                 logits = head(va_feats)
             else:
-                logits = torch.cat([top(*_padded(va_states, start, range(i, min(i + 128, len(va_texts)))))
-                                    for i in range(0, len(va_texts), 128)])
+                logits = torch.cat([top(*to_device(_padded(va_states, start, range(i, min(i + 128, len(va_texts)))),
+                                                   dev)) for i in range(0, len(va_texts), 128)])
         model.train()
-        return float((logits.argmax(1).numpy() == va_labels).mean())
+        return float((logits.argmax(1).cpu().numpy() == va_labels).mean())
     best = (-1.0, None, 0)
     history = []
     for epoch in range(1, spec.epochs + 1):
@@ -246,12 +253,12 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
             if head is not None:
                 logits = head(feats[idx])
             elif top is not None:
-                logits = top(*_padded(states, start, idx))
+                logits = top(*to_device(_padded(states, start, idx), dev))
             else:
                 batch = tokenizer([tr_texts[i] for i in idx], padding=True, truncation=True,
                                   max_length=t.max_length, return_tensors="pt")
-                logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+                logits = model(**to_device(batch, dev)).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -261,7 +268,8 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
         say(f"teacher classifier epoch {epoch}/{spec.epochs}: train loss {np.mean(losses):.4f}, "
             f"validation accuracy {acc:.4f}")
         if acc > best[0]:
-            best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
+            best = (acc, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}, epoch)
+    model.to("cpu")  # saved and tested on the CPU, as before
     model.load_state_dict(best[1])
     model.eval()
     test_acc = _accuracy(model, tokenizer, te_texts, te_labels, t.max_length)

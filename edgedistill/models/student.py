@@ -57,9 +57,24 @@ def _layers_of(model):
     return layers
 
 
-def ffn_importance(model, tokenizer, texts, layers: list[int], max_length: int):
-    """Per kept layer, a score per FFN neuron: mean |activation| x ||output weights||."""
+def ffn_importance(model, tokenizer, texts, layers: list[int], max_length: int, device=None):
+    """Per kept layer, a score per FFN neuron: mean |activation| x ||output weights||.
+
+    With ``device`` the calibration pass runs there (the model goes back afterwards); scores are on the CPU."""
+    import contextlib
+
+    from ..distill.device import on_device, to_device
+
+    with on_device(model, device) if device is not None else contextlib.nullcontext():
+        return _ffn_importance(model, tokenizer, texts, layers, max_length, to_device)
+
+
+def _ffn_importance(model, tokenizer, texts, layers, max_length, to_device):
     import torch
+
+    from ..distill.device import model_device
+
+    dev = model_device(model)
 
     blocks = _layers_of(model)
     sums = {i: None for i in layers}
@@ -81,7 +96,7 @@ def ffn_importance(model, tokenizer, texts, layers: list[int], max_length: int):
                 feats = tokenizer(list(texts[start : start + 32]), padding=False if len(texts) == 1 else True,
                                   truncation=True, max_length=max_length, return_tensors="pt")
                 # Padding positions are counted too; their share is small and equal for all neurons.
-                model(**feats)
+                model(**to_device(feats, dev))
                 count += int(feats["attention_mask"].numel())
     finally:
         for h in hooks:
@@ -89,12 +104,14 @@ def ffn_importance(model, tokenizer, texts, layers: list[int], max_length: int):
     scores = {}
     for i in layers:
         out_norm = blocks[i].output.dense.weight.detach().norm(dim=0)
-        scores[i] = (sums[i] / max(count, 1)) * out_norm
+        scores[i] = ((sums[i] / max(count, 1)) * out_norm).cpu()
     return scores
 
 
-def build_student(teacher, tokenizer, plan: StudentPlan, calibration_texts, max_length: int, selection: str):
-    """A new model of the teacher's class with the planned layers and FFN width."""
+def build_student(teacher, tokenizer, plan: StudentPlan, calibration_texts, max_length: int, selection: str,
+                  device=None):
+    """A new model of the teacher's class with the planned layers and FFN width (on the CPU; ``device``:
+    where the FFN-importance calibration pass runs)."""
     import torch
 
     _layers_of(teacher)
@@ -108,7 +125,7 @@ def build_student(teacher, tokenizer, plan: StudentPlan, calibration_texts, max_
     keep = {}
     if plan.intermediate_size < plan.teacher_intermediate_size:
         if selection == "importance":
-            scores = ffn_importance(teacher, tokenizer, calibration_texts, plan.layers, max_length)
+            scores = ffn_importance(teacher, tokenizer, calibration_texts, plan.layers, max_length, device)
             keep = {i: torch.sort(torch.topk(scores[i], plan.intermediate_size).indices).values for i in plan.layers}
         else:
             keep = {i: torch.arange(plan.intermediate_size) for i in plan.layers}
