@@ -107,8 +107,10 @@ def wordpiece_tokenizer(texts: list[str], folder: Path):
     tk = BertWordPieceTokenizer(lowercase=True)
     tk.train_from_iterator(texts, vocab_size=30000, min_frequency=1)
     folder.mkdir(parents=True, exist_ok=True)
-    tk.save_model(str(folder))
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    # transformers 5 ignores vocab_file= here (a specials-only tokenizer that edgedistill refuses): hand it
+    # the trained tokenizer object itself.
+    tok = BertTokenizerFast(tokenizer_object=tk._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
+                            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", do_lower_case=True)
     tok.save_pretrained(folder)
     return tok
 
@@ -306,7 +308,7 @@ def plain_torch_kd(dev: str, batch: int, seq: int, steps: int) -> dict:
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=3e-4, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(0)
     data = [torch.randint(0, SMOLLM["vocab_size"], (batch, seq), generator=g) for _ in range(steps)]
-    with torch.inference_mode():  # the teacher's top-k precomputed, as our cache is
+    with torch.no_grad():  # the teacher's top-k precomputed, as our cache is (no_grad: the targets enter autograd)
         targets = [tuple(t.clone() for t in teacher(input_ids=x.to(dev)).logits.float().log_softmax(-1).topk(32, -1))
                    for x in data]
     del teacher

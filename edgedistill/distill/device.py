@@ -24,6 +24,9 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Teacher passes (no gradients) take bigger batches on a GPU: the whole point is to fill it.
 TEACHER_BATCH = {"cpu": 64, "cuda": 256}
+# Positions whose full-vocabulary logits the LLM loss builds at once. 512 keeps a CPU step's memory small;
+# on a GPU, small chunks leave it launch-bound, and 8192 x 49,152 fp32 logits (1.6 GB) still fit anywhere.
+LOSS_CHUNK = {"cpu": 512, "cuda": 8192}
 
 
 def check_device_spec(device: str, where: str = "[distill]") -> None:
@@ -84,6 +87,10 @@ class Runtime:
     @property
     def teacher_batch(self) -> int:
         return TEACHER_BATCH["cuda" if self.is_cuda else "cpu"]
+
+    @property
+    def loss_chunk(self) -> int:
+        return LOSS_CHUNK["cuda" if self.is_cuda else "cpu"]
 
     def autocast(self):
         dtype = _DTYPES.get(self.precision)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,7 +54,8 @@ class TrainConfig:
     eval_every: int = 25
     grad_clip: float = 1.0
     freeze_embeddings: bool = True
-    chunk: int = 512
+    chunk: int = 0
+    """Positions per chunk of the loss's full-vocabulary logits; 0 = auto (512 on a CPU, 8192 on a GPU)."""
     gradient_checkpointing: bool = False
     seed: int = 0
     on_policy_fraction: float = 0.5
@@ -102,6 +103,8 @@ class TrainConfig:
                               f"not {self.mode!r}")
         if self.max_steps < 1 or self.batch_size < 1:
             raise RecipeError(f"{where} keys 'max_steps'/'batch_size': expected >= 1")
+        if self.chunk < 0:
+            raise RecipeError(f"{where} key 'chunk': expected 0 (auto) or a positive number of positions, got {self.chunk}")
 
 
 @dataclass
@@ -194,6 +197,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     """
     cfg.validate()
     rt = runtime(cfg)
+    cfg = replace(cfg, chunk=cfg.chunk or rt.loss_chunk)
     if cfg.hidden_weight > 0 and (teacher is None or not hidden_map):
         raise TrainingError("hidden_weight > 0 needs the live teacher and a student->teacher block map")
     if cfg.mode == "seq_kd":
