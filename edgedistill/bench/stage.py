@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, backends
 from ..errors import ModelError
 from ..export.bundle import verify_bundle
 from ..export.stage import onnx_variants
@@ -98,8 +98,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                        threads[0])
     # Each family is fed its own tokenizer's ids: a student cut from another model has another vocabulary.
     toks = {"teacher": ws.teacher[1], "student": load_tokenizer(ws.student_dir)}
-    kinds = {"pytorch": "torch", "onnxruntime": "onnx", "executorch": "executorch"}
-    timed = [Timed(name, kinds[rt], str(ws.teacher_ref.folder if rt == "pytorch" else p),
+    timed = [Timed(name, backends.get(rt).NAME, str(ws.teacher_ref.folder if rt == "pytorch" else p),
                    toks[fam], pooling=r.teacher.pooling, normalize=r.teacher.normalize)
              for name, (fam, rt, q, p) in models.items()]
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,7 +65,9 @@ def decode_macs(info: dict, context: int, scheme: str) -> dict[str, float]:
     q, kv = info["num_attention_heads"] * info["head_dim"], info["num_key_value_heads"] * info["head_dim"]
     linear = n * (h * q + 2 * h * kv + q * h + 3 * h * f) + info["vocab_size"] * h
     attention = 2 * context * q * n
-    cls = "int8" if scheme == "8da4w" else "fp32"
+    from ..bench.macs import linear_class
+
+    cls = linear_class(scheme)  # the scheme record's compute field (int8 for et-8da4w)
     out = {"fp32": float(attention)}
     out[cls] = out.get(cls, 0.0) + float(linear)
     return out
