@@ -149,7 +149,7 @@ def test_labels_name_the_model_not_just_the_file():
     from edgedistill.bench.kinds import Source
 
     def src(path, bundle=None):
-        return Source(Path(path), "onnx", Path(path), "onnxruntime", "int8-dynamic", 1, bundle=bundle)
+        return Source(Path(path), "onnxruntime", Path(path), "int8-dynamic", 1, bundle=bundle)
 
     assert src("/r/headline/bundles/phone", bundle={}).label == "headline/phone (onnxruntime, int8-dynamic)"
     assert src("/r/alt/bundles/phone", bundle={}).label != src("/r/headline/bundles/phone", bundle={}).label
