@@ -243,3 +243,10 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             say(f"bundle zip {write_zip(dest)}")
     say(f"export done in {time.perf_counter() - t0:.0f} s")
     return written
+
+
+# Public names for scripts that run the gate's pieces themselves (benchmarks/export_matrix.py).
+parity_reference = _reference
+"""``(ws, student_dir) -> (tokenizer, texts, fp32 embeddings, probe, probe rows, probe labels)``."""
+calibration_factory = _calibration
+"""``(ws, student_dir) -> (input_names -> QuantContext)``: training sentences for calibrated schemes."""
