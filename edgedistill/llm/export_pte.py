@@ -44,6 +44,9 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     scheme = scheme.removeprefix("et-")  # the canonical scheme names work too
     if scheme not in SCHEMES:
         raise RecipeError(f"[export] key 'scheme': expected one of {SCHEMES}, got {scheme!r}")
+    from ..backends import et
+
+    et.require("exporting a causal LM to ExecuTorch", export=True)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
