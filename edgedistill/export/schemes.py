@@ -98,7 +98,7 @@ _EXACT = dict(min_mean_cosine=0.9999, min_cosine=0.999, max_probe_drop=0.005)
 
 for _s in (
     # onnxruntime
-    Scheme("fp32", "onnxruntime", "no quantisation (optimised fp32 graph)", **_EXACT,
+    Scheme("fp32", "onnxruntime", "no quantisation (fp32 graph; encoders get onnxruntime's fusions)", **_EXACT,
            encoder=_Q + "fp32", lm=_LM_ONNX + "bundle_fp32"),
     Scheme("int8-dynamic", "onnxruntime", "int8 weights per output channel, int8 activations quantised at run "
            "time (MatMul, Attention, Gather)", fallback="fp32", compute="int8",
