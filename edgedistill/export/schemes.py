@@ -154,9 +154,14 @@ def names(task: str | None = None) -> list[str]:
 def get_task_scheme(name: str, task: str, where: str) -> Scheme:
     """The record, refused with a message naming ``where`` if it does not export ``task``."""
     s = SCHEMES.get(canonical(name))
-    if s is None or task not in s.tasks:
-        raise RecipeError(f"{where}: unknown scheme {name!r} for {task} models (registered: "
-                          f"{', '.join(names(task))}; old names {', '.join(ALIASES)})")
+    if s is None:
+        noun = "quantization" if task == "encoder" else "scheme"  # what the recipe key calls it
+        old = f"; old causal-LM names {', '.join(ALIASES)}" if task == "causal-lm" else ""
+        raise RecipeError(f"{where}: unknown {noun} {name!r} (registered for {task} models: "
+                          f"{', '.join(names(task))}{old})")
+    if task not in s.tasks:
+        raise RecipeError(f"{where}: scheme {s.name!r} does not export {task} models (those that do: "
+                          f"{', '.join(names(task))})")
     return s
 
 

@@ -20,7 +20,7 @@ from .bundle import write_bundle, write_zip
 from .onnx import export_onnx, input_names_for, optimize
 from .parity import check_parity, failure_message
 from .quant import QuantContext
-from .schemes import check_scheme_fits, get_scheme
+from .schemes import check_scheme_fits, get_task_scheme
 
 PROBE_TRAIN_LIMIT = 4000
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
@@ -164,13 +164,13 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     loaded = [load_target(t) for t in (targets or r.export.targets)]
     plan = {}
     for t in loaded:
-        own = get_scheme(t.export.quantization)
+        own = get_task_scheme(t.export.quantization, "encoder", f"{t.path} [export] quantization")
         if own.backend != t.export.backend:
             raise RecipeError(f"{t.path} [export]: quantization {own.name!r} is an {own.backend} scheme but "
                               f"backend is {t.export.backend!r}; set backend = \"{own.backend}\" or name a "
                               f"{t.export.backend} scheme")
-        scheme = get_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
-                                      else t.export.quantization))
+        scheme = get_task_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
+                                           else t.export.quantization), "encoder", "[export] quantization / --quant")
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()

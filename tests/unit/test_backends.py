@@ -91,8 +91,12 @@ def test_scheme_records_are_consistent():
         assert get_scheme(old) is SCHEMES[new] and old not in SCHEMES and "causal-lm" in SCHEMES[new].tasks
     assert names("encoder") == [n for n in SCHEMES if SCHEMES[n].encoder]
     assert get_task_scheme("8da4w", "causal-lm", "x").name == "et-8da4w"
-    with pytest.raises(RecipeError, match=r"x: unknown scheme 'int8-static' for causal-lm models"):
+    with pytest.raises(RecipeError, match=r"x: scheme 'int8-static' does not export causal-lm models"):
         get_task_scheme("int8-static", "causal-lm", "x")
+    with pytest.raises(RecipeError, match=r"x: unknown quantization 'int3' \(registered for encoder models: fp32, "):
+        get_task_scheme("int3", "encoder", "x")
+    with pytest.raises(RecipeError, match=r"x: scheme 'int8-weight' does not export encoder models"):
+        get_task_scheme("int8-weight", "encoder", "x")
     with pytest.raises(RecipeError, match="exports causal LMs only"):
         SCHEMES["int8-weight"].fn  # noqa: B018
 
