@@ -20,7 +20,7 @@ from .bundle import write_bundle, write_zip
 from .onnx import export_onnx, input_names_for, optimize
 from .parity import check_parity, failure_message
 from .quant import QuantContext
-from .schemes import check_scheme_fits, get_task_scheme
+from .schemes import check_scheme_fits, get_scheme, get_task_scheme
 
 PROBE_TRAIN_LIMIT = 4000
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..export.bundle import write_bundle, write_zip
-from ..runtime.causal_lm import GENERATION_FILE, KIND, CausalLM, check_causal_lm
 from ..export.schemes import get_task_scheme
+from ..runtime.causal_lm import GENERATION_FILE, KIND, CausalLM, check_causal_lm
 
 __all__ = ["CausalLM", "check_causal_lm", "export_llm_bundle", "open_llm_bundle"]
 DEFAULT_CACHE_LEN = 512

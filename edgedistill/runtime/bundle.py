@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
 from .. import backends
+from ..errors import ModelError
 from .format import BundleFiles, verify_files
 from .tokenize import BundleTokenizer, check_texts
 

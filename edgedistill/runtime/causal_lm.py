@@ -22,8 +22,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import DataError, ModelError
 from .. import backends
+from ..errors import DataError, ModelError
 from .format import BundleFiles, verify_files
 from .generation import Sampling, stream
 
@@ -83,7 +83,11 @@ def _special_tokens(config: dict) -> dict[str, str]:
 
 
 def _load_model(folder: Path, manifest: dict, max_context: int, threads: int, where: str):
-    backend = backends.get(manifest.get("backend", "onnxruntime"))
+    name = manifest.get("backend", "onnxruntime")
+    backend = backends.get(name) if name in backends.BACKENDS else None
+    if backend is None or not hasattr(backend, "open_lm"):
+        lm = [n for n in backends.BACKENDS if hasattr(backends.get(n), "open_lm")]
+        raise ModelError(f"{where}: backend {name!r} does not run causal LMs here (those that do: {', '.join(lm)})")
     backend.require(where, "" if backend.TORCH_FREE else "for a torch-free app export it with 'edgedistill llm "
                     "export --scheme int8-weight' (or fp32 / int4-weight: the ONNX schemes)")
     return backend.open_lm(folder / manifest["model_file"], max_context, threads)
