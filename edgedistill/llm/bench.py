@@ -42,7 +42,9 @@ def describe(m: LLMModel) -> dict:
 
         man = verify_bundle(m.path)
         check_causal_lm(man, m.path)
-        return {"scheme": man["scheme"], "backend": man["backend"], "size_bytes": man["sizes"]["model_bytes"],
+        from ..export.schemes import canonical
+
+        return {"scheme": canonical(man["scheme"]), "backend": man["backend"], "size_bytes": man["sizes"]["model_bytes"],
                 "model": man["model"], "max_context": man["generation"]["max_context"]}
     from .bundle import model_info
 
@@ -54,7 +56,7 @@ def describe(m: LLMModel) -> dict:
     cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     info = model_info(cfg, size // 4)
-    return {"scheme": "eager-fp32", "backend": "pytorch", "size_bytes": size, "model": info,
+    return {"scheme": "eager-fp32", "backend": "torch", "size_bytes": size, "model": info,
             "max_context": int(getattr(cfg, "max_position_embeddings", 2048))}
 
 
