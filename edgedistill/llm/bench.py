@@ -37,15 +37,14 @@ class LLMModel:
 def describe(m: LLMModel) -> dict:
     """Size, scheme and shape of a model, checked before any process starts."""
     if m.kind == "bundle":
+        from ..export.schemes import canonical
         from ..runtime.format import verify_bundle
         from .bundle import check_causal_lm
 
         man = verify_bundle(m.path)
         check_causal_lm(man, m.path)
-        from ..export.schemes import canonical
-
-        return {"scheme": canonical(man["scheme"]), "backend": man["backend"], "size_bytes": man["sizes"]["model_bytes"],
-                "model": man["model"], "max_context": man["generation"]["max_context"]}
+        return {"scheme": canonical(man["scheme"]), "backend": man["backend"],
+                "size_bytes": man["sizes"]["model_bytes"], "model": man["model"], "max_context": man["generation"]["max_context"]}
     from .bundle import model_info
 
     folder = Path(m.path)
