@@ -44,7 +44,8 @@ def describe(m: LLMModel) -> dict:
         man = verify_bundle(m.path)
         check_causal_lm(man, m.path)
         return {"scheme": canonical(man["scheme"]), "backend": man["backend"],
-                "size_bytes": man["sizes"]["model_bytes"], "model": man["model"], "max_context": man["generation"]["max_context"]}
+                "size_bytes": man["sizes"]["model_bytes"], "model": man["model"],
+                "max_context": man["generation"]["max_context"]}
     from .bundle import model_info
 
     folder = Path(m.path)

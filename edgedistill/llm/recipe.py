@@ -149,7 +149,8 @@ class LLMBenchSpec:
         if self.teacher_scheme != "none":
             from ..export.schemes import get_task_scheme
 
-            self.teacher_scheme = get_task_scheme(self.teacher_scheme, "causal-lm", f"{where} key 'teacher_scheme'").name
+            self.teacher_scheme = get_task_scheme(self.teacher_scheme, "causal-lm",
+                                                  f"{where} key 'teacher_scheme'").name
 
 
 @dataclass

@@ -68,7 +68,8 @@ def test_one_require_message_per_backend(monkeypatch):
     gone = {"executorch", "onnxruntime", "transformers"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a))
     with pytest.raises(ModelError, match=r"^m\.pte: running an ExecuTorch \(\.pte\) program needs the executorch "
-                                         r"package, which needs torch: pip install 'edgedistill\[executorch\]'; use X$"):
+                                         r"package, which needs torch: pip install 'edgedistill\[executorch\]'; "
+                                         r"use X$"):
         backends.get("executorch").require("m.pte", "use X")
     with pytest.raises(ModelError, match=r"needs the onnxruntime package: pip install 'edgedistill\[runtime\]'"):
         backends.get("onnxruntime").require("m.onnx")

@@ -142,8 +142,9 @@ def test_executorch_runner_wraps_the_backends_pte_outputs(monkeypatch):
 
     def pte_outputs(path, threads):
         seen.update(path=path, threads=threads)
-        return lambda feed: [np.zeros((feed["input_ids"].shape[0], 2, 3), dtype=np.float32),
-                             np.ones((feed["input_ids"].shape[0], 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize]
+        rows = lambda feed: feed["input_ids"].shape[0]  # noqa: E731
+        return lambda feed: [np.zeros((rows(feed), 2, 3), dtype=np.float32),
+                             np.ones((rows(feed), 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize]
 
     monkeypatch.setattr(et, "pte_outputs", pte_outputs)
     loaded = load("executorch", "m.pte", 2)

@@ -69,7 +69,8 @@ def test_executorch_bundle_is_detected_and_a_missing_runtime_is_a_clear_error(zo
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
-    with pytest.raises(ModelError, match=r"needs the executorch package, which needs torch: pip install 'edgedistill\[executorch\]'"):
+    with pytest.raises(ModelError, match=r"needs the executorch package, which needs torch: "
+                                         r"pip install 'edgedistill\[executorch\]'"):
         load("executorch", src.model_file, 1)
 
 
