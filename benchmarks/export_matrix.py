@@ -65,14 +65,15 @@ def _baseline(student: Path, out: Path) -> dict:
 def _variants(ws, model_dir: Path) -> dict[str, tuple[Path, dict]]:
     """scheme -> (artefact, export info) for every registered scheme; refusals recorded, not raised."""
     from edgedistill.errors import EdgedistillError
-    from edgedistill.export.quant import SCHEMES
-    from edgedistill.export.stage import _calibration, et_variant, onnx_variants
+    from edgedistill.export.schemes import SCHEMES, names
+    from edgedistill.export.stage import calibration_factory, et_variant, onnx_variants
 
     out = ws.export_dir / "student"
-    onnx = [s for s in SCHEMES if SCHEMES[s].backend == "onnxruntime"]
-    v = onnx_variants(model_dir, out, ws.recipe, onnx, calibration=_calibration(ws, model_dir))
+    encoder = names("encoder")
+    onnx = [s for s in encoder if SCHEMES[s].backend == "onnxruntime"]
+    v = onnx_variants(model_dir, out, ws.recipe, onnx, calibration=calibration_factory(ws, model_dir))
     got = {s: (v["paths"][s], {"fused_ops": v["info"]["optimize"]["fused_ops"]}) for s in onnx}
-    for s in [s for s in SCHEMES if SCHEMES[s].backend == "executorch"]:
+    for s in [s for s in encoder if SCHEMES[s].backend == "executorch"]:
         try:
             path, info = et_variant(ws, model_dir, out, SCHEMES[s])
             got[s] = (path, {"xnnpack_delegated_share": info["delegation"]["xnnpack_delegated_share"]})
@@ -82,21 +83,21 @@ def _variants(ws, model_dir: Path) -> dict[str, tuple[Path, dict]]:
 
 
 def _embedder(path: Path, threads: int, pooling: str, normalize: bool):
+    from edgedistill import backends
     from edgedistill.bench.runners import load
 
-    kind = "executorch" if path.suffix == ".pte" else "onnx"
-    return load(kind, str(path), threads, pooling, normalize).embed
+    return load(backends.for_path(path).NAME, str(path), threads, pooling, normalize).embed
 
 
 def _matrix_for(name: str, model_dir: Path, recipe, out: Path, targets, threads: int, extra=None) -> list[dict]:
     from edgedistill.export.parity import check_parity
-    from edgedistill.export.quant import SCHEMES, Scheme, check_scheme_fits
-    from edgedistill.export.stage import _reference
+    from edgedistill.export.schemes import SCHEMES, Scheme, check_scheme_fits
+    from edgedistill.export.stage import parity_reference
     from edgedistill.models.encode import batched_embed
     from edgedistill.workspace import Workspace
 
     ws = Workspace(recipe, out / name)
-    tok, texts, ref, probe, p_idx, p_labels = _reference(ws, model_dir)
+    tok, texts, ref, probe, p_idx, p_labels = parity_reference(ws, model_dir)
     rows = []
     variants = _variants(ws, model_dir)
     if extra:
@@ -106,7 +107,7 @@ def _matrix_for(name: str, model_dir: Path, recipe, out: Path, targets, threads:
         if path is None:
             rows.append(row)
             continue
-        scheme = SCHEMES.get(scheme_name) or Scheme(scheme_name, None, "baseline", **_BASELINE_TOLERANCES)
+        scheme = SCHEMES.get(scheme_name) or Scheme(scheme_name, "onnxruntime", "baseline", **_BASELINE_TOLERANCES)
         backend = scheme.backend
         emb = batched_embed(_embedder(path, threads, recipe.teacher.pooling, recipe.teacher.normalize), tok, texts,
                             recipe.teacher.max_length, desc=f"{name} {scheme_name} parity")
@@ -132,10 +133,11 @@ _BASELINE_TOLERANCES = {"min_mean_cosine": 0.98, "min_cosine": 0.90, "max_probe_
 
 
 def _time(rows: list[dict], recipe, threads: list[int], texts: list[str], tokenizers: dict) -> None:
+    from edgedistill import backends
     from edgedistill.bench.grid import Timed, plan
     from edgedistill.bench.latency import measure
 
-    timed = [Timed(f"{r['model']}:{r['scheme']}", "executorch" if r["format"] == "pte" else "onnx", r["path"],
+    timed = [Timed(f"{r['model']}:{r['scheme']}", backends.for_path(r["path"]).NAME, r["path"],
                    tokenizers[r["model"]], pooling=recipe.teacher.pooling, normalize=recipe.teacher.normalize)
              for r in rows if r.get("path")]
     with tempfile.TemporaryDirectory() as tmp:

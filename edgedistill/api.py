@@ -183,7 +183,7 @@ def llm_distill(recipe: str | Path, out: str | Path | None = None) -> Path:
     return run_llm_distill(r, Path(out) if out else Path("runs") / r.name)
 
 
-def llm_export(student: str | Path, out: str | Path, scheme: str = "8da4w", target: str | None = None,
+def llm_export(student: str | Path, out: str | Path, scheme: str = "et-8da4w", target: str | None = None,
                max_cache_len: int | None = None, zip_bundle: bool = False) -> Path:
     """Export an HF causal-LM folder (e.g. OUT/student from ``llm_distill``) into a causal-LM bundle folder
     (and ``OUT.zip`` beside it when ``zip_bundle``); returns the folder."""

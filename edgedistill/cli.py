@@ -355,10 +355,10 @@ def llm_distill(recipe, out):
 @llm.command("export")
 @click.argument("student", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Bundle folder to write.")
-@click.option("--scheme", default="8da4w", show_default=True,
-              help="LLM export scheme: 8da4w (int8 activations x int4 weights) or fp32 (ExecuTorch .pte, "
-                   "XNNPACK); onnx-fp32, onnx-int8 or onnx-int4 (ONNX with past key/values; 8- or 4-bit "
-                   "weight-only MatMulNBits).")
+@click.option("--scheme", default="et-8da4w", show_default=True,
+              help="Causal-LM export scheme: et-8da4w (int8 activations x int4 weights) or et-fp32 (ExecuTorch "
+                   ".pte, XNNPACK); fp32, int8-weight, int4-weight or int8-dynamic (ONNX with past key/values, "
+                   "torch-free at run time). Old names (8da4w, onnx-int8, ...) still work; see docs/backends.md.")
 @click.option("--target", "-t", default=None, help="Device target recorded in the bundle (e.g. phone).")
 @click.option("--max-cache-len", type=click.IntRange(min=2), default=None,
               help="Context (prompt + new tokens) of the static KV cache (default: 512, capped by the model).")
@@ -369,7 +369,7 @@ def llm_export(student, out, scheme, target, max_cache_len, zip_bundle):
 
     \b
     Example:
-      edgedistill llm export runs/llm/student --scheme 8da4w --target phone -o runs/llm/bundles/8da4w --zip
+      edgedistill llm export runs/llm/student --scheme et-8da4w --target phone -o runs/llm/bundles/et-8da4w --zip
     """
     from . import api
 

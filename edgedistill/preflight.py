@@ -41,9 +41,9 @@ def _check_registries(recipe) -> None:
     for name in recipe.distill.losses:  # final_weights must name these (checked when parsed)
         LOSSES.lookup(name)
     if recipe.export.quantization != "auto":
-        from .export.quant import get_scheme
+        from .export.schemes import get_task_scheme
 
-        get_scheme(recipe.export.quantization)
+        get_task_scheme(recipe.export.quantization, "encoder", "[export] quantization")
 
 
 def _teacher_config(recipe) -> dict | None:

@@ -63,7 +63,7 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
             out[name] = {"_note": NO_TOKENIZER}
             continue
         normalize = r.teacher.normalize if src.normalize is None else src.normalize
-        embed = load(src.kind, src.model_file, threads, src.pooling or r.teacher.pooling, normalize).embed
+        embed = load(src.backend, src.model_file, threads, src.pooling or r.teacher.pooling, normalize).embed
         # The recipe's max_length, but never past the model's own position table.
         max_len = min(r.teacher.max_length, src.shape.positions) if src.shape else r.teacher.max_length
 
@@ -74,7 +74,7 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
         try:
             embs[name] = batched_embed(embed, tok, texts, max_len, desc=f"{name} (test)")
         except Exception as e:
-            if src.kind != "executorch":
+            if src.backend != "executorch":
                 raise
             # A .pte program may have been exported for one fixed shape only.
             out[name] = {"_note": f"skipped: the ExecuTorch program did not run on test batches ({e})"[:200]}
@@ -147,7 +147,7 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
             raise ModelError(f"{s.path}: no tokenizer and no readable vocabulary size to make inputs from; "
                              "pass --tokenizer DIR")
     quality = _quality(ws, runs, threads[0], teacher_name)
-    timed = [Timed(n, s.kind, str(s.model_file), tok, s.shape.vocab if s.shape else None,
+    timed = [Timed(n, s.backend, str(s.model_file), tok, s.shape.vocab if s.shape else None,
                    s.pooling or recipe.teacher.pooling,
                    recipe.teacher.normalize if s.normalize is None else s.normalize)
              for n, (s, tok) in runs.items()]
@@ -158,7 +158,7 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
     for n, (s, _) in runs.items():
         q = quality.get(n, {})
         entries.append({"name": n, "role": "teacher" if n == teacher_name else "model", "runtime": s.runtime,
-                        "kind": s.kind, "quantization": s.quantization, "path": str(s.path),
+                        "kind": s.backend, "quantization": s.quantization, "path": str(s.path),
                         "size_bytes": s.size_bytes, "quality": {k: v for k, v in q.items() if not k.startswith("_")}})
         if "_note" in q:
             entries[-1]["quality_note"] = q["_note"]

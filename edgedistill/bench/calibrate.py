@@ -55,12 +55,9 @@ def _gemm_model(kind: str) -> bytes:
 
 def _measure(kind: str, repeats: int = 8) -> float:
     """Best-of-N single-thread GMAC/s (best, not median: this is a peak)."""
-    import onnxruntime as ort
+    from ..backends import ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(_gemm_model(kind), so, providers=["CPUExecutionProvider"])
+    sess = ort.session(_gemm_model(kind), threads=1, where=f"the {kind} GEMM calibration model")
     rng = np.random.default_rng(1)
     a = (rng.standard_normal((SIZE, SIZE)).astype(np.float32) if kind == "fp32"
          else rng.integers(0, 255, (SIZE, SIZE), dtype=np.uint8))

@@ -15,10 +15,10 @@ from .latency import Job, make_inputs, synthetic_inputs
 
 @dataclass
 class Timed:
-    """One model to time: a runner kind, what it loads, and how to make its inputs."""
+    """One model to time: its backend, what it loads, and how to make its inputs."""
 
     name: str
-    kind: str
+    backend: str
     path: str
     tokenizer: object | None = None
     """Real test text is tokenized with this; without one, ``vocab`` random ids are used."""
@@ -48,7 +48,7 @@ def plan(models: list[Timed], threads: list[int], batches: list[int], seqs: list
     for i, (b, s) in enumerate(cells(batches, seqs)):
         for m in models:
             for th in (threads if i == 0 else threads[:1]):
-                jobs.append(Job(m.name, m.kind, m.path, th, feed(m, b, s), m.pooling, m.normalize))
+                jobs.append(Job(m.name, m.backend, m.path, th, feed(m, b, s), m.pooling, m.normalize))
     return jobs
 
 

@@ -1,7 +1,7 @@
 """What a model path is: a Hugging Face folder, an ONNX file, an ExecuTorch ``.pte`` file, or a bundle.
 
 :func:`detect` looks at the path once and returns a :class:`Source` saying which runner
-(:mod:`edgedistill.bench.runners`) loads it, where its tokenizer is, its size on disk, its
+(a backend of :mod:`edgedistill.backends`) runs it, where its tokenizer is, its size on disk, its
 quantization and, where it can be read, its encoder shape (for MAC counts, the position limit and
 the device model). Anything else is refused with one line saying what was expected.
 """
@@ -12,23 +12,22 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import backends
+from ..backends import et
 from ..errors import ModelError
 from .macs import EncoderShape
 
 EXPECTED = "expected a Hugging Face model folder, a .onnx or .pte file, or a bundle folder"
-PTE_MAGIC = b"ET"
-"""ExecuTorch programs are flatbuffers whose file identifier (bytes 4-7) starts with 'ET'."""
 
 
 @dataclass
 class Source:
     path: Path
     """What the user named."""
-    kind: str
-    """The runner: torch, onnx or executorch."""
+    backend: str
+    """The backend that runs it: torch, onnxruntime or executorch (:mod:`edgedistill.backends`)."""
     model_file: Path
-    """What the runner loads (the folder for torch)."""
-    runtime: str
+    """What the backend loads (the folder for torch)."""
     quantization: str
     size_bytes: int
     tokenizer_dir: Path | None = None
@@ -38,6 +37,11 @@ class Source:
     """From a bundle manifest; None means the recipe's."""
     bundle: dict | None = None
     """The verified manifest, for a bundle."""
+
+    @property
+    def runtime(self) -> str:
+        """The backend's name in reports (``pytorch`` for torch)."""
+        return backends.get(self.backend).LABEL
 
     @property
     def label(self) -> str:
@@ -68,12 +72,11 @@ def detect(path: str | Path) -> Source:
         src = _bundle(p) if (p / "manifest.json").is_file() else _hf(p) if (p / "config.json").is_file() else None
         if src is None:
             raise ModelError(f"{p}: not a model folder (no config.json or manifest.json); {EXPECTED}")
-    elif p.suffix == ".onnx":
-        src = _onnx(p)
-    elif p.suffix == ".pte":
-        src = _pte(p)
     else:
-        raise ModelError(f"{p}: not a model file; {EXPECTED}")
+        inspect = {backends.get("onnxruntime").SUFFIX: _onnx, et.SUFFIX: _pte}  # each backend's file suffix
+        if p.suffix not in inspect:
+            raise ModelError(f"{p}: not a model file; {EXPECTED}")
+        src = inspect[p.suffix](p)
     return src
 
 
@@ -88,7 +91,7 @@ def _hf(p: Path) -> Source:
         raise ModelError(f"{p / 'config.json'}: unreadable ({e})") from None
     if None in (shape.vocab, shape.hidden, shape.layers, shape.positions):
         shape = None
-    return Source(p, "torch", p, "pytorch", "fp32", w.stat().st_size, tokenizer_dir=p, shape=shape)
+    return Source(p, "torch", p, "fp32", w.stat().st_size, tokenizer_dir=p, shape=shape)
 
 
 def _bundle(p: Path) -> Source:
@@ -96,7 +99,7 @@ def _bundle(p: Path) -> Source:
 
     m = verify_bundle(p)
     model = p / m["model_file"]
-    executorch = m.get("backend") == "executorch" or model.suffix == ".pte"
+    executorch = m.get("backend") == "executorch" or model.suffix == et.SUFFIX
     src = _pte(model) if executorch else _onnx(model)
     src.path, src.tokenizer_dir, src.bundle = p, p, m
     src.quantization = (m.get("quantization") or {}).get("scheme", src.quantization)
@@ -124,15 +127,13 @@ def _onnx(p: Path) -> Source:
     else:
         quant = "fp32"
     size = p.stat().st_size + sum(f.stat().st_size for f in p.parent.glob(p.name + ".data") if f.is_file())
-    return Source(p, "onnx", p, "onnxruntime", quant, size, shape=onnx_shape(model))
+    return Source(p, "onnxruntime", p, quant, size, shape=onnx_shape(model))
 
 
 def _pte(p: Path) -> Source:
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[4:6] != PTE_MAGIC:
+    if not et.is_program(p):
         raise ModelError(f"{p}: not an ExecuTorch program (no ExecuTorch file identifier)")
-    return Source(p, "executorch", p, "executorch", "unknown", p.stat().st_size)
+    return Source(p, "executorch", p, "unknown", p.stat().st_size)
 
 
 def onnx_shape(model) -> EncoderShape | None:

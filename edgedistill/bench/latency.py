@@ -26,8 +26,8 @@ from ..progress import progress
 @dataclass
 class Job:
     name: str
-    kind: str
-    """A loader of :data:`edgedistill.bench.runners.RUNNERS`: torch, onnx, executorch."""
+    backend: str
+    """The backend that runs it (:mod:`edgedistill.backends`): onnxruntime, executorch, torch."""
     path: str
     threads: int
     inputs: Path
@@ -67,7 +67,7 @@ def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
 
 
 def run_worker(job: Job, warmup: int, runs: int) -> dict:
-    spec = {"kind": job.kind, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
+    spec = {"backend": job.backend, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
             "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
     return spawn_worker("edgedistill.bench.worker", spec, job.threads, f"{job.name} ({job.path})")
 

@@ -31,7 +31,11 @@ class EncoderShape:
 
 
 def linear_class(scheme: str) -> str:
-    return "int8" if scheme.startswith("int8") else "fp32"
+    """The scheme record's ``compute`` (int8 or fp32; fp16 is counted as fp32); fp32 for an unknown name."""
+    from ..export.schemes import SCHEMES, canonical
+
+    s = SCHEMES.get(canonical(scheme))
+    return "int8" if s is not None and s.compute == "int8" else "fp32"
 
 
 def count(shape: EncoderShape, batch: int, seq: int, scheme: str = "fp32") -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.onnx import onnx_embedder
+from .. import backends
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder
 from ..quality.metrics import accuracy_se, mean_cosine, pairwise_spearman
@@ -51,12 +51,7 @@ def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str,
                "student-pytorch": _metrics(s_test, teacher_test, probes["student"], te, n)}
     tokenizers = {"teacher": ws.teacher[1], "student": tok}
     for name, (family, path) in onnx_models.items():
-        if path.suffix == ".pte":
-            from ..export.pte import pte_embedder
-
-            embedder = pte_embedder(path, threads)
-        else:
-            embedder = onnx_embedder(path, threads)
+        embedder = backends.open_file(path, threads).output("sentence_embedding")
         emb = batched_embed(embedder, tokenizers[family], test_texts, t.max_length, desc=f"{name} (test)")
         results[name] = _metrics(emb, teacher_test, probes[family], te, n)
     for family, probe in probes.items():

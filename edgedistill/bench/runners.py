@@ -1,8 +1,10 @@
-"""Model runtimes the bench can time and score, one loader per kind.
+"""What the bench times and scores: any backend's model, as sentence embeddings.
 
-A loader takes ``(path, threads, pooling, normalize)`` and returns a :class:`Loaded`. Adding a model
-kind is one decorated function here plus its detection rule in :mod:`edgedistill.bench.kinds`. The
-timing worker and the quality evaluation use the same loaders, so what is timed is what is scored.
+A model is opened by its backend (:mod:`edgedistill.backends`: onnxruntime,
+executorch, torch); this module only turns the backend's outputs into
+embeddings. The timing worker and the quality evaluation both use :func:`load`,
+so what is timed is what is scored. Adding a runtime is a backend module, not
+a change here.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import backends
 from ..errors import ModelError
-from ..registry import Registry
-
-RUNNERS: Registry = Registry("model kind", "edgedistill bench")
 
 
 @dataclass
@@ -27,116 +27,36 @@ class Loaded:
     """The model's own memory as its runtime reports it; called after timing so it cannot raise peak RSS."""
 
 
-def runner(kind: str):
-    def deco(fn):
-        return RUNNERS.add(kind, fn)
-
-    return deco
-
-
-# What each runtime imports before it can load anything. The worker imports these before its
-# "bare process" memory reading, so a model's memory is what loading and running it adds, not the
-# runtime's own libraries (the ExecuTorch Python runtime drags in torch; an app's C++ runtime does not).
-RUNTIME_MODULES = {"torch": ("torch", "transformers"), "onnx": ("onnxruntime",),
-                   "executorch": ("executorch.extension.pybindings.portable_lib", "executorch.runtime")}
-
-
-def import_runtime(kind: str) -> None:
+def import_runtime(backend: str) -> None:
+    """Import what the backend imports before it can load anything. The worker does this before its
+    "bare process" memory reading, so a model's memory is what loading and running it adds, not the
+    runtime's own libraries (the ExecuTorch Python runtime drags in torch; an app's C++ runtime does not)."""
     import importlib
 
-    for name in RUNTIME_MODULES.get(kind, ()):
+    for name in backends.get(backend).RUNTIME_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             return  # load() reports the missing runtime with its own one-line error
 
 
-def load(kind: str, path: str | Path, threads: int, pooling: str = "mean", normalize: bool = True) -> Loaded:
-    return RUNNERS.lookup(kind)(str(path), threads, pooling, normalize)
-
-
-@runner("torch")
-def _torch(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
-    import torch
-
-    torch.set_num_threads(threads)
-    from ..models.encode import pool
-    from ..models.loading import load_encoder
-
-    model, _ = load_encoder(Path(path))
+def load(backend: str, path: str | Path, threads: int, pooling: str = "mean", normalize: bool = True) -> Loaded:
+    """``backend``: a backend name (``onnxruntime``, ``executorch``, ``torch``) or its report label."""
+    runner = backends.get(backend).open(str(path), threads, pooling=pooling, normalize=normalize)
+    if "sentence_embedding" not in runner.output_names and "last_hidden_state" not in runner.output_names:
+        raise ModelError(f"{path}: the model has neither a 'sentence_embedding' nor a 'last_hidden_state' "
+                         f"output (outputs: {', '.join(runner.output_names)}); export it with 'edgedistill export'")
 
     def embed(feed):
-        with torch.inference_mode():
-            t = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in dict(feed).items()}
-            hidden = model(**t).last_hidden_state
-            return pool(hidden, t["attention_mask"], pooling, normalize).float().numpy()
-
-    def memory():
-        params = sum(p.numel() * p.element_size() for p in model.parameters())
-        buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-        return {"weights_bytes": params + buffers, "weights_source": "torch parameters + buffers",
-                "arena_bytes": None, "arena_note": "PyTorch allocates from the process heap; see peak RSS"}
-
-    return Loaded(embed, memory)
-
-
-@runner("onnx")
-def _onnx(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
-    from ..export.onnx import run_session, session
-
-    sess = session(Path(path), threads)
-    names = [o.name for o in sess.get_outputs()]
-    if "sentence_embedding" not in names and "last_hidden_state" not in names:
-        raise ModelError(f"{path}: the ONNX model has neither a 'sentence_embedding' nor a 'last_hidden_state' "
-                         f"output (outputs: {', '.join(names)}); export it with 'edgedistill export'")
-
-    def embed(feed):
-        feed = dict(feed)
-        out = run_session(sess, feed)
+        feed = backends.as_numpy(feed)
+        out = runner.run(feed)
         if "sentence_embedding" in out:
             return out["sentence_embedding"]
         # A graph exported elsewhere returns token states only; pool them as the recipe says.
         return _pool_np(out["last_hidden_state"], np.asarray(feed["attention_mask"]), pooling, normalize)
 
-    return Loaded(embed, lambda: {"weights_bytes": onnx_weights_bytes(path),
-                                  "weights_source": "ONNX graph initializers",
-                                  "arena_bytes": None,
-                                  "arena_note": "onnxruntime's Python API does not expose arena statistics; "
-                                                "see peak RSS"})
+    return Loaded(embed, runner.memory)
 
-
-@runner("executorch")
-def _executorch(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
-    import importlib.util
-
-    if importlib.util.find_spec("executorch") is None:
-        raise ModelError(f"{path}: benchmarking .pte models needs the executorch package: "
-                         "pip install 'edgedistill[executorch]'")
-    from ..export.pte import pte_runner
-    run = pte_runner(path, threads)
-
-    def embed(feed):
-        return np.asarray(run({k: np.asarray(v, dtype=np.int64) for k, v in dict(feed).items()}))
-
-    return Loaded(embed, lambda: {"weights_bytes": None, "weights_source": None, "arena_bytes": None,
-                                  "arena_note": "the ExecuTorch runtime does not report its memory here; "
-                                                "see peak RSS"})
-
-
-def onnx_weights_bytes(path: str | Path) -> int:
-    """Bytes of every initializer of an ONNX graph (inline or external), read from the protobuf only."""
-    import onnx
-    from onnx import helper
-
-    model = onnx.load(str(path), load_external_data=False)
-    total = 0
-    for init in model.graph.initializer:
-        if init.raw_data:
-            total += len(init.raw_data)
-            continue
-        n = int(np.prod(init.dims)) if init.dims else 1
-        total += n * np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-    return total
 
 
 def _pool_np(hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, backends
 from ..errors import ModelError
 from ..export.bundle import verify_bundle
 from ..export.stage import onnx_variants
@@ -77,7 +77,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                         if want_teacher_onnx else None)
     scheme = manifest["quantization"]["scheme"]
     catalogue = {
-        "teacher-pytorch": ("teacher", "pytorch", "fp32", ws.teacher_ref.weights),
+        # name -> (family, backend, quantization, file); reports print the backend's label as "runtime"
+        "teacher-pytorch": ("teacher", "torch", "fp32", ws.teacher_ref.weights),
         "teacher-onnx": ("teacher", "onnxruntime", "fp32",
                          teacher_variants and teacher_variants["paths"]["fp32"]),
         "teacher-onnx-int8": ("teacher", "onnxruntime", "int8-dynamic",
@@ -94,12 +95,11 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     preflight(shapes, max(b.batch_sizes), max(b.seq_lengths))
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
     quality = evaluate(ws, ws.student_dir,
-                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"},
+                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "torch"},
                        threads[0])
     # Each family is fed its own tokenizer's ids: a student cut from another model has another vocabulary.
     toks = {"teacher": ws.teacher[1], "student": load_tokenizer(ws.student_dir)}
-    kinds = {"pytorch": "torch", "onnxruntime": "onnx", "executorch": "executorch"}
-    timed = [Timed(name, kinds[rt], str(ws.teacher_ref.folder if rt == "pytorch" else p),
+    timed = [Timed(name, rt, str(ws.teacher_ref.folder if rt == "torch" else p),
                    toks[fam], pooling=r.teacher.pooling, normalize=r.teacher.normalize)
              for name, (fam, rt, q, p) in models.items()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,14 +107,15 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         lat = measure(jobs, b.warmup, b.runs, b.repeats)
 
     entries = []
-    for name, (family, runtime, quant, path) in models.items():
+    for name, (family, backend, quant, path) in models.items():
         q = {k: v for k, v in quality.get(name, {}).items() if not k.startswith("_")}
         entries.append({
-            "name": name, "role": family, "runtime": runtime, "quantization": quant, "path": str(path),
+            "name": name, "role": family, "runtime": backends.get(backend).LABEL, "quantization": quant,
+            "path": str(path),
             "size_bytes": Path(path).stat().st_size,
             "quality": q,
         })
-        if runtime == "executorch":
+        if backend == "executorch":
             entries[-1]["xnnpack_delegated_share"] = manifest.get("xnnpack_delegated_share")
         entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, name, threads, b.batch_sizes,
                                                                       b.seq_lengths)

@@ -42,10 +42,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(open(argv[0]).read())
     data = np.load(spec["inputs"])
     feed = {k: data[k] for k in data.files}
-    import_runtime(spec["kind"])
+    import_runtime(spec["backend"])
     base_rss = _rss_mb()
     t0 = time.perf_counter()
-    loaded = load(spec["kind"], spec["path"], spec["threads"], spec["pooling"], spec["normalize"])
+    loaded = load(spec["backend"], spec["path"], spec["threads"], spec["pooling"], spec["normalize"])
     run = loaded.embed
     load_s = time.perf_counter() - t0
     loaded_rss = _status_mb("VmRSS")

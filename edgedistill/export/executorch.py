@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends import et
 from ..errors import ModelError
 from ..models.loading import load_encoder
 from .onnx import _quiet, input_names_for
-from .quant import register_scheme
 
 ATTENTION = "edgedistill_xnnpack"
 MASK_FILL = -1e4  # exp(-1e4) is exactly 0 in fp32, and unlike finfo.min it leaves int8 ranges usable
@@ -122,12 +122,7 @@ def _wrapper(model, input_names: list[str], pooling: str, normalize: bool):
 
 
 def require_executorch() -> None:
-    try:
-        import executorch  # noqa: F401
-        import torchao  # noqa: F401
-    except ImportError:
-        raise ModelError("the et-* schemes need ExecuTorch: pip install 'edgedistill[executorch]' "
-                         "(executorch==1.5.1, torchao==0.18.0)") from None
+    et.require("exporting an et-* scheme", export=True)
 
 
 def prepare(model_dir: Path, opts: EtOptions):
@@ -230,31 +225,20 @@ def _safe_xnnpack_quantizer():
     return SafeXNNPACKQuantizer()
 
 
-@register_scheme("et-fp32", "ExecuTorch .pte, fp32, XNNPACK", min_mean_cosine=0.9999, min_cosine=0.999,
-                 max_probe_drop=0.005, backend="executorch")
 def et_fp32(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
     wrapped, _, _, args = prepare(model_dir, opts)
     with _quiet():
         return lower(_export(wrapped, args), dest)
 
 
-@register_scheme("et-int8", "ExecuTorch .pte: torchao int8 weights per channel with int8 dynamic activations "
-                 "(linears), int8 embedding tables", min_mean_cosine=0.98, min_cosine=0.90, max_probe_drop=0.015,
-                 backend="executorch")
 def et_int8(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
     return _export_torchao(model_dir, dest, opts, 8)
 
 
-@register_scheme("et-8da4w", "ExecuTorch .pte: int4 weights (groups of 32) with int8 dynamic activations "
-                 "(linears), int8 embedding tables", min_mean_cosine=0.97, min_cosine=0.90, max_probe_drop=0.02,
-                 backend="executorch")
 def et_8da4w(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
     return _export_torchao(model_dir, dest, opts, 4)
 
 
-@register_scheme("et-int8-static", "ExecuTorch .pte: PT2E static int8 (per-channel weights, activations "
-                 "calibrated on training sentences); embeddings stay fp32", min_mean_cosine=0.98, min_cosine=0.90,
-                 max_probe_drop=0.015, backend="executorch")
 def et_int8_static(model_dir: Path, dest: Path, opts: EtOptions) -> dict:
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config

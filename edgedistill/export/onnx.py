@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import ort
 from ..errors import ModelError
 from ..models.loading import load_encoder
 
@@ -103,16 +104,8 @@ def optimize(src: Path, dest: Path, model_type: str, num_heads: int, hidden_size
 
 
 def session(path: Path, threads: int = 1):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
-        raise ModelError(f"{path}: onnxruntime cannot load the model ({' '.join(str(e).split())[:200]})") from None
+    """An onnxruntime session (built in :mod:`edgedistill.backends.ort`, the one place sessions are made)."""
+    return ort.session(path, threads)
 
 
 def run_session(path_or_session, feed: dict, threads: int = 1) -> dict:
@@ -123,9 +116,5 @@ def run_session(path_or_session, feed: dict, threads: int = 1) -> dict:
 
 
 def onnx_embedder(path: Path, threads: int = 2):
-    sess = session(path, threads)
-
-    def run(feats) -> np.ndarray:
-        return run_session(sess, dict(feats))["sentence_embedding"]
-
-    return run
+    """``feats -> [B, H]`` sentence embeddings, for :func:`edgedistill.models.encode.batched_embed`."""
+    return ort.open(path, threads).output("sentence_embedding")

@@ -9,10 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..quality.metrics import mean_cosine, min_cosine
-
-# What to try next when a scheme misses its tolerances.
-NEXT_SCHEME = {"int8-static": "int8-dynamic", "int4-weight": "int8-dynamic", "int8-dynamic": "fp32", "fp16": "fp32",
-               "et-int8-static": "et-int8", "et-8da4w": "et-int8", "et-int8": "et-fp32"}
+from .schemes import SCHEMES
 
 
 @dataclass
@@ -79,7 +76,8 @@ def check_parity(reference: np.ndarray, exported: np.ndarray, scheme, target=Non
 
 
 def failure_message(rep: ParityReport, target_name: str) -> str:
-    nxt = NEXT_SCHEME.get(rep.scheme)
+    scheme = SCHEMES.get(rep.scheme)  # what to try next is the record's fallback
+    nxt = scheme.fallback if scheme else None
     hint = f"; try --quant {nxt}" if nxt else ""
     return (f"parity gate failed for {rep.scheme} on target {target_name!r} ({'; '.join(rep.failures)}; "
             f"{rep.summary()} over {rep.sentences} held-out sentences); no bundle written{hint}")

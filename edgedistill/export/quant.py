@@ -1,26 +1,25 @@
-"""Quantisation schemes for ONNX, registered by name.
+"""The onnxruntime encoder schemes' implementations.
 
-Each scheme turns an optimised fp32 ONNX file into the deployable one and
-declares the parity tolerances it is held to and what the device must have
-for it to pay off. Targets name a scheme; ``--quant`` overrides it.
-
-A scheme function is ``fn(src, dest, ctx)``; ``ctx`` is a :class:`QuantContext`
-carrying the calibration sentences that static schemes need (others ignore it).
+Each turns an optimised fp32 ONNX file into the deployable one:
+``fn(src, dest, ctx)``; ``ctx`` is a :class:`QuantContext` carrying the
+calibration sentences that calibrated schemes need (others ignore it). The
+scheme records (backend, tolerances, fallback, ...) are in
+:mod:`edgedistill.export.schemes`, re-exported here.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import GateError, ModelError
+from ..errors import ModelError
 from ..fileutil import sha256_json
-from ..registry import Registry
 from .onnx import _quiet
+from .schemes import SCHEMES, Scheme, check_scheme_fits, get_scheme  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -46,55 +45,10 @@ class QuantContext:
                             "inputs": list(self.input_names), "batch": self.batch_size})
 
 
-@dataclass(frozen=True)
-class Scheme:
-    name: str
-    fn: Callable[..., None]
-    description: str
-    min_mean_cosine: float
-    min_cosine: float
-    max_probe_drop: float
-    requires_isa: tuple[str, ...] = ()
-    needs_calibration: bool = False
-    backend: str = "onnxruntime"
-    """onnxruntime: ``fn(fp32_onnx, dest, ctx)``; executorch: ``fn(model_dir, dest, EtOptions) -> info``."""
-
-
-SCHEMES: Registry[Scheme] = Registry("quantization", "[export] quantization / --quant")
-
-
-def register_scheme(name: str, description: str, min_mean_cosine: float, min_cosine: float, max_probe_drop: float,
-                    requires_isa: tuple[str, ...] = (), needs_calibration: bool = False, backend: str = "onnxruntime"):
-    def deco(fn):
-        SCHEMES.add(name, Scheme(name, fn, description, min_mean_cosine, min_cosine, max_probe_drop, requires_isa,
-                                 needs_calibration=needs_calibration, backend=backend))
-        return fn
-
-    return deco
-
-
-def get_scheme(name: str) -> Scheme:
-    return SCHEMES.lookup(name)
-
-
-def check_scheme_fits(scheme: Scheme, target) -> None:
-    """Refuse a scheme the target's CPU cannot run well, with the reason."""
-    missing = [isa for isa in scheme.requires_isa if isa not in target.device.isa]
-    if missing or (scheme.name.startswith("fp16") and not target.export.fp16):
-        raise GateError(f"{scheme.name} is refused for target {target.name!r}: its CPU ({target.device.cpu}) lacks "
-                        f"{', '.join(missing) or 'fp16 arithmetic'}, so it would run emulated and slower; "
-                        f"use --quant {target.export.quantization}")
-
-
-@register_scheme("fp32", "no quantisation (optimised fp32 graph)", min_mean_cosine=0.9999, min_cosine=0.999,
-                 max_probe_drop=0.005)
 def fp32(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     shutil.copyfile(src, dest)
 
 
-@register_scheme("int8-dynamic",
-                 "int8 weights per output channel, int8 activations quantised at run time (MatMul, Attention, Gather)",
-                 min_mean_cosine=0.98, min_cosine=0.90, max_probe_drop=0.015)
 def int8_dynamic(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -132,10 +86,6 @@ class _Reader:
         return next(self._it, None)
 
 
-@register_scheme("int8-static",
-                 "static int8 (QDQ) MatMul/Gemm: per-channel weights, input ranges calibrated on training "
-                 "sentences; fused attention projections stay fp32; int8 word-embedding table",
-                 min_mean_cosine=0.98, min_cosine=0.90, max_probe_drop=0.015, needs_calibration=True)
 def int8_static(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -179,10 +129,6 @@ def _type_matmul_inputs(model) -> None:
                 known.add(node.input[0])
 
 
-@register_scheme("int4-weight",
-                 "4-bit weight-only MatMulNBits (block 32, symmetric) for MatMul weights; int8 word-embedding table; "
-                 "fp32 activations",
-                 min_mean_cosine=0.97, min_cosine=0.90, max_probe_drop=0.02)
 def int4_weight(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -199,8 +145,6 @@ def int4_weight(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@register_scheme("fp16", "fp16 weights and arithmetic inside the graph, fp32 inputs/outputs (cores with fp16 only)",
-                 min_mean_cosine=0.9995, min_cosine=0.995, max_probe_drop=0.005, requires_isa=("fp16",))
 def fp16(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -210,5 +154,3 @@ def fp16(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
         m.convert_float_to_float16(keep_io_types=True)
     onnx.save(m.model, str(dest))
 
-# The ExecuTorch schemes register themselves on import (heavy imports stay inside their functions).
-from . import executorch as _executorch  # noqa: E402, F401

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, backends
 from ..errors import GateError, ModelError, RecipeError
 from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atomic
 from ..models.encode import batched_embed, embed_torch
@@ -17,10 +17,10 @@ from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import write_bundle, write_zip
-from .onnx import export_onnx, input_names_for, onnx_embedder, optimize
+from .onnx import export_onnx, input_names_for, optimize
 from .parity import check_parity, failure_message
-from .pte import pte_embedder
-from .quant import QuantContext, check_scheme_fits, get_scheme
+from .quant import QuantContext
+from .schemes import check_scheme_fits, get_scheme, get_task_scheme
 
 PROBE_TRAIN_LIMIT = 4000
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
@@ -55,7 +55,7 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         if name == "fp32":
             continue
         scheme = get_scheme(name)
-        ctx = calibration(info["export"]["input_names"]) if scheme.needs_calibration and calibration else None
+        ctx = calibration(info["export"]["input_names"]) if scheme.calibrated and calibration else None
         # A calibrated variant is stale when its calibration sentences change, too.
         key = opt_sha if ctx is None else f"{opt_sha}+{ctx.fingerprint()}"
         dest = out_dir / f"model-{name}.onnx"
@@ -94,7 +94,7 @@ def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[P
     if info.get("key") != key or info.get("pte_sha256") != (sha256_file(dest) if dest.is_file() else None):
         say(f"exporting {model_dir} to ExecuTorch ({scheme.name}, XNNPACK, {r.teacher.max_length} tokens)")
         train = ws.texts("train")
-        calib = [train[i] for i in ws.sample("train", CALIBRATION_SENTENCES)] if scheme.name.endswith("static") else []
+        calib = [train[i] for i in ws.sample("train", CALIBRATION_SENTENCES)] if scheme.calibrated else []
         opts = EtOptions(r.teacher.pooling, r.teacher.normalize, r.teacher.max_length, calib)
         info = {"key": key, "delegation": scheme.fn(Path(model_dir), dest, opts)}
         info["pte_sha256"] = sha256_file(dest)
@@ -111,8 +111,8 @@ def measure_memory(model_path: Path, tok, texts: list[str], r) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(tok, texts, 1, r.teacher.max_length, Path(tmp) / "inputs.npz")
-        kind = "executorch" if model_path.suffix == ".pte" else "onnx"
-        out = run_worker(Job("memory", kind, str(model_path), 1, inputs, r.teacher.pooling, r.teacher.normalize),
+        out = run_worker(Job("memory", backends.for_path(model_path).NAME, str(model_path), 1, inputs,
+                             r.teacher.pooling, r.teacher.normalize),
                          warmup=1, runs=2)
     return {"peak_rss_mb": out["peak_rss_mb"], "process_mb": out["rss_before_load_mb"],
             "model_mb": out["peak_rss_mb"] - out["rss_before_load_mb"],
@@ -164,13 +164,13 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     loaded = [load_target(t) for t in (targets or r.export.targets)]
     plan = {}
     for t in loaded:
-        own = get_scheme(t.export.quantization)
+        own = get_task_scheme(t.export.quantization, "encoder", f"{t.path} [export] quantization")
         if own.backend != t.export.backend:
             raise RecipeError(f"{t.path} [export]: quantization {own.name!r} is an {own.backend} scheme but "
                               f"backend is {t.export.backend!r}; set backend = \"{own.backend}\" or name a "
                               f"{t.export.backend} scheme")
-        scheme = get_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
-                                      else t.export.quantization))
+        scheme = get_task_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
+                                           else t.export.quantization), "encoder", "[export] quantization / --quant")
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()
@@ -185,12 +185,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
     written = []
     for name, (target, scheme) in plan.items():
-        if scheme.backend == "executorch":
-            model_path, et_info = et[scheme.name]
-            embedder = pte_embedder(model_path, threads=target.host_threads())
-        else:
-            model_path, et_info = variants["paths"][scheme.name], None
-            embedder = onnx_embedder(model_path, threads=target.host_threads())
+        model_path, et_info = et[scheme.name] if scheme.backend == "executorch" else (variants["paths"][scheme.name],
+                                                                                      None)
+        embedder = backends.get(scheme.backend).open(model_path, target.host_threads()).output("sentence_embedding")
         emb = batched_embed(embedder, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
         rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
         if not rep.passed:
@@ -246,3 +243,10 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             say(f"bundle zip {write_zip(dest)}")
     say(f"export done in {time.perf_counter() - t0:.0f} s")
     return written
+
+
+# Public names for scripts that run the gate's pieces themselves (benchmarks/export_matrix.py).
+parity_reference = _reference
+"""``(ws, student_dir) -> (tokenizer, texts, fp32 embeddings, probe, probe rows, probe labels)``."""
+calibration_factory = _calibration
+"""``(ws, student_dir) -> (input_names -> QuantContext)``: training sentences for calibrated schemes."""

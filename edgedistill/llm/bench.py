@@ -37,13 +37,15 @@ class LLMModel:
 def describe(m: LLMModel) -> dict:
     """Size, scheme and shape of a model, checked before any process starts."""
     if m.kind == "bundle":
+        from ..export.schemes import canonical
         from ..runtime.format import verify_bundle
         from .bundle import check_causal_lm
 
         man = verify_bundle(m.path)
         check_causal_lm(man, m.path)
-        return {"scheme": man["scheme"], "backend": man["backend"], "size_bytes": man["sizes"]["model_bytes"],
-                "model": man["model"], "max_context": man["generation"]["max_context"]}
+        return {"scheme": canonical(man["scheme"]), "backend": man["backend"],
+                "size_bytes": man["sizes"]["model_bytes"], "model": man["model"],
+                "max_context": man["generation"]["max_context"]}
     from .bundle import model_info
 
     folder = Path(m.path)
@@ -54,7 +56,7 @@ def describe(m: LLMModel) -> dict:
     cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     info = model_info(cfg, size // 4)
-    return {"scheme": "eager-fp32", "backend": "pytorch", "size_bytes": size, "model": info,
+    return {"scheme": "eager-fp32", "backend": "torch", "size_bytes": size, "model": info,
             "max_context": int(getattr(cfg, "max_position_embeddings", 2048))}
 
 
@@ -65,7 +67,9 @@ def decode_macs(info: dict, context: int, scheme: str) -> dict[str, float]:
     q, kv = info["num_attention_heads"] * info["head_dim"], info["num_key_value_heads"] * info["head_dim"]
     linear = n * (h * q + 2 * h * kv + q * h + 3 * h * f) + info["vocab_size"] * h
     attention = 2 * context * q * n
-    cls = "int8" if scheme == "8da4w" else "fp32"
+    from ..bench.macs import linear_class
+
+    cls = linear_class(scheme)  # the scheme record's compute field (int8 for et-8da4w)
     out = {"fp32": float(attention)}
     out[cls] = out.get(cls, 0.0) + float(linear)
     return out

@@ -82,9 +82,15 @@ def main(argv: list[str]) -> int:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    if spec["kind"] == "bundle":
-        import executorch.kernels.quantized  # noqa: F401
-        from executorch.runtime import Runtime  # noqa: F401
+    if spec["kind"] == "bundle":  # and the bundle's own runtime (its backend's modules)
+        from edgedistill.bench.runners import import_runtime
+        from edgedistill.runtime.format import BundleFiles, read_manifest
+
+        files = BundleFiles(spec["path"])
+        try:
+            import_runtime(read_manifest(files).get("backend", "onnxruntime"))
+        finally:
+            files.close()
     base = _status_mb("VmRSS")
     t0 = time.perf_counter()
     lm, encode = _load(spec)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..export.bundle import write_bundle, write_zip
+from ..export.schemes import get_task_scheme
 from ..runtime.causal_lm import GENERATION_FILE, KIND, CausalLM, check_causal_lm
-from .backends import get_scheme
 
 __all__ = ["CausalLM", "check_causal_lm", "export_llm_bundle", "open_llm_bundle"]
 DEFAULT_CACHE_LEN = 512
@@ -55,13 +55,16 @@ def model_info(cfg, params: int, architecture: str = "") -> dict:
             "fp32_weight_bytes": params * 4}
 
 
-def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "8da4w", target: str | None = None,
+def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "et-8da4w", target: str | None = None,
                       max_cache_len: int | None = None, zip_bundle: bool = False) -> Path:
-    """Export the HF causal-LM folder ``student_dir`` with ``scheme`` into the bundle folder ``dest``."""
+    """Export the HF causal-LM folder ``student_dir`` with ``scheme`` into the bundle folder ``dest``.
+
+    ``scheme`` may be an old name (``8da4w``, ``onnx-int8``, ...); the manifest records the canonical one."""
     from ..targets import load_target
     from .teacher import load_causal_lm
 
-    spec = get_scheme(scheme)
+    spec = get_task_scheme(scheme, "causal-lm", "[export] key 'schemes' / --scheme")
+    scheme = spec.name
     student_dir, dest = Path(student_dir), Path(dest)
     tgt = load_target(target) if target else None
     model, tok = load_causal_lm(student_dir)
@@ -74,7 +77,7 @@ def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}.export.", dir=dest.parent) as tmp:
-        model_path = spec.export(model, Path(tmp) / spec.model_file, cache)
+        model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache)
         cfg = model.config
         manifest = {
             "kind": KIND, "task": "text-generation", "backend": spec.backend, "scheme": scheme,

@@ -21,13 +21,14 @@ research/deps.md, not re-run here. The fp32 graph is
 checked against the eager model (prefill and two decode steps) before anything is
 written.
 
-Schemes: ``fp32``; ``int8`` and ``int4`` = weight-only ``MatMulNBits`` (8 or 4
+Schemes (canonical names, see edgedistill.export.schemes; ``int8`` / ``int4`` still work
+here): ``fp32``; ``int8-weight`` and ``int4-weight`` = weight-only ``MatMulNBits`` (8 or 4
 bits, blocks of 32, symmetric) on every linear including the lm_head, plus an
 int8 embedding table; ``int8-dynamic`` = onnxruntime ``quantize_dynamic``
 (per-channel int8 weights, activations quantized per tensor at run time). On the
 real SmolLM2-135M teacher the per-tensor activation quantization of
 ``int8-dynamic`` moved the last-position logits by 6-14 (max abs) where 8-bit
-weight-only moved them by 0.4-1.0, so ``int8`` is the weight-only one.
+weight-only moved them by 0.4-1.0, so ``int8-weight`` is the bundles' int8 choice.
 The tied lm_head reads the embedding through a Transpose that the exporter only
 constant-folds for small tables; the quantized schemes first give it its own
 initializer (see ``_untie_lm_head``), so fp32 stores the matrix once and the
@@ -140,20 +141,20 @@ def _nbits(src: Path, dest: Path, bits: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@_register("int8", "8-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
+@_register("int8-weight", "8-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
            "int8 embedding table")
 def _int8(src: Path, dest: Path) -> None:
     _nbits(src, dest, 8)
 
 
-@_register("int4", "4-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
+@_register("int4-weight", "4-bit weight-only MatMulNBits (blocks of 32, symmetric) for every linear incl. the lm_head, "
            "int8 embedding table")
 def _int4(src: Path, dest: Path) -> None:
     _nbits(src, dest, 4)
 
 
 @_register("int8-dynamic", "onnxruntime dynamic int8: per-channel int8 weights (MatMul, embedding Gather), "
-           "activations quantized per tensor at run time (less accurate on LLMs than int8)")
+           "activations quantized per tensor at run time (less accurate on LLMs than int8-weight)")
 def _int8_dynamic(src: Path, dest: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -235,7 +236,7 @@ def _parity(model, path: Path, vocab: int) -> float:
     """Max abs logit difference ONNX vs eager for a prefill and two decode steps."""
     import torch
 
-    from ..runtime.onnx_lm import OnnxLM
+    from ..backends.ort import OnnxLM
 
     lm = OnnxLM(path, max_cache_len=16)
     ids = [int(i) % vocab for i in (1, 5, 9, 3, 7)]
@@ -258,9 +259,19 @@ def prepare(model):
     return model
 
 
+_OLD_NAMES = {"int8": "int8-weight", "int4": "int4-weight"}
+"""This module's names before the scheme registries merged."""
+
+
+def _quantizer(scheme: str) -> LmScheme:
+    from ..export.schemes import canonical
+
+    return ONNX_LM_SCHEMES.lookup(_OLD_NAMES.get(scheme, canonical(scheme)))
+
+
 def quantize_onnx_lm(fp32_path: str | Path, dest: str | Path, scheme: str) -> Path:
     """Apply ``scheme`` to an fp32 file written by :func:`export_onnx_lm`; the write is atomic."""
-    entry = ONNX_LM_SCHEMES.lookup(scheme)
+    entry = _quantizer(scheme)
     fp32_path, dest = Path(fp32_path), Path(dest)
     if not fp32_path.is_file():
         raise ModelError(f"{fp32_path}: fp32 ONNX file not found")
@@ -282,7 +293,7 @@ def export_onnx_lm(model, tokenizer, out_dir: str | Path, scheme: str = "fp32", 
     nothing is written. ``lm-<scheme>.json`` records the scheme, byte sizes,
     that difference, the KV-cache geometry and ``max_position_embeddings``.
     """
-    entry = ONNX_LM_SCHEMES.lookup(scheme)
+    entry = _quantizer(scheme)
     out_dir = Path(out_dir)
     model = prepare(model)
     n_params = sum(p.numel() for p in model.parameters())
@@ -323,20 +334,8 @@ def _bundle_export(scheme: str):
     return export
 
 
-def _bundle_load(path: Path, max_cache_len: int, threads: int | None = None):
-    from ..runtime.onnx_lm import OnnxLM
-
-    return OnnxLM(path, max_cache_len, threads=threads or 1)
-
-
-def _register_bundle_schemes() -> None:
-    """The ONNX schemes of ``edgedistill llm export`` bundles, as ``onnx-<scheme>``."""
-    from .backends import LLM_SCHEMES, LLMScheme, register
-
-    for name in ("fp32", "int8", "int4"):
-        if f"onnx-{name}" not in LLM_SCHEMES:
-            register(LLMScheme(f"onnx-{name}", "onnxruntime", "model.onnx", _bundle_export(name), _bundle_load,
-                               f"ONNX with past key/values, {ONNX_LM_SCHEMES.lookup(name).description}"))
-
-
-_register_bundle_schemes()
+# The causal-LM implementations of the ONNX schemes (edgedistill.export.schemes names them).
+bundle_fp32 = _bundle_export("fp32")
+bundle_int8_weight = _bundle_export("int8-weight")
+bundle_int4_weight = _bundle_export("int4-weight")
+bundle_int8_dynamic = _bundle_export("int8-dynamic")

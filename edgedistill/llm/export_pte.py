@@ -19,6 +19,7 @@ import torch
 from ..errors import ModelError, RecipeError
 
 SCHEMES = ("fp32", "8da4w")
+"""This exporter's quantization step; the bundle schemes are et-fp32 and et-8da4w (edgedistill.export.schemes)."""
 
 
 def quantize_8da4w(model, group_size: int = 32):
@@ -40,8 +41,12 @@ def quantize_8da4w(model, group_size: int = 32):
 
 def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256) -> Path:
     """Write ``out`` (.pte); the model is copied, not changed."""
+    scheme = scheme.removeprefix("et-")  # the canonical scheme names work too
     if scheme not in SCHEMES:
         raise RecipeError(f"[export] key 'scheme': expected one of {SCHEMES}, got {scheme!r}")
+    from ..backends import et
+
+    et.require("exporting a causal LM to ExecuTorch", export=True)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
@@ -76,3 +81,13 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     tmp.write_bytes(prog.buffer)
     tmp.replace(out)
     return out
+
+
+def bundle_fp32(model, out: Path, max_cache_len: int) -> Path:
+    """The ``et-fp32`` scheme's causal-LM implementation (see edgedistill.export.schemes)."""
+    return export_pte(model, out, "fp32", max_cache_len=max_cache_len)
+
+
+def bundle_8da4w(model, out: Path, max_cache_len: int) -> Path:
+    """The ``et-8da4w`` scheme's causal-LM implementation."""
+    return export_pte(model, out, "8da4w", max_cache_len=max_cache_len)

@@ -1,4 +1,5 @@
-"""Causal LMs that need torch: an exported ``.pte`` (static KV cache) and an eager HF model (the reference).
+"""Causal LMs that need torch: an eager HF model (the reference); the ``.pte`` one (``PteLM``) lives in
+:mod:`edgedistill.backends.et` and is re-exported here.
 
 The generation loop itself is torch-free and shared with the ONNX runtime
 (:mod:`edgedistill.runtime.generation`); it is re-exported here.
@@ -6,37 +7,14 @@ The generation loop itself is torch-free and shared with the ONNX runtime
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from ..errors import DataError, ModelError
+from ..backends.et import PteLM  # noqa: F401  (moved; re-exported)
+from ..errors import DataError
 from ..runtime.generation import Sampling, pick, stream
 
 __all__ = ["EagerLM", "PteLM", "Sampling", "generate_text", "pick", "stream"]
-
-
-class PteLM:
-    """A loaded ``.pte`` causal LM; ``step(ids, pos)`` feeds tokens at positions pos.. and returns the last logits."""
-
-    def __init__(self, path: str | Path, max_cache_len: int):
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: .pte file not found")
-        import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed::embedding_byte)
-        from executorch.runtime import Runtime
-
-        try:
-            self.method = Runtime.get().load_program(path).load_method("forward")
-        except Exception as e:
-            raise ModelError(f"{path}: cannot load the ExecuTorch program ({str(e)[:160]})") from None
-        self.max_cache_len = max_cache_len
-
-    def step(self, ids: list[int], pos: int) -> np.ndarray:
-        x = torch.tensor([ids], dtype=torch.long)
-        cp = torch.arange(pos, pos + len(ids), dtype=torch.long)
-        return self.method.execute([x, cp])[0][0, -1].float().numpy().copy()  # the runtime may reuse its buffer
 
 
 class EagerLM:

@@ -41,6 +41,7 @@ def _student(out: Path) -> Path:
 
 def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
     """One bundle per [export] scheme (plus the teacher's [bench] teacher_scheme bundle)."""
+    from ..export.schemes import get_scheme
     from .bundle import export_llm_bundle
 
     out, e = Path(out), recipe.export
@@ -48,7 +49,7 @@ def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
     bundles = {}
     for scheme in e.schemes:
         t0 = time.time()
-        say(f"export: student -> {scheme} bundle (ExecuTorch, context {e.max_cache_len})")
+        say(f"export: student -> {scheme} bundle ({get_scheme(scheme).backend}, context {e.max_cache_len})")
         bundles[scheme] = export_llm_bundle(student, out / "bundles" / scheme, scheme, target=e.target,
                                             max_cache_len=e.max_cache_len, zip_bundle=e.zip)
         say(f"export: {bundles[scheme]} in {time.time() - t0:.0f} s")
@@ -148,8 +149,8 @@ def headline(distill: dict, bench: dict, bundles: dict, teacher_fp32: int | None
     h = {"teacher_ppl": distill["teacher"]["test"]["ppl"], "student_ppl_before": distill["student"]["test_before"]["ppl"],
          "student_ppl": distill["student"]["test_after"]["ppl"],
          "student_agreement": distill["student"]["test_after"].get("agreement")}
-    if "8da4w" in bundles and teacher_fp32:
-        h["size_ratio"] = teacher_fp32 / bundles["8da4w"]["model_bytes"]
+    if "et-8da4w" in bundles and teacher_fp32:
+        h["size_ratio"] = teacher_fp32 / bundles["et-8da4w"]["model_bytes"]
     for name, r in bench.get("ratios", {}).items():
         h.setdefault("decode_speedup_same_scheme", {})[name] = r["decode_speedup"]
     return h
@@ -163,7 +164,7 @@ def markdown(report: dict, bench_table: str) -> str:
              + (f" (top-1 agreement with the teacher {h['student_agreement']:.3f})" if h.get("student_agreement")
                 is not None else "") + "."]
     if "size_ratio" in h:
-        lines.append(f"Teacher fp32 weights / student 8da4w .pte: {h['size_ratio']:.2f}x.")
+        lines.append(f"Teacher fp32 weights / student et-8da4w .pte: {h['size_ratio']:.2f}x.")
     lines += ["", "## Bench (energy is modelled, not measured)", "", bench_table, "", "## Greedy outputs", ""]
     for row in report["greedy_outputs"]:
         lines.append(f"**Prompt:** {row['prompt']}")

@@ -103,22 +103,20 @@ DEFAULT_PROMPTS = ["The history of the city begins", "Once upon a time, a small 
 
 @dataclass
 class LLMExportSpec:
-    schemes: list[str] = field(default_factory=lambda: ["8da4w"])
-    """LLM export schemes (see edgedistill.llm.backends); one bundle each, OUT/bundles/SCHEME/."""
+    schemes: list[str] = field(default_factory=lambda: ["et-8da4w"])
+    """Causal-LM export schemes (edgedistill.export.schemes; old names such as 8da4w are read as their canonical
+    names); one bundle each, OUT/bundles/SCHEME/."""
     target: str = "phone"
     max_cache_len: int = 512
     """Static KV cache length = the bundle's context (prompt + new tokens)."""
     zip: bool = False
 
     def validate(self, where: str) -> None:
-        from .backends import LLM_SCHEMES
+        from ..export.schemes import get_task_scheme, names
 
         if not self.schemes:
-            raise RecipeError(f"{where} key 'schemes': give at least one scheme ({', '.join(sorted(LLM_SCHEMES))})")
-        for name in self.schemes:
-            if name not in LLM_SCHEMES:
-                raise RecipeError(f"{where} key 'schemes': unknown scheme {name!r} "
-                                  f"(registered: {', '.join(sorted(LLM_SCHEMES))})")
+            raise RecipeError(f"{where} key 'schemes': give at least one scheme ({', '.join(names('causal-lm'))})")
+        self.schemes = [get_task_scheme(n, "causal-lm", f"{where} key 'schemes'").name for n in self.schemes]
         if not 2 <= self.max_cache_len <= 32768:
             raise RecipeError(f"{where} key 'max_cache_len': expected 2..32768, got {self.max_cache_len}")
 
@@ -130,7 +128,7 @@ class LLMBenchSpec:
     prompt_tokens: int = 64
     new_tokens: int = 32
     targets: list[str] = field(default_factory=lambda: ["phone"])
-    teacher_scheme: str = "8da4w"
+    teacher_scheme: str = "et-8da4w"
     """Export the teacher with this scheme too, for the same-scheme speed comparison ("none": skip)."""
     eager_teacher: bool = True
     """Also time the teacher in eager PyTorch (reference)."""
@@ -148,6 +146,11 @@ class LLMBenchSpec:
             raise RecipeError(f"{where} key 'new_tokens': expected >= 2, got {self.new_tokens}")
         if any(not p.strip() for p in self.prompts):
             raise RecipeError(f"{where} key 'prompts': an empty prompt")
+        if self.teacher_scheme != "none":
+            from ..export.schemes import get_task_scheme
+
+            self.teacher_scheme = get_task_scheme(self.teacher_scheme, "causal-lm",
+                                                  f"{where} key 'teacher_scheme'").name
 
 
 @dataclass

@@ -5,12 +5,13 @@
     vectors = b.embed(["A gorgeous, witty, seductive movie."])
 
     from edgedistill.runtime import CausalLM, Sampling
-    lm = CausalLM.open("runs/llm/bundles/onnx-int8")        # causal-LM bundles: ONNX ones need no torch
+    lm = CausalLM.open("runs/llm/bundles/int8-weight")      # causal-LM bundles: ONNX ones need no torch
     print(lm.generate("What is a phone?", Sampling(max_new_tokens=40), chat=True))
 
 Only numpy, onnxruntime, tokenizers (and jinja2 for chat templates) are
 imported; nothing here may import torch or transformers (a test enforces it),
-except that an ExecuTorch ``.pte`` causal-LM bundle loads executorch, which needs torch.
+except that an ExecuTorch ``.pte`` bundle loads executorch, which needs torch.
+Models are opened through :mod:`edgedistill.backends`.
 """
 
 from .bundle import Bundle

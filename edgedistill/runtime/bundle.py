@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import backends
 from ..errors import ModelError
-from .backends import BACKENDS
 from .format import BundleFiles, verify_files
 from .tokenize import BundleTokenizer, check_texts
 
@@ -110,14 +110,18 @@ def _load(files: BundleFiles, threads: int | None, expect_id: str | None = None,
     if task not in TASKS:
         raise ModelError(f"{files.path}: task {task!r} is not supported by this runtime ({', '.join(TASKS)})")
     backend = manifest.get("backend", "onnxruntime")
-    if backend not in BACKENDS:
-        raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(BACKENDS)})")
+    if backend not in backends.BACKENDS:
+        raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(backends.BACKENDS)})")
     if threads is None:
         threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
     name = manifest["model_file"]
     where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
     model = files.file_path(name) or files.read(name)
-    runner, graph_inputs = BACKENDS[backend](model, threads, where, manifest)
+    runner = backends.get(backend).open(
+        model, threads, where=where, made_with=(manifest.get("created_with") or {}).get(backend),
+        outputs=[o["name"] for o in manifest.get("outputs", [])] or None,
+        hint="for a torch-free app use an onnxruntime bundle (edgedistill export --target ... with an ONNX scheme)")
+    graph_inputs = runner.input_names
     wanted = [i["name"] for i in manifest.get("inputs", [])]
     missing = [n for n in wanted if n not in graph_inputs]
     if missing or not wanted:

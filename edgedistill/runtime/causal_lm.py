@@ -1,12 +1,13 @@
 """``CausalLM``: open a verified causal-LM bundle and generate text, streaming.
 
-ONNX bundles (``onnx-fp32`` / ``onnx-int8`` / ``onnx-int4``) run on
+ONNX bundles (``fp32`` / ``int8-weight`` / ``int4-weight`` / ``int8-dynamic``) run on
 onnxruntime + numpy + tokenizers (+ jinja2 for the chat template): no torch.
-ExecuTorch bundles (``fp32`` / ``8da4w``) need the executorch package, whose
-Python runtime links libtorch; it is imported only for them.
+ExecuTorch bundles (``et-fp32`` / ``et-8da4w``) need the executorch package, whose
+Python runtime links libtorch; it is imported only for them. Both open through
+:mod:`edgedistill.backends`.
 
     from edgedistill.runtime import CausalLM, Sampling
-    lm = CausalLM.open("runs/llm/bundles/onnx-int8")
+    lm = CausalLM.open("runs/llm/bundles/int8-weight")
     for piece in lm.stream("What is a computer?", Sampling(max_new_tokens=48), chat=True):
         print(piece, end="", flush=True)
 """
@@ -21,8 +22,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import backends
 from ..errors import DataError, ModelError
-from .backends import require_executorch
 from .format import BundleFiles, verify_files
 from .generation import Sampling, stream
 
@@ -82,14 +83,14 @@ def _special_tokens(config: dict) -> dict[str, str]:
 
 
 def _load_model(folder: Path, manifest: dict, max_context: int, threads: int, where: str):
-    if manifest.get("backend") == "onnxruntime":
-        from .onnx_lm import OnnxLM
-
-        return OnnxLM(folder / manifest["model_file"], max_context, threads=threads)
-    require_executorch(where, "export it with 'edgedistill llm export --scheme onnx-int8' (or onnx-fp32 / onnx-int4)")
-    from ..llm.backends import get_scheme
-
-    return get_scheme(manifest["scheme"]).load(folder / manifest["model_file"], max_context, threads)
+    name = manifest.get("backend", "onnxruntime")
+    backend = backends.get(name) if name in backends.BACKENDS else None
+    if backend is None or not hasattr(backend, "open_lm"):
+        lm = [n for n in backends.BACKENDS if hasattr(backends.get(n), "open_lm")]
+        raise ModelError(f"{where}: backend {name!r} does not run causal LMs here (those that do: {', '.join(lm)})")
+    backend.require(where, "" if backend.TORCH_FREE else "for a torch-free app export it with 'edgedistill llm "
+                    "export --scheme int8-weight' (or fp32 / int4-weight: the ONNX schemes)")
+    return backend.open_lm(folder / manifest["model_file"], max_context, threads)
 
 
 class CausalLM:

@@ -134,19 +134,19 @@ def test_grid_plan_times_the_headline_cell_at_every_thread_count_and_the_rest_at
     assert "samples_ms" not in grid[0]
 
 
-def test_executorch_runner_wraps_the_export_modules_pte_runner(monkeypatch):
-    import sys
-    import types
-
+def test_executorch_runner_wraps_the_backends_pte_outputs(monkeypatch):
+    from edgedistill.backends import et
     from edgedistill.bench.runners import load
 
     seen = {}
 
-    def pte_runner(path, threads):
+    def pte_outputs(path, threads):
         seen.update(path=path, threads=threads)
-        return lambda feed: np.ones((feed["input_ids"].shape[0], 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize
+        rows = lambda feed: feed["input_ids"].shape[0]  # noqa: E731
+        return lambda feed: [np.zeros((rows(feed), 2, 3), dtype=np.float32),
+                             np.ones((rows(feed), 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize]
 
-    monkeypatch.setitem(sys.modules, "edgedistill.export.pte", types.SimpleNamespace(pte_runner=pte_runner))
+    monkeypatch.setattr(et, "pte_outputs", pte_outputs)
     loaded = load("executorch", "m.pte", 2)
     emb = loaded.embed({"input_ids": [[1, 2], [3, 4]], "attention_mask": [[1, 1], [1, 1]]})
     assert seen == {"path": "m.pte", "threads": 2} and emb.shape == (2, 3) and emb[0, 0] == 8  # int64 ids

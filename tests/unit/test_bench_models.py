@@ -36,15 +36,15 @@ def zoo(tiny_teacher, tmp_path_factory):
 
 def test_each_kind_is_detected_with_its_shape_and_tokenizer(zoo):
     hf = detect(zoo["student"])
-    assert (hf.kind, hf.runtime, hf.tokenizer_dir) == ("torch", "pytorch", zoo["student"])
+    assert (hf.backend, hf.runtime, hf.tokenizer_dir) == ("torch", "pytorch", zoo["student"])
     assert hf.shape.layers == 2 and hf.shape.positions == 64
     bare = detect(zoo["onnx"])
-    assert (bare.kind, bare.quantization, bare.tokenizer_dir) == ("onnx", "fp32", None)
+    assert (bare.backend, bare.quantization, bare.tokenizer_dir) == ("onnxruntime", "fp32", None)
     # read off the graph's initializers: same shape as the config says
     assert (bare.shape.vocab, bare.shape.hidden, bare.shape.layers, bare.shape.ffn, bare.shape.positions) == \
         (hf.shape.vocab, 32, 2, 64, 64)
     b = detect(zoo["bundle"])
-    assert (b.kind, b.tokenizer_dir, b.quantization, b.model_file.name) == ("onnx", zoo["bundle"], "fp32",
+    assert (b.backend, b.tokenizer_dir, b.quantization, b.model_file.name) == ("onnxruntime", zoo["bundle"], "fp32",
                                                                              "model.onnx")
     assert b.bundle["backend"] == "onnxruntime" and b.size_bytes == zoo["onnx"].stat().st_size
 
@@ -64,12 +64,13 @@ def test_executorch_bundle_is_detected_and_a_missing_runtime_is_a_clear_error(zo
     m["model_file"] = "model.pte"
     (bundle / "manifest.json").write_text(json.dumps(m))
     src = detect(bundle)
-    assert (src.kind, src.runtime, src.tokenizer_dir) == ("executorch", "executorch", bundle)
+    assert (src.backend, src.runtime, src.tokenizer_dir) == ("executorch", "executorch", bundle)
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
-    with pytest.raises(ModelError, match=r"needs the executorch package: pip install 'edgedistill\[executorch\]'"):
+    with pytest.raises(ModelError, match=r"needs the executorch package, which needs torch: "
+                                         r"pip install 'edgedistill\[executorch\]'"):
         load("executorch", src.model_file, 1)
 
 
@@ -149,7 +150,7 @@ def test_labels_name_the_model_not_just_the_file():
     from edgedistill.bench.kinds import Source
 
     def src(path, bundle=None):
-        return Source(Path(path), "onnx", Path(path), "onnxruntime", "int8-dynamic", 1, bundle=bundle)
+        return Source(Path(path), "onnxruntime", Path(path), "int8-dynamic", 1, bundle=bundle)
 
     assert src("/r/headline/bundles/phone", bundle={}).label == "headline/phone (onnxruntime, int8-dynamic)"
     assert src("/r/alt/bundles/phone", bundle={}).label != src("/r/headline/bundles/phone", bundle={}).label

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgedistill.distill.losses import LOSSES
-from edgedistill.export.quant import SCHEMES
+from edgedistill.export.schemes import ALIASES, SCHEMES, names
 from edgedistill.recipe import BenchSpec, DataSpec, DistillSpec, ExportSpec, Recipe, StudentSpec, TeacherSpec
 from edgedistill.targets import list_targets
 
@@ -81,16 +81,15 @@ def test_losses_schemes_and_targets_are_rows_of_their_tables():
     losses = _first_column_names((DOCS / "distillation.md").read_text())
     assert not [n for n in LOSSES if n not in losses], "loss missing from docs/distillation.md's loss table"
     export = _first_column_names((DOCS / "export.md").read_text())
-    assert not [n for n in SCHEMES if n not in export], "scheme missing from docs/export.md's scheme table"
+    assert not [n for n in names("encoder") if n not in export], "scheme missing from docs/export.md's scheme table"
     targets = (DOCS / "export.md").read_text()
     assert not [n for n in list_targets() if f"`{n}`" not in targets], "target missing from docs/export.md"
 
 
-def test_every_llm_scheme_is_documented():
-    from edgedistill.llm.backends import LLM_SCHEMES
-
-    documented = RECIPES["LLM `[export]`"]
-    assert not [n for n in LLM_SCHEMES if f"`{n}`" not in documented]
+def test_every_scheme_and_old_name_is_a_row_of_the_backends_table():
+    """docs/backends.md holds the full table: every scheme (encoder and causal-LM) and every old causal-LM name."""
+    rows = _first_column_names((DOCS / "backends.md").read_text())
+    assert not [n for n in [*SCHEMES, *ALIASES] if n not in rows], "scheme missing from docs/backends.md's tables"
 
 
 def test_readme_is_a_front_door():

@@ -21,7 +21,7 @@ CONTEXT = 32
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("llmb")
     student = trained_tiny_llama(root / "student")
-    bundle = api.llm_export(student, root / "bundles" / "fp32", scheme="fp32", target="phone",
+    bundle = api.llm_export(student, root / "bundles" / "et-fp32", scheme="et-fp32", target="phone",
                             max_cache_len=CONTEXT, zip_bundle=True)
     return root, student, bundle
 
@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
 def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
     _, student, bundle = tiny
     man = json.loads((bundle / "manifest.json").read_text())
-    assert man["kind"] == "causal-lm" and man["scheme"] == "fp32" and man["backend"] == "executorch"
+    assert man["kind"] == "causal-lm" and man["scheme"] == "et-fp32" and man["backend"] == "executorch"
     assert man["target"]["name"] == "phone" and man["generation"]["max_context"] == CONTEXT
     assert man["generation"]["eos_token_ids"] == [3]
     assert {"model.pte", "tokenizer.json", "tokenizer_config.json", "generation.json"} <= set(man["files"])
@@ -38,7 +38,7 @@ def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
     for path in (bundle, bundle.with_suffix(".zip")):
         assert api.verify_bundle(path)["kind"] == "causal-lm"
         assert main(["bundle", "verify", str(path)]) == 0
-        assert "fp32, target phone, executorch" in capsys.readouterr().out
+        assert "et-fp32, target phone, executorch" in capsys.readouterr().out
 
 
 def test_generate_equals_eager_greedy_and_streams(tiny):
@@ -98,7 +98,7 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
     (other / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelError, match="not a causal-LM bundle"):
         api.open_llm(other)
-    with pytest.raises(RecipeError, match="unknown LLM export scheme 'int3'"):
+    with pytest.raises(RecipeError, match="unknown scheme 'int3' \\(registered for causal-lm models"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="int3")
     with pytest.raises(RecipeError, match="max_cache_len"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="fp32", max_cache_len=100_000)
@@ -120,7 +120,7 @@ def _recipe(tmp_path, student, extra=""):
     from edgedistill.llm.recipe import load_llm_recipe
 
     path = tmp_path / "r.toml"
-    path.write_text(f'name = "t"\nkind = "llm"\n[teacher]\npath = "{student}"\n[export]\nschemes = ["fp32"]\n'
+    path.write_text(f'name = "t"\nkind = "llm"\n[teacher]\npath = "{student}"\n[export]\nschemes = ["et-fp32"]\n'
                     f'max_cache_len = {CONTEXT}\n[bench]\nthreads = [1]\nrepeats = 1\nprompt_tokens = 8\n'
                     f'new_tokens = 4\nteacher_scheme = "none"\neager_teacher = false\nprompts = ["the cat"]\n'
                     f'prompt_max_tokens = 5\n{extra}')
@@ -129,7 +129,16 @@ def _recipe(tmp_path, student, extra=""):
 
 def test_recipe_export_and_bench_sections(tiny, tmp_path):
     r = _recipe(tmp_path, tiny[1])
-    assert r.export.schemes == ["fp32"] and r.bench.threads == [1] and r.bench.teacher_scheme == "none"
+    assert r.export.schemes == ["et-fp32"] and r.bench.threads == [1] and r.bench.teacher_scheme == "none"
+    # the names from before the scheme registries merged are read as their canonical names
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    old = tmp_path / "old.toml"
+    old.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[export]\n'
+                   'schemes = ["8da4w", "onnx-int8", "onnx-int4", "onnx-fp32"]\n[bench]\nteacher_scheme = "8da4w"\n')
+    r = load_llm_recipe(old)
+    assert r.export.schemes == ["et-8da4w", "int8-weight", "int4-weight", "fp32"]
+    assert r.bench.teacher_scheme == "et-8da4w"
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[export]\nschemes = ["int3"]\n')
     from edgedistill.llm.recipe import load_llm_recipe
@@ -152,20 +161,20 @@ def test_bench_and_report_stages_on_an_exported_bundle(tiny, tmp_path):
     (out / "student" / "llm_distill.json").write_text(json.dumps({
         "teacher": {"test": {"ppl": 10.0}}, "student": {"test_before": {"ppl": 90.0},
                                                          "test_after": {"ppl": 20.0, "agreement": 0.5}}}))
-    shutil.copytree(bundle, out / "bundles" / "fp32")
+    shutil.copytree(bundle, out / "bundles" / "et-fp32")
     bench = run_bench_stage(r, out)
     row = bench["models"][0]
     t1 = row["threads"]["1"]
-    assert row["name"] == "student-fp32" and t1["decode_tokens_per_s"] > 0 and t1["prefill_tokens_per_s"] > 0
+    assert row["name"] == "student-et-fp32" and t1["decode_tokens_per_s"] > 0 and t1["prefill_tokens_per_s"] > 0
     assert t1["time_to_first_token_ms"] > 0 and t1["peak_rss_mb"] > 10
     e = row["energy_per_token"]["phone"]
     assert e["energy_kind"] == "modelled-v1" and e["energy_mj_per_token"]["lo"] <= e["energy_mj_per_token"]["hi"]
-    assert (out / "bench" / "llm_bench.md").read_text().count("| student-fp32 |") == 1
+    assert (out / "bench" / "llm_bench.md").read_text().count("| student-et-fp32 |") == 1
     rep = run_report_stage(r, out)
     assert rep["schema"] == "edgedistill.llm-report/1" and rep["headline"]["student_ppl"] == 20.0
-    assert rep["greedy_outputs"][0]["prompt"] == "the cat" and rep["greedy_outputs"][0]["student-fp32"]
+    assert rep["greedy_outputs"][0]["prompt"] == "the cat" and rep["greedy_outputs"][0]["student-et-fp32"]
     md = (out / "report" / "llm_report.md").read_text()
-    assert "teacher 10.00" in md and "| student-fp32 |" in md and "modelled" in md
+    assert "teacher 10.00" in md and "| student-et-fp32 |" in md and "modelled" in md
 
 
 def test_run_dispatches_llm_recipes(tmp_path, monkeypatch):
@@ -262,5 +271,5 @@ def test_pte_bundle_without_executorch_points_at_the_onnx_schemes(tiny, monkeypa
     _, _, bundle = tiny
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
-    with pytest.raises(ModelError, match="ExecuTorch .* needs the executorch package.*llm export --scheme onnx-int8"):
+    with pytest.raises(ModelError, match="ExecuTorch .* needs the executorch package.*llm export --scheme int8-weight"):
         CausalLM.open(bundle)

@@ -316,18 +316,19 @@ def test_operators_this_onnxruntime_lacks_are_explained(bundle, tmp_path, opset,
 
 
 def test_executorch_bundles_go_through_the_pte_runner(bundle, tmp_path, monkeypatch):
-    """The adapter around ``edgedistill.export.pte.pte_runner`` (a fake here: the real one needs a .pte)."""
-    import types
+    """The runner around ``edgedistill.backends.et.pte_outputs`` (a fake here: the real one needs a .pte)."""
+    from edgedistill.backends import et
 
     calls = []
 
-    def pte_runner(path, threads):
+    def pte_outputs(path, threads):
         calls.append((Path(path).name, threads))
-        return lambda feed: np.full((len(feed["input_ids"]), 4), float(feed["input_ids"].shape[1]), np.float32)
+        return lambda feed: [np.zeros((len(feed["input_ids"]), 1, 4), np.float32),
+                             np.full((len(feed["input_ids"]), 4), float(feed["input_ids"].shape[1]), np.float32)]
 
     import importlib.util
 
-    monkeypatch.setitem(sys.modules, "edgedistill.export.pte", types.SimpleNamespace(pte_runner=pte_runner))
+    monkeypatch.setattr(et, "pte_outputs", pte_outputs)
     real = importlib.util.find_spec  # pretend executorch is installed (it is only in the executorch extra)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "executorch" else real(name, *a))
     t = _copy(bundle, tmp_path)
