@@ -397,7 +397,7 @@ def llm_bench(bundles, teacher_bundle, eager, out, threads, repeats, prompt_toke
 
     \b
     Example:
-      edgedistill llm bench runs/llm/bundles/8da4w --teacher-bundle runs/llm/bundles/teacher-8da4w -o runs/llm/bench
+      edgedistill llm bench runs/llm/bundles/et-8da4w --teacher-bundle runs/llm/bundles/teacher-et-8da4w -o runs/llm/bench
     """
     from . import api
 
@@ -433,8 +433,8 @@ def generate(bundle_path, prompt, chat, max_tokens, temperature, top_k, top_p, s
 
     \b
     Examples:
-      edgedistill generate --bundle runs/llm/bundles/8da4w "The history of the city"
-      edgedistill generate --bundle runs/llm/bundles/8da4w.zip --chat "What is a phone?" --max-tokens 40
+      edgedistill generate --bundle runs/llm/bundles/et-8da4w "The history of the city"
+      edgedistill generate --bundle runs/llm/bundles/et-8da4w.zip --chat "What is a phone?" --max-tokens 40
     """
     import json
 
