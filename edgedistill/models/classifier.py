@@ -20,10 +20,12 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..fileutil import atomic_dir, write_json_atomic
+from ..data.labels import class_counts
 from ..progress import say
 from .loading import _short, quiet_transformers, weights_file
 
 LABELS = {0: "negative", 1: "positive"}
+"""Default names of a two-class head built without data (tests, placeholders); trained teachers use the data's."""
 
 
 @dataclass
@@ -167,11 +169,27 @@ def predict_logits(model, tokenizer, texts, max_length: int, batch_size: int = 1
     return out
 
 
-def labelled_split(ws, split: str) -> tuple[list[str], np.ndarray]:
-    """Texts and binary labels of the probe-eligible examples of a split (labels, or the sign of the score)."""
+def labelled_split(ws, split: str, label2id: dict[str, int] | None = None) -> tuple[list[str], np.ndarray]:
+    """Texts and class ids of the labelled examples of a split (labels, or the sign of the score).
+
+    ``label2id``: a trained model's mapping; named labels of the data are mapped through it (so a
+    student keeps its teacher's class order). Integer labels are class ids already."""
     ps = ws.probe_set(split)
     texts = ws.texts(split)
-    return [texts[i] for i in ps.idx], ps.labels
+    labels = ps.labels
+    names = ws.label_names
+    if label2id and ws.has_labels and not all(n.lstrip("+-").isdigit() for n in names):
+        unknown = [n for n in names if n not in label2id]
+        if unknown:
+            raise DataError(f"[data] label {unknown[0]!r} is not a class of the teacher (its classes: "
+                            f"{', '.join(sorted(label2id, key=label2id.get))})")
+        labels = np.array([label2id[names[i]] for i in labels], dtype=np.int64)
+    return [texts[i] for i in ps.idx], labels
+
+
+def config_labels(config) -> dict[int, str]:
+    """``id2label`` of a HF config with int keys (JSON round trips turn them into strings)."""
+    return {int(k): str(v) for k, v in (config.id2label or {}).items()}
 
 
 def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
@@ -180,19 +198,27 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
 
     t = ws.recipe.teacher
     encoder, tokenizer = ws.teacher
+    names = ws.label_names
     tr_texts, tr_labels = labelled_split(ws, "train")
     va_texts, va_labels = labelled_split(ws, "validation")
     te_texts, te_labels = labelled_split(ws, "test")
     if len(tr_texts) < spec.batch_size or len(set(tr_labels.tolist())) < 2 or not len(va_texts):
-        raise DataError(f"[data] {ws.recipe.data.source}: {len(tr_texts)} labelled training sentences with "
-                        f"{len(set(tr_labels.tolist()))} classes; a classifier teacher needs labels (or scores) "
-                        "of both classes in train and validation")
+        raise DataError(f"[data] {ws.recipe.data.path or ws.recipe.data.source}: {len(tr_texts)} labelled training "
+                        f"sentences with {len(set(tr_labels.tolist()))} classes; a classifier teacher needs labels "
+                        f"(or scores) of at least two classes in train, and labelled validation sentences "
+                        f"(at least --batch-size {spec.batch_size} in train)")
+    counts = {split: class_counts(y, names) for split, y in (("train", tr_labels), ("validation", va_labels),
+                                                              ("test", te_labels))}
+    source = "the label field " + repr(ws.recipe.data.label_field) if ws.has_labels else "the sign of the score"
+    say(f"classes from {source}: {len(names)} ({', '.join(names[:20])}{', ...' if len(names) > 20 else ''})")
+    for split, c in counts.items():
+        say(f"  {split}: {sum(c.values())} labelled sentences; " + ", ".join(f"{k} {v}" for k, v in c.items()))
     blocks = _encoder_blocks(encoder)
     n_blocks = len(blocks) if blocks is not None else 0
     if not 0 <= spec.unfreeze_layers <= n_blocks:
         raise DataError(f"--unfreeze-layers {spec.unfreeze_layers}: the encoder has {n_blocks} blocks")
     torch.manual_seed(spec.seed)
-    model = classifier_from_encoder(encoder)
+    model = classifier_from_encoder(encoder, len(names), dict(enumerate(names)))
     for p in model.parameters():
         p.requires_grad_(False)
     trainable = list(model.classifier.parameters())
@@ -270,7 +296,7 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
         "kind": "edgedistill-classifier-teacher",
         "encoder": {"source": ws.teacher_ref.source, "sha256": ws.teacher_ref.sha256},
         "data": {"source": ws.recipe.data.source, "train": len(tr_texts), "validation": len(va_texts),
-                 "test": len(te_texts), "labels": LABELS},
+                 "test": len(te_texts), "labels": names, "label_source": source, "class_counts": counts},
         "train": asdict(spec) | {"learning_rate": spec.lr()},
         "best_epoch": best[2],
         "val_accuracy": best[0],
