@@ -66,7 +66,7 @@ def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = N
     (and writes ``bundles/TARGET.zip`` beside each when ``zip_bundle``)."""
     from .export.stage import run_export
 
-    return run_export(_embedding_only(_workspace(recipe, out), "export"), targets=targets, quant=quant,
+    return run_export(_workspace(recipe, out), targets=targets, quant=quant,
                       student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
 
 
@@ -85,11 +85,13 @@ def verify_bundle(path: str | Path) -> dict:
     return manifest
 
 
-def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True) -> list[dict]:
-    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``."""
+def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True,
+            exit_threshold: float | None = None) -> list[dict]:
+    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``
+    (with ``exit_threshold``, a classifier with early exits answers from the first confident exit)."""
     from .runtime import Bundle
 
-    return Bundle.open(bundle, threads=threads).predict(texts, truncate=truncate)
+    return Bundle.open(bundle, threads=threads).predict(texts, truncate=truncate, exit_threshold=exit_threshold)
 
 
 def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None,

@@ -256,7 +256,10 @@ def bundle_verify(path):
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--threads", type=int, default=None, help="Inference threads (default: the bundle target's).")
 @click.option("--no-truncate", is_flag=True, help="Refuse texts longer than the bundle's max_length.")
-def predict(bundle_path, texts, as_json, threads, no_truncate):
+@click.option("--exit-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Classifier bundles with early exits: answer from the first exit whose top probability "
+                   "reaches this (0..1).")
+def predict(bundle_path, texts, as_json, threads, no_truncate, exit_threshold):
     """Run a bundle on TEXTS with the torch-free runtime (embeddings, or labels and scores).
 
     \b
@@ -268,7 +271,8 @@ def predict(bundle_path, texts, as_json, threads, no_truncate):
 
     from . import api
 
-    results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate)
+    results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate,
+                          exit_threshold=exit_threshold)
     if as_json:
         click.echo(json.dumps([{"text": t, **r} for t, r in zip(texts, results, strict=True)]))
         return
@@ -278,7 +282,11 @@ def predict(bundle_path, texts, as_json, threads, no_truncate):
             head = ", ".join(f"{x:+.3f}" for x in v[:4])
             click.echo(f"[{head}, ...] dim {len(v)} norm {sum(x * x for x in v) ** 0.5:.3f}  {text}")
         else:
-            click.echo(f"{r['label']} {r['score']:.3f}  {text}")
+            # The top class and score first, then every class's probability (up to 5, most likely first).
+            rest = sorted(r["scores"].items(), key=lambda kv: -kv[1])[:5]
+            where = f" (exit {r['exit']})" if "exit" in r else ""
+            click.echo(f"{r['label']}\t{r['score']:.3f}\t{text}\t[" + ", ".join(f"{k} {v:.3f}" for k, v in rest)
+                       + f"]{where}")
 
 
 @cli.group()

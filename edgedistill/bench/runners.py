@@ -63,11 +63,16 @@ def _torch(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
     from ..models.encode import pool
     from ..models.loading import load_encoder
 
-    model, _ = load_encoder(Path(path))
+    from ..models.classifier import is_classifier_folder, load_classifier
+
+    classifier = is_classifier_folder(Path(path))
+    model = load_classifier(Path(path))[0] if classifier else load_encoder(Path(path))[0]
 
     def embed(feed):
         with torch.inference_mode():
             t = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in dict(feed).items()}
+            if classifier:  # what a classifier app runs: encoder and head
+                return model(**t).logits.float().numpy()
             hidden = model(**t).last_hidden_state
             return pool(hidden, t["attention_mask"], pooling, normalize).float().numpy()
 
@@ -86,6 +91,11 @@ def _onnx(path: str, threads: int, pooling: str, normalize: bool) -> Loaded:
 
     sess = session(Path(path), threads)
     names = [o.name for o in sess.get_outputs()]
+    if "logits" in names:  # a classifier (edgedistill.tasks.classification): its final logits
+        return Loaded(lambda feed: run_session(sess, dict(feed))["logits"],
+                      lambda: {"weights_bytes": onnx_weights_bytes(path), "weights_source": "ONNX graph initializers",
+                               "arena_bytes": None, "arena_note": "onnxruntime's Python API does not expose arena "
+                                                                  "statistics; see peak RSS"})
     if "sentence_embedding" not in names and "last_hidden_state" not in names:
         raise ModelError(f"{path}: the ONNX model has neither a 'sentence_embedding' nor a 'last_hidden_state' "
                          f"output (outputs: {', '.join(names)}); export it with 'edgedistill export'")

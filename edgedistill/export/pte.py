@@ -60,8 +60,10 @@ def _fit(a: np.ndarray, length: int) -> np.ndarray:
     return np.pad(a, (0, length - len(a)))
 
 
-def pte_runner(path: str | Path, threads: int = 1):
-    """``run(feed) -> [B, H]`` embeddings for a feed of token arrays ``[B, T]`` (any T; padded or clipped)."""
+def pte_runner(path: str | Path, threads: int = 1, all_outputs: bool = False):
+    """``run(feed) -> [B, H]`` for a feed of token arrays ``[B, T]`` (any T; padded or clipped): the
+    program's last output (embeddings of an encoder, logits of a classifier); with ``all_outputs``, the
+    list of every output, rows stacked."""
     import torch
 
     method = load_method(Path(path), threads)
@@ -79,7 +81,11 @@ def pte_runner(path: str | Path, threads: int = 1):
         for i in range(rows):
             args = [torch.from_numpy(_fit(feed[n][i] if n in feed else np.zeros(length), length)).view(1, length)
                     for n in names]
-            out.append(method.execute(args)[1].numpy())
+            res = method.execute(args)
+            # The last output: the sentence embedding of an encoder, the final logits of a classifier.
+            out.append([t.numpy() for t in res] if all_outputs else res[-1].numpy())
+        if all_outputs:
+            return [np.concatenate([o[k] for o in out], axis=0) for k in range(len(out[0]))]
         return np.concatenate(out, axis=0)
 
     return run

@@ -52,7 +52,7 @@ def is_classifier_folder(folder: Path) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in cfg.get("architectures") or [])
 
 
-def load_classifier(folder: Path):
+def load_classifier(folder: Path, attn_implementation: str | None = None):
     """(model, tokenizer) of a local HF sequence classifier, eval mode, right padding."""
     quiet_transformers()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -65,7 +65,8 @@ def load_classifier(folder: Path):
                          "point [teacher] path at a fine-tuned HF classifier")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, **kw)
     except Exception as e:  # tokenizers and transformers raise many types; all mean "unreadable"
         raise ModelError(f"{folder}: cannot load the classifier ({_short(e)})") from None
     model.eval()

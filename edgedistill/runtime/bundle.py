@@ -13,7 +13,7 @@ from .backends import BACKENDS
 from .format import BundleFiles, verify_files
 from .tokenize import BundleTokenizer, check_texts
 
-TASKS = ("sentence-embedding", "text-classification")
+TASKS = ("sentence-embedding", "classification", "text-classification")
 
 
 class Bundle:
@@ -74,18 +74,56 @@ class Bundle:
             out.append(res["sentence_embedding"])
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def predict(self, texts: str | Sequence[str], truncate: bool = True) -> list[dict]:
-        """Per text: ``{"embedding": [...]}``, or ``{"label", "score", "scores"}`` for a classifier."""
+    def predict(self, texts: str | Sequence[str], truncate: bool = True, exit_threshold: float | None = None,
+                batch_size: int = 32) -> list[dict]:
+        """Per text: ``{"embedding": [...]}``, or for a classifier ``{"label", "score", "scores"}`` (the top
+        class name, its probability, and every class's probability by name).
+
+        ``exit_threshold``: for a classifier with early exits (manifest ``early_exits``), each text's
+        answer comes from the first exit whose top probability is >= the threshold (the final head
+        otherwise); the result then also names the ``exit`` used (a block index, or ``"final"``)."""
         texts = check_texts(texts)
         if self.task == "sentence-embedding":
             return [{"embedding": row.tolist()} for row in self.embed(texts, truncate=truncate)]
-        labels = list(self.manifest.get("labels") or [])
-        logits = self.run(self.tokenizer(texts, truncate=truncate))["logits"]
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
-        names = labels if len(labels) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
-        return [{"label": names[int(p.argmax())], "score": float(p.max()),
-                 "scores": dict(zip(names, map(float, p), strict=True))} for p in probs]
+        names = self.labels
+        exits = (self.manifest.get("early_exits") or {}).get("outputs") or []
+        if exit_threshold is not None and not 0.0 <= float(exit_threshold) <= 1.0:
+            raise ModelError(f"exit_threshold {exit_threshold!r}: expected a probability in [0, 1]")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            res = self.run(self.tokenizer(texts[start:start + batch_size], truncate=truncate))
+            probs = softmax(res["logits"])
+            used = ["final"] * len(probs)
+            if exit_threshold is not None and exits:
+                done = np.zeros(len(probs), dtype=bool)
+                chosen = probs.copy()
+                for name in exits:
+                    p = softmax(res[name])
+                    take = ~done & (p.max(axis=1) >= exit_threshold)
+                    chosen[take] = p[take]
+                    for i in np.flatnonzero(take):
+                        used[i] = int(name.split("_")[1])
+                    done |= take
+                probs = chosen
+            if len(names) != probs.shape[1]:
+                names = [str(i) for i in range(probs.shape[1])]
+            for p, where in zip(probs, used, strict=True):
+                row = {"label": names[int(p.argmax())], "score": float(p.max()),
+                       "scores": dict(zip(names, map(float, p), strict=True))}
+                if exit_threshold is not None and exits:
+                    row["exit"] = where
+                out.append(row)
+        return out
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names by id (classifier bundles; empty otherwise)."""
+        return [str(x) for x in (self.manifest.get("labels") or [])]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def _load(files: BundleFiles, threads: int | None):

@@ -1,0 +1,120 @@
+"""Classifier students on every export path: ONNX schemes and ExecuTorch, the logit parity gate, bundles with
+label names from the data, the torch-free runtime's predict, and the task check on student folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import classification_recipe, classifier_teacher, synthetic_rows, tiny_recipe, write_jsonl
+
+from edgedistill import api
+from edgedistill.cli import main
+from edgedistill.errors import GateError, ModelError
+
+NAMES = ("bad review", "good review")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_teacher):
+    """A classification run on named labels: teacher classes and student trained, nothing exported yet."""
+    tmp = tmp_path_factory.mktemp("clsx")
+    rows = synthetic_rows(200)
+    for r in rows:
+        r["label"] = NAMES[r["label"]]
+    data = write_jsonl(tmp / "named.jsonl", rows)
+    # a teacher whose classes are the data's names (as 'edgedistill teacher classifier' writes them)
+    teacher = classifier_teacher(tiny_teacher, tmp / "teacher")
+    cfg = json.loads((teacher / "config.json").read_text())
+    cfg["id2label"] = {"0": NAMES[0], "1": NAMES[1]}
+    cfg["label2id"] = {NAMES[0]: 0, NAMES[1]: 1}
+    (teacher / "config.json").write_text(json.dumps(cfg))
+    recipe = classification_recipe(tmp, teacher, data, max_steps=20, losses={"kd": 1.0, "hard_ce": 0.5})
+    api.distill(recipe, tmp / "run")
+    return recipe, tmp / "run", data
+
+
+def _manifest(bundle):
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_onnx_int8_bundle_predicts_label_names(run, capsys):
+    recipe, out, _ = run
+    (bundle,) = api.export(recipe, out)
+    m = _manifest(bundle)
+    assert m["task"] == "classification" and m["labels"] == list(NAMES) and m["num_labels"] == 2
+    assert m["quantization"]["scheme"] == "int8-dynamic" and m["outputs"][-1]["name"] == "logits"
+    par = m["parity"]
+    assert par["passed"] and par["metric"] == "classification" and par["top1_agreement"] >= 0.97
+    assert par["labelled_sentences"] > 0 and par["accuracy_exported"] is not None
+    texts = ["the movie was great and wonderful", "a dull and boring plot"]
+    res = api.predict(bundle, texts)
+    assert {r["label"] for r in res} <= set(NAMES)
+    for r in res:
+        assert set(r["scores"]) == set(NAMES) and abs(sum(r["scores"].values()) - 1) < 1e-5
+        assert r["score"] == max(r["scores"].values())
+    # the bundle agrees with the fp32 PyTorch student on the top class
+    from edgedistill.tasks.classification import torch_logits
+
+    ref = torch_logits(out / "student", texts, 32).argmax(1)
+    assert [NAMES[i] for i in ref] == [r["label"] for r in res]
+    assert main(["predict", "--bundle", str(bundle), *texts]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in NAMES and texts[0] in lines[0]
+    assert main(["predict", "--bundle", str(bundle), "--json", texts[0]]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got[0]["label"] in NAMES and got[0]["text"] == texts[0]
+
+
+@pytest.mark.parametrize("scheme", ["fp32", "int8-static", "int4-weight"])
+def test_other_onnx_schemes(run, scheme):
+    recipe, out, _ = run
+    (bundle,) = api.export(recipe, out, quant=scheme, targets=["watch"])
+    m = _manifest(bundle)
+    assert m["quantization"]["scheme"] == scheme and m["parity"]["passed"]
+    if scheme == "fp32":
+        assert m["parity"]["top1_agreement"] == 1.0 and m["parity"]["max_abs_diff"] < 1e-3
+    assert api.predict(bundle, ["great film"])[0]["label"] in NAMES
+
+
+def test_executorch_bundle_predicts_label_names(run):
+    pytest.importorskip("executorch")
+    recipe, out, _ = run
+    (bundle,) = api.export(recipe, out, quant="et-int8", targets=["watch"])
+    m = _manifest(bundle)
+    assert m["backend"] == "executorch" and m["model_file"] == "model.pte" and m["labels"] == list(NAMES)
+    assert m["outputs"][-1] == {"name": "logits", "dtype": "float32", "shape": [1, 2]}
+    assert m["parity"]["passed"]
+    onnx = api.export(recipe, out, quant="fp32", targets=["watch"])[0]
+    texts = ["a wonderful superb cast", "tedious and painful"]
+    a, b = api.predict(bundle, texts), api.predict(onnx, texts)
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    assert np.allclose([r["score"] for r in a], [r["score"] for r in b], atol=0.05)
+
+
+def test_parity_gate_refuses_and_names_the_next_scheme(run, monkeypatch):
+    from edgedistill.tasks import classification as cls
+
+    recipe, out, _ = run
+    monkeypatch.setattr(cls, "thresholds_for", lambda scheme, target=None: {"min_top1_agreement": 1.01,
+                                                                           "max_accuracy_drop": 0.0})
+    before = {p.name for p in (out / "bundles").iterdir()} if (out / "bundles").exists() else set()
+    with pytest.raises(GateError, match="parity gate failed for int4-weight.*top-1 agreement.*try --quant int8-dynamic"):
+        api.export(recipe, out, quant="int4-weight", targets=["tablet"])
+    assert not (out / "bundles" / "tablet").exists() and before <= {p.name for p in (out / "bundles").iterdir()}
+
+
+def test_task_mismatch_is_one_line_not_a_silent_head_drop(run, tmp_path, tiny_teacher, capsys):
+    recipe, out, data = run
+    emb_recipe = tiny_recipe(tmp_path, tiny_teacher, data)  # an embedding recipe
+    with pytest.raises(ModelError, match="is a sequence classifier.*would drop its classification head"):
+        api.export(emb_recipe, tmp_path / "x", student=out / "student")
+    assert main(["export", str(emb_recipe), "-o", str(tmp_path / "x"), "--student", str(out / "student")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "classification head" in err
+    enc = shutil.copytree(tiny_teacher, tmp_path / "encoder")
+    with pytest.raises(ModelError, match="encoder without a classification head but .* classification recipe"):
+        api.export(recipe, tmp_path / "y", student=enc)
+    assert not (tmp_path / "x" / "bundles").exists() and not (tmp_path / "y" / "bundles").exists()
