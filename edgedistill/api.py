@@ -37,19 +37,6 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
     return run_distill(_workspace(recipe, out))
 
 
-def _embedding_only(ws, command: str):
-    """Export and bench handle sentence-embedding students; a classifier student stops here, clearly."""
-    from .distill.strategies import get_strategy
-    from .errors import RecipeError
-
-    name = ws.recipe.distill.strategy
-    if getattr(get_strategy(name), "task", "embedding") != "embedding":
-        raise RecipeError(f"{ws.recipe.source_path or ws.recipe.name}: [distill] strategy {name!r} makes a "
-                          f"classifier student; 'edgedistill {command}' supports sentence-embedding students only "
-                          "so far (run 'edgedistill distill' for classifiers)")
-    return ws
-
-
 def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Path = "runs/sentiment-teacher",
                        unfreeze_layers: int = 0, epochs: int = 4, seed: int = 0, learning_rate: float = 0.0) -> dict:
     """Turn the recipe's encoder into a sentiment classifier teacher on its labelled data; returns its record."""
@@ -111,7 +98,7 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
                                 targets=targets or None, tokenizer=tokenizer)
     from .bench.stage import run_bench
 
-    return run_bench(_embedding_only(_workspace(recipe, out), "bench"), target=target)
+    return run_bench(_workspace(recipe, out), target=target)
 
 
 def _is_llm(path: str | Path) -> bool:
@@ -203,7 +190,10 @@ def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None
     from .distill.stage import run_distill
     from .export.stage import run_export
 
-    ws = _embedding_only(_workspace(recipe, out), "run")
+    ws = _workspace(recipe, out)
+    from .tasks import recipe_task
+
+    recipe_task(ws.recipe)  # an unknown strategy stops here, before any work
     run_distill(ws)
     run_export(ws)
     return run_bench(ws)

@@ -68,13 +68,17 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     if not (bundle / "manifest.json").is_file():
         raise ModelError(f"no bundle for target {tgt.name!r} at {bundle}; run 'edgedistill export' first")
     manifest = verify_bundle(bundle)
-    student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [])
+    from ..tasks import CLASSIFICATION, check_folder, folder_task, recipe_task
+
+    task = recipe_task(r)
+    check_folder(ws.student_dir, task, r)
+    student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [], task=task)
     if manifest.get("student", {}).get("sha256") != student_variants["info"]["source_sha256"]:
         raise ModelError(f"bundle {bundle} was exported from another student than {ws.student_dir}; "
                          "run 'edgedistill export' again before benchmarking")
     want_teacher_onnx = [m for m in b.models if m.startswith("teacher-onnx")]
-    teacher_variants = (onnx_variants(ws.teacher_ref.folder, ws.export_dir / "teacher", r, ["int8-dynamic"])
-                        if want_teacher_onnx else None)
+    teacher_variants = (onnx_variants(ws.teacher_ref.folder, ws.export_dir / "teacher", r, ["int8-dynamic"],
+                                      task=folder_task(ws.teacher_ref.folder)) if want_teacher_onnx else None)
     scheme = manifest["quantization"]["scheme"]
     catalogue = {
         "teacher-pytorch": ("teacher", "pytorch", "fp32", ws.teacher_ref.weights),
@@ -93,9 +97,13 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
               "student": EncoderShape.from_config(json.loads((ws.student_dir / "config.json").read_text()))}
     preflight(shapes, max(b.batch_sizes), max(b.seq_lengths))
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
-    quality = evaluate(ws, ws.student_dir,
-                       {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"},
-                       threads[0])
+    exported = {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"}
+    if task == CLASSIFICATION:
+        from ..tasks.classification import evaluate as evaluate_classifiers
+
+        quality = evaluate_classifiers(ws, ws.student_dir, exported, threads[0])
+    else:
+        quality = evaluate(ws, ws.student_dir, exported, threads[0])
     # Each family is fed its own tokenizer's ids: a student cut from another model has another vocabulary.
     toks = {"teacher": ws.teacher[1], "student": load_tokenizer(ws.student_dir)}
     kinds = {"pytorch": "torch", "onnxruntime": "onnx", "executorch": "executorch"}
@@ -129,6 +137,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "edgedistill_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": {"name": r.name, "sha256": r.sha256()},
+        "task": task,
         "host": host,
         "settings": settings(b, threads, tgt.device.threads),
         "target": {"name": tgt.name, "description": tgt.description, "bundle": str(bundle),
@@ -136,7 +145,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "models": entries,
         "quality": {"test_sentences": quality["_test_sentences"],
                     "student_pytorch": {k: v for k, v in quality["student-pytorch"].items() if not k.startswith("_")},
-                    "metric": "probe_accuracy" if "probe_accuracy" in quality["teacher-pytorch"] else None},
+                    "metric": "accuracy" if task == CLASSIFICATION else
+                    "probe_accuracy" if "probe_accuracy" in quality["teacher-pytorch"] else None},
         "distill": {k: distill.get(k) for k in ("steps", "best_step", "train_seconds", "sentences_per_second",
                                                  "student", "teacher", "metrics", "loss_weights", "losses",
                                                  "evals")},

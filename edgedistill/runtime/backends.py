@@ -76,7 +76,7 @@ def executorch_runner(model: bytes | Path, threads: int, where: str, manifest: d
         tmp.close()
         model = Path(tmp.name)
     # A classifier's program returns every exit's logits and the final ones: keep them all, by name.
-    raw = pte_runner(model, threads, all_outputs=manifest.get("task") == "classification")
+    raw = pte_runner(model, threads, **({"all_outputs": True} if manifest.get("task") == "classification" else {}))
     out_names = [o["name"] for o in manifest.get("outputs", [])]
     lock = threading.Lock()  # an ExecuTorch method is not safe to execute from two threads at once
 

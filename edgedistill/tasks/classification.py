@@ -339,3 +339,44 @@ def manifest_fields(student_dir: Path, exp: dict | None, tok) -> dict:
                          "rule": "stop at the first exit whose top softmax probability >= exit_threshold"}
                         if exits else None),
     }
+
+
+# --- bench ----------------------------------------------------------------------------------------
+
+def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threads: int) -> dict:
+    """Test-split accuracy of the PyTorch teacher and student and of each exported model (name ->
+    (family, path)), and each model's top-1 agreement with the teacher; same layout as
+    :func:`edgedistill.bench.quality_eval.evaluate` (``_correct`` per model for paired errors)."""
+    from transformers import AutoConfig
+
+    from ..models.classifier import config_labels, is_classifier_folder, labelled_split, load_classifier
+    from ..models.loading import load_tokenizer
+    from ..quality.metrics import accuracy_se
+
+    r = ws.recipe
+    cfg = AutoConfig.from_pretrained(student_dir, local_files_only=True)
+    label2id = {v: k for k, v in config_labels(cfg).items()}
+    texts, labels = labelled_split(ws, "test", label2id)
+    logits: dict[str, np.ndarray] = {}
+    if is_classifier_folder(ws.teacher_ref.folder):
+        logits["teacher-pytorch"] = torch_logits(ws.teacher_ref.folder, texts, r.teacher.max_length)
+    logits["student-pytorch"] = torch_logits(student_dir, texts, r.teacher.max_length)
+    toks = {"teacher": ws.teacher[1], "student": load_tokenizer(student_dir)}
+    for name, (family, path) in exported.items():
+        if family == "teacher" and "teacher-pytorch" not in logits:
+            continue  # an encoder teacher (cross-task transfer) has no labels to predict
+        run = logits_runner(Path(path), threads)
+        logits[name] = runner_logits(run, toks[family], texts, r.teacher.max_length, desc=f"{name} (test)")
+    teacher_top = logits["teacher-pytorch"].argmax(1) if "teacher-pytorch" in logits else None
+    results: dict = {}
+    for name, z in logits.items():
+        correct = z.argmax(1) == labels
+        acc = float(correct.mean()) if len(labels) else 0.0
+        q = {"accuracy": acc, "accuracy_se": accuracy_se(acc, len(correct)), "test_n": int(len(correct)),
+             "_correct": correct}
+        if teacher_top is not None:
+            q["agreement_with_teacher"] = float((z.argmax(1) == teacher_top).mean())
+        results[name] = q
+    results.setdefault("teacher-pytorch", {})
+    results["_test_sentences"] = len(texts)
+    return results

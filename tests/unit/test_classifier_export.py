@@ -118,3 +118,32 @@ def test_task_mismatch_is_one_line_not_a_silent_head_drop(run, tmp_path, tiny_te
     with pytest.raises(ModelError, match="encoder without a classification head but .* classification recipe"):
         api.export(recipe, tmp_path / "y", student=enc)
     assert not (tmp_path / "x" / "bundles").exists() and not (tmp_path / "y" / "bundles").exists()
+
+
+def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_teacher):
+    """`edgedistill run` on a classification recipe: distill -> export -> bench, accuracy in the reports."""
+    data = write_jsonl(tmp_path / "ints.jsonl", synthetic_rows(160))  # integer labels: the teacher's class ids
+    teacher = classifier_teacher(tiny_teacher, tmp_path / "teacher")
+    recipe = classification_recipe(tmp_path, teacher, data, max_steps=10, losses={"kd": 1.0})
+    text = recipe.read_text().replace("[bench]\n", '[bench]\nmodels = ["teacher-pytorch", "teacher-onnx-int8", '
+                                                   '"student-onnx-int8"]\n')
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "-o", str(tmp_path / "run")]) == 0
+    rep = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert rep["task"] == "classification" and rep["quality"]["metric"] == "accuracy"
+    by = {m["name"]: m for m in rep["models"]}
+    for name in ("teacher-pytorch", "teacher-onnx-int8", "student-onnx-int8"):
+        q = by[name]["quality"]
+        assert 0.0 <= q["accuracy"] <= 1.0 and q["test_n"] == rep["quality"]["test_sentences"] > 0
+        assert "agreement_with_teacher" in q and by[name]["latency"]
+    assert by["teacher-pytorch"]["quality"]["agreement_with_teacher"] == 1.0
+    bundle = json.loads((tmp_path / "run" / "bundles" / "phone" / "manifest.json").read_text())
+    assert bundle["labels"] == ["negative", "positive"]  # the teacher's names, carried by the student
+    h = rep["headline"]
+    assert h["size_ratio"] > 1 and h["accuracy_retention"] == h["quality_retention"] is not None
+    assert h["teacher"]["accuracy"] == by["teacher-pytorch"]["quality"]["accuracy"]
+    assert h.get("energy_ratio") and h["energy_kind"] == "modelled-v1"
+    md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "| accuracy |" in md and "top-1 agreement with the fp32 student" in md
+    html = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "accuracy ± SE" in html and "Quality retention (accuracy)" in html
