@@ -147,3 +147,31 @@ def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_te
     assert "| accuracy |" in md and "top-1 agreement with the fp32 student" in md
     html = (tmp_path / "run" / "report" / "report.html").read_text()
     assert "accuracy ± SE" in html and "Quality retention (accuracy)" in html
+
+
+def test_parity_thresholds_follow_the_scheme_and_the_sample_resolution():
+    from edgedistill.export.quant import get_scheme
+    from edgedistill.tasks.classification import check_parity, thresholds_for
+
+    assert thresholds_for(get_scheme("fp32")) == {"min_top1_agreement": 0.99, "max_accuracy_drop": 0.005}
+    assert thresholds_for(get_scheme("int8-dynamic"))["min_top1_agreement"] == pytest.approx(0.97)
+    ref = np.tile([[2.0, -1.0]], (40, 1))
+    labels = np.zeros(40, dtype=np.int64)
+    one = ref.copy()
+    one[0] = [-1.0, 2.0]  # one flipped answer of 40: 2.5 points, the resolution of the sample
+    rep = check_parity(ref, one, get_scheme("int8-dynamic"), rows=np.arange(40), labels=labels)
+    assert rep.accuracy_drop == pytest.approx(0.025) and rep.top1_agreement == pytest.approx(0.975) and rep.passed
+    tie = one.copy()
+    tie[5:9] = [[0.01, 0.0]] * 4  # near-ties of the fp32 student (margin < 0.1) ...
+    tied_ref = ref.copy()
+    tied_ref[5:9] = [[0.0, 0.01]] * 4  # ... flipped by the export: not held against it
+    rep = check_parity(tied_ref, tie, get_scheme("int8-dynamic"))
+    assert rep.top1_agreement == pytest.approx(35 / 40) and rep.decided_sentences == 36 and rep.passed
+    two = one.copy()
+    two[1] = [-1.0, 2.0]
+    rep = check_parity(ref, two, get_scheme("int8-dynamic"), rows=np.arange(40), labels=labels)
+    assert not rep.passed and any("top-1 agreement" in f for f in rep.failures)
+    assert any("accuracy drop 0.0500" in f for f in rep.failures)
+    bad = ref.copy()
+    bad[3] = np.nan
+    assert "NaN" in check_parity(ref, bad, get_scheme("fp32")).failures[0]
