@@ -175,3 +175,53 @@ def test_parity_thresholds_follow_the_scheme_and_the_sample_resolution():
     bad = ref.copy()
     bad[3] = np.nan
     assert "NaN" in check_parity(ref, bad, get_scheme("fp32")).failures[0]
+
+
+@pytest.fixture(scope="module")
+def exits_run(tmp_path_factory, tiny_teacher):
+    tmp = tmp_path_factory.mktemp("exits")
+    data = write_jsonl(tmp / "ints.jsonl", synthetic_rows(200))
+    teacher = classifier_teacher(tiny_teacher, tmp / "teacher")
+    recipe = tiny_recipe(tmp, teacher, data, student={"layers": [0, 2, 3], "intermediate_size": 32},
+                         distill={"strategy": "self_layerwise", "max_steps": 10, "eval_every": 10,
+                                  "learning_rate": 3e-3, "losses": {"kd": 1.0, "hard_ce": 0.5}})
+    api.distill(recipe, tmp / "run")
+    return recipe, tmp / "run"
+
+
+@pytest.mark.parametrize("quant", ["fp32", "et-fp32"])
+def test_early_exit_student_ships_its_exits(exits_run, quant):
+    import torch
+
+    from edgedistill.distill.strategy_exits import exit_logits, load_exits
+    from edgedistill.models.classifier import load_classifier
+
+    if quant.startswith("et-"):
+        pytest.importorskip("executorch")
+    recipe, out = exits_run
+    (bundle,) = api.export(recipe, out, quant=quant, targets=["watch"])
+    m = _manifest(bundle)
+    assert m["early_exits"]["layers"] == [0, 1] and m["early_exits"]["outputs"] == ["exit_0_logits", "exit_1_logits"]
+    assert [o["name"] for o in m["outputs"]] == ["exit_0_logits", "exit_1_logits", "logits"]
+    texts = ["the movie was great and wonderful", "a dull and boring plot", "this film"]
+    # every exit's logits match the PyTorch student's exits
+    from edgedistill.runtime import Bundle
+
+    b = Bundle.open(bundle, threads=1)
+    got = b.run(b.tokenizer(texts[:1]))
+    model, tok = load_classifier(out / "student")
+    with torch.inference_mode():
+        ref = exit_logits(model, load_exits(out / "student"), **tok(texts[:1], return_tensors="pt",
+                                                                         padding="max_length" if quant.startswith("et")
+                                                                         else False, max_length=32))
+    for name, key in (("exit_0_logits", "0"), ("exit_1_logits", "1"), ("logits", "final")):
+        assert np.allclose(got[name], ref[key].numpy(), atol=1e-3), name
+    # threshold 0: the first exit answers every text; threshold 1: the final head (no exit is that sure)
+    first = api.predict(bundle, texts, exit_threshold=0.0)
+    assert [r["exit"] for r in first] == [0, 0, 0]
+    z = got["exit_0_logits"][0]
+    assert first[0]["score"] == pytest.approx(float(np.exp(z.max()) / np.exp(z).sum()), abs=1e-5)
+    last = api.predict(bundle, texts, exit_threshold=1.0)
+    assert [r["exit"] for r in last] == ["final"] * 3
+    assert [r["label"] for r in last] == [r["label"] for r in api.predict(bundle, texts)]
+    assert "exit" not in api.predict(bundle, texts)[0]
