@@ -26,6 +26,10 @@ Schema (``schema_version`` 2), top-level keys:
 * ``settings``: ``batch_size`` and ``seq_length`` of the headline cell, ``grid``
   (``batch_sizes``, ``seq_lengths``, ``threads`` the grid was measured at), ``threads``, ``warmup``,
   ``runs``, ``repeats``.
+* classification runs (``task = "classification"``, ``quality.metric = "accuracy"``): each model's
+  ``quality`` holds ``accuracy``, ``accuracy_se``, ``test_n``, ``agreement_with_teacher`` instead of the
+  probe figures; the headline adds ``accuracy_retention`` (= ``quality_retention``); a bundle with early
+  exits adds ``early_exits`` (``layers``, ``note``, ``thresholds``: accuracy and exit share per threshold).
 * ``host``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, ``mode`` (absent for a run
   folder, ``"models"`` for ``--model``), and ``files`` (where the reports were written).
 
@@ -201,6 +205,7 @@ def render_markdown(report: dict) -> str:
         lines.append("- modelled energy per inference, teacher / student (modelled-v1, not measured): "
                      + ", ".join(parts))
     lines += _energy_table(report)
+    lines += _exit_table(report)
     lines += host_energy_lines(report, threads[0])
     lines += ["", f"Energy: {report['energy']['note']}.", ""]
     return "\n".join(lines)
@@ -236,6 +241,20 @@ def _energy_table(report: dict) -> list[str]:
                          f"{sig2(e['energy_mj']['hi'])}] / {sig2(e['inferences_per_battery_percent']['central'])}"
                          f" / {sig2(e['t_dev_ms']['central'])}{fit}")
         lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _exit_table(report: dict) -> list[str]:
+    """Classifier bundles with early exits: accuracy and the exits used, per exit threshold."""
+    e = report.get("early_exits")
+    if not e:
+        return []
+    lines = ["", f"## Early exits (blocks {e['layers']})", "", f"{e['note']}.", "",
+             "| exit threshold | accuracy | answered by |", "|---|---|---|"]
+    for row in e["thresholds"]:
+        th = "none (final head)" if row["threshold"] is None else f"{row['threshold']:g}"
+        share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["exit_share"].items())
+        lines.append(f"| {th} | {100 * row['accuracy']:.2f} | {share} |")
     return lines
 
 

@@ -73,7 +73,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     task = recipe_task(r)
     check_folder(ws.student_dir, task, r)
     student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [], task=task)
-    if manifest.get("student", {}).get("sha256") != student_variants["info"]["source_sha256"]:
+    # (the source key of a student with early exits is "WEIGHTS+EXITS"; the manifest pins the weights)
+    if manifest.get("student", {}).get("sha256") != student_variants["info"]["source_sha256"].split("+")[0]:
         raise ModelError(f"bundle {bundle} was exported from another student than {ws.student_dir}; "
                          "run 'edgedistill export' again before benchmarking")
     want_teacher_onnx = [m for m in b.models if m.startswith("teacher-onnx")]
@@ -161,6 +162,16 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                               "host's package energy per inference, labelled measured-rapl (host), never device energy"
                               if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},
     }
+    if task == CLASSIFICATION and manifest.get("early_exits"):
+        from ..models.classifier import labelled_split
+        from ..tasks.classification import exit_table
+
+        texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
+        lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})
+        report["early_exits"] = {"layers": manifest["early_exits"]["layers"],
+                                 "note": "one graph returns every exit's logits: the threshold picks the answer, "
+                                         "the latency is the bundle's",
+                                 "thresholds": exit_table(bundle, texts, y, (lat.get(str(threads[0])) or {}).get("p50_ms"))}
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0
     write_reports(report, ws.report_dir)

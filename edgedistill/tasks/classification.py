@@ -408,3 +408,26 @@ def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threa
     results.setdefault("teacher-pytorch", {})
     results["_test_sentences"] = len(texts)
     return results
+
+
+EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def exit_table(bundle: Path, texts: list[str], labels: np.ndarray, p50_ms: float | None = None,
+               thresholds=EXIT_THRESHOLDS) -> list[dict]:
+    """Accuracy and the share of texts each exit answers, per exit threshold, for a bundle with early
+    exits (the bundle's own runtime on the labelled test texts); the first row is the final head alone.
+
+    The bundle's graph computes every exit, so each row's latency is the bundle's (``p50_ms``)."""
+    from ..runtime import Bundle
+
+    b = Bundle.open(bundle, threads=1)
+    ids = {name: i for i, name in enumerate(b.labels)}
+    rows = []
+    for th in (None, *thresholds):
+        res = b.predict(texts, exit_threshold=th)
+        used = [r.get("exit", "final") for r in res]
+        acc = float(np.mean([ids.get(r["label"], -1) == y for r, y in zip(res, labels, strict=True)])) if res else 0.0
+        rows.append({"threshold": th, "accuracy": acc, "p50_ms": p50_ms,
+                     "exit_share": {str(e): used.count(e) / len(used) for e in dict.fromkeys(used)}})
+    return rows

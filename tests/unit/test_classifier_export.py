@@ -226,3 +226,20 @@ def test_early_exit_student_ships_its_exits(exits_run, quant):
     assert [r["exit"] for r in last] == ["final"] * 3
     assert [r["label"] for r in last] == [r["label"] for r in api.predict(bundle, texts)]
     assert "exit" not in api.predict(bundle, texts)[0]
+
+
+def test_bench_of_an_early_exit_run_reports_accuracy_per_threshold(exits_run):
+    recipe, out = exits_run
+    text = recipe.read_text().replace("[bench]\n", '[bench]\nmodels = ["teacher-pytorch", "student-onnx-int8"]\n')
+    recipe.write_text(text)
+    api.export(recipe, out, targets=["phone"])
+    rep = api.bench(recipe, out, target="phone")
+    e = rep["early_exits"]
+    assert e["layers"] == [0, 1] and e["thresholds"][0]["threshold"] is None
+    final = e["thresholds"][0]
+    assert final["exit_share"] == {"final": 1.0}
+    assert final["accuracy"] == pytest.approx(
+        next(m for m in rep["models"] if m["name"] == "student-onnx-int8")["quality"]["accuracy"])
+    low = e["thresholds"][1]
+    assert low["threshold"] == 0.5 and low["exit_share"].get("0") == 1.0  # every top prob is >= 0.5 with 2 classes
+    assert "## Early exits (blocks [0, 1])" in (out / "report" / "report.md").read_text()
