@@ -39,7 +39,8 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
 
 def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Path = "runs/sentiment-teacher",
                        unfreeze_layers: int = 0, epochs: int = 4, seed: int = 0, learning_rate: float = 0.0) -> dict:
-    """Turn the recipe's encoder into a sentiment classifier teacher on its labelled data; returns its record."""
+    """Turn the recipe's encoder into a classifier teacher on its labelled data (classes = the data's labels);
+    returns its record."""
     from .models.classifier import ClassifierTrainSpec, train_classifier_teacher
 
     ws = _workspace(recipe, None)

@@ -213,11 +213,16 @@ def teacher():
               help="AdamW rate; 0 = 2e-3 for a frozen encoder, 5e-5 with unfrozen blocks.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def teacher_classifier(recipe, out, unfreeze_layers, epochs, learning_rate, seed):
-    """Turn the recipe's encoder into a sentiment classifier teacher (head on the labelled train split).
+    """Turn the recipe's encoder into a classifier teacher (head on the labelled train split).
+
+    The classes are the labels of the recipe's data (names or integers in its label field; the sign of
+    the score when there are none, as for VADER); their names go into the checkpoint's id2label and on
+    to every student and bundle. See docs/tasks.md for the data fields.
 
     \b
     Examples:
       edgedistill teacher classifier                       # packaged all-MiniLM-L6-v2 on VADER
+      edgedistill teacher classifier my-data.toml -o runs/my-teacher
       edgedistill teacher classifier --unfreeze-layers 2 -o runs/sentiment-teacher-ft2
     """
     from . import api

@@ -1,8 +1,9 @@
-"""Sequence classifiers: build a sentiment teacher from a shipped encoder, load any HF classifier.
+"""Sequence classifiers: build a classifier teacher from a shipped encoder, load any HF classifier.
 
 No fine-tuned sentiment classifier ships inside a registry package (research/models-data.md),
 so logit-based KD needs one built here: the recipe's encoder (e.g. the packaged
-all-MiniLM-L6-v2) gets a pooler + linear head trained on the labelled train split, the
+all-MiniLM-L6-v2) gets a pooler + linear head trained on the labelled train split (one output
+per class found in the data, see :mod:`edgedistill.data.labels`), the
 encoder frozen (optionally its top N blocks trained too). The result is a plain
 ``...ForSequenceClassification`` folder (safetensors, ``id2label`` in config.json) that
 ``transformers`` loads without edgedistill. A user's own fine-tuned HF classifier is used

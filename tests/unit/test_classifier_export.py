@@ -191,7 +191,7 @@ def exits_run(tmp_path_factory, tiny_teacher):
 
 
 @pytest.mark.parametrize("quant", ["fp32", "et-fp32"])
-def test_early_exit_student_ships_its_exits(exits_run, quant):
+def test_early_exit_student_ships_its_exits(exits_run, quant, capsys):
     import torch
 
     from edgedistill.distill.strategy_exits import exit_logits, load_exits
@@ -226,6 +226,9 @@ def test_early_exit_student_ships_its_exits(exits_run, quant):
     assert [r["exit"] for r in last] == ["final"] * 3
     assert [r["label"] for r in last] == [r["label"] for r in api.predict(bundle, texts)]
     assert "exit" not in api.predict(bundle, texts)[0]
+    assert main(["predict", "--bundle", str(bundle), "--exit-threshold", "0", texts[0]]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(exit 0)")
+    assert main(["predict", "--bundle", str(bundle), "--exit-threshold", "1.5", texts[0]]) == 2
 
 
 def test_bench_of_an_early_exit_run_reports_accuracy_per_threshold(exits_run):
