@@ -246,3 +246,13 @@ def test_bench_of_an_early_exit_run_reports_accuracy_per_threshold(exits_run):
     low = e["thresholds"][1]
     assert low["threshold"] == 0.5 and low["exit_share"].get("0") == 1.0  # every top prob is >= 0.5 with 2 classes
     assert "## Early exits (blocks [0, 1])" in (out / "report" / "report.md").read_text()
+
+
+def test_classifier_benchmark_script_runs_as_a_script():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "--quick" in out.stdout and "accuracy_retention" in out.stdout
