@@ -100,7 +100,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
     exported = {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "pytorch"}
     if task == CLASSIFICATION:
-        from ..tasks.classification import evaluate as evaluate_classifiers
+        from ..tasks.classification_bench import evaluate as evaluate_classifiers
 
         quality = evaluate_classifiers(ws, ws.student_dir, exported, threads[0])
     else:
@@ -164,7 +164,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     }
     if task == CLASSIFICATION and manifest.get("early_exits"):
         from ..models.classifier import labelled_split
-        from ..tasks.classification import exit_table
+        from ..tasks.classification_bench import exit_table
 
         texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
         lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})

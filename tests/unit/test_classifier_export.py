@@ -121,7 +121,7 @@ def test_task_mismatch_is_one_line_not_a_silent_head_drop(run, tmp_path, tiny_te
     assert not (tmp_path / "x" / "bundles").exists() and not (tmp_path / "y" / "bundles").exists()
 
 
-def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_teacher):
+def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_teacher, capsys):
     """`edgedistill run` on a classification recipe: distill -> export -> bench, accuracy in the reports."""
     data = write_jsonl(tmp_path / "ints.jsonl", synthetic_rows(160))  # integer labels: the teacher's class ids
     teacher = classifier_teacher(tiny_teacher, tmp_path / "teacher")
@@ -130,6 +130,8 @@ def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_te
                                                    '"student-onnx-int8"]\n')
     recipe.write_text(text)
     assert main(["run", str(recipe), "-o", str(tmp_path / "run")]) == 0
+    summary = capsys.readouterr().out
+    assert "accuracy" in summary and "probe acc" not in summary  # the terminal summary names the metric
     rep = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
     assert rep["task"] == "classification" and rep["quality"]["metric"] == "accuracy"
     by = {m["name"]: m for m in rep["models"]}
