@@ -250,11 +250,13 @@ def _exit_table(report: dict) -> list[str]:
     if not e:
         return []
     lines = ["", f"## Early exits (blocks {e['layers']})", "", f"{e['note']}.", "",
-             "| exit threshold | accuracy | answered by |", "|---|---|---|"]
+             "| exit threshold | accuracy | answered by | mean ms / text | speedup |", "|---|---|---|---|---|"]
     for row in e["thresholds"]:
         th = "none (final head)" if row["threshold"] is None else f"{row['threshold']:g}"
         share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["exit_share"].items())
-        lines.append(f"| {th} | {100 * row['accuracy']:.2f} | {share} |")
+        ms = row.get("mean_ms", row.get("p50_ms"))
+        lines.append(f"| {th} | {100 * row['accuracy']:.2f} | {share} | {_fmt(ms, '.2f')} | "
+                     f"{_fmt(row.get('speedup'), '.2f')} |")
     return lines
 
 

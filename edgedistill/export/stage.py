@@ -217,6 +217,13 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
                                  calibration=_calibration(ws, student_dir), task=task)
         fused = variants["info"]["optimize"]
         say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
+    exit_graphs = {}
+    if is_cls and onnx_schemes and cls.exit_layers(student_dir):
+        from ..tasks.classification_exits import exit_variants
+
+        # One graph per early exit too, so a device that stops early runs only the blocks it needs.
+        exit_graphs = exit_variants(ws, student_dir, cls.exit_layers(student_dir), onnx_schemes,
+                                    _calibration(ws, student_dir))
     et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s, task=task)
           for _, s in plan.values() if s.backend == "executorch"}
     if is_cls:
@@ -276,8 +283,18 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "recipe_sha256": r.sha256(),
             "created_with": _created_with(scheme.backend),
         }
+        extra = {}
         if is_cls:
             manifest.update(cls.manifest_fields(student_dir, None, tok))
+            graphs = exit_graphs.get(scheme.name) if et_info is None else None
+            if graphs:
+                from ..tasks.classification_exits import exit_agreement
+
+                full = cls.onnx_session_runner(model_path, threads=target.host_threads())
+                manifest["early_exits"]["models"] = {str(k): f"exit_{k}.onnx" for k in graphs}
+                manifest["early_exits"]["graph_top1_agreement"] = exit_agreement(graphs, full, tok, texts,
+                                                                                 r.teacher.max_length)
+                extra = {f"exit_{k}.onnx": p.read_bytes() for k, p in graphs.items()}
         if et_info is not None:
             # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
             for io in manifest["inputs"] + manifest["outputs"]:
@@ -285,7 +302,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             manifest["xnnpack_delegated_share"] = et_info["delegation"]["xnnpack_delegated_share"]
             manifest["delegation"] = et_info["delegation"]
         dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest,
-                            model_name="model.pte" if et_info else "model.onnx")
+                            model_name="model.pte" if et_info else "model.onnx", extra_files=extra or None)
         share = f", XNNPACK share {et_info['delegation']['xnnpack_delegated_share']:.2f}" if et_info else ""
         say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB{share}, parity passed ({rep.summary()})")
         written.append(dest)

@@ -25,6 +25,8 @@ class Bundle:
         self._run = runner
         self.input_names = input_names
         self.path = path
+        self._exit_runs: dict[int, object] = {}
+        """Early-exit graphs by block (classifier bundles that ship ``exit_{k}.onnx``)."""
 
     @classmethod
     def open(cls, path: str | os.PathLike, threads: int | None = None) -> Bundle:
@@ -34,7 +36,9 @@ class Bundle:
         """
         files = BundleFiles(path)
         try:
-            return cls(*_load(files, threads), files.path)
+            b = cls(*_load(files, threads), files.path)
+            b._exit_runs = _load_exits(files, b.manifest, threads)
+            return b
         finally:
             files.close()
 
@@ -91,10 +95,14 @@ class Bundle:
             raise ModelError(f"exit_threshold {exit_threshold!r}: expected a probability in [0, 1]")
         out = []
         for start in range(0, len(texts), batch_size):
-            res = self.run(self.tokenizer(texts[start:start + batch_size], truncate=truncate))
-            probs = softmax(res["logits"])
-            used = ["final"] * len(probs)
-            if exit_threshold is not None and exits:
+            feed = self.tokenizer(texts[start:start + batch_size], truncate=truncate)
+            if exit_threshold is not None and self._exit_runs:
+                probs, used = self._cascade(feed, float(exit_threshold))
+            else:
+                res = self.run(feed)
+                probs = softmax(res["logits"])
+                used = ["final"] * len(probs)
+            if exit_threshold is not None and exits and not self._exit_runs:
                 done = np.zeros(len(probs), dtype=bool)
                 chosen = probs.copy()
                 for name in exits:
@@ -115,6 +123,29 @@ class Bundle:
                 out.append(row)
         return out
 
+    def _cascade(self, feed: dict, threshold: float) -> tuple[np.ndarray, list]:
+        """Exit graphs in block order on the texts still undecided, then the full model on the rest."""
+        n = len(feed[self.input_names[0]])
+        pending = np.arange(n)
+        out: np.ndarray | None = None
+        used: list = ["final"] * n
+        for layer, run in self._exit_runs.items():
+            if not len(pending):
+                break
+            p = softmax(run({k: np.asarray(v)[pending].astype(np.int64) for k, v in feed.items()
+                             if k in self.input_names})["logits"])
+            out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
+            take = p.max(axis=1) >= threshold
+            out[pending[take]] = p[take]
+            for i in pending[take]:
+                used[int(i)] = layer
+            pending = pending[~take]
+        if len(pending):
+            p = softmax(self.run({k: np.asarray(v)[pending] for k, v in feed.items()})["logits"])
+            out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
+            out[pending] = p
+        return out, used
+
     @property
     def labels(self) -> list[str]:
         """Class names by id (classifier bundles; empty otherwise)."""
@@ -124,6 +155,22 @@ class Bundle:
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
+
+
+def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict:
+    """Sessions of the early-exit graphs a classifier bundle ships (ONNX bundles), by block, in order."""
+    models = (manifest.get("early_exits") or {}).get("models") or {}
+    if not models or manifest.get("backend", "onnxruntime") != "onnxruntime":
+        return {}
+    if threads is None:
+        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    out = {}
+    for layer in sorted(models, key=int):
+        name = models[layer]
+        where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
+        out[int(layer)] = BACKENDS["onnxruntime"](files.file_path(name) or files.read(name), threads, where,
+                                                  manifest)[0]
+    return out
 
 
 def _load(files: BundleFiles, threads: int | None):

@@ -4,7 +4,8 @@ What this task adds to each stage:
 
 * export: a graph with the token inputs of the encoder and a ``logits`` output ``[batch, classes]``
   (ONNX with dynamic axes, or a fixed-shape ExecuTorch program); a student distilled with early exits
-  (``self_layerwise``) also returns every exit's logits, ``exit_{layer}_logits``, before ``logits``;
+  (``self_layerwise``) also returns every exit's logits, ``exit_{layer}_logits``, before ``logits``, and
+  ONNX bundles ship one graph per exit (:mod:`edgedistill.tasks.classification_exits`);
 * parity: the exported logits against the fp32 PyTorch student on held-out sentences: top-1
   agreement, accuracy change on the labelled ones, and the largest logit difference (reported);
 * bundle: ``task = "classification"``, ``labels`` (class names by id, from the data via the
@@ -225,6 +226,14 @@ def onnx_logits_runner(path: Path, threads: int = 1):
 
     sess = session(Path(path), threads)
     return lambda feats: run_session(sess, dict(feats))[OUTPUT]
+
+
+def onnx_session_runner(path: Path, threads: int = 1):
+    """``run(features) -> {output name: array}`` of an ONNX graph (every exit's logits and the final ones)."""
+    from ..export.onnx import run_session, session
+
+    sess = session(Path(path), threads)
+    return lambda feats: run_session(sess, dict(feats))
 
 
 def pte_logits_runner(path: Path, threads: int = 1):
