@@ -39,22 +39,10 @@ def distill(recipe: Recipe | str | Path | None = None, out: str | Path | None = 
     return run_distill(_workspace(recipe, out))
 
 
-def _embedding_only(ws, command: str):
-    """Export and bench handle sentence-embedding students; a classifier student stops here, clearly."""
-    from .distill.strategies import get_strategy
-    from .errors import RecipeError
-
-    name = ws.recipe.distill.strategy
-    if getattr(get_strategy(name), "task", "embedding") != "embedding":
-        raise RecipeError(f"{ws.recipe.source_path or ws.recipe.name}: [distill] strategy {name!r} makes a "
-                          f"classifier student; 'edgedistill {command}' supports sentence-embedding students only "
-                          "so far (run 'edgedistill distill' for classifiers)")
-    return ws
-
-
 def teacher_classifier(recipe: Recipe | str | Path | None = None, out: str | Path = "runs/sentiment-teacher",
                        unfreeze_layers: int = 0, epochs: int = 4, seed: int = 0, learning_rate: float = 0.0) -> dict:
-    """Turn the recipe's encoder into a sentiment classifier teacher on its labelled data; returns its record."""
+    """Turn the recipe's encoder into a classifier teacher on its labelled data (classes = the data's labels);
+    returns its record."""
     from .models.classifier import ClassifierTrainSpec, train_classifier_teacher
 
     ws = _workspace(recipe, None)
@@ -74,7 +62,7 @@ def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = N
         from .runtime.signing import _load_key
 
         _load_key(sign, private=True)  # a bad key fails before the export, not after it
-    paths = run_export(_embedding_only(_workspace(recipe, out), "export"), targets=targets, quant=quant,
+    paths = run_export(_workspace(recipe, out), targets=targets, quant=quant,
                        student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
     if sign is not None:
         for folder in paths:
@@ -130,13 +118,15 @@ def verify_bundle(path: str | Path, expect_id: str | None = None, public_key: st
 
 
 def predict(bundle: str | Path, texts: list[str], threads: int | None = None, truncate: bool = True,
-            expect_id: str | None = None, public_key: str | Path | None = None) -> list[dict]:
-    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``.
+            expect_id: str | None = None, public_key: str | Path | None = None,
+            exit_threshold: float | None = None) -> list[dict]:
+    """Run a bundle with the torch-free runtime: per text ``{"embedding"}`` or ``{"label", "score", "scores"}``
+    (with ``exit_threshold``, a classifier with early exits answers from the first confident exit).
     ``expect_id`` / ``public_key`` refuse any bundle but the pinned / signed one."""
     from .runtime import Bundle
 
     return Bundle.open(bundle, threads=threads, expect_id=expect_id, public_key=public_key).predict(
-        texts, truncate=truncate)
+        texts, truncate=truncate, exit_threshold=exit_threshold)
 
 
 def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = None, target: str | None = None,
@@ -156,7 +146,7 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
                                 targets=targets or None, tokenizer=tokenizer)
     from .bench.stage import run_bench
 
-    return run_bench(_embedding_only(_workspace(recipe, out), "bench"), target=target)
+    return run_bench(_workspace(recipe, out), target=target)
 
 
 def _is_llm(path: str | Path) -> bool:
@@ -249,7 +239,10 @@ def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None
     from .distill.stage import run_distill
     from .export.stage import run_export
 
-    ws = _embedding_only(_workspace(recipe, out), "run")
+    ws = _workspace(recipe, out)
+    from .tasks import recipe_task
+
+    recipe_task(ws.recipe)  # an unknown strategy stops here, before any work
     run_distill(ws)
     run_export(ws)
     return run_bench(ws)

@@ -218,11 +218,16 @@ def teacher():
               help="AdamW rate; 0 = 2e-3 for a frozen encoder, 5e-5 with unfrozen blocks.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def teacher_classifier(recipe, out, unfreeze_layers, epochs, learning_rate, seed):
-    """Turn the recipe's encoder into a sentiment classifier teacher (head on the labelled train split).
+    """Turn the recipe's encoder into a classifier teacher (head on the labelled train split).
+
+    The classes are the labels of the recipe's data (names or integers in its label field; the sign of
+    the score when there are none, as for VADER); their names go into the checkpoint's id2label and on
+    to every student and bundle. See docs/tasks.md for the data fields.
 
     \b
     Examples:
       edgedistill teacher classifier                       # packaged all-MiniLM-L6-v2 on VADER
+      edgedistill teacher classifier my-data.toml -o runs/my-teacher
       edgedistill teacher classifier --unfreeze-layers 2 -o runs/sentiment-teacher-ft2
     """
     from . import api
@@ -306,7 +311,10 @@ def bundle_keygen(path):
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
               help="Inference threads (default: the bundle target's).")
 @click.option("--no-truncate", is_flag=True, help="Refuse texts longer than the bundle's max_length.")
-def predict(bundle_path, texts, expect_id, public_key, as_json, threads, no_truncate):
+@click.option("--exit-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Classifier bundles with early exits: answer from the first exit whose top probability "
+                   "reaches this (0..1).")
+def predict(bundle_path, texts, expect_id, public_key, as_json, threads, no_truncate, exit_threshold):
     """Run a bundle on TEXTS with the torch-free runtime (embeddings, or labels and scores).
 
     \b
@@ -319,7 +327,7 @@ def predict(bundle_path, texts, expect_id, public_key, as_json, threads, no_trun
     from . import api
 
     results = api.predict(bundle_path, list(texts), threads=threads, truncate=not no_truncate, expect_id=expect_id,
-                          public_key=public_key)
+                          public_key=public_key, exit_threshold=exit_threshold)
     if as_json:
         click.echo(json.dumps([{"text": t, **r} for t, r in zip(texts, results, strict=True)]))
         return
@@ -329,7 +337,11 @@ def predict(bundle_path, texts, expect_id, public_key, as_json, threads, no_trun
             head = ", ".join(f"{x:+.3f}" for x in v[:4])
             click.echo(f"[{head}, ...] dim {len(v)} norm {sum(x * x for x in v) ** 0.5:.3f}  {text}")
         else:
-            click.echo(f"{r['label']} {r['score']:.3f}  {text}")
+            # The top class and score first, then every class's probability (up to 5, most likely first).
+            rest = sorted(r["scores"].items(), key=lambda kv: -kv[1])[:5]
+            where = f" (exit {r['exit']})" if "exit" in r else ""
+            click.echo(f"{r['label']}\t{r['score']:.3f}\t{text}\t[" + ", ".join(f"{k} {v:.3f}" for k, v in rest)
+                       + f"]{where}")
 
 
 @cli.group()

@@ -68,8 +68,25 @@ class Workspace:
         rng = np.random.default_rng(0)
         return np.sort(rng.permutation(total)[: min(n, total)])
 
+    @cached_property
+    def label_names(self) -> list[str]:
+        """Class names of the data (see :mod:`edgedistill.data.labels`); ids index this list."""
+        from .data.labels import SCORE_LABELS, label_names
+
+        s = self.splits
+        found = label_names((ex.label for part in (s.train, s.validation, s.test) for ex in part),
+                            f"[data] {self.recipe.data.path or self.recipe.data.source}")
+        return found if found is not None else list(SCORE_LABELS)
+
+    @cached_property
+    def has_labels(self) -> bool:
+        """True when the data carries explicit labels (not only scores)."""
+        s = self.splits
+        return any(ex.label is not None for part in (s.train, s.validation, s.test) for ex in part)
+
     def probe_set(self, split: str) -> ProbeSet:
-        idx, labels = probe_labels(getattr(self.splits, split), self.recipe.data.probe_min_abs_score)
+        idx, labels = probe_labels(getattr(self.splits, split), self.recipe.data.probe_min_abs_score,
+                                   self.label_names if self.has_labels else None)
         return ProbeSet(np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=np.int64))
 
     @cached_property

@@ -109,13 +109,23 @@ def pte_outputs(path: str | Path, threads: int = 1):
             rows.append([o.numpy().copy() for o in method.execute(args)])  # the runtime may reuse its buffers
         return [np.concatenate(col, axis=0) for col in zip(*rows, strict=True)]
 
+    run.num_outputs = meta.num_outputs()
     return run
 
 
+def default_output_names(n: int) -> list[str]:
+    """Output names of a program whose bundle manifest is not at hand, by edgedistill's export conventions:
+    an encoder returns (token states, sentence embedding); a classifier its exits' logits, then the final ones."""
+    if n == len(ENCODER_OUTPUTS):
+        return list(ENCODER_OUTPUTS)
+    return [f"output_{i}" for i in range(n - 1)] + ["logits"]
+
+
 def pte_runner(path: str | Path, threads: int = 1):
-    """``run(feed) -> [B, H]`` sentence embeddings of an encoder program (its second output)."""
+    """``run(feed) -> [B, H]``: the program's last output (the sentence embedding of an encoder, the final
+    head's logits of a classifier)."""
     run = pte_outputs(path, threads)
-    return lambda feed: run(feed)[1]
+    return lambda feed: run(feed)[-1]
 
 
 def open(model: bytes | str | Path, threads: int = 1, where: str | None = None, outputs: list[str] | None = None,
@@ -128,7 +138,7 @@ def open(model: bytes | str | Path, threads: int = 1, where: str | None = None, 
         tmp.close()
         model = Path(tmp.name)
     raw = pte_outputs(model, threads)
-    names = list(outputs or ENCODER_OUTPUTS)
+    names = list(outputs or default_output_names(raw.num_outputs))
     lock = threading.Lock()  # an ExecuTorch method is not safe to execute from two threads at once
 
     def run(feed) -> dict[str, np.ndarray]:

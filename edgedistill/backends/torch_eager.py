@@ -31,15 +31,19 @@ def open(path: str | Path, threads: int = 1, pooling: str = "mean", normalize: b
     require(str(path))
     import torch
 
+    from ..models.classifier import is_classifier_folder, load_classifier
     from ..models.encode import pool
     from ..models.loading import load_encoder
 
     torch.set_num_threads(threads)
-    model, tok = load_encoder(Path(path))
+    classifier = is_classifier_folder(Path(path))
+    model, tok = load_classifier(Path(path)) if classifier else load_encoder(Path(path))
 
     def run(feed) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             t = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in dict(feed).items()}
+            if classifier:  # what a classifier app runs: encoder and head
+                return {"logits": model(**t).logits.float().numpy()}
             hidden = model(**t).last_hidden_state
             return {"last_hidden_state": hidden.float().numpy(),
                     "sentence_embedding": pool(hidden, t["attention_mask"], pooling, normalize).float().numpy()}
@@ -50,4 +54,5 @@ def open(path: str | Path, threads: int = 1, pooling: str = "mean", normalize: b
         return {"weights_bytes": params + buffers, "weights_source": "torch parameters + buffers",
                 "arena_bytes": None, "arena_note": "PyTorch allocates from the process heap; see peak RSS"}
 
-    return Runner(NAME, run, list(tok.model_input_names), ["last_hidden_state", "sentence_embedding"], memory)
+    outputs = ["logits"] if classifier else ["last_hidden_state", "sentence_embedding"]
+    return Runner(NAME, run, list(tok.model_input_names), outputs, memory)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import EdgedistillError
 from ..fileutil import write_text_atomic
 from .html import render_html
-from .report import READABLE_SCHEMAS
+from .report import READABLE_SCHEMAS, quality_value
 
 
 def load_report(path: str | Path) -> dict:
@@ -31,11 +31,12 @@ def load_report(path: str | Path) -> dict:
 
 def comparison_markdown(reports: list[dict]) -> str:
     lines = ["# edgedistill comparison", "",
-             "| run | model | quant | size MB | p50 ms | peak RSS MB | probe acc | host |", "|---|---|---|---|---|---|---|---|"]
+             "| run | model | quant | size MB | p50 ms | peak RSS MB | probe acc (encoders) / accuracy (classifiers) "
+             "| host |", "|---|---|---|---|---|---|---|---|"]
     for r in reports:
         t = str(r["settings"]["threads"][0])
         for m in r["models"]:
-            acc = m["quality"].get("probe_accuracy")
+            acc = quality_value(m["quality"])
             lines.append(f"| {r['recipe']['name']} | {m['name']} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
                          f"{m['latency'][t]['p50_ms']:.2f} @{t} thr | {m['latency'][t]['peak_rss_mb']:.0f} | "
                          f"{'-' if acc is None else f'{100 * acc:.2f}'} | {r['host']['cpu']} |")

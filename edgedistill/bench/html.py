@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from .energy import sig2
-from .report import runtime_label
+from .report import metric_label, quality_se, quality_value, runtime_label
 from .svg import PALETTE, box_rows, grouped_bars, lines, num, scatter
 
 ROLE_STYLE = {"teacher": ("#d95f02", "square"), "student": ("#1b9e77", "circle")}
@@ -194,9 +194,9 @@ def _headline(r: dict) -> str:
         _card(f"Latency p50 speedup ({t0} threads)", _faster(h.get("latency_p50_speedup"), h.get("latency_noisy")),
               f"{num(te.get('p50_ms'))} ms → {num(st.get('p50_ms'))} ms"
               + (f"; {_faster(one, h.get('latency_noisy_1_thread'))} at 1 thread" if one else ""), MEASURED),
-        _card("Quality retention (probe accuracy)",
+        _card(f"Quality retention ({'accuracy' if metric_label(r) == 'accuracy' else 'probe accuracy'})",
               "–" if h.get("quality_retention") is None else f"{100 * h['quality_retention']:.1f}%",
-              f"{_pct(te.get('probe_accuracy'))} → {_pct(st.get('probe_accuracy'))}"
+              f"{_pct(quality_value(te))} → {_pct(quality_value(st))}"
               + (f"; paired difference SE {100 * h['probe_accuracy_difference_se']:.2f} pts, "
                  f"n = {_e(h.get('probe_test_n'))}" if h.get("probe_accuracy_difference_se") is not None else ""),
               MEASURED),
@@ -253,11 +253,11 @@ def _models_table(r: dict) -> str:
                     f"<td class='n'>{num(_lat(m, threads[0] if threads else None).get('peak_rss_mb'))}</td>"
                     + (f"<td class='n'>{num(_mb(_lat(m, threads[0] if threads else None).get('weights_bytes')))}</td>"
                        if weights else "") +
-                    f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td>"
+                    f"<td class='n'>{_pct(quality_value(q), quality_se(q))}</td>"
                     f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}"
                     "</td></tr>")
     return (f"<h3>Models {MEASURED}</h3><table><thead><tr><th>model</th><th>role</th><th>runtime</th><th>quant</th>"
-            f"<th>size MB</th>{head}<th>peak RSS MB</th>{weights_head}<th>probe acc ± SE</th><th>cos to teacher</th></tr></thead>"
+            f"<th>size MB</th>{head}<th>peak RSS MB</th>{weights_head}<th>{escape(metric_label(r))} ± SE</th><th>cos to teacher</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{_notes(models)}")
 
 
@@ -351,7 +351,7 @@ def _pareto_points(entries: list[tuple[str, dict, str | None, str, str]]) -> lis
         if not size or not p50:
             continue
         q = m.get("quality") or {}
-        acc = q.get("probe_accuracy")
+        acc = quality_value(q)
         pts.append({"x": size, "y": p50, "acc": acc, "label": label, "colour": colour, "shape": shape,
                     "sublabel": "probe acc " + (_pct(acc) if acc is not None else "n/a")})
     for p in pts:
@@ -495,13 +495,13 @@ def _comparison(reports: list[dict], names: list[str]) -> str:
                         f"<td>{_e(m.get('role'))}</td><td class='m'>{_e(m.get('quantization'))}</td>"
                         f"<td class='n'>{num(_mb(m.get('size_bytes')))}</td><td class='n'>{num(lat.get('p50_ms'))} "
                         f"<span class='sub'>[{num(spread[0])}–{num(spread[1])}] @ {_e(t)} thr</span></td>"
-                        f"<td class='n'>{_pct(q.get('probe_accuracy'), q.get('probe_accuracy_se'))}</td></tr>")
+                        f"<td class='n'>{_pct(quality_value(q), quality_se(q))}</td></tr>")
             entries.append((f"{n}/{m.get('name')}", m, t, PALETTE[i % len(PALETTE)], _role(m)[1]))
     legend = [(n, PALETTE[i % len(PALETTE)], "circle") for i, n in enumerate(names)]
     legend += [(f"{role} (shape)", "#888", shape) for role, shape in
                dict.fromkeys((m.get("role") or "other", _role(m)[1]) for _, m, *_ in entries)]
     table = ("<table><thead><tr><th>run</th><th>created</th><th>host</th><th>model</th><th>role</th><th>quant</th>"
-             "<th>size MB</th><th>p50 ms [min–max]</th><th>probe acc ± SE</th></tr></thead>"
+             "<th>size MB</th><th>p50 ms [min–max]</th><th>{escape(metric_label(r))} ± SE</th></tr></thead>"
              f"<tbody>{''.join(rows)}</tbody></table>")
     return (f"<h2>Comparison {MEASURED}</h2>{table}" + _pareto_plot(
         _pareto_points(entries), legend, "all runs; p50 at each run's first thread count; colour = run, shape = role"))

@@ -26,6 +26,10 @@ Schema (``schema_version`` 2), top-level keys:
 * ``settings``: ``batch_size`` and ``seq_length`` of the headline cell, ``grid``
   (``batch_sizes``, ``seq_lengths``, ``threads`` the grid was measured at), ``threads``, ``warmup``,
   ``runs``, ``repeats``.
+* classification runs (``task = "classification"``, ``quality.metric = "accuracy"``): each model's
+  ``quality`` holds ``accuracy``, ``accuracy_se``, ``test_n``, ``agreement_with_teacher`` instead of the
+  probe figures; the headline adds ``accuracy_retention`` (= ``quality_retention``); a bundle with early
+  exits adds ``early_exits`` (``layers``, ``note``, ``thresholds``: accuracy and exit share per threshold).
 * ``host``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, ``mode`` (absent for a run
   folder, ``"models"`` for ``--model``), and ``files`` (where the reports were written).
 
@@ -41,6 +45,22 @@ from .energy import sig2
 
 REPORT_SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
+
+
+def quality_value(q: dict | None) -> float | None:
+    """A model's quality figure: probe accuracy (encoders) or test accuracy (classifiers)."""
+    q = q or {}
+    return q.get("probe_accuracy", q.get("accuracy"))
+
+
+def quality_se(q: dict | None) -> float | None:
+    q = q or {}
+    return q.get("probe_accuracy_se", q.get("accuracy_se"))
+
+
+def metric_label(report: dict) -> str:
+    """How the quality column is headed: a classifier's own accuracy, or an encoder's probe accuracy."""
+    return "accuracy" if (report.get("quality") or {}).get("metric") == "accuracy" else "probe acc"
 
 
 def _p50(model: dict, threads: str) -> float | None:
@@ -61,7 +81,7 @@ def _noisy(model: dict, threads: str) -> bool:
 def ratios(ref: dict | None, stu: dict | None, threads: str) -> dict | None:
     if ref is None or stu is None:
         return None
-    acc_r, acc_s = ref["quality"].get("probe_accuracy"), stu["quality"].get("probe_accuracy")
+    acc_r, acc_s = quality_value(ref["quality"]), quality_value(stu["quality"])
     return {
         "size_ratio": ref["size_bytes"] / stu["size_bytes"],
         "latency_p50_speedup": _p50(ref, threads) / _p50(stu, threads),
@@ -100,17 +120,22 @@ def build_headline(report: dict, quality: dict) -> dict:
                         "batch_size": report["settings"]["batch_size"],
                         "seq_length": report["settings"]["seq_length"]}
     if teacher and student:
+        key = "accuracy" if "accuracy" in teacher["quality"] or "accuracy" in student["quality"] else "probe_accuracy"
         head["teacher"] = {"size_bytes": teacher["size_bytes"], "p50_ms": _p50(teacher, main),
-                           "probe_accuracy": teacher["quality"].get("probe_accuracy")}
+                           key: teacher["quality"].get(key)}
         head["student"] = {"size_bytes": student["size_bytes"], "p50_ms": _p50(student, main),
-                           "probe_accuracy": student["quality"].get("probe_accuracy"),
-                           "quantization": student["quantization"]}
+                           key: student["quality"].get(key), "quantization": student["quantization"]}
         a, b = quality.get("student-onnx-int8", {}), quality.get("teacher-pytorch", {})
         if "_correct" in a and "_correct" in b:
-            head["quality_metric"] = "probe_accuracy (logistic regression on frozen embeddings, test split)"
-            head["probe_accuracy_se"] = teacher["quality"]["probe_accuracy_se"]
+            if key == "accuracy":
+                # A classifier is scored on its own predictions; the keys keep the report contract's names.
+                head["quality_metric"] = "accuracy (the model's own predicted class vs the labels, test split)"
+                head["accuracy_retention"] = head.get("quality_retention")
+            else:
+                head["quality_metric"] = "probe_accuracy (logistic regression on frozen embeddings, test split)"
+            head["probe_accuracy_se"] = quality_se(teacher["quality"])
             head["probe_accuracy_difference_se"] = paired_difference_se(a["_correct"], b["_correct"])
-            head["probe_test_n"] = teacher["quality"]["probe_test_n"]
+            head["probe_test_n"] = teacher["quality"].get("probe_test_n", teacher["quality"].get("test_n"))
     return head
 
 
@@ -132,14 +157,14 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     head = "| model | runtime | quant | size MB | " + " | ".join(f"p50 ms {t} thr" for t in threads) + \
-           " | peak RSS MB | weights MB | probe acc | cos to teacher |"
+           f" | peak RSS MB | weights MB | {metric_label(report)} | cos to teacher |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for m in report["models"]:
         q = m["quality"]
         lat = [f"{m['latency'][t]['p50_ms']:.2f} [{m['latency'][t]['p50_spread_ms'][0]:.2f}-"
                f"{m['latency'][t]['p50_spread_ms'][1]:.2f}]" for t in threads]
-        acc = q.get("probe_accuracy")
-        acc_s = "-" if acc is None else f"{100 * acc:.2f} ± {100 * q['probe_accuracy_se']:.2f}"
+        acc = quality_value(q)
+        acc_s = "-" if acc is None else f"{100 * acc:.2f} ± {100 * quality_se(q):.2f}"
         lines.append(f"| {m['name']} | {runtime_label(m)} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
                      + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | "
                      f"{_fmt(_mb(m['latency'][threads[0]].get('weights_bytes')), '.2f')} | {acc_s} | "
@@ -162,7 +187,8 @@ def render_markdown(report: dict) -> str:
                  + (f" ({speedup_text(h, 'latency_p50_speedup_1_thread', noisy_key='latency_noisy_1_thread')} "
                     "at 1 thread)" if h.get("latency_p50_speedup_1_thread") else ""))
     if h.get("quality_retention") is not None:
-        lines.append(f"- quality: **{100 * h['quality_retention']:.1f}%** of the teacher's probe accuracy "
+        lines.append(f"- quality: **{100 * h['quality_retention']:.1f}%** of the teacher's "
+                     f"{'accuracy' if 'accuracy_retention' in h else 'probe accuracy'} "
                      f"(n = {h['probe_test_n']} test sentences; one standard error of an accuracy is "
                      f"{100 * h['probe_accuracy_se']:.2f} points, of the paired student-teacher difference "
                      f"{100 * h['probe_accuracy_difference_se']:.2f} points)")
@@ -178,7 +204,12 @@ def render_markdown(report: dict) -> str:
                      f"cosine to teacher {_fmt(sq.get('cosine_to_teacher'), '.4f')}, pairwise-similarity "
                      f"Spearman vs teacher {_fmt(sq.get('spearman_vs_teacher'), '.4f')}")
     par = report["target"].get("parity") or {}
-    if par:
+    if par.get("metric") == "classification":
+        lines.append(f"- parity gate ({par['scheme']}): top-1 agreement with the fp32 student "
+                     f"{par['top1_agreement']:.4f} over {par['sentences']} held-out sentences, logits max abs diff "
+                     f"{par['max_abs_diff']:.3g}" + (f", accuracy drop {100 * par['accuracy_drop']:.2f} points"
+                                                     if par.get("accuracy_drop") is not None else ""))
+    elif par:
         lines.append(f"- parity gate ({par['scheme']}): mean cosine {par['mean_cosine']:.4f}, min "
                      f"{par['min_cosine']:.4f} over {par['sentences']} held-out sentences"
                      + (f", probe accuracy drop {100 * par['probe_drop']:.2f} points"
@@ -192,6 +223,7 @@ def render_markdown(report: dict) -> str:
         lines.append("- modelled energy per inference, teacher / student (modelled-v1, not measured): "
                      + ", ".join(parts))
     lines += _energy_table(report)
+    lines += _exit_table(report)
     lines += host_energy_lines(report, threads[0])
     lines += ["", f"Energy: {report['energy']['note']}.", ""]
     return "\n".join(lines)
@@ -227,6 +259,22 @@ def _energy_table(report: dict) -> list[str]:
                          f"{sig2(e['energy_mj']['hi'])}] / {sig2(e['inferences_per_battery_percent']['central'])}"
                          f" / {sig2(e['t_dev_ms']['central'])}{fit}")
         lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _exit_table(report: dict) -> list[str]:
+    """Classifier bundles with early exits: accuracy and the exits used, per exit threshold."""
+    e = report.get("early_exits")
+    if not e:
+        return []
+    lines = ["", f"## Early exits (blocks {e['layers']})", "", f"{e['note']}.", "",
+             "| exit threshold | accuracy | answered by | mean ms / text | speedup |", "|---|---|---|---|---|"]
+    for row in e["thresholds"]:
+        th = "none (final head)" if row["threshold"] is None else f"{row['threshold']:g}"
+        share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["exit_share"].items())
+        ms = row.get("mean_ms", row.get("p50_ms"))
+        lines.append(f"| {th} | {100 * row['accuracy']:.2f} | {share} | {_fmt(ms, '.2f')} | "
+                     f"{_fmt(row.get('speedup'), '.2f')} |")
     return lines
 
 

@@ -43,6 +43,8 @@ def import_runtime(backend: str) -> None:
 def load(backend: str, path: str | Path, threads: int, pooling: str = "mean", normalize: bool = True) -> Loaded:
     """``backend``: a backend name (``onnxruntime``, ``executorch``, ``torch``) or its report label."""
     runner = backends.get(backend).open(str(path), threads, pooling=pooling, normalize=normalize)
+    if "logits" in runner.output_names:  # a classifier (edgedistill.tasks.classification): its final logits
+        return Loaded(lambda feed: runner.run(backends.as_numpy(feed))["logits"], runner.memory)
     if "sentence_embedding" not in runner.output_names and "last_hidden_state" not in runner.output_names:
         raise ModelError(f"{path}: the model has neither a 'sentence_embedding' nor a 'last_hidden_state' "
                          f"output (outputs: {', '.join(runner.output_names)}); export it with 'edgedistill export'")

@@ -16,7 +16,8 @@ class Example:
     """Stable identity (e.g. ``"movie:17"``); the split is a hash of it."""
     text: str
     score: float | None = None
-    label: int | None = None
+    label: int | str | None = None
+    """A class as written in the data (an integer or a name); ids come from :mod:`edgedistill.data.labels`."""
     domain: str = ""
 
 
@@ -75,15 +76,24 @@ def split_examples(examples: list[Example], shares: list[int]) -> Splits:
     return Splits(train, val, test)
 
 
-def probe_labels(examples: list[Example], min_abs_score: float) -> tuple[list[int], list[int]]:
-    """(indices, labels) of examples usable by the binary probe.
+def probe_labels(examples: list[Example], min_abs_score: float,
+                 names: list[str] | None = None) -> tuple[list[int], list[int]]:
+    """(indices, class ids) of the labelled examples.
 
-    Explicit labels win; otherwise the sign of the score, dropping near-neutral
-    scores (|score| < min_abs_score) whose sign human raters barely agree on.
+    With ``names`` (the data's label vocabulary, :func:`edgedistill.data.labels.label_names`): the
+    examples that carry a label, as its rank in ``names`` (rows with only a score are left out: a
+    score's sign means nothing among named classes). Without: an explicit integer label wins, else the
+    sign of the score, dropping near-neutral scores (|score| < min_abs_score) whose sign human raters
+    barely agree on.
     """
     idx, labels = [], []
+    ids = {name: i for i, name in enumerate(names or [])}
     for i, ex in enumerate(examples):
-        if ex.label is not None:
+        if names is not None:
+            if ex.label is not None:
+                idx.append(i)
+                labels.append(ids[str(ex.label)])
+        elif ex.label is not None:
             idx.append(i)
             labels.append(int(ex.label))
         elif ex.score is not None and abs(ex.score) >= min_abs_score:

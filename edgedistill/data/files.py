@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .base import Example, register_source
+from .labels import parse_label
 
 
 def _resolve(spec, recipe) -> Path:
@@ -32,11 +33,9 @@ def _example(row: dict, spec, path: Path, where: str, n: int) -> Example:
     label = row.get(spec.label_field)
     try:
         score = None if score in (None, "") else float(score)
-        label = None if label in (None, "") else int(label)
     except (TypeError, ValueError):
-        raise DataError(
-            f"{path}:{where}: {spec.score_field!r} must be a number and {spec.label_field!r} an integer"
-        ) from None
+        raise DataError(f"{path}:{where}: {spec.score_field!r} must be a number (got {score!r})") from None
+    label = parse_label(label, f"{path}:{where}", spec.label_field)
     ident = row.get("id")
     return Example(id=f"{path.stem}:{ident if ident not in (None, '') else n}", text=text, score=score, label=label,
                    domain=str(row.get("domain", path.stem)))

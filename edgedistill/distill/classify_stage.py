@@ -25,7 +25,13 @@ import torch
 from .. import __version__
 from ..errors import DataError, RecipeError, TrainingError
 from ..fileutil import atomic_dir, write_json_atomic, write_text_atomic
-from ..models.classifier import classifier_from_encoder, is_classifier_folder, labelled_split, load_classifier
+from ..models.classifier import (
+    classifier_from_encoder,
+    config_labels,
+    is_classifier_folder,
+    labelled_split,
+    load_classifier,
+)
 from ..models.loading import load_encoder
 from ..models.student import build_student, count_parameters, plan_student
 from ..models.teacher import resolve_model
@@ -81,15 +87,22 @@ class ClassificationRun:
         r = ws.recipe
         self.rt = runtime(r.distill)
         """Where teacher passes and training run."""
-        self.train_texts, self.train_labels = labelled_split(ws, "train")
         self.teacher_has_head = is_classifier_folder(ws.teacher_ref.folder)
         if self.teacher_has_head:
             self.teacher, self.teacher_tokenizer = load_classifier(ws.teacher_ref.folder)
+            # Named labels in the data map through the teacher's own classes, so its logits line up.
+            label2id = {v: k for k, v in config_labels(self.teacher.config).items()}
         else:
+            label2id = None
+        self.train_texts, self.train_labels = labelled_split(ws, "train", label2id)
+        if not self.teacher_has_head:
             # A teacher from another task: only its encoder's states are used; the head is a placeholder.
             encoder, self.teacher_tokenizer = load_encoder(ws.teacher_ref.folder)
             torch.manual_seed(r.distill.seed)
-            self.teacher = classifier_from_encoder(encoder, max(2, int(self.train_labels.max()) + 1)).eval()
+            names = ws.label_names
+            n = max(2, len(names), int(self.train_labels.max()) + 1)
+            self.teacher = classifier_from_encoder(encoder, n, {i: names[i] if i < len(names) else str(i)
+                                                                for i in range(n)}).eval()
         self.base = None
         self.tokenizer = self.teacher_tokenizer
         if r.student.base:
@@ -97,10 +110,10 @@ class ClassificationRun:
             check_tokenizers(r, ws.teacher_ref.folder, base_folder)
             self.base, self.tokenizer = load_encoder(base_folder)
         self.pad_id = self.tokenizer.pad_token_id or 0
-        val_texts, val_labels = labelled_split(ws, "validation")
+        val_texts, val_labels = labelled_split(ws, "validation", label2id)
         pick = np.sort(np.random.default_rng(0).permutation(len(val_texts))[: r.distill.eval_sentences])
         self.val_labels = val_labels[pick]
-        self.test_texts, self.test_labels = labelled_split(ws, "test")
+        self.test_texts, self.test_labels = labelled_split(ws, "test", label2id)
         n_cls = self.teacher.config.num_labels
         present = set(self.train_labels.tolist())
         if len(self.train_texts) < r.distill.batch_size or not len(pick) or not len(self.test_texts):

@@ -36,6 +36,8 @@ class EtOptions:
     max_length: int = 128
     calib_texts: Sequence[str] = field(default_factory=list)
     """Training sentences for static calibration (et-int8-static only)."""
+    task: str = "embedding"
+    """``classification``: the program returns logits (see :mod:`edgedistill.tasks.classification`)."""
 
 
 def _layer_norm_module():
@@ -127,6 +129,10 @@ def require_executorch() -> None:
 
 def prepare(model_dir: Path, opts: EtOptions):
     """(wrapped module, tokenizer, input names, example args at the program's fixed shape)."""
+    if opts.task == "classification":
+        from ..tasks.classification import et_prepare
+
+        return et_prepare(model_dir, opts)
     require_executorch()
     model, tok = load_encoder(model_dir, attn_implementation="eager")
     names = input_names_for(tok)

@@ -26,13 +26,23 @@ PROBE_TRAIN_LIMIT = 4000
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
 
 
-def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], calibration=None) -> dict:
+def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], calibration=None,
+                  task: str = "embedding") -> dict:
     """fp32 export + optimisation + each scheme, reused while the source weights are unchanged.
 
     ``calibration(input_names) -> QuantContext`` is called only when a scheme needs calibration data.
+    ``task``: ``embedding`` (token states + pooled embedding) or ``classification`` (logits).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     src_sha = sha256_file(weights_file(Path(model_dir)))
+    if task == "classification":
+        # The early exits ship in the graph: new exits make a new graph.
+        from ..tasks.classification import exit_layers
+
+        if exit_layers(model_dir):
+            from ..distill.strategy_exits import WEIGHTS
+
+            src_sha += "+" + sha256_file(Path(model_dir) / WEIGHTS)
     info_path = out_dir / "export.json"
     info = {}
     if info_path.is_file():
@@ -41,14 +51,23 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         except ValueError:
             info = {}
     opt = out_dir / "model-fp32-opt.onnx"
-    if info.get("source_sha256") != src_sha or not opt.is_file():
-        say(f"exporting {model_dir} to ONNX and fusing attention/LayerNorm/GELU")
+    if info.get("source_sha256") != src_sha or info.get("task", "embedding") != task or not opt.is_file():
+        say(f"exporting {model_dir} to ONNX ({task}) and fusing attention/LayerNorm/GELU")
         # Both temporaries are removed on any failure (a full disk too); only the fused graph is kept.
         with scratch_file(out_dir, "model-fp32.onnx") as raw, atomic_output(opt) as tmp:
-            exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize,
-                              recipe.teacher.max_length, recipe.export.opset)
+            if task == "classification":
+                from ..tasks.classification import export_onnx as export_classifier
+
+                exp = export_classifier(model_dir, raw, recipe.teacher.max_length, recipe.export.opset)
+            else:
+                exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize,
+                                  recipe.teacher.max_length, recipe.export.opset)
             fused = optimize(raw, tmp, exp["model_type"], exp["num_heads"], exp["hidden_size"], exp["num_layers"])
-        info = {"source_sha256": src_sha, "export": exp, "optimize": fused, "schemes": {}}
+            if task == "classification":
+                from ..tasks.classification import unshare_initializers
+
+                unshare_initializers(tmp)
+        info = {"source_sha256": src_sha, "task": task, "export": exp, "optimize": fused, "schemes": {}}
     paths = {"fp32": opt}
     opt_sha = sha256_file(opt)
     for name in schemes:
@@ -77,7 +96,7 @@ def _created_with(backend: str) -> dict:
     return {name: version(name)}
 
 
-def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[Path, dict]:
+def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme, task: str = "embedding") -> tuple[Path, dict]:
     """One ExecuTorch scheme's .pte, reused while the weights and the export settings are unchanged."""
     from .executorch import EtOptions
 
@@ -85,6 +104,10 @@ def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[P
     out_dir.mkdir(parents=True, exist_ok=True)
     key = {"source_sha256": sha256_file(weights_file(Path(model_dir))), "max_length": r.teacher.max_length,
            "pooling": r.teacher.pooling, "normalize": r.teacher.normalize}
+    if task == "classification":
+        from ..tasks.classification import exit_layers
+
+        key = {**key, "task": task, "exits": exit_layers(model_dir)}
     info_path = out_dir / f"model-{scheme.name}.json"
     dest = out_dir / f"model-{scheme.name}.pte"
     try:
@@ -95,7 +118,7 @@ def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme) -> tuple[P
         say(f"exporting {model_dir} to ExecuTorch ({scheme.name}, XNNPACK, {r.teacher.max_length} tokens)")
         train = ws.texts("train")
         calib = [train[i] for i in ws.sample("train", CALIBRATION_SENTENCES)] if scheme.calibrated else []
-        opts = EtOptions(r.teacher.pooling, r.teacher.normalize, r.teacher.max_length, calib)
+        opts = EtOptions(r.teacher.pooling, r.teacher.normalize, r.teacher.max_length, calib, task=task)
         info = {"key": key, "delegation": scheme.fn(Path(model_dir), dest, opts)}
         info["pte_sha256"] = sha256_file(dest)
         write_json_atomic(info_path, info)
@@ -156,11 +179,18 @@ def _calibration(ws: Workspace, student_dir: Path):
 
 def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,
                student_dir: Path | None = None, zip_bundle: bool = False) -> list[Path]:
+    from ..tasks import CLASSIFICATION, check_folder, recipe_task
+
     r = ws.recipe
     set_threads()
     student_dir = Path(student_dir or ws.student_dir)
     if not (student_dir / "config.json").is_file():
         raise ModelError(f"no student at {student_dir}; run 'edgedistill distill' first or pass --student")
+    task = recipe_task(r)
+    check_folder(student_dir, task, r)
+    is_cls = task == CLASSIFICATION
+    if is_cls:
+        from ..tasks import classification as cls
     loaded = [load_target(t) for t in (targets or r.export.targets)]
     plan = {}
     for t in loaded:
@@ -177,19 +207,34 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     onnx_schemes = sorted({s.name for _, s in plan.values() if s.backend == "onnxruntime"})
     if onnx_schemes:
         variants = onnx_variants(student_dir, ws.export_dir / "student", r, onnx_schemes,
-                                 calibration=_calibration(ws, student_dir))
+                                 calibration=_calibration(ws, student_dir), task=task)
         fused = variants["info"]["optimize"]
         say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
-    et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s)
+    exit_graphs = {}
+    if is_cls and onnx_schemes and cls.exit_layers(student_dir):
+        from ..tasks.classification_exits import exit_variants
+
+        # One graph per early exit too, so a device that stops early runs only the blocks it needs.
+        exit_graphs = exit_variants(ws, student_dir, cls.exit_layers(student_dir), onnx_schemes,
+                                    _calibration(ws, student_dir))
+    et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s, task=task)
           for _, s in plan.values() if s.backend == "executorch"}
-    tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
+    if is_cls:
+        tok, texts, ref, p_idx, p_labels = cls.reference(ws, student_dir)
+    else:
+        tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
     written = []
     for name, (target, scheme) in plan.items():
         model_path, et_info = et[scheme.name] if scheme.backend == "executorch" else (variants["paths"][scheme.name],
                                                                                       None)
-        embedder = backends.get(scheme.backend).open(model_path, target.host_threads()).output("sentence_embedding")
-        emb = batched_embed(embedder, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
-        rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
+        if is_cls:
+            run = cls.logits_runner(model_path, threads=target.host_threads())
+            got = cls.runner_logits(run, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
+            rep = cls.check_parity(ref, got, scheme, target, p_idx, p_labels)
+        else:
+            embedder = backends.get(scheme.backend).open(model_path, target.host_threads()).output("sentence_embedding")
+            emb = batched_embed(embedder, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
+            rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
         if not rep.passed:
             raise GateError(failure_message(rep, name))
         size_mb = model_path.stat().st_size / 1e6
@@ -228,6 +273,18 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "recipe_sha256": r.sha256(),
             "created_with": _created_with(scheme.backend),
         }
+        extra = {}
+        if is_cls:
+            manifest.update(cls.manifest_fields(student_dir, None, tok))
+            graphs = exit_graphs.get(scheme.name) if et_info is None else None
+            if graphs:
+                from ..tasks.classification_exits import exit_agreement
+
+                full = cls.onnx_session_runner(model_path, threads=target.host_threads())
+                manifest["early_exits"]["models"] = {str(k): f"exit_{k}.onnx" for k in graphs}
+                manifest["early_exits"]["graph_top1_agreement"] = exit_agreement(graphs, full, tok, texts,
+                                                                                 r.teacher.max_length)
+                extra = {f"exit_{k}.onnx": p.read_bytes() for k, p in graphs.items()}
         if et_info is not None:
             # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
             for io in manifest["inputs"] + manifest["outputs"]:
@@ -235,7 +292,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             manifest["xnnpack_delegated_share"] = et_info["delegation"]["xnnpack_delegated_share"]
             manifest["delegation"] = et_info["delegation"]
         dest = write_bundle(ws.bundle_dir(name), model_path, student_dir, manifest,
-                            model_name="model.pte" if et_info else "model.onnx")
+                            model_name="model.pte" if et_info else "model.onnx", extra_files=extra or None)
         share = f", XNNPACK share {et_info['delegation']['xnnpack_delegated_share']:.2f}" if et_info else ""
         say(f"bundle {dest}: {scheme.name}, {size_mb:.1f} MB{share}, parity passed ({rep.summary()})")
         written.append(dest)

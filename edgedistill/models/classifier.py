@@ -1,8 +1,9 @@
-"""Sequence classifiers: build a sentiment teacher from a shipped encoder, load any HF classifier.
+"""Sequence classifiers: build a classifier teacher from a shipped encoder, load any HF classifier.
 
 No fine-tuned sentiment classifier ships inside a registry package (research/models-data.md),
 so logit-based KD needs one built here: the recipe's encoder (e.g. the packaged
-all-MiniLM-L6-v2) gets a pooler + linear head trained on the labelled train split, the
+all-MiniLM-L6-v2) gets a pooler + linear head trained on the labelled train split (one output
+per class found in the data, see :mod:`edgedistill.data.labels`), the
 encoder frozen (optionally its top N blocks trained too). The result is a plain
 ``...ForSequenceClassification`` folder (safetensors, ``id2label`` in config.json) that
 ``transformers`` loads without edgedistill. A user's own fine-tuned HF classifier is used
@@ -20,10 +21,12 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..fileutil import atomic_dir, write_json_atomic
+from ..data.labels import class_counts
 from ..progress import say
 from .loading import _short, load_tokenizer, quiet_transformers, weights_file
 
 LABELS = {0: "negative", 1: "positive"}
+"""Default names of a two-class head built without data (tests, placeholders); trained teachers use the data's."""
 
 
 @dataclass
@@ -50,7 +53,7 @@ def is_classifier_folder(folder: Path) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in cfg.get("architectures") or [])
 
 
-def load_classifier(folder: Path):
+def load_classifier(folder: Path, attn_implementation: str | None = None):
     """(model, tokenizer) of a local HF sequence classifier, eval mode, right padding."""
     quiet_transformers()
     from transformers import AutoModelForSequenceClassification
@@ -63,7 +66,8 @@ def load_classifier(folder: Path):
                          "point [teacher] path at a fine-tuned HF classifier")
     tokenizer = load_tokenizer(folder)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, **kw)
     except Exception as e:  # transformers raises many types; all mean "unreadable"
         raise ModelError(f"{folder}: cannot load the classifier ({_short(e)})") from None
     model.eval()
@@ -168,11 +172,27 @@ def predict_logits(model, tokenizer, texts, max_length: int, batch_size: int = 1
     return out
 
 
-def labelled_split(ws, split: str) -> tuple[list[str], np.ndarray]:
-    """Texts and binary labels of the probe-eligible examples of a split (labels, or the sign of the score)."""
+def labelled_split(ws, split: str, label2id: dict[str, int] | None = None) -> tuple[list[str], np.ndarray]:
+    """Texts and class ids of the labelled examples of a split (labels, or the sign of the score).
+
+    ``label2id``: a trained model's mapping; named labels of the data are mapped through it (so a
+    student keeps its teacher's class order). Integer labels are class ids already."""
     ps = ws.probe_set(split)
     texts = ws.texts(split)
-    return [texts[i] for i in ps.idx], ps.labels
+    labels = ps.labels
+    names = ws.label_names
+    if label2id and ws.has_labels and not all(n.lstrip("+-").isdigit() for n in names):
+        unknown = [n for n in names if n not in label2id]
+        if unknown:
+            raise DataError(f"[data] label {unknown[0]!r} is not a class of the teacher (its classes: "
+                            f"{', '.join(sorted(label2id, key=label2id.get))})")
+        labels = np.array([label2id[names[i]] for i in labels], dtype=np.int64)
+    return [texts[i] for i in ps.idx], labels
+
+
+def config_labels(config) -> dict[int, str]:
+    """``id2label`` of a HF config with int keys (JSON round trips turn them into strings)."""
+    return {int(k): str(v) for k, v in (config.id2label or {}).items()}
 
 
 def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
@@ -185,19 +205,27 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
     rt = runtime(ws.recipe.distill)  # [distill] device: the head and top blocks train there too
     dev = rt.device
     encoder, tokenizer = ws.teacher
+    names = ws.label_names
     tr_texts, tr_labels = labelled_split(ws, "train")
     va_texts, va_labels = labelled_split(ws, "validation")
     te_texts, te_labels = labelled_split(ws, "test")
     if len(tr_texts) < spec.batch_size or len(set(tr_labels.tolist())) < 2 or not len(va_texts):
-        raise DataError(f"[data] {ws.recipe.data.source}: {len(tr_texts)} labelled training sentences with "
-                        f"{len(set(tr_labels.tolist()))} classes; a classifier teacher needs labels (or scores) "
-                        "of both classes in train and validation")
+        raise DataError(f"[data] {ws.recipe.data.path or ws.recipe.data.source}: {len(tr_texts)} labelled training "
+                        f"sentences with {len(set(tr_labels.tolist()))} classes; a classifier teacher needs labels "
+                        f"(or scores) of at least two classes in train, and labelled validation sentences "
+                        f"(at least --batch-size {spec.batch_size} in train)")
+    counts = {split: class_counts(y, names) for split, y in (("train", tr_labels), ("validation", va_labels),
+                                                              ("test", te_labels))}
+    source = "the label field " + repr(ws.recipe.data.label_field) if ws.has_labels else "the sign of the score"
+    say(f"classes from {source}: {len(names)} ({', '.join(names[:20])}{', ...' if len(names) > 20 else ''})")
+    for split, c in counts.items():
+        say(f"  {split}: {sum(c.values())} labelled sentences; " + ", ".join(f"{k} {v}" for k, v in c.items()))
     blocks = _encoder_blocks(encoder)
     n_blocks = len(blocks) if blocks is not None else 0
     if not 0 <= spec.unfreeze_layers <= n_blocks:
         raise DataError(f"--unfreeze-layers {spec.unfreeze_layers}: the encoder has {n_blocks} blocks")
     torch.manual_seed(spec.seed)
-    model = classifier_from_encoder(encoder)
+    model = classifier_from_encoder(encoder, len(names), dict(enumerate(names)))
     for p in model.parameters():
         p.requires_grad_(False)
     trainable = list(model.classifier.parameters())
@@ -277,7 +305,7 @@ def train_classifier_teacher(ws, out: Path, spec: ClassifierTrainSpec) -> dict:
         "kind": "edgedistill-classifier-teacher",
         "encoder": {"source": ws.teacher_ref.source, "sha256": ws.teacher_ref.sha256},
         "data": {"source": ws.recipe.data.source, "train": len(tr_texts), "validation": len(va_texts),
-                 "test": len(te_texts), "labels": LABELS},
+                 "test": len(te_texts), "labels": names, "label_source": source, "class_counts": counts},
         "train": asdict(spec) | {"learning_rate": spec.lr()},
         "best_epoch": best[2],
         "val_accuracy": best[0],

@@ -3,6 +3,8 @@
     from edgedistill.runtime import Bundle
     b = Bundle.open("runs/quickstart/bundles/phone")      # a folder or a .zip
     vectors = b.embed(["A gorgeous, witty, seductive movie."])
+    Bundle.open("runs/reviews/bundles/phone").predict(["Great value."])  # classifier bundles:
+    # [{"label": "positive", "score": 0.97, "scores": {"negative": 0.03, "positive": 0.97}}]
 
     from edgedistill.runtime import CausalLM, Sampling
     lm = CausalLM.open("runs/llm/bundles/int8-weight")      # causal-LM bundles: ONNX ones need no torch

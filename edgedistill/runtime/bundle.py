@@ -13,7 +13,7 @@ from ..errors import ModelError
 from .format import BundleFiles, verify_files
 from .tokenize import BundleTokenizer, check_texts
 
-TASKS = ("sentence-embedding", "text-classification")
+TASKS = ("sentence-embedding", "classification", "text-classification")
 
 
 class Bundle:
@@ -28,6 +28,8 @@ class Bundle:
         self.path = path
         self.id = bundle_id
         """sha256 of the manifest: pins model, tokenizer and settings (pass it as ``expect_id`` to pin them)."""
+        self._exit_runs: dict[int, object] = {}
+        """Early-exit graphs by block (classifier bundles that ship ``exit_{k}.onnx``)."""
 
     @classmethod
     def open(cls, path: str | os.PathLike, threads: int | None = None, expect_id: str | None = None,
@@ -40,7 +42,9 @@ class Bundle:
         """
         files = BundleFiles(path)
         try:
-            return cls(*_load(files, threads, expect_id, public_key), files.path, files.id)
+            b = cls(*_load(files, threads, expect_id, public_key), files.path, files.id)
+            b._exit_runs = _load_exits(files, b.manifest, threads)
+            return b
         finally:
             files.close()
 
@@ -80,18 +84,99 @@ class Bundle:
             out.append(res["sentence_embedding"])
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def predict(self, texts: str | Sequence[str], truncate: bool = True) -> list[dict]:
-        """Per text: ``{"embedding": [...]}``, or ``{"label", "score", "scores"}`` for a classifier."""
+    def predict(self, texts: str | Sequence[str], truncate: bool = True, exit_threshold: float | None = None,
+                batch_size: int = 32) -> list[dict]:
+        """Per text: ``{"embedding": [...]}``, or for a classifier ``{"label", "score", "scores"}`` (the top
+        class name, its probability, and every class's probability by name).
+
+        ``exit_threshold``: for a classifier with early exits (manifest ``early_exits``), each text's
+        answer comes from the first exit whose top probability is >= the threshold (the final head
+        otherwise); the result then also names the ``exit`` used (a block index, or ``"final"``)."""
         texts = check_texts(texts)
         if self.task == "sentence-embedding":
             return [{"embedding": row.tolist()} for row in self.embed(texts, truncate=truncate)]
-        labels = list(self.manifest.get("labels") or [])
-        logits = self.run(self.tokenizer(texts, truncate=truncate))["logits"]
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
-        names = labels if len(labels) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
-        return [{"label": names[int(p.argmax())], "score": float(p.max()),
-                 "scores": dict(zip(names, map(float, p), strict=True))} for p in probs]
+        names = self.labels
+        exits = (self.manifest.get("early_exits") or {}).get("outputs") or []
+        if exit_threshold is not None and not 0.0 <= float(exit_threshold) <= 1.0:
+            raise ModelError(f"exit_threshold {exit_threshold!r}: expected a probability in [0, 1]")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            feed = self.tokenizer(texts[start:start + batch_size], truncate=truncate)
+            if exit_threshold is not None and self._exit_runs:
+                probs, used = self._cascade(feed, float(exit_threshold))
+            else:
+                res = self.run(feed)
+                probs = softmax(res["logits"])
+                used = ["final"] * len(probs)
+            if exit_threshold is not None and exits and not self._exit_runs:
+                done = np.zeros(len(probs), dtype=bool)
+                chosen = probs.copy()
+                for name in exits:
+                    p = softmax(res[name])
+                    take = ~done & (p.max(axis=1) >= exit_threshold)
+                    chosen[take] = p[take]
+                    for i in np.flatnonzero(take):
+                        used[i] = int(name.split("_")[1])
+                    done |= take
+                probs = chosen
+            if len(names) != probs.shape[1]:
+                names = [str(i) for i in range(probs.shape[1])]
+            for p, where in zip(probs, used, strict=True):
+                row = {"label": names[int(p.argmax())], "score": float(p.max()),
+                       "scores": dict(zip(names, map(float, p), strict=True))}
+                if exit_threshold is not None and exits:
+                    row["exit"] = where
+                out.append(row)
+        return out
+
+    def _cascade(self, feed: dict, threshold: float) -> tuple[np.ndarray, list]:
+        """Exit graphs in block order on the texts still undecided, then the full model on the rest."""
+        n = len(feed[self.input_names[0]])
+        pending = np.arange(n)
+        out: np.ndarray | None = None
+        used: list = ["final"] * n
+        for layer, run in self._exit_runs.items():
+            if not len(pending):
+                break
+            p = softmax(run({k: np.asarray(v)[pending].astype(np.int64) for k, v in feed.items()
+                             if k in self.input_names})["logits"])
+            out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
+            take = p.max(axis=1) >= threshold
+            out[pending[take]] = p[take]
+            for i in pending[take]:
+                used[int(i)] = layer
+            pending = pending[~take]
+        if len(pending):
+            p = softmax(self.run({k: np.asarray(v)[pending] for k, v in feed.items()})["logits"])
+            out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
+            out[pending] = p
+        return out, used
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names by id (classifier bundles; empty otherwise)."""
+        return [str(x) for x in (self.manifest.get("labels") or [])]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict:
+    """Sessions of the early-exit graphs a classifier bundle ships (ONNX bundles), by block, in order."""
+    models = (manifest.get("early_exits") or {}).get("models") or {}
+    if not models or manifest.get("backend", "onnxruntime") != "onnxruntime":
+        return {}
+    if threads is None:
+        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    out = {}
+    for layer in sorted(models, key=int):
+        name = models[layer]
+        where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
+        out[int(layer)] = backends.get("onnxruntime").open(files.file_path(name) or files.read(name), threads,
+                                                           where=where).run
+    return out
 
 
 def check_threads(threads: int | None) -> None:

@@ -29,7 +29,8 @@ def test_frozen_head_learns_and_saves_a_transformers_classifier(tmp_path, tiny_t
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "clf")
-    assert model.config.id2label == {0: "negative", 1: "positive"}
+    # integer labels in the data: the class names are those integers (names come from the data)
+    assert model.config.id2label == {0: "0", 1: "1"}
     assert (tmp_path / "clf" / "model.safetensors").is_file() and is_classifier_folder(tmp_path / "clf")
     # the encoder stayed frozen: its weights are the teacher's
     base, _ = load_classifier(tmp_path / "clf")
@@ -90,3 +91,77 @@ def test_top_blocks_on_cached_states_match_the_full_forward(tiny_teacher):
         got = _top_forward(model, 2)(*_padded(states, 2, [0, 1, 2]))
         want = model(**tok(texts, padding=True, return_tensors="pt")).logits
     assert torch.allclose(got, want, atol=5e-3)  # cached states are fp16
+
+
+def _named_rows(n: int, names=("negative", "positive")) -> list[dict]:
+    rows = synthetic_rows(n)
+    for r in rows:
+        r["label"] = names[r["label"]]
+    return rows
+
+
+def test_string_labels_from_csv_become_the_checkpoint_mapping(tmp_path, tiny_teacher, capsys):
+    import csv
+
+    rows = synthetic_rows(240)
+    names = ("zeta-neg", "alpha pos", "mid")  # three classes, names not in sorted order
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "text", "label"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"id": r["id"], "text": r["text"], "label": names[r["id"] % 3]})
+    recipe = tiny_recipe(tmp_path, tiny_teacher, path)
+    recipe.write_text(recipe.read_text().replace('source = "jsonl"', 'source = "csv"'))
+    rec = api.teacher_classifier(recipe, tmp_path / "clf", epochs=1)
+    model, _ = load_classifier(tmp_path / "clf")
+    assert model.config.num_labels == 3
+    assert model.config.id2label == {0: "alpha pos", 1: "mid", 2: "zeta-neg"}
+    assert model.config.label2id == {"alpha pos": 0, "mid": 1, "zeta-neg": 2}
+    assert rec["data"]["labels"] == ["alpha pos", "mid", "zeta-neg"]
+    counts = rec["data"]["class_counts"]
+    assert sum(counts["train"].values()) == rec["data"]["train"] and set(counts["test"]) == set(names)
+    err = capsys.readouterr().err + capsys.readouterr().out
+    assert "classes from the label field 'label': 3" in err and "train:" in err
+
+
+def test_label_parsing_and_errors(tmp_path, tiny_teacher):
+    from edgedistill.data.labels import label_names, parse_label
+    from edgedistill.errors import DataError
+
+    assert parse_label("3", "f", "label") == 3 and parse_label(" spam ", "f", "label") == "spam"
+    assert parse_label("", "f", "label") is None and parse_label(2.0, "f", "label") == 2
+    with pytest.raises(DataError, match="neither an integer nor a name"):
+        parse_label(0.5, "f:3", "label")
+    assert label_names([10, 2, None, 2]) == ["2", "10"]  # numeric order, not text order
+    assert label_names([None]) is None
+    with pytest.raises(DataError, match="mixes integers"):
+        label_names([1, "spam"])
+    rows = synthetic_rows(240)
+    rows[5]["label"] = "spam"
+    recipe = tiny_recipe(tmp_path, tiny_teacher, write_jsonl(tmp_path / "mixed.jsonl", rows))
+    assert main(["teacher", "classifier", str(recipe), "-o", str(tmp_path / "x"), "--epochs", "1"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_student_maps_named_labels_through_the_teacher(tmp_path, tiny_teacher):
+    """A named-label file whose names the teacher knows in another order still trains the right classes."""
+    from conftest import classifier_teacher
+
+    from edgedistill.distill.classify_stage import ClassificationRun
+
+    teacher = classifier_teacher(tiny_teacher, tmp_path / "t")  # classes {0: negative, 1: positive}
+    data = write_jsonl(tmp_path / "named.jsonl", _named_rows(200))
+    recipe = tiny_recipe(tmp_path, teacher, data, distill={"strategy": "classification"})
+    run = ClassificationRun(api._workspace(recipe, tmp_path / "run"))
+    ws = run.ws
+    texts = ws.texts("train")
+    by_text = {r["text"]: r["label"] for r in _named_rows(200)}
+    assert [("negative", "positive")[y] for y in run.train_labels[:20]] == [by_text[t] for t in run.train_texts[:20]]
+    assert len(texts) >= len(run.train_texts)
+    bad = write_jsonl(tmp_path / "bad.jsonl", _named_rows(200, ("negative", "neutral")))
+    recipe = tiny_recipe(tmp_path, teacher, bad, distill={"strategy": "classification"})
+    from edgedistill.errors import DataError
+
+    with pytest.raises(DataError, match="'neutral' is not a class of the teacher"):
+        ClassificationRun(api._workspace(recipe, tmp_path / "run2"))

@@ -33,6 +33,9 @@ def test_probe_labels_prefer_labels_then_score_sign():
            Example("d", "x", label=1, score=-3.0), Example("e", "x")]
     idx, labels = probe_labels(exs, 0.5)
     assert idx == [0, 2, 3] and labels == [1, 0, 1]
+    # with the data's label vocabulary: named labels by rank, score-only rows left out
+    exs = [Example("a", "x", score=2.0), Example("b", "x", label="spam"), Example("c", "x", label="ham")]
+    assert probe_labels(exs, 0.5, ["ham", "spam"]) == ([1, 2], [1, 0])
 
 
 def test_jsonl_csv_txt_sources(tmp_path):
@@ -63,7 +66,8 @@ def test_limit_takes_a_deterministic_subset(tmp_path):
     ("bad.jsonl", '{"text": "ok"}\n{"text": oops}\n', "bad.jsonl:2: not valid JSON"),
     ("list.jsonl", "[1, 2]\n", "bad"),
     ("notext.jsonl", '{"sentence": "x"}\n', "missing text field 'text'"),
-    ("badlabel.jsonl", '{"text": "x", "label": "yes"}\n', "must be a number"),
+    ("badlabel.jsonl", '{"text": "x", "label": 0.5}\n', "neither an integer nor a name"),
+    ("badscore.jsonl", '{"text": "x", "score": "high"}\n', "must be a number"),
     ("empty.csv", "", "no rows"),
     ("empty.txt", "", "no sentences in file"),
 ])

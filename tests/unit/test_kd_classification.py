@@ -181,8 +181,12 @@ def test_mutual_learning_trains_two_different_peers(run):
     assert not student.bert.embeddings.word_embeddings.weight.requires_grad
 
 
-def test_export_and_run_refuse_classifier_students_clearly(tmp_path, clf_teacher, data, capsys):
+def test_export_and_bench_of_a_classification_recipe_before_distill_say_what_is_missing(tmp_path, clf_teacher, data,
+                                                                                          capsys):
+    # classifier students are exported and benchmarked (tests/unit/test_classifier_export.py); before a
+    # student exists each stage says what to run first, in one line
     path = recipe(tmp_path, clf_teacher, data, losses={"kd": 1.0})
-    for cmd in ("run", "export", "bench"):
+    for cmd, msg in (("export", "no student at"), ("bench", "no bundle for target 'phone'")):
         assert main([cmd, str(path), "-o", str(tmp_path / "out")]) == 2
-        assert f"'edgedistill {cmd}' supports sentence-embedding students only" in capsys.readouterr().err
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1

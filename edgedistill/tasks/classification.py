@@ -1,0 +1,378 @@
+"""The classification task: ``...ForSequenceClassification`` students on every export path.
+
+What this task adds to each stage:
+
+* export: a graph with the token inputs of the encoder and a ``logits`` output ``[batch, classes]``
+  (ONNX with dynamic axes, or a fixed-shape ExecuTorch program); a student distilled with early exits
+  (``self_layerwise``) also returns every exit's logits, ``exit_{layer}_logits``, before ``logits``, and
+  ONNX bundles ship one graph per exit (:mod:`edgedistill.tasks.classification_exits`);
+* parity: the exported logits against the fp32 PyTorch student on held-out sentences: top-1
+  agreement, accuracy change on the labelled ones, and the largest logit difference (reported);
+* bundle: ``task = "classification"``, ``labels`` (class names by id, from the data via the
+  checkpoint's ``id2label``), ``num_labels`` and ``early_exits``;
+* bench: test-split accuracy of every model against the labels (the teacher is the classifier
+  teacher), beside latency, memory and modelled energy;
+* runtime: ``Bundle.predict`` returns label, score and per-class probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+OUTPUT = "logits"
+DECIDED_MARGIN = 0.1
+"""Top-two probability gap of the fp32 student above which a changed answer counts against an export."""
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def exit_layers(model_dir: Path) -> list[int]:
+    """Blocks with an early exit saved next to the student (``self_layerwise``), else []."""
+    from ..distill.strategy_exits import META
+
+    meta = Path(model_dir) / META
+    if not meta.is_file():
+        return []
+    try:
+        return [int(i) for i in json.loads(meta.read_text())["layers"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{meta}: unreadable early-exit description ({e})") from None
+
+
+def output_names(exits: list[int]) -> list[str]:
+    return [f"exit_{i}_logits" for i in exits] + [OUTPUT]
+
+
+def labels_of(config) -> list[str]:
+    from ..models.classifier import config_labels
+
+    id2label = config_labels(config)
+    return [id2label.get(i, str(i)) for i in range(int(config.num_labels))]
+
+
+def load(model_dir: Path, attn_implementation: str = "eager"):
+    """(model, tokenizer, exits or None) of a classifier student folder."""
+    from ..models.classifier import load_classifier
+
+    model, tok = load_classifier(Path(model_dir), attn_implementation=attn_implementation)
+    exits = None
+    if exit_layers(model_dir):
+        from ..distill.strategy_exits import load_exits
+
+        exits = load_exits(Path(model_dir))
+    return model, tok, exits
+
+
+def _first_token(h):
+    # A slice rather than h[:, 0]: that exports as a Gather on activations, which onnxruntime's dynamic
+    # quantiser (int8 embedding tables after static QDQ) turns into a graph that is not a DAG.
+    return h.narrow(1, 0, 1).flatten(1)
+
+
+def _bert_head(model):
+    """``f(last_hidden_state) -> logits`` for BERT-style heads (pooler dense + tanh, then a linear), else None."""
+    pooler = getattr(model.base_model, "pooler", None)
+    dense, act = getattr(pooler, "dense", None), getattr(pooler, "activation", None)
+    head = getattr(model, "classifier", None)
+    import torch
+
+    if not (isinstance(dense, torch.nn.Linear) and act is not None and isinstance(head, torch.nn.Linear)):
+        return None
+    return lambda h: head(act(dense(_first_token(h))))
+
+
+def wrapper(model, input_names: list[str], exits=None, mask_to_additive=None):
+    """``forward(*inputs) -> (exit logits..., logits)``; ``mask_to_additive(mask) -> 4-D mask`` for ExecuTorch.
+
+    Computes what ``model(**inputs).logits`` computes (eval mode: dropout is the identity)."""
+    import torch
+
+    head = _bert_head(model)
+
+    class Classifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.exits = exits
+
+        def forward(self, *args):
+            kw = dict(zip(input_names, args, strict=True))
+            if mask_to_additive is not None:
+                kw["attention_mask"] = mask_to_additive(kw["attention_mask"])
+            states = self.exits is not None
+            if head is not None:
+                out = self.model.base_model(**kw, output_hidden_states=states)
+                logits = head(out.last_hidden_state)
+            else:
+                out = self.model(**kw, output_hidden_states=states)
+                logits = out.logits
+            if self.exits is None:
+                return (logits,)
+            early = [self.exits.heads[str(i)](_first_token(out.hidden_states[i + 1])) for i in self.exits.layers]
+            return (*early, logits)
+
+    return Classifier().eval()
+
+
+def export_onnx(model_dir: Path, dest: Path, max_length: int, opset: int = 17) -> dict:
+    """``model_dir`` -> ``dest`` (fp32 ONNX, dynamic batch and sequence), checked against PyTorch."""
+    import torch
+
+    from ..export.onnx import _quiet, input_names_for, run_session
+
+    model, tok, exits = load(model_dir)
+    names = input_names_for(tok)
+    wrapped = wrapper(model, names, exits)
+    outs = output_names(exits.layers if exits is not None else [])
+    feats = tok(["Distillation keeps what matters.", "A much longer sentence, to give the exporter a second, "
+                 "different sequence length to look at."], padding=True, truncation=True, max_length=max_length,
+                return_tensors="pt")
+    args = tuple(feats[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes.update({o: {0: "batch"} for o in outs})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet(), torch.inference_mode():
+        torch.onnx.export(wrapped, args, str(dest), input_names=names, output_names=outs, dynamic_axes=axes,
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        ref = wrapped(*args)[-1].numpy()
+    got = run_session(dest, {n: feats[n].numpy() for n in names}, threads=1)[OUTPUT]
+    diff = float(np.max(np.abs(got - ref)))
+    if not np.isfinite(diff) or diff > 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
+        raise ModelError(f"{dest}: fp32 ONNX export disagrees with PyTorch (logits max abs diff {diff:.3g})")
+    cfg = model.config
+    return {"input_names": names, "output_names": outs, "max_abs_diff_vs_pytorch": diff,
+            "num_heads": cfg.num_attention_heads, "hidden_size": cfg.hidden_size,
+            "num_layers": cfg.num_hidden_layers, "model_type": cfg.model_type, "task": "classification",
+            "num_labels": int(cfg.num_labels), "exits": exits.layers if exits is not None else []}
+
+
+def unshare_initializers(path: Path) -> None:
+    """Give every node its own copy of an initializer that the exporter shared between nodes.
+
+    The ONNX optimiser merges equal constants (zero biases of a fresh head and of a LayerNorm); after
+    static QDQ, onnxruntime's int8 embedding pass then fails on the shared tensor ("Graph is not a
+    DAG"). Copies cost only the bytes of those few equal tensors."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    seen: set[str] = set()
+    changed = False
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name not in inits:
+                continue
+            if name in seen and node.op_type == "Gemm":
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__{node.name or k}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+                changed = True
+            seen.add(name)
+    if changed:
+        onnx.save(model, str(path))
+
+
+def et_prepare(model_dir: Path, opts):
+    """Like :func:`edgedistill.export.executorch.prepare` for a classifier: (module, tokenizer, input
+    names, example args at the program's fixed shape)."""
+    import torch
+
+    from ..export import executorch as et
+    from ..export.onnx import input_names_for
+
+    et.require_executorch()
+    model, tok, exits = load(model_dir)
+    names = input_names_for(tok)
+    et._use_attention(model)
+    et._swap_layer_norms(model)
+
+    def additive(mask):
+        m = mask.to(torch.float32)
+        b, s = m.shape
+        return ((1.0 - m) * et.MASK_FILL).view(b, 1, 1, s)
+
+    feats = tok(["edge"], padding="max_length", truncation=True, max_length=opts.max_length, return_tensors="pt")
+    return wrapper(model, names, exits, additive), tok, names, tuple(feats[n] for n in names)
+
+
+def torch_logits(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
+    """fp32 PyTorch logits of the student's final head (the parity reference)."""
+    from ..models.classifier import load_classifier, predict_logits
+
+    model, tok = load_classifier(Path(model_dir))
+    return predict_logits(model, tok, texts, max_length)
+
+
+def runner_logits(run, tok, texts: list[str], max_length: int, desc: str) -> np.ndarray:
+    """Logits of an exported model: ``run(features) -> [B, classes]``."""
+    from ..models.encode import batched_embed
+
+    return batched_embed(run, tok, texts, max_length, desc=desc)
+
+
+def onnx_logits_runner(path: Path, threads: int = 1):
+    from ..export.onnx import run_session, session
+
+    sess = session(Path(path), threads)
+    return lambda feats: run_session(sess, dict(feats))[OUTPUT]
+
+
+def onnx_session_runner(path: Path, threads: int = 1):
+    """``run(features) -> {output name: array}`` of an ONNX graph (every exit's logits and the final ones)."""
+    from ..export.onnx import run_session, session
+
+    sess = session(Path(path), threads)
+    return lambda feats: run_session(sess, dict(feats))
+
+
+def pte_logits_runner(path: Path, threads: int = 1):
+    from ..backends.et import pte_runner
+
+    run = pte_runner(path, threads)  # the program's last output: the final head's logits
+    return lambda feats: run({k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in dict(feats).items()})
+
+
+def logits_runner(path: Path, threads: int = 1):
+    return pte_logits_runner(path, threads) if Path(path).suffix == ".pte" else onnx_logits_runner(path, threads)
+
+
+# --- the parity gate ------------------------------------------------------------------------------
+
+def thresholds_for(scheme, target=None) -> dict:
+    """Top-1 agreement with the fp32 student and accuracy drop allowed for ``scheme``.
+
+    Both follow the scheme's own accuracy tolerance (``max_probe_drop``, the drop a scheme is allowed
+    on a downstream task): a classifier may flip at most twice that share of its predictions."""
+    drop = scheme.max_probe_drop
+    if target is not None and target.export.parity.max_probe_drop is not None:
+        drop = target.export.parity.max_probe_drop
+    return {"min_top1_agreement": round(1.0 - 2.0 * drop, 6), "max_accuracy_drop": drop}
+
+
+@dataclass
+class ClsParityReport:
+    scheme: str
+    sentences: int
+    top1_agreement: float
+    max_abs_diff: float
+    """Largest logit difference (reported; logit scales differ between models, so it is not gated)."""
+    thresholds: dict
+    labelled_sentences: int = 0
+    accuracy_reference: float | None = None
+    accuracy_exported: float | None = None
+    accuracy_drop: float | None = None
+    decided_sentences: int = 0
+    """Parity sentences the fp32 student decides by a probability margin >= ``DECIDED_MARGIN``."""
+    top1_agreement_decided: float | None = None
+    accuracy_drop_decided: float | None = None
+    """The accuracy drop from answers changed on decided sentences only (what the gate holds)."""
+    failures: list[str] = field(default_factory=list)
+    metric: str = "classification"
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"passed": self.passed}
+
+    def summary(self) -> str:
+        text = f"top-1 agreement {self.top1_agreement:.4f}, logits max abs diff {self.max_abs_diff:.3g}"
+        if self.accuracy_drop is not None:
+            text += f", accuracy {self.accuracy_exported:.4f} vs {self.accuracy_reference:.4f}"
+        return text
+
+
+def check_parity(reference: np.ndarray, exported: np.ndarray, scheme, target=None, rows=None,
+                 labels=None) -> ClsParityReport:
+    """``reference``/``exported``: logits of the same sentences; ``rows``/``labels``: the labelled ones."""
+    th = thresholds_for(scheme, target)
+    same = reference.argmax(1) == exported.argmax(1)
+    agree = float(same.mean()) if len(reference) else 0.0
+    # Sentences the fp32 student decides by a clear margin: a near-tie flips under any rounding and
+    # says nothing about the export, so the gate counts agreement on the decided ones.
+    p = _softmax(reference)
+    top2 = np.sort(p, axis=1)[:, -2:] if p.shape[1] > 1 else np.concatenate([np.zeros_like(p), p], axis=1)
+    decided = (top2[:, 1] - top2[:, 0]) >= DECIDED_MARGIN
+    rep = ClsParityReport(scheme=scheme.name, sentences=len(reference), top1_agreement=agree,
+                          max_abs_diff=float(np.max(np.abs(reference - exported))) if len(reference) else 0.0,
+                          thresholds=th, decided_sentences=int(decided.sum()),
+                          top1_agreement_decided=float(same[decided].mean()) if decided.any() else None)
+    if not np.all(np.isfinite(exported)):
+        rep.failures.append("exported model produced NaN/inf")
+    if rep.top1_agreement_decided is not None and rep.top1_agreement_decided < th["min_top1_agreement"]:
+        rep.failures.append(f"top-1 agreement with the fp32 student {rep.top1_agreement_decided:.4f} < "
+                            f"{th['min_top1_agreement']} on the {rep.decided_sentences} sentences it decides by a "
+                            f"probability margin >= {DECIDED_MARGIN}")
+    if rows is not None and len(rows):
+        y = np.asarray(labels)
+        rep.labelled_sentences = len(rows)
+        rep.accuracy_reference = float((reference[rows].argmax(1) == y).mean())
+        rep.accuracy_exported = float((exported[rows].argmax(1) == y).mean())
+        rep.accuracy_drop = rep.accuracy_reference - rep.accuracy_exported
+        # Gated like the agreement: answers that changed on near-ties do not count (they are reported
+        # in accuracy_drop), and one sentence is the resolution of the measurement (with 40 labelled
+        # sentences a single changed answer is 2.5 points).
+        keep = decided[rows]
+        changed = (reference[rows].argmax(1) == y).astype(int) - (exported[rows].argmax(1) == y).astype(int)
+        rep.accuracy_drop_decided = float(changed[keep].sum() / len(rows))
+        allowed = max(th["max_accuracy_drop"], 1.0 / len(rows) + 1e-9)
+        if rep.accuracy_drop_decided > allowed:
+            rep.failures.append(f"accuracy drop {rep.accuracy_drop_decided:.4f} > {allowed:.4f} (answers changed on "
+                                "sentences the fp32 student decides)")
+    return rep
+
+
+def reference(ws, student_dir: Path):
+    """(tokenizer, parity texts, fp32 logits, labelled rows among them, their class ids)."""
+    from ..models.classifier import config_labels, labelled_split
+    from ..models.loading import load_tokenizer
+
+    r = ws.recipe
+    pos = ws.sample("test", r.export.parity_sentences)
+    test_texts = ws.texts("test")
+    texts = [test_texts[i] for i in pos]
+    ref = torch_logits(student_dir, texts, r.teacher.max_length)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(student_dir, local_files_only=True)
+    label2id = {v: k for k, v in config_labels(cfg).items()}
+    te = ws.probe_set("test")
+    _, ids = labelled_split(ws, "test", label2id)
+    where = {int(p): row for row, p in enumerate(pos)}
+    keep = [(where[int(i)], y) for i, y in zip(te.idx, ids, strict=True) if int(i) in where]
+    rows = np.array([k for k, _ in keep], dtype=np.int64)
+    labels = np.array([y for _, y in keep], dtype=np.int64)
+    return load_tokenizer(student_dir), texts, ref, rows, labels
+
+
+def manifest_fields(student_dir: Path, exp: dict | None, tok) -> dict:
+    """The bundle manifest's task-specific fields for a classifier (inputs are added by the caller)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(student_dir, local_files_only=True)
+    exits = exit_layers(student_dir)
+    n = int(cfg.num_labels)
+    return {
+        "task": "classification",
+        "outputs": [{"name": o, "dtype": "float32", "shape": ["batch", n]} for o in output_names(exits)],
+        "labels": labels_of(cfg),
+        "num_labels": n,
+        "hidden_size": int(cfg.hidden_size),
+        "pooling": None,
+        "normalize": None,
+        "early_exits": ({"layers": exits, "outputs": output_names(exits)[:-1],
+                         "rule": "stop at the first exit whose top softmax probability >= exit_threshold"}
+                        if exits else None),
+    }
