@@ -264,9 +264,9 @@ def bundle_verify(path, expect_id, public_key):
     from . import api
 
     m = api.verify_bundle(path, expect_id=expect_id, public_key=public_key)
-    click.echo(f"id: {m['bundle_id']}" + ("  (signature ok)" if public_key else ""))
     click.echo(f"ok: {len(m['files'])} files verified ({m['quantization']['scheme']}, target {m['target']['name']}, "
                f"{m.get('backend', 'onnxruntime')})")
+    click.echo(f"id: {m['bundle_id']}" + ("  (signature ok)" if public_key else ""))
 
 
 @bundle.command("sign")

@@ -143,8 +143,13 @@ def test_executorch_runner_wraps_the_backends_pte_outputs(monkeypatch):
     def pte_outputs(path, threads):
         seen.update(path=path, threads=threads)
         rows = lambda feed: feed["input_ids"].shape[0]  # noqa: E731
-        return lambda feed: [np.zeros((rows(feed), 2, 3), dtype=np.float32),
-                             np.ones((rows(feed), 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize]
+
+        def run(feed):
+            return [np.zeros((rows(feed), 2, 3), dtype=np.float32),
+                    np.ones((rows(feed), 3), dtype=np.float32) * feed["input_ids"].dtype.itemsize]
+
+        run.num_outputs = 2  # an encoder program: token states, sentence embedding
+        return run
 
     monkeypatch.setattr(et, "pte_outputs", pte_outputs)
     loaded = load("executorch", "m.pte", 2)
