@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     a.exit_texts = 40 if a.quick else 1000
     limit = 300 if a.quick else 0
     t0 = time.perf_counter()
-    from edgedistill.bench.calibrate import cpu_name
+    from edgedistill.measure.calibrate import cpu_name
 
     tasks = {}
     for task in a.tasks.split(","):

@@ -84,7 +84,7 @@ def _variants(ws, model_dir: Path) -> dict[str, tuple[Path, dict]]:
 
 def _embedder(path: Path, threads: int, pooling: str, normalize: bool):
     from edgedistill import backends
-    from edgedistill.bench.runners import load
+    from edgedistill.measure.runners import load
 
     return load(backends.for_path(path).NAME, str(path), threads, pooling, normalize).embed
 
@@ -134,8 +134,8 @@ _BASELINE_TOLERANCES = {"min_mean_cosine": 0.98, "min_cosine": 0.90, "max_probe_
 
 def _time(rows: list[dict], recipe, threads: list[int], texts: list[str], tokenizers: dict) -> None:
     from edgedistill import backends
-    from edgedistill.bench.grid import Timed, plan
-    from edgedistill.bench.latency import measure
+    from edgedistill.measure.grid import Timed, plan
+    from edgedistill.measure.latency import measure
 
     timed = [Timed(f"{r['model']}:{r['scheme']}", backends.for_path(r["path"]).NAME, r["path"],
                    tokenizers[r["model"]], pooling=recipe.teacher.pooling, normalize=recipe.teacher.normalize)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from edgedistill.bench.calibrate import cpu_name
+from edgedistill.measure.calibrate import cpu_name
 from edgedistill.cache import cache_dir
 from edgedistill.fileutil import atomic_dir, write_json_atomic, write_text_atomic
 from edgedistill.llm.chatterbot import load_prompts, report_prompts

@@ -224,7 +224,7 @@ def llm_bench(bundles: list[str | Path], out: str | Path = "runs/llm-bench", tea
 
 def report(runs: list[str | Path], out: str | Path = "runs/comparison") -> dict[str, Path]:
     """Merge the bench reports of several run folders into comparison.html and comparison.md."""
-    from .bench.compare import compare
+    from .report.compare import compare
 
     return compare(runs, out)
 

@@ -50,7 +50,7 @@ def run(recipe, out):
       edgedistill run examples/llm/recipe.toml -o runs/llm    # kind = "llm": distill, export, bench, report
     """
     from . import api
-    from .bench.summary import print_summary
+    from .report.summary import print_summary
 
     result = api.run(recipe, out)
     if str(result.get("schema", "")).startswith("edgedistill.llm-report"):
@@ -128,7 +128,7 @@ def bench(recipe, out, targets, models, teacher, tokenizer):
     With --model, the recipe (default: the quickstart) gives the data, the latency grid and the runs.
     """
     from . import api
-    from .bench.summary import print_summary
+    from .report.summary import print_summary
 
     if not models and (teacher or tokenizer):
         raise click.UsageError("--teacher and --tokenizer go with --model")

@@ -21,15 +21,15 @@ from ..quality.metrics import paired_difference_se
 from ..recipe import Recipe
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
-from .calibrate import host_peaks
-from .device_model import annotate, energy_ratios, preflight
-from .energy import ENERGY_KIND
-from .grid import Timed, layout, plan
+from ..measure.calibrate import host_peaks
+from ..measure.device_model import annotate, energy_ratios, preflight
+from ..measure.energy import ENERGY_KIND
+from ..measure.grid import Timed, layout, plan
 from .kinds import Source, check_tokenizer_dir, detect
-from .latency import measure
+from ..measure.latency import measure
 from .quality_eval import _metrics
-from .report import REPORT_SCHEMA, ratios
-from .runners import load
+from ..report.results import REPORT_SCHEMA, ratios
+from ..measure.runners import load
 from .stage import host_info, settings, write_reports
 
 NO_TOKENIZER = "skipped: no tokenizer (a bare .onnx or .pte file; pass --tokenizer DIR)"

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import backends
 from ..backends import et
 from ..errors import ModelError
-from .macs import EncoderShape
+from ..measure.macs import EncoderShape
 
 EXPECTED = "expected a Hugging Face model folder, a .onnx or .pte file, or a bundle folder"
 

@@ -18,16 +18,16 @@ from ..models.loading import load_tokenizer
 from ..progress import say
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
-from . import rapl
-from .calibrate import cpu_name, host_peaks
-from .device_model import annotate, preflight
-from .energy import ENERGY_KIND
-from .grid import Timed, layout, plan
-from .html import render_html
-from .latency import measure
-from .macs import EncoderShape
+from ..measure import rapl
+from ..measure.calibrate import cpu_name, host_peaks
+from ..measure.device_model import annotate, preflight
+from ..measure.energy import ENERGY_KIND
+from ..measure.grid import Timed, layout, plan
+from ..report.html import render_html
+from ..measure.latency import measure
+from ..measure.macs import EncoderShape
 from .quality_eval import evaluate
-from .report import REPORT_SCHEMA, build_headline, render_markdown
+from ..report.results import REPORT_SCHEMA, build_headline, render_markdown
 
 
 def host_info() -> dict:

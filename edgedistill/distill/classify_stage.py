@@ -340,7 +340,7 @@ def run_classify(ws) -> Path:
             strategy.save_extras(tmp, last["exits"])
     if checkpoints is not None:
         checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
-    from ..bench.html import render_training_html
+    from ..report.html import render_training_html
 
     write_text_atomic(ws.run_dir / "training.html", render_training_html(record, r.name))
     say(f"student classifier written to {ws.student_dir}; loss and validation curves in {ws.run_dir}/training.html")

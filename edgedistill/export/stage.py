@@ -130,7 +130,7 @@ def measure_memory(model_path: Path, tok, texts: list[str], r) -> dict:
     process (the budget check must not see this process's own memory)."""
     import tempfile
 
-    from ..bench.latency import Job, make_inputs, run_worker
+    from ..measure.latency import Job, make_inputs, run_worker
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(tok, texts, 1, r.teacher.max_length, Path(tmp) / "inputs.npz")

@@ -1,10 +1,10 @@
 """Causal-LM bench: prefill and decode tokens/s, time to first token, peak RSS, size, modelled energy per token.
 
 Each (model, thread count, repeat) runs in its own fresh process (the encoder
-bench's worker pattern, :func:`edgedistill.bench.latency.spawn_worker`),
+bench's worker pattern, :func:`edgedistill.measure.latency.spawn_worker`),
 interleaved round-robin; figures are medians over the processes, with their
 min and max. Energy per decoded token is *modelled* (``modelled-v1``, see
-:mod:`edgedistill.bench.energy`) from the measured host CPU time per token and
+:mod:`edgedistill.measure.energy`) from the measured host CPU time per token and
 the counted multiply-accumulates of one decode step; it carries lo / central /
 hi bands and is never a measurement on the device.
 """
@@ -67,7 +67,7 @@ def decode_macs(info: dict, context: int, scheme: str) -> dict[str, float]:
     q, kv = info["num_attention_heads"] * info["head_dim"], info["num_key_value_heads"] * info["head_dim"]
     linear = n * (h * q + 2 * h * kv + q * h + 3 * h * f) + info["vocab_size"] * h
     attention = 2 * context * q * n
-    from ..bench.macs import linear_class
+    from ..measure.macs import linear_class
 
     cls = linear_class(scheme)  # the scheme record's compute field (int8 for et-8da4w)
     out = {"fp32": float(attention)}
@@ -94,8 +94,8 @@ def _summary(runs: list[dict], new_tokens: int) -> dict:
 
 
 def _energy(desc: dict, cpu_ms: float, context: int, targets: list[str]) -> dict:
-    from ..bench.calibrate import host_peaks
-    from ..bench.energy import model_inference
+    from ..measure.calibrate import host_peaks
+    from ..measure.energy import model_inference
     from ..targets import load_target
 
     peaks = host_peaks()
@@ -113,7 +113,7 @@ def _energy(desc: dict, cpu_ms: float, context: int, targets: list[str]) -> dict
 def run_llm_bench(models: list[LLMModel], out: str | Path, threads: tuple[int, ...] = (1, 2), repeats: int = 3,
                   prompt_tokens: int = 64, new_tokens: int = 32, targets: list[str] | None = None) -> dict:
     """Benchmark causal LMs; writes OUT/llm_bench.json and OUT/llm_bench.md and returns the report."""
-    from ..bench.latency import spawn_worker
+    from ..measure.latency import spawn_worker
 
     out = Path(out)
     targets = targets or ["phone"]

@@ -75,7 +75,7 @@ def _generate(lm, ids: list[int], new_tokens: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from edgedistill.bench.worker import _rss_mb, _status_mb
+    from edgedistill.measure.worker import _rss_mb, _status_mb
 
     spec = json.loads(open(argv[0]).read())
     # The runtime libraries first, so that the peak over this base is the model's own share.
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     import transformers  # noqa: F401
 
     if spec["kind"] == "bundle":  # and the bundle's own runtime (its backend's modules)
-        from edgedistill.bench.runners import import_runtime
+        from edgedistill.measure.runners import import_runtime
         from edgedistill.runtime.format import BundleFiles, read_manifest
 
         files = BundleFiles(spec["path"])

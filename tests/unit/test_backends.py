@@ -106,7 +106,7 @@ def test_behaviour_comes_from_fields_not_names(monkeypatch):
     """A renamed scheme keeps its behaviour: the gate, the calibration and the device model read fields."""
     import dataclasses
 
-    from edgedistill.bench.macs import linear_class
+    from edgedistill.measure.macs import linear_class
     from edgedistill.export.parity import ParityReport, failure_message
     from edgedistill.targets import load_target
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgedistill.bench.latency import Job, make_inputs, measure, summarize
-from edgedistill.bench.report import build_headline, render_markdown
+from edgedistill.measure.latency import Job, make_inputs, measure, summarize
+from edgedistill.report.results import build_headline, render_markdown
 from edgedistill.export.onnx import export_onnx
 from edgedistill.models.loading import load_encoder
 
@@ -87,8 +87,8 @@ def test_headline_ratios_and_markdown():
 
 
 def test_a_speedup_from_noisy_timings_is_never_printed_as_a_headline(capsys):
-    from edgedistill.bench.html import render_html
-    from edgedistill.bench.summary import print_summary
+    from edgedistill.report.html import render_html
+    from edgedistill.report.summary import print_summary
 
     noisy = _model("student-onnx-int8", 150, 2.0, 0.78)
     noisy["latency"] = {"2": {**noisy["latency"]["2"], "noisy": True}, "1": noisy["latency"]["1"]}
@@ -115,7 +115,7 @@ def test_a_speedup_from_noisy_timings_is_never_printed_as_a_headline(capsys):
 
 
 def test_grid_plan_times_the_headline_cell_at_every_thread_count_and_the_rest_at_the_first(tiny_teacher, tmp_path):
-    from edgedistill.bench.grid import Timed, layout, plan
+    from edgedistill.measure.grid import Timed, layout, plan
 
     _, tok = load_encoder(tiny_teacher)
     models = [Timed("a", "onnx", "a.onnx", tok), Timed("b", "onnx", "b.onnx", None, vocab=97)]
@@ -136,7 +136,7 @@ def test_grid_plan_times_the_headline_cell_at_every_thread_count_and_the_rest_at
 
 def test_executorch_runner_wraps_the_backends_pte_outputs(monkeypatch):
     from edgedistill.backends import et
-    from edgedistill.bench.runners import load
+    from edgedistill.measure.runners import load
 
     seen = {}
 

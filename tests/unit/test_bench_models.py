@@ -8,7 +8,7 @@ import pytest
 from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
 
 from edgedistill.bench.kinds import detect
-from edgedistill.bench.runners import load
+from edgedistill.measure.runners import load
 from edgedistill.cli import main
 from edgedistill.errors import ModelError
 from edgedistill.export.bundle import write_bundle

@@ -2,8 +2,8 @@
 
 import pytest
 
-from edgedistill.bench.energy import budget_check, device_peaks, model_inference
-from edgedistill.bench.macs import EncoderShape, count
+from edgedistill.measure.energy import budget_check, device_peaks, model_inference
+from edgedistill.measure.macs import EncoderShape, count
 from edgedistill.targets import Budget, Constant, Device, ExportRecipe, Target, load_target
 
 
@@ -111,14 +111,14 @@ def test_mac_counts_by_hand():
 
 
 def test_modelled_numbers_get_two_significant_figures():
-    from edgedistill.bench.energy import sig2
+    from edgedistill.measure.energy import sig2
 
     assert [sig2(x) for x in (6491.2, 108.4, 74.44, 8.51, 0.01234, 0.0)] == ["6,500", "110", "74", "8.5", "0.012", "0.0"]
     assert sig2(None) == "–"
 
 
 def test_rapl_host_energy_reads_packages_and_handles_wraparound(tmp_path, monkeypatch):
-    from edgedistill.bench import rapl
+    from edgedistill.measure import rapl
 
     monkeypatch.setenv(rapl.ROOT_ENV, str(tmp_path))
     assert not rapl.available() and rapl.read() is None
@@ -136,7 +136,7 @@ def test_rapl_host_energy_reads_packages_and_handles_wraparound(tmp_path, monkey
 
 
 def test_host_energy_is_reported_only_where_measured_and_labelled_as_host():
-    from edgedistill.bench.report import host_energy_lines
+    from edgedistill.report.results import host_energy_lines
 
     report = {"models": [{"name": "a", "latency": {"2": {"host_energy_mj": 12.3}}},
                          {"name": "b", "latency": {"2": {"host_energy_mj": None}}}]}

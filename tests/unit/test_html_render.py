@@ -12,7 +12,7 @@ import tempfile
 import pytest
 from test_html import report
 
-from edgedistill.bench.html import render_html
+from edgedistill.report.html import render_html
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
                 if shutil.which(b)), None)

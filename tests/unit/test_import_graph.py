@@ -87,3 +87,19 @@ def test_runtime_imports_stay_inside_runtime_backends_and_leaves():
             if name.split(".")[0] in HEAVY and top:
                 bad.append(f"{path.relative_to(PKG.parent)}:{line} imports {name} at module level")
     assert not bad, "\n".join(bad)
+
+
+# Layers below the bench stage: what export, distill and the task code need from measuring and rendering
+# lives in measure/ and report/, so none of them reaches sideways into the bench stage.
+NOT_INTO_BENCH = ("distill", "export", "measure", "report", "tasks", "models", "data", "backends", "runtime")
+
+
+def test_no_stage_below_bench_imports_the_bench_stage():
+    bad = []
+    for sub in NOT_INTO_BENCH:
+        for path in sorted((PKG / sub).glob("*.py")):
+            module = _module_name(path)
+            for name, line, _ in imports(path, module):
+                if name == "edgedistill.bench" or name.startswith("edgedistill.bench."):
+                    bad.append(f"{path.relative_to(PKG.parent)}:{line} imports {name}")
+    assert not bad, "\n".join(bad)

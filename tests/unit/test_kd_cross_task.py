@@ -9,7 +9,7 @@ import pytest
 from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
 
 from edgedistill import api
-from edgedistill.bench.html import render_training_html
+from edgedistill.report.html import render_training_html
 from edgedistill.distill import cls_trainer
 from edgedistill.distill.classify_stage import ClassificationRun
 from edgedistill.errors import RecipeError

@@ -69,7 +69,7 @@ def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
 def run_worker(job: Job, warmup: int, runs: int) -> dict:
     spec = {"backend": job.backend, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
             "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
-    return spawn_worker("edgedistill.bench.worker", spec, job.threads, f"{job.name} ({job.path})")
+    return spawn_worker("edgedistill.measure.worker", spec, job.threads, f"{job.name} ({job.path})")
 
 
 def spawn_worker(module: str, spec: dict, threads: int, label: str) -> dict:

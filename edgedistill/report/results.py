@@ -40,8 +40,8 @@ reports are still read by ``edgedistill report``.
 from __future__ import annotations
 
 from ..quality.metrics import paired_difference_se
-from .device_model import energy_ratios
-from .energy import sig2
+from ..measure.device_model import energy_ratios
+from ..measure.energy import sig2
 
 REPORT_SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import EdgedistillError
 from ..fileutil import write_text_atomic
 from .html import render_html
-from .report import READABLE_SCHEMAS, quality_value
+from .results import READABLE_SCHEMAS, quality_value
 
 
 def load_report(path: str | Path) -> dict:

@@ -1,6 +1,6 @@
 """Time one model in this (fresh) process and print one JSON line.
 
-Run by the harness as ``python -m edgedistill.bench.worker SPEC.json``. One
+Run by the harness as ``python -m edgedistill.measure.worker SPEC.json``. One
 model per process: several runtimes sharing a process on a 2-core machine
 were seen to fall to single-thread speed, and peak RSS must be the model's.
 """
@@ -36,8 +36,8 @@ def _rss_mb() -> float:
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from edgedistill.bench import rapl
-    from edgedistill.bench.runners import import_runtime, load
+    from edgedistill.measure import rapl
+    from edgedistill.measure.runners import import_runtime, load
 
     spec = json.loads(open(argv[0]).read())
     data = np.load(spec["inputs"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .report import metric_label, quality_value, speedup_text
+from .results import metric_label, quality_value, speedup_text
 
 
 def print_summary(report: dict) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from html import escape
 
-from .energy import sig2
-from .report import metric_label, quality_se, quality_value, runtime_label
+from ..measure.energy import sig2
+from .results import metric_label, quality_se, quality_value, runtime_label
 from .svg import PALETTE, box_rows, grouped_bars, lines, num, scatter
 
 ROLE_STYLE = {"teacher": ("#d95f02", "square"), "student": ("#1b9e77", "circle")}
