@@ -35,16 +35,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import torch_blocked  # noqa: E402
 
 METHODS = {"kd": {"kd": 1.0}, "kd_hard_mix": {"kd": 0.5, "hard_ce": 0.5}, "fitnets": {"kd": 1.0, "fitnets": 1.0}}
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-TORCH_FREE = """
-import json, sys, time
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
+TORCH_FREE = torch_blocked("""
+import json, time
 from edgedistill.runtime import Bundle
 b = Bundle.open(sys.argv[1], threads=1)
 texts = json.loads(open(sys.argv[2]).read())
@@ -58,7 +56,7 @@ if b.manifest.get("early_exits"):
                         "mean_ms": (time.perf_counter() - t0) * 1000 / len(texts)}
 assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
 print(json.dumps(out))
-"""
+""")
 
 
 def vader_rows(limit: int) -> list[tuple[str, str, str]]:
@@ -220,8 +218,13 @@ def _early_exit(task, data, teacher_dir, ml, base, bench, work, a) -> dict:
 
 def render(res: dict) -> str:
     h = res["headline"]
-    lines = ["# Classifiers to devices", "", f"Host: {res['host']}; {'QUICK smoke run' if res['quick'] else 'full run'}; "
-             f"{res['seconds'] / 60:.1f} min.", "", "## Headline", ""]
+    s = res["settings"]
+    size = ("QUICK smoke run" if res["quick"] else
+            "full run" if s["rows_per_task"] == "all" and s["teacher_epochs"] == 6 and s["kd_steps"] == 600 else
+            "reduced run")
+    lines = ["# Classifiers to devices", "", f"Host: {res['host']}; {size} ({s['rows_per_task']} rows per task, "
+             f"teacher {s['teacher_epochs']} epochs, {s['kd_steps']} KD steps per student, max_length "
+             f"{s['max_length']}); {res['seconds'] / 60:.1f} min.", "", "## Headline", ""]
     for k in ("size_ratio", "latency_p50_speedup", "accuracy_retention", "schemes_ok", "predict_labels_ok"):
         lines.append(f"- `{k}`: {h[k]}")
     lines.append(f"- `early_exit`: {json.dumps(h['early_exit'])}")
@@ -254,11 +257,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results", help="where classifier.{json,md} go")
     p.add_argument("--work", type=Path, default=Path("runs/bench-classifier"))
     p.add_argument("--tasks", default="vader,brown")
+    p.add_argument("--limit", type=int, default=None, help="rows per task (default: all; --quick: 300)")
+    p.add_argument("--epochs", type=int, default=None, help="teacher classifier epochs (default 6; --quick: 2)")
+    p.add_argument("--steps", type=int, default=None, help="KD steps per student (default 600; --quick: 6)")
     a = p.parse_args(argv)
-    a.max_length, a.steps, a.epochs, a.unfreeze = (32, 6, 2, 0) if a.quick else (64, 600, 6, 2)
+    a.max_length, a.unfreeze = (32, 0) if a.quick else (64, 2)
+    a.steps = a.steps or (6 if a.quick else 600)
+    a.epochs = a.epochs or (2 if a.quick else 6)
     a.methods = ["kd"] if a.quick else list(METHODS)
     a.exit_texts = 40 if a.quick else 1000
-    limit = 300 if a.quick else 0
+    limit = a.limit if a.limit is not None else (300 if a.quick else 0)
     t0 = time.perf_counter()
     from edgedistill.measure.calibrate import cpu_name
 
@@ -276,6 +284,8 @@ def main(argv=None) -> int:
                                            "accuracy": (t["early_exit"]["chosen"] or {}).get("accuracy"),
                                            "full_accuracy": t["early_exit"]["full"]["accuracy"],
                                            "speedup": t["early_exit"]["speedup"]} for k, t in tasks.items()}},
+           "settings": {"rows_per_task": limit or "all", "teacher_epochs": a.epochs, "kd_steps": a.steps,
+                        "max_length": a.max_length, "methods": a.methods},
            "seconds": time.perf_counter() - t0}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "classifier.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

@@ -40,6 +40,18 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def torch_blocked(body: str, also: tuple[str, ...] = ()) -> str:
+    """A Python program that cannot import torch or transformers (nor ``also``) and then runs ``body``: how
+    the tests and benchmarks show that a code path (the app runtime, predict, generate) is torch-free."""
+    blocked = ("torch", "transformers", *also)
+    return ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name.split('.')[0] in {blocked!r}:\n"
+            "            raise ImportError('blocked for this test: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n") + body.lstrip("\n")
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

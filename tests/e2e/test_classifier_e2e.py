@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import torch_blocked
 
 from edgedistill.cli import main
 
@@ -19,18 +20,13 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {True: "positive", False: "negative"}
-TORCH_FREE = """
-import json, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError('blocked for this test: ' + name)
-sys.meta_path.insert(0, Block())
+TORCH_FREE = torch_blocked("""
+import json
 from edgedistill.cli import main
 code = main(['predict', '--bundle', sys.argv[1], '--json', *sys.argv[2:]])
 assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules), 'torch was imported'
 sys.exit(code)
-"""
+""")
 
 
 def _sentences(n_per_class: int) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from conftest import torch_blocked
 from llm_tiny import WORDS, trained_tiny_llama
 
 from edgedistill import api
@@ -204,20 +205,15 @@ def test_bench_refuses_bad_inputs_before_any_process(tiny, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-TORCH_FREE = """
-import json, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError('blocked for this test: ' + name)
-sys.meta_path.insert(0, Block())
+TORCH_FREE = torch_blocked("""
+import json
 from edgedistill.runtime import CausalLM, Sampling
 lm = CausalLM.open(sys.argv[1], threads=1)
 out = {"plain": lm.generate(sys.argv[2], Sampling(max_new_tokens=10)), "chat_ids": lm.encode(sys.argv[2], chat=True),
        "sampled": lm.generate(sys.argv[2], Sampling(max_new_tokens=10, temperature=1.5, top_k=8, seed=3))}
 assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
 print(json.dumps(out))
-"""
+""")
 
 
 def test_onnx_bundle_generates_like_eager_without_torch(tiny, tmp_path):

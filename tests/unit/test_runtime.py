@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_bundle
+from conftest import make_tiny_bundle, torch_blocked
 
 from edgedistill.errors import ModelError
 from edgedistill.export.bundle import write_bundle, write_zip
@@ -165,13 +165,7 @@ def test_executorch_bundle_without_executorch_says_why(bundle, tmp_path, monkeyp
         Bundle.open(t)
 
 
-BLOCKER = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers', 'sklearn', 'scipy'):
-            raise ImportError('blocked for this test: ' + name)
-sys.meta_path.insert(0, Block())
+BLOCKER = torch_blocked("""
 from edgedistill.runtime import Bundle
 b = Bundle.open(sys.argv[1], threads=1)
 emb = b.embed(['the movie was great', 'a dull and boring film'])
@@ -179,7 +173,7 @@ import edgedistill.cli  # the CLI module must not pull torch either
 assert emb.shape == (2, 32), emb.shape
 assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)
 print('ok', round(float(abs(emb).sum()), 4))
-"""
+""", also=('sklearn', 'scipy'))
 
 
 def test_runtime_runs_with_torch_and_transformers_blocked(bundle, reference):
