@@ -59,6 +59,23 @@ def _size(path: Path) -> int:
 
 
 @contextlib.contextmanager
+def _removed_on_failure(tmp: Path, folder: Path) -> Iterator[None]:
+    """Remove the temporary file or folder ``tmp`` if the body fails in any way; a full disk becomes one
+    DiskFullError naming ``folder`` and how much had been written."""
+    try:
+        yield
+    except BaseException as e:
+        written = _size(tmp)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _FULL:
+            raise disk_full_error(folder, written or None) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_output(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dest`` for the caller (or a library) to write a file to; on success
     it is fsynced and renamed to ``dest``, on any failure removed, ``dest`` untouched."""
@@ -67,7 +84,7 @@ def atomic_output(dest: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
-    try:
+    with _removed_on_failure(tmp, dest.parent):
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"{tmp}: nothing was written")
@@ -75,15 +92,6 @@ def atomic_output(dest: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
-    except OSError as e:
-        written = _size(tmp)
-        tmp.unlink(missing_ok=True)
-        if e.errno in _FULL:
-            raise disk_full_error(dest.parent, written or None) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -144,21 +152,12 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with _removed_on_failure(tmp, dest.parent):
         yield tmp
         for p in tmp.rglob("*"):
             if p.is_file():
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
-    except OSError as e:
-        written = _size(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in _FULL:
-            raise disk_full_error(dest.parent, written or None) from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")

@@ -62,15 +62,15 @@ def _check_teacher_shape(recipe) -> None:
     cfg = _teacher_config(recipe)
     if cfg is None or recipe.student.base:
         return
-    n = cfg.get("num_hidden_layers")
-    if not isinstance(n, int) or n < 1:
+    n, width = cfg.get("num_hidden_layers"), cfg.get("intermediate_size")
+    if not isinstance(n, int) or n < 1 or not isinstance(width, int):
         return
     from .models.student import plan_student
     from .distill.strategies import resolve_layer_map
 
     class _Shape:  # what plan_student reads off a transformers config
         num_hidden_layers = n
-        intermediate_size = cfg.get("intermediate_size") or 1
+        intermediate_size = width
 
     plan = plan_student(recipe.student, _Shape)
     resolve_layer_map(recipe.distill.layer_map, plan.layers, n, recipe.distill.layer_map_mode)

@@ -139,7 +139,7 @@ def read_manifest(files: BundleFiles) -> dict:
 
 # The shape of every manifest field a reader relies on: key -> (type, required). Values of other keys are
 # informational. Checked once here, so no reader meets a list where it expects a name.
-_OBJ, _STR, _INT, _NUM = dict, str, int, (int, float)
+_OBJ, _STR, _INT = dict, str, int
 MANIFEST_FIELDS: dict[str, tuple[type | tuple, bool]] = {
     "model_file": (_STR, True), "files": (_OBJ, True), "tokenizer": (_OBJ, True), "task": (_STR, False),
     "kind": (_STR, False), "backend": (_STR, False), "target": (_OBJ, False), "quantization": (_OBJ, False),
