@@ -59,9 +59,9 @@ def export(recipe: Recipe | str | Path | None = None, out: str | Path | None = N
     from .export.stage import run_export
 
     if sign is not None:
-        from .runtime.signing import _load_key
+        from .runtime.signing import load_key
 
-        _load_key(sign, private=True)  # a bad key fails before the export, not after it
+        load_key(sign, private=True)  # a bad key fails before the export, not after it
     paths = run_export(_workspace(recipe, out), targets=targets, quant=quant,
                        student_dir=Path(student) if student else None, zip_bundle=zip_bundle)
     if sign is not None:

@@ -40,7 +40,9 @@ def announce_device(spec) -> None:
 def run_distill(ws: Workspace) -> Path:
     r = ws.recipe
     announce_device(r.distill)
-    if getattr(get_strategy(r.distill.strategy), "task", "embedding") == "classification":
+    from ..tasks import CLASSIFICATION, recipe_task
+
+    if recipe_task(r) == CLASSIFICATION:
         from .classify_stage import run_classify
 
         return run_classify(ws)

@@ -50,7 +50,7 @@ def generate_keypair(private_path: str | Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def _load_key(path: str | Path, private: bool):
+def load_key(path: str | Path, private: bool):
     serialization, ed25519 = _crypto()
     path = Path(path)
     try:
@@ -82,7 +82,7 @@ def sign_bundle(folder: str | Path, private_key: str | Path) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{folder}: sign the bundle folder (then zip it); a .zip cannot be changed in place")
-    key = _load_key(private_key, private=True)
+    key = load_key(private_key, private=True)
     files = BundleFiles(folder)
     try:
         verify_files(files)
@@ -97,7 +97,7 @@ def sign_bundle(folder: str | Path, private_key: str | Path) -> str:
 
 def verify_signature(files: BundleFiles, public_key: str | Path) -> None:
     """Refuse unless ``signature.json`` signs this bundle's id with ``public_key``."""
-    key = _load_key(public_key, private=False)
+    key = load_key(public_key, private=False)
     from cryptography.exceptions import InvalidSignature
 
     if not files.exists(SIGNATURE):
