@@ -12,8 +12,21 @@ from ..quality.metrics import mean_cosine, min_cosine
 from .schemes import SCHEMES
 
 
+class GateResult:
+    """What every parity report shares: it passed when no check failed; its dict carries the verdict."""
+
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"passed": self.passed}
+
+
 @dataclass
-class ParityReport:
+class ParityReport(GateResult):
     scheme: str
     sentences: int
     mean_cosine: float
@@ -25,15 +38,6 @@ class ParityReport:
     probe_accuracy_exported: float | None = None
     probe_drop: float | None = None
     failures: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["passed"] = self.passed
-        return d
 
     def summary(self) -> str:
         text = f"mean cos {self.mean_cosine:.4f}, min cos {self.min_cosine:.4f}"

@@ -18,12 +18,13 @@ What this task adds to each stage:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from ..export.parity import GateResult
 
 OUTPUT = "logits"
 DECIDED_MARGIN = 0.1
@@ -222,18 +223,17 @@ def runner_logits(run, tok, texts: list[str], max_length: int, desc: str) -> np.
 
 
 def onnx_logits_runner(path: Path, threads: int = 1):
-    from ..export.onnx import run_session, session
+    from ..backends import ort
 
-    sess = session(Path(path), threads)
-    return lambda feats: run_session(sess, dict(feats))[OUTPUT]
+    return ort.open(Path(path), threads).output(OUTPUT)
 
 
 def onnx_session_runner(path: Path, threads: int = 1):
     """``run(features) -> {output name: array}`` of an ONNX graph (every exit's logits and the final ones)."""
-    from ..export.onnx import run_session, session
+    from ..backends import as_numpy, ort
 
-    sess = session(Path(path), threads)
-    return lambda feats: run_session(sess, dict(feats))
+    runner = ort.open(Path(path), threads)
+    return lambda feats: runner.run(as_numpy(feats))
 
 
 def pte_logits_runner(path: Path, threads: int = 1):
@@ -261,7 +261,7 @@ def thresholds_for(scheme, target=None) -> dict:
 
 
 @dataclass
-class ClsParityReport:
+class ClsParityReport(GateResult):
     scheme: str
     sentences: int
     top1_agreement: float
@@ -279,13 +279,6 @@ class ClsParityReport:
     """The accuracy drop from answers changed on decided sentences only (what the gate holds)."""
     failures: list[str] = field(default_factory=list)
     metric: str = "classification"
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"passed": self.passed}
 
     def summary(self) -> str:
         text = f"top-1 agreement {self.top1_agreement:.4f}, logits max abs diff {self.max_abs_diff:.3g}"
