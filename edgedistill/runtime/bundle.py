@@ -168,8 +168,7 @@ def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict
     models = (manifest.get("early_exits") or {}).get("models") or {}
     if not models or manifest.get("backend", "onnxruntime") != "onnxruntime":
         return {}
-    if threads is None:
-        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    threads = bundle_threads(manifest, threads)
     out = {}
     for layer in sorted(models, key=int):
         name = models[layer]
@@ -177,6 +176,13 @@ def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict
         out[int(layer)] = backends.get("onnxruntime").open(files.file_path(name) or files.read(name), threads,
                                                            where=where).run
     return out
+
+
+def bundle_threads(manifest: dict, threads: int | None) -> int:
+    """``threads``, or the bundle target's thread count capped at this machine's cores."""
+    if threads is not None:
+        return threads
+    return min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
 
 
 def check_threads(threads: int | None) -> None:
@@ -197,8 +203,7 @@ def _load(files: BundleFiles, threads: int | None, expect_id: str | None = None,
     backend = manifest.get("backend", "onnxruntime")
     if backend not in backends.BACKENDS:
         raise ModelError(f"{files.path}: backend {backend!r} is unknown (known: {', '.join(backends.BACKENDS)})")
-    if threads is None:
-        threads = min(int((manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+    threads = bundle_threads(manifest, threads)
     name = manifest["model_file"]
     where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
     model = files.file_path(name) or files.read(name)

@@ -100,7 +100,7 @@ class CausalLM:
                  public_key: str | os.PathLike | None = None):
         from tokenizers import Tokenizer
 
-        from .bundle import check_threads
+        from .bundle import bundle_threads, check_threads
 
         check_threads(threads)
         self.path = Path(path)
@@ -132,8 +132,7 @@ class CausalLM:
         source = template_file.read_text() if template_file.is_file() else config.get("chat_template")
         self._template_source, self._special = (source if isinstance(source, str) else None), _special_tokens(config)
         self._template: ChatTemplate | None = None
-        if threads is None:
-            threads = min(int((self.manifest.get("target") or {}).get("threads") or 1), os.cpu_count() or 1)
+        threads = bundle_threads(self.manifest, threads)
         self.lm = _load_model(folder, self.manifest, self.max_context, threads, str(self.path))
         self.stats: dict = {}
 
