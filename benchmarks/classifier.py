@@ -132,7 +132,7 @@ def run_task(task: str, rows, work: Path, a) -> dict:
     for name in a.methods:
         r = recipe(work / f"{name}.toml", f"{task}-{name}", data, str(teacher_dir), ml,
                    {**base, "losses": dict(METHODS[name])}, student, bench)
-        api.distill(r, work / name)
+        _distill(r, work / name, a)
         m = json.loads((work / name / "student" / "distill.json").read_text())["metrics"]
         methods[name] = {"best_val_accuracy": m["best_val_accuracy"], "test_accuracy": m["test_accuracy"]}
     best = max(methods, key=lambda n: methods[n]["best_val_accuracy"])
@@ -165,6 +165,19 @@ def run_task(task: str, rows, work: Path, a) -> dict:
     }
 
 
+def _distill(r: Path, run: Path, a) -> None:
+    """``api.distill``, skipped under ``--reuse`` when the run already holds a student of this very recipe
+    (so that the timed part can be re-measured alone on a quiet machine)."""
+    from edgedistill import api
+    from edgedistill.recipe import load_recipe
+
+    done = run / "student" / "distill.json"
+    if a.reuse and done.is_file() and json.loads(done.read_text())["recipe"]["sha256"] == load_recipe(r).sha256():
+        print(f"reusing the student in {run} (--reuse)")
+        return
+    api.distill(r, run)
+
+
 def _test_texts(r: Path, run: Path, n: int) -> list[str]:
     from edgedistill import api
 
@@ -192,7 +205,7 @@ def _early_exit(task, data, teacher_dir, ml, base, bench, work, a) -> dict:
                {**base, "strategy": "self_layerwise", "losses": {"kd": 1.0, "hard_ce": 0.5}},
                "layers = [0, 2, 5]\nintermediate_size = 768", bench)
     run = work / "exits"
-    api.distill(r, run)
+    _distill(r, run, a)
     (bundle,) = api.export(r, run, targets=["phone"])
     ws = api._workspace(r, run)
     import transformers
@@ -214,8 +227,9 @@ def _early_exit(task, data, teacher_dir, ml, base, bench, work, a) -> dict:
     pick = min(ok, key=lambda x: x["mean_ms"]) if ok else None  # the fastest within 1 point of the full student
     return {"texts": len(texts), "full": full, "thresholds": rows[1:], "chosen": pick,
             "speedup": (full["mean_ms"] / pick["mean_ms"]) if pick else None,
-            "graph": "the ONNX bundle ships one graph per exit (exit_k.onnx): a text stops at the first confident "
-                     "exit and runs only its blocks; mean ms of one text, 1 thread, torch-free runtime"}
+            "graph": "the ONNX bundle ships the student cut at its exits (exit_k.onnx, exit_rest.onnx), each segment "
+                     "handing its hidden states to the next: a text stops at the first confident exit and has run "
+                     "each block once; mean ms of one text, 1 thread, torch-free runtime"}
 
 
 def render(res: dict) -> str:
@@ -262,6 +276,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="rows per task (default: all; --quick: 300)")
     p.add_argument("--epochs", type=int, default=None, help="teacher classifier epochs (default 6; --quick: 2)")
     p.add_argument("--steps", type=int, default=None, help="KD steps per student (default 600; --quick: 6)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep teachers and students already trained in --work by the same recipes (re-measure only)")
     a = p.parse_args(argv)
     a.max_length, a.unfreeze = (32, 0) if a.quick else (64, 2)
     a.steps = a.steps or (6 if a.quick else 600)

@@ -212,11 +212,11 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
         say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
     exit_graphs = {}
     if is_cls and onnx_schemes and cls.exit_layers(student_dir):
-        from ..tasks.classification_exits import exit_variants
+        from ..tasks.classification_exits import chain_variants
 
-        # One graph per early exit too, so a device that stops early runs only the blocks it needs.
-        exit_graphs = exit_variants(ws, student_dir, cls.exit_layers(student_dir), onnx_schemes,
-                                    _calibration(ws, student_dir))
+        # The student cut at its exits too, so a device that stops early runs only the blocks it needs.
+        exit_graphs = chain_variants(student_dir, ws.export_dir / "student-exits", onnx_schemes,
+                                     r.teacher.max_length, r.export.opset)
     et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s, task=task)
           for _, s in plan.values() if s.backend == "executorch"}
     if is_cls:
@@ -278,13 +278,13 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             manifest.update(cls.manifest_fields(student_dir, None, tok))
             graphs = exit_graphs.get(scheme.name) if et_info is None else None
             if graphs:
-                from ..tasks.classification_exits import exit_agreement
+                from ..tasks.classification_exits import bundle_entries, chain_agreement
 
                 full = cls.onnx_session_runner(model_path, threads=target.host_threads())
-                manifest["early_exits"]["models"] = {str(k): f"exit_{k}.onnx" for k in graphs}
-                manifest["early_exits"]["graph_top1_agreement"] = exit_agreement(graphs, full, tok, texts,
-                                                                                 r.teacher.max_length)
-                extra = {f"exit_{k}.onnx": p.read_bytes() for k, p in graphs.items()}
+                fields, extra = bundle_entries(graphs)
+                manifest["early_exits"].update(fields)
+                manifest["early_exits"]["graph_top1_agreement"] = chain_agreement(graphs, full, tok, texts,
+                                                                                  r.teacher.max_length)
         if et_info is not None:
             # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
             for io in manifest["inputs"] + manifest["outputs"]:

@@ -130,26 +130,33 @@ class Bundle:
         return out
 
     def _cascade(self, feed: dict, threshold: float) -> tuple[np.ndarray, list]:
-        """Exit graphs in block order on the texts still undecided, then the full model on the rest."""
+        """The exit segments in block order, each on the texts still undecided and fed the previous
+        segment's hidden states, then the rest of the model on the texts no exit was sure of."""
         n = len(feed[self.input_names[0]])
         pending = np.arange(n)
+        mask = np.asarray(feed["attention_mask"]).astype(np.int64)
         out: np.ndarray | None = None
         used: list = ["final"] * n
-        for layer, run in self._exit_runs.items():
+        hidden = None
+        for k, (layer, run) in enumerate(self._exit_runs.items()):
             if not len(pending):
                 break
-            p = softmax(run({k: np.asarray(v)[pending].astype(np.int64) for k, v in feed.items()
-                             if k in self.input_names})["logits"])
+            if k == 0:
+                res = run({n_: np.asarray(v).astype(np.int64) for n_, v in feed.items() if n_ in self.input_names})
+            else:
+                res = run({"hidden_in": hidden, "attention_mask": mask[pending]})
+            if layer == "rest":
+                p, take = softmax(res["logits"]), np.ones(len(pending), dtype=bool)
+            else:
+                p = softmax(res["logits"])
+                take = p.max(axis=1) >= threshold
             out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
-            take = p.max(axis=1) >= threshold
             out[pending[take]] = p[take]
             for i in pending[take]:
-                used[int(i)] = layer
+                used[int(i)] = layer if layer != "rest" else "final"
+            hidden = res.get("hidden_out")
+            hidden = hidden[~take] if hidden is not None else None
             pending = pending[~take]
-        if len(pending):
-            p = softmax(self.run({k: np.asarray(v)[pending] for k, v in feed.items()})["logits"])
-            out = np.zeros((n, p.shape[1]), dtype=np.float32) if out is None else out
-            out[pending] = p
         return out, used
 
     @property
@@ -164,17 +171,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict:
-    """Sessions of the early-exit graphs a classifier bundle ships (ONNX bundles), by block, in order."""
-    models = (manifest.get("early_exits") or {}).get("models") or {}
-    if not models or manifest.get("backend", "onnxruntime") != "onnxruntime":
+    """Runners of the early-exit segments a classifier bundle ships (ONNX bundles), in chain order: one per
+    exit block, then ``"rest"``. Empty for bundles without segments: their exits come from the full graph."""
+    ee = manifest.get("early_exits") or {}
+    models, rest = ee.get("models") or {}, ee.get("rest")
+    if not models or not rest or manifest.get("backend", "onnxruntime") != "onnxruntime":
         return {}
     threads = bundle_threads(manifest, threads)
-    out = {}
-    for layer in sorted(models, key=int):
-        name = models[layer]
+    out: dict = {}
+    for layer, name in [*((int(k), models[k]) for k in sorted(models, key=int)), ("rest", rest)]:
         where = f"{files.path}{'!' if files.is_zip else '/'}{name}"
-        out[int(layer)] = backends.get("onnxruntime").open(files.file_path(name) or files.read(name), threads,
-                                                           where=where).run
+        out[layer] = backends.get("onnxruntime").open(files.file_path(name) or files.read(name), threads,
+                                                      where=where).run
     return out
 
 

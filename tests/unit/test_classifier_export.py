@@ -224,18 +224,27 @@ def test_early_exit_student_ships_its_exits(exits_run, quant, capsys):
     assert [r["exit"] for r in first] == [0, 0, 0]
     z = got["exit_0_logits"][0]
     assert first[0]["score"] == pytest.approx(float(np.exp(z.max()) / np.exp(z).sum()), abs=1e-3)
-    if quant == "fp32":  # ONNX bundles also ship one graph per exit: stopping early runs fewer blocks
+    if quant == "fp32":  # ONNX bundles also ship the student cut at its exits: stopping early runs fewer blocks
         assert m["early_exits"]["models"] == {"0": "exit_0.onnx", "1": "exit_1.onnx"}
-        assert set(m["files"]) >= {"exit_0.onnx", "exit_1.onnx"}
-        assert m["early_exits"]["graph_top1_agreement"] == {"0": 1.0, "1": 1.0}
+        assert m["early_exits"]["rest"] == "exit_rest.onnx"
+        assert set(m["files"]) >= {"exit_0.onnx", "exit_1.onnx", "exit_rest.onnx"}
+        assert m["early_exits"]["graph_top1_agreement"] == {"0": 1.0, "1": 1.0, "rest": 1.0}
         from edgedistill.runtime import Bundle as B
 
-        assert sorted(B.open(bundle)._exit_runs) == [0, 1]
-        mid = api.predict(bundle, texts, exit_threshold=0.7)  # the cascade and the one graph agree
-        b._exit_runs = {}  # the same bundle answering from its one graph's exit outputs
-        one = b.predict(texts, exit_threshold=0.7)
-        assert [(x["label"], x["exit"]) for x in mid] == [(y["label"], y["exit"]) for y in one]
-        assert np.allclose([x["score"] for x in mid], [y["score"] for y in one], atol=1e-3)
+        assert list(B.open(bundle)._exit_runs) == [0, 1, "rest"]
+        p0 = np.sort([float(np.exp(z).max() / np.exp(z).sum())
+                      for z in b.run(b.tokenizer(texts))["exit_0_logits"]])
+        split = float(p0[0] + p0[1]) / 2  # two texts stop at exit 0, the other goes on down the chain
+        for th in (split, 0.7, 1.0):  # the chain of segments and the one graph agree at every threshold
+            mid = api.predict(bundle, texts, exit_threshold=th)
+            b._exit_runs = {}  # the same bundle answering from its one graph's exit outputs
+            one = b.predict(texts, exit_threshold=th)
+            assert [(x["label"], x["exit"]) for x in mid] == [(y["label"], y["exit"]) for y in one]
+            assert np.allclose([x["score"] for x in mid], [y["score"] for y in one], atol=1e-4)
+        # a segment consumes only the hidden states of the texts still undecided: mixed exits in one batch
+        mixed = api.predict(bundle, texts * 3, exit_threshold=split)
+        assert {x["exit"] for x in mixed} > {0}
+        assert [x["label"] for x in mixed] == [x["label"] for x in api.predict(bundle, texts, exit_threshold=split)] * 3
     else:
         assert "models" not in m["early_exits"]
     last = api.predict(bundle, texts, exit_threshold=1.0)
