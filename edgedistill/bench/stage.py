@@ -170,9 +170,9 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
         lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})
         report["early_exits"] = {"layers": manifest["early_exits"]["layers"],
-                                 "note": ("one graph per exit (exit_k.onnx): texts stop at the first confident exit; "
+                                 "note": ("exit segments (exit_k.onnx, exit_rest.onnx, chained): texts stop at the first confident exit; "
                                           "mean latency of one text, 1 thread, this process, first 200 test texts"
-                                          if (manifest["early_exits"].get("models")) else
+                                          if (manifest["early_exits"].get("rest")) else
                                           "one graph returns every exit's logits: the threshold picks the answer, "
                                           "the latency is the bundle's"),
                                  "thresholds": exit_table(bundle, texts, y, (lat.get(str(threads[0])) or {}).get("p50_ms"))}

@@ -5,7 +5,7 @@ What this task adds to each stage:
 * export: a graph with the token inputs of the encoder and a ``logits`` output ``[batch, classes]``
   (ONNX with dynamic axes, or a fixed-shape ExecuTorch program); a student distilled with early exits
   (``self_layerwise``) also returns every exit's logits, ``exit_{layer}_logits``, before ``logits``, and
-  ONNX bundles ship one graph per exit (:mod:`edgedistill.tasks.classification_exits`);
+  ONNX bundles ship the student cut at its exits as chained segments (:mod:`edgedistill.tasks.classification_exits`);
 * parity: the exported logits against the fp32 PyTorch student on held-out sentences: top-1
   agreement, accuracy change on the labelled ones, and the largest logit difference (reported);
 * bundle: ``task = "classification"``, ``labels`` (class names by id, from the data via the

@@ -58,9 +58,9 @@ def exit_table(bundle: Path, texts: list[str], labels: np.ndarray, p50_ms: float
     threshold, for a bundle with early exits (its own runtime, 1 thread, on the labelled test texts);
     the first row is the final head alone.
 
-    With per-exit graphs (ONNX bundles: ``exit_{k}.onnx``) the latency is measured per text in this
-    process over the first ``timed_texts`` texts; a bundle whose one graph computes every exit has the
-    bundle's latency (``p50_ms``) at every threshold."""
+    With exit segments (ONNX bundles: ``exit_{k}.onnx`` ... ``exit_rest.onnx``) the latency is measured per
+    text in this process over the first ``timed_texts`` texts; a bundle whose one graph computes every exit
+    has the bundle's latency (``p50_ms``) at every threshold."""
     import time
 
     from ..runtime import Bundle
