@@ -118,11 +118,49 @@ def modelled(a: dict, calibration: dict) -> dict:
         band = {"lo": n * 1e3 / ms["hi"], "central": n * 1e3 / ms["central"], "hi": n * 1e3 / ms["lo"]}
     return {"band": band, "bound": m["bound"]["central"], "dominant": m["dominant"], "dram_bytes": m["dram_bytes"],
             "t_comp_ms": m["t_comp_ms"]["central"], "t_mem_ms": m["t_mem_ms"]["central"],
-            "t_ops_ms": m["t_ops_ms"]["central"], "energy_mj": m["energy_mj"], "constants_version": m["constants_version"]}
+            "t_ops_ms": m["t_ops_ms"]["central"], "energy_mj": m["energy_mj"],
+            "constants_version": m["constants_version"]}
+
+
+def project_models(here: dict, other: dict) -> list[dict]:
+    """The issue's motivating case: the LLM example's teacher and 15-layer student (8da4w) on ``phone``,
+    through the LLM bench's own energy function, once per host calibration."""
+    from dataclasses import replace
+
+    from edgedistill.llm import bench
+
+    smol, _ = smollm2_shape()
+    rows = []
+    for name, shape in (("SmolLM2-135M teacher, 30 layers", smol), ("LLM example student, 15 layers",
+                                                                      replace(smol, layers=15))):
+        info = {"layers": shape.layers, "hidden_size": shape.hidden, "intermediate_size": shape.ffn,
+                "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
+                "head_dim": shape.head_dim, "vocab_size": shape.vocab}
+        desc = {"model": info, "scheme": "et-8da4w"}
+        figs = []
+        for cal in (here, other):
+            with mock.patch.object(calibrate, "host_peaks", return_value=cal):
+                figs.append(bench._energy(desc, 64, 64 + 16, ["phone"])["phone"])
+        rows.append({"model": name, "energy_mj_per_token": figs[0]["energy_mj_per_token"],
+                     "t_dev_ms_per_token": figs[0]["t_dev_ms_per_token"],
+                     "same_on_both_hosts": figs[0]["energy_mj_per_token"] == figs[1]["energy_mj_per_token"]
+                     and figs[0]["t_dev_ms_per_token"] == figs[1]["t_dev_ms_per_token"]})
+    return rows
+
+
+def i8mm_diagnostic(a: dict) -> float | None:
+    """For a compute-bound anchor on the i8mm peak: its central figure if SMMLA ran at the SDOT rate
+    (the equal-throughput-per-pipe assumption the target files flag as ASSUMED). Reported, never applied."""
+    t = load_target(a["target"])
+    if "i8mm" not in t.device.isa or not a["wl"].macs.get("int8"):
+        return None
+    t.device.isa = [x for x in t.device.isa if x != "i8mm"]
+    ms = model_workload(t, a["wl"], cold=True)["t_dev_ms"]["central"]
+    return ms if a["unit"] == "ms" else a.get("tokens", 1) * 1e3 / ms
 
 
 def pte_check() -> dict | None:
-    """Modelled resident bytes of SmolLM2-135M 8da4w vs the project's own exported .pte (benchmarks/results/llm.json)."""
+    """Modelled resident bytes of SmolLM2-135M 8da4w vs the project's exported .pte (benchmarks/results/llm.json)."""
     path = ROOT / "results" / "llm.json"
     if not path.is_file():
         return None
@@ -148,6 +186,7 @@ def main(argv=None) -> dict:
                     for b in m_here["band"]]
         band = m_here["band"]
         ratio = band["central"] / a["published"]
+        diag = i8mm_diagnostic(a) if abs(math.log(ratio)) > math.log(GOAL_RATIO) else None
         rows.append({"id": a["id"], "target": a["target"], "unit": a["unit"], "published": a["published"],
                      "source": a["source"], "shape_from": a["shape_from"], "workload": a["wl"].note,
                      "modelled_central": band["central"], "band": [band["lo"], band["hi"]], "ratio": ratio,
@@ -156,7 +195,8 @@ def main(argv=None) -> dict:
                      "dominant": m_here["dominant"], "dram_mb": m_here["dram_bytes"] / 1e6,
                      "t_comp_ms": m_here["t_comp_ms"], "t_mem_ms": m_here["t_mem_ms"], "t_ops_ms": m_here["t_ops_ms"],
                      "energy_mj": m_here["energy_mj"], "constants_version": m_here["constants_version"],
-                     "modelled_central_other_host": m_other["band"]["central"]})
+                     "modelled_central_other_host": m_other["band"]["central"],
+                     "if_i8mm_ran_at_the_sdot_rate": diag})
     logs = [abs(math.log(r["ratio"])) for r in rows]
     headline = {
         "energy_kind": ENERGY_KIND,
@@ -168,8 +208,10 @@ def main(argv=None) -> dict:
         "host_spread": max(spreads), "goal_ratio": GOAL_RATIO, "goal_host_spread": GOAL_HOST_SPREAD,
     }
     report = {"headline": headline, "rows": rows,
-              "calibrations": {"this_host": here, "stored": other, "stored_file": str(FIXTURE.relative_to(ROOT.parent))},
-              "smollm2_pte_check": pte_check(), "context_tokens": CONTEXT, "elapsed_s": time.perf_counter() - t0}
+              "calibrations": {"this_host": here, "stored": other,
+                               "stored_file": str(FIXTURE.relative_to(ROOT.parent))},
+              "smollm2_pte_check": pte_check(), "project_models": project_models(here, other),
+              "context_tokens": CONTEXT, "elapsed_s": time.perf_counter() - t0}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "device_model.json", report)
@@ -191,12 +233,29 @@ def markdown(r: dict) -> str:
         lines.append(f"| {x['id']} | {x['target']} | {x['published']:g} {x['unit']} | {sig2(x['modelled_central'])} "
                      f"[{sig2(x['band'][0])}-{sig2(x['band'][1])}] | {x['ratio']:.2f} | "
                      f"{'yes' if x['in_band'] else 'NO'} | {x['bound']} | {x['dominant']['central']['latency']} |")
+    for x in r["rows"]:
+        if x.get("if_i8mm_ran_at_the_sdot_rate"):
+            lines += ["", f"{x['id']} misses. Diagnostic only (not applied): if SMMLA ran at the SDOT rate (the "
+                      f"equal-throughput-per-pipe assumption behind `peak_int8_i8mm`, flagged ASSUMED), the central "
+                      f"figure would be {sig2(x['if_i8mm_ran_at_the_sdot_rate'])} {x['unit']}."]
+    pm = r.get("project_models") or []
+    if pm:
+        lines += ["", "The LLM example's models (8da4w, `phone`, context 80), through the LLM bench's energy function "
+                  "with each host calibration installed (modelled-v1 gave the student 117 mJ/token on the Intel AMX "
+                  "host and 24.7 on the AMD host, issue 19):", "",
+                  "| model | device ms/token [lo-hi] | mJ/token [lo-hi] | same on both hosts |", "|---|---|---|---|"]
+        for p in pm:
+            t, e = p["t_dev_ms_per_token"], p["energy_mj_per_token"]
+            lines.append(f"| {p['model']} | {sig2(t['central'])} [{sig2(t['lo'])}-{sig2(t['hi'])}] | "
+                         f"{sig2(e['central'])} [{sig2(e['lo'])}-{sig2(e['hi'])}] | "
+                         f"{'yes' if p['same_on_both_hosts'] else 'NO'} |")
     lines += ["", "Sources:", ""]
     for src in dict.fromkeys(x["source"] for x in r["rows"]):
         lines.append(f"- {src}")
     pc = r.get("smollm2_pte_check")
     if pc:
-        lines += ["", f"SmolLM2-135M 8da4w bytes: modelled {pc['modelled_bytes'] / 1e6:.1f} MB vs this project's exported "
+        lines += ["", f"SmolLM2-135M 8da4w bytes: modelled {pc['modelled_bytes'] / 1e6:.1f} MB vs this project's "
+                  "exported "
                   f".pte {pc['pte_bytes'] / 1e6:.1f} MB (ratio {pc['ratio']:.3f})."]
     lines += ["", f"Decode anchors are modelled at a context of {r['context_tokens']} tokens (ASSUMED). Constants: "
               "target files as written, not tuned to these anchors. Energy has no published anchor here."]

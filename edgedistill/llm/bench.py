@@ -138,7 +138,8 @@ def run_llm_bench(models: list[LLMModel], out: str | Path, threads: tuple[int, .
               "energy_note": "modelled-v2: from the model's counted MACs, operator launches and bytes of weights "
                              "and KV cache per decoded token and the target's constants (decode = the larger of "
                              "compute and memory traffic, plus dispatch); not measured on a device, and no host "
-                             "measurement enters it; lo/central/hi bands", "models": rows, "ratios": ratios(rows, threads)}
+                             "measurement enters it; lo/central/hi bands",
+              "models": rows, "ratios": ratios(rows, threads)}
     out.mkdir(parents=True, exist_ok=True)
     report["markdown_table"] = markdown(report)
     write_json_atomic(out / "llm_bench.json", report)

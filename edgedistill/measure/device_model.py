@@ -35,8 +35,8 @@ def preflight(shapes: dict[str, EncoderShape], batch: int, seq: int, where: str 
 
 
 NOTE = ("device latency and energy are modelled, never measured (modelled-v2: from the model's counted MACs per "
-        "arithmetic class, element-wise work, operator launches and bytes of weights, activations and KV cache, and the "
-        "target's peak rates, achievable bandwidth, per-operator overhead, power and DRAM energy constants with "
+        "arithmetic class, element-wise work, operator launches and bytes of weights, activations and KV cache, and "
+        "the target's peak rates, achievable bandwidth, per-operator overhead, power and DRAM energy constants with "
         "lo/central/hi; the host is used only for host latency, so every host computes the same device figure)")
 
 

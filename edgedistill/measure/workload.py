@@ -44,21 +44,30 @@ PRECISIONS = {p.name: p for p in (
 )}
 
 
+# Storage of each built-in scheme (export/schemes.py): the linears' bytes per weight and compute class,
+# and the embedding tables'. Weight-only schemes store small weights but compute in fp32.
+SCHEME_PRECISION = {
+    "fp32": PRECISIONS["fp32"], "et-fp32": PRECISIONS["fp32"], "eager-fp32": PRECISIONS["fp32"],
+    "fp16": PRECISIONS["fp16"],
+    "int8-dynamic": Precision("int8-dynamic", "int8", 1, 1, 1),
+    "int8-static": Precision("int8-static", "int8", 1, 1, 1),
+    "int8-weight": Precision("int8-weight", "fp32", 1 + 2 / 32, 1, 1 + 2 / 32),
+    "int4-weight": Precision("int4-weight", "fp32", INT4_G32, 1, INT4_G32),
+    "et-int8": PRECISIONS["int8-emb8"],
+    "et-8da4w": PRECISIONS["8da4w"],
+    "et-int8-static": PRECISIONS["int8"],
+}
+
+
 def precision_for_scheme(scheme: str) -> Precision:
-    """The storage/compute record of a scheme name (unknown names are fp32: nothing is assumed faster)."""
+    """The storage/compute record of a scheme name; an unknown name counts as fp32 (nothing assumed faster)."""
     from ..export.schemes import SCHEMES, canonical
 
     name = canonical(scheme)
-    if name in PRECISIONS:
-        return PRECISIONS[name]
-    if name in ("et-8da4w",):
-        return PRECISIONS["8da4w"]
+    if name in SCHEME_PRECISION:
+        return SCHEME_PRECISION[name]
     s = SCHEMES.get(name)
-    if s is not None and s.compute == "int8":
-        return PRECISIONS["int8"]
-    if "fp16" in name:
-        return PRECISIONS["fp16"]
-    return PRECISIONS["fp32"]
+    return PRECISIONS["int8"] if s is not None and s.compute == "int8" else PRECISIONS["fp32"]
 
 
 @dataclass

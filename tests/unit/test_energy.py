@@ -59,6 +59,11 @@ def test_tiny_encoder_counts_by_hand():
 
 
 def test_precision_for_scheme():
+    from edgedistill.export.schemes import SCHEMES
+    from edgedistill.measure.workload import SCHEME_PRECISION
+
+    assert not [n for n in SCHEMES if n not in SCHEME_PRECISION], "a built-in scheme has no storage record"
+    assert precision_for_scheme("int4-weight").mac_class == "fp32"  # weight-only: small bytes, fp32 arithmetic
     assert precision_for_scheme("et-8da4w").linear_bytes == INT4_G32
     assert precision_for_scheme("8da4w").mac_class == "int8"
     assert precision_for_scheme("int8-dynamic").mac_class == "int8"
