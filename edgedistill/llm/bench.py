@@ -95,7 +95,8 @@ def _energy(desc: dict, prompt_tokens: int, context: int, targets: list[str]) ->
         m, p = model_workload(t, decode, cold=True), model_workload(t, prefill, cold=True)
         out[name] = {"energy_kind": m["energy_kind"], "energy_mj_per_token": m["energy_mj"],
                      "t_dev_ms_per_token": m["t_dev_ms"], "bound": m["bound"], "dominant": m["dominant"],
-                     "decode_tokens_per_s": {b: 1e3 / m["t_dev_ms"][b] for b in m["t_dev_ms"]},
+                     "decode_tokens_per_s": {"lo": 1e3 / m["t_dev_ms"]["hi"], "central": 1e3 / m["t_dev_ms"]["central"],
+                                            "hi": 1e3 / m["t_dev_ms"]["lo"]},
                      "prefill_ms": p["t_dev_ms"], "prefill_energy_mj": p["energy_mj"], "prefill_bound": p["bound"],
                      "constants_version": m["constants_version"], "macs_per_token": decode.macs,
                      "bytes_per_token": m["dram_bytes"]}
@@ -178,6 +179,16 @@ def markdown(report: dict) -> str:
     for name, q in report.get("ratios", {}).items():
         sp = ", ".join(f"{v:.2f}x at {t} thr" for t, v in q["decode_speedup"].items())
         lines.append(f"\n{name} vs {q['vs']}: {q['size_ratio']:.2f}x fewer bytes, decode {sp}.")
+    lines += ["", "Modelled on the device (modelled-v2, not measured; central [lo-hi]):", "",
+              "| model | target | decode tok/s | ms/token | bound | prefill ms |", "|---|---|---|---|---|---|"]
+    for r in report["models"]:
+        for tname, e in r["energy_per_token"].items():
+            if "decode_tokens_per_s" not in e:  # a report written by an older version
+                continue
+            d, ms, p = e["decode_tokens_per_s"], e["t_dev_ms_per_token"], e["prefill_ms"]
+            lines.append(f"| {r['name']} | {tname} | {d['central']:.3g} [{d['lo']:.3g}-{d['hi']:.3g}] | "
+                         f"{ms['central']:.3g} [{ms['lo']:.2g}-{ms['hi']:.2g}] | {e['bound']['central']} | "
+                         f"{p['central']:.3g} [{p['lo']:.3g}-{p['hi']:.3g}] |")
     return "\n".join(lines)
 
 

@@ -156,3 +156,21 @@ def test_student_over_teacher_ratio_follows_time_when_compute_bound():
 def test_budget_check():
     b = budget_check(target(), 3e7, {"a": 1e6})
     assert b["size_mb"] == 30 and not b["fits_size_budget"] and b["fits_memory_budget"]
+
+
+def test_llm_bench_energy_reports_decode_and_prefill_without_host_figures():
+    from edgedistill.llm.bench import _energy, markdown
+    from edgedistill.measure import calibrate
+
+    info = {"layers": 30, "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
+            "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152}
+    with mock.patch.object(calibrate, "host_peaks", side_effect=AssertionError("host calibration read")):
+        e = _energy({"model": info, "scheme": "et-8da4w"}, 64, 80, ["phone"])["phone"]
+    assert e["energy_kind"] == "modelled-v2" and e["bound"]["central"] == "memory"
+    d = e["decode_tokens_per_s"]
+    assert d["lo"] < d["central"] < d["hi"]
+    assert d["central"] == pytest.approx(1e3 / e["t_dev_ms_per_token"]["central"])
+    assert e["prefill_bound"]["central"] == "compute" and e["prefill_ms"]["lo"] < e["prefill_ms"]["hi"]
+    row = {"name": "m", "scheme": "et-8da4w", "size_bytes": 1e8, "threads": {}, "energy_per_token": {"phone": e}}
+    md = markdown({"models": [row], "settings": {"targets": ["phone"]}, "ratios": {}})
+    assert "| m | phone |" in md and "memory" in md
