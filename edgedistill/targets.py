@@ -21,7 +21,8 @@ TARGET_VERSION = 1
 Kind = Literal["SPEC", "MEAS-3P", "OEM", "DERIVED", "ASSUMED", "LOCAL"]
 
 # The device model needs these; they must be present.
-REQUIRED_CONSTANTS = ("dram_bandwidth", "peak_fp32", "peak_int8_dot", "p_cpu", "p_uncore", "e_bit", "battery")
+REQUIRED_CONSTANTS = ("dram_bandwidth", "eta_bw", "peak_fp32", "peak_int8_dot", "eta_compute", "op_overhead", "p_cpu",
+                      "p_uncore", "e_bit", "battery")
 
 # Every constant a target may carry: its unit and the physically possible range of value, lo and hi.
 # The bounds are wide (they refuse impossible values, such as negative power, not unusual devices), and a
@@ -29,6 +30,8 @@ REQUIRED_CONSTANTS = ("dram_bandwidth", "peak_fp32", "peak_int8_dot", "p_cpu", "
 KNOWN_CONSTANTS: dict[str, tuple[str, float, float]] = {
     "dram_bandwidth": ("GB/s", 0.1, 10_000.0),
     "eta_bw": ("", 0.01, 1.0),
+    "eta_compute": ("", 0.01, 1.0),
+    "op_overhead": ("us", 0.0, 10_000.0),
     "peak_fp32": ("GMAC/s", 0.01, 1e6),
     "peak_fp16": ("GMAC/s", 0.01, 1e6),
     "peak_int8_dot": ("GMAC/s", 0.01, 1e6),

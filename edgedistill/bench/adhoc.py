@@ -21,8 +21,7 @@ from ..quality.metrics import paired_difference_se
 from ..recipe import Recipe
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
-from ..measure.calibrate import host_peaks
-from ..measure.device_model import annotate, energy_ratios, preflight
+from ..measure.device_model import NOTE as ENERGY_NOTE, annotate, energy_ratios, preflight
 from ..measure.energy import ENERGY_KIND
 from ..measure.grid import Timed, layout, plan
 from .kinds import Source, check_tokenizer_dir, detect
@@ -166,8 +165,7 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
             # A portable-kernel fallback must be visible next to every ExecuTorch latency.
             entries[-1]["xnnpack_delegated_share"] = s.bundle["xnnpack_delegated_share"]
         entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, n, threads, b.batch_sizes, b.seq_lengths)
-    peaks = host_peaks()
-    annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0], peaks)
+    annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0])
     host = host_info()
     report = {
         "schema_version": REPORT_SCHEMA, "kind": "edgedistill.bench", "mode": "models",
@@ -182,9 +180,8 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
         "quality": {"test_sentences": len(ws.texts("test")),
                     "metric": "probe_accuracy (each model's own probe)" if any(
                         "probe_accuracy" in m["quality"] for m in entries) else None},
-        "energy": {"measured": False, "energy_kind": ENERGY_KIND, "host_peak_gmacs_per_thread": peaks,
-                   "targets": [t.name for t in device_targets],
-                   "note": "device latency and energy are modelled (modelled-v1), never measured; this host "
+        "energy": {"measured": False, "energy_kind": ENERGY_KIND, "targets": [t.name for t in device_targets],
+                   "note": ENERGY_NOTE + "; this host "
                            + ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the whole "
                               "host's package energy per inference, labelled measured-rapl (host), never device energy"
                               if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},

@@ -19,8 +19,8 @@ from ..progress import say
 from ..targets import list_targets, load_target
 from ..workspace import Workspace, set_threads
 from ..measure import rapl
-from ..measure.calibrate import cpu_name, host_peaks
-from ..measure.device_model import annotate, preflight
+from ..measure.calibrate import cpu_name
+from ..measure.device_model import NOTE as ENERGY_NOTE, annotate, preflight
 from ..measure.energy import ENERGY_KIND
 from ..measure.grid import Timed, layout, plan
 from ..report.html import render_html
@@ -128,8 +128,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
             entries[-1]["xnnpack_delegated_share"] = manifest.get("xnnpack_delegated_share")
         entries[-1]["latency"], entries[-1]["latency_grid"] = layout(lat, name, threads, b.batch_sizes,
                                                                       b.seq_lengths)
-    peaks = host_peaks()
-    annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0], peaks)
+    annotate(entries, shapes, device_targets, b.batch_sizes[0], b.seq_lengths[0])
     distill_json = ws.student_dir / "distill.json"
     distill = json.loads(distill_json.read_text()) if distill_json.is_file() else {}
     host = host_info()
@@ -152,13 +151,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "distill": {k: distill.get(k) for k in ("steps", "best_step", "train_seconds", "sentences_per_second",
                                                  "student", "teacher", "metrics", "loss_weights", "losses",
                                                  "evals")},
-        "energy": {"measured": False, "energy_kind": ENERGY_KIND, "host_peak_gmacs_per_thread": peaks,
-                   "targets": [t.name for t in device_targets],
-                   "note": "device latency and energy are modelled, never measured (modelled-v1: the host's "
-                           "single-thread CPU time is split into matrix products, rescaled by measured host vs "
-                           "device peak throughput, and the rest, rescaled by single-thread speed; a DRAM-"
-                           "bandwidth floor; power and DRAM energy constants with lo/central/hi from the target "
-                           "files); this host " +
+        "energy": {"measured": False, "energy_kind": ENERGY_KIND, "targets": [t.name for t in device_targets],
+                   "note": ENERGY_NOTE + "; this host " +
                            ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the whole "
                               "host's package energy per inference, labelled measured-rapl (host), never device energy"
                               if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},

@@ -3,10 +3,10 @@
 Each (model, thread count, repeat) runs in its own fresh process (the encoder
 bench's worker pattern, :func:`edgedistill.measure.latency.spawn_worker`),
 interleaved round-robin; figures are medians over the processes, with their
-min and max. Energy per decoded token is *modelled* (``modelled-v1``, see
-:mod:`edgedistill.measure.energy`) from the measured host CPU time per token and
-the counted multiply-accumulates of one decode step; it carries lo / central /
-hi bands and is never a measurement on the device.
+min and max. Device latency and energy per decoded token (and of the prefill) are
+*modelled* (``modelled-v2``, see :mod:`edgedistill.measure.energy`) from the
+model's shape and scheme and the target's constants, never from host timings;
+they carry lo / central / hi bands and are never a measurement on the device.
 """
 
 from __future__ import annotations
@@ -61,22 +61,10 @@ def describe(m: LLMModel) -> dict:
 
 
 def decode_macs(info: dict, context: int, scheme: str) -> dict[str, float]:
-    """Multiply-accumulates of one decode step at ``context`` tokens: every linear weight once (2 FLOPs per
-    parameter per token) plus the attention products over the cache."""
-    h, f, n = info["hidden_size"], info["intermediate_size"], info["layers"]
-    q, kv = info["num_attention_heads"] * info["head_dim"], info["num_key_value_heads"] * info["head_dim"]
-    linear = n * (h * q + 2 * h * kv + q * h + 3 * h * f) + info["vocab_size"] * h
-    attention = 2 * context * q * n
-    from ..measure.macs import linear_class
+    """Multiply-accumulates of one decode step at ``context`` tokens, per arithmetic class."""
+    from ..measure.workload import LMShape, decode_workload, precision_for_scheme
 
-    cls = linear_class(scheme)  # the scheme record's compute field (int8 for et-8da4w)
-    out = {"fp32": float(attention)}
-    out[cls] = out.get(cls, 0.0) + float(linear)
-    return out
-
-
-def kv_cache_bytes(info: dict, context: int) -> float:
-    return 2.0 * info["layers"] * context * info["num_key_value_heads"] * info["head_dim"] * 4
+    return decode_workload(LMShape.from_info(info), context, precision_for_scheme(scheme)).macs
 
 
 def _summary(runs: list[dict], new_tokens: int) -> dict:
@@ -93,20 +81,25 @@ def _summary(runs: list[dict], new_tokens: int) -> dict:
             "processes": len(runs)}
 
 
-def _energy(desc: dict, cpu_ms: float, context: int, targets: list[str]) -> dict:
-    from ..measure.calibrate import host_peaks
-    from ..measure.energy import model_inference
+def _energy(desc: dict, prompt_tokens: int, context: int, targets: list[str]) -> dict:
+    """modelled-v2 per decoded token (at ``context``) and for the prefill; no host measurement enters."""
+    from ..measure.energy import model_workload
+    from ..measure.workload import LMShape, decode_workload, precision_for_scheme, prefill_workload
     from ..targets import load_target
 
-    peaks = host_peaks()
-    macs = decode_macs(desc["model"], context, desc["scheme"])
+    shape, prec = LMShape.from_info(desc["model"]), precision_for_scheme(desc["scheme"])
+    decode, prefill = decode_workload(shape, context, prec), prefill_workload(shape, prompt_tokens, prec)
     out = {}
     for name in targets:
-        m = model_inference(load_target(name), macs, cpu_ms / 1000, peaks, desc["size_bytes"],
-                            {"kv_cache": kv_cache_bytes(desc["model"], context)}, cold=True)
+        t = load_target(name)
+        m, p = model_workload(t, decode, cold=True), model_workload(t, prefill, cold=True)
         out[name] = {"energy_kind": m["energy_kind"], "energy_mj_per_token": m["energy_mj"],
-                     "t_dev_ms_per_token": m["t_dev_ms"], "bound": m["bound"],
-                     "constants_version": m["constants_version"], "macs_per_token": macs}
+                     "t_dev_ms_per_token": m["t_dev_ms"], "bound": m["bound"], "dominant": m["dominant"],
+                     "decode_tokens_per_s": {"lo": 1e3 / m["t_dev_ms"]["hi"], "central": 1e3 / m["t_dev_ms"]["central"],
+                                            "hi": 1e3 / m["t_dev_ms"]["lo"]},
+                     "prefill_ms": p["t_dev_ms"], "prefill_energy_mj": p["energy_mj"], "prefill_bound": p["bound"],
+                     "constants_version": m["constants_version"], "macs_per_token": decode.macs,
+                     "bytes_per_token": m["dram_bytes"]}
     return out
 
 
@@ -137,15 +130,17 @@ def run_llm_bench(models: list[LLMModel], out: str | Path, threads: tuple[int, .
     for m in models:
         d = descs[m.name]
         per = {str(t): _summary(raw[(m.name, t)], new_tokens) for t in threads}
-        cpu_ms = per[str(min(threads))]["decode_cpu_ms_per_token"]
         rows.append({"name": m.name, "role": m.role, "kind": m.kind, "path": str(m.path), "scheme": d["scheme"],
                      "backend": d["backend"], "size_bytes": d["size_bytes"], "params": d["model"]["params"],
-                     "threads": per, "energy_per_token": _energy(d, cpu_ms, context, targets)})
+                     "threads": per, "energy_per_token": _energy(d, prompt_tokens, context, targets)})
     report = {"schema": SCHEMA, "settings": {"threads": list(threads), "repeats": repeats,
                                              "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
                                              "energy_context_tokens": context, "targets": targets},
-              "energy_note": "modelled-v1: from host CPU time and counted MACs per decoded token, not measured on "
-                             "a device; lo/central/hi bands", "models": rows, "ratios": ratios(rows, threads)}
+              "energy_note": "modelled-v2: from the model's counted MACs, operator launches and bytes of weights "
+                             "and KV cache per decoded token and the target's constants (decode = the larger of "
+                             "compute and memory traffic, plus dispatch); not measured on a device, and no host "
+                             "measurement enters it; lo/central/hi bands",
+              "models": rows, "ratios": ratios(rows, threads)}
     out.mkdir(parents=True, exist_ok=True)
     report["markdown_table"] = markdown(report)
     write_json_atomic(out / "llm_bench.json", report)
@@ -184,6 +179,16 @@ def markdown(report: dict) -> str:
     for name, q in report.get("ratios", {}).items():
         sp = ", ".join(f"{v:.2f}x at {t} thr" for t, v in q["decode_speedup"].items())
         lines.append(f"\n{name} vs {q['vs']}: {q['size_ratio']:.2f}x fewer bytes, decode {sp}.")
+    lines += ["", "Modelled on the device (modelled-v2, not measured; central [lo-hi]):", "",
+              "| model | target | decode tok/s | ms/token | bound | prefill ms |", "|---|---|---|---|---|---|"]
+    for r in report["models"]:
+        for tname, e in r["energy_per_token"].items():
+            if "decode_tokens_per_s" not in e:  # a report written by an older version
+                continue
+            d, ms, p = e["decode_tokens_per_s"], e["t_dev_ms_per_token"], e["prefill_ms"]
+            lines.append(f"| {r['name']} | {tname} | {d['central']:.3g} [{d['lo']:.3g}-{d['hi']:.3g}] | "
+                         f"{ms['central']:.3g} [{ms['lo']:.2g}-{ms['hi']:.2g}] | {e['bound']['central']} | "
+                         f"{p['central']:.3g} [{p['lo']:.3g}-{p['hi']:.3g}] |")
     return "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
 """Host peak throughput per thread, measured once with onnxruntime GEMMs and cached.
 
-The device model scales host CPU time by host-peak / device-peak for the
-arithmetic the model uses, so the host side must be *measured* (a VM's boost
-clock and AVX-512/VNNI support make nominal figures wrong). Both figures use
+The device model (``modelled-v2``) no longer reads this: device figures come
+from the model's workload and the target's constants alone. The calibration is
+kept as a record of the host (``benchmarks/device_model.py`` computes every device
+figure with this host's calibration and a stored one from a host with a
+different ISA, to show that they do not move). Both figures use
 the same MLAS kernels the benchmarked ONNX models run: MatMul for fp32 and
 MatMulInteger (uint8 x int8, the dynamic-quantisation kernel) for int8.
 """

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from ..errors import RecipeError
-from .energy import ENERGY_KIND, budget_check, model_inference
+from .energy import ENERGY_KIND, budget_check, model_workload
 from .macs import EncoderShape, count
+from .workload import encoder_workload, precision_for_scheme
 
 RAM_FRACTION = 0.8
 """A batch whose estimated peak exceeds this share of free RAM is refused before any process starts."""
@@ -33,11 +34,17 @@ def preflight(shapes: dict[str, EncoderShape], batch: int, seq: int, where: str 
                               "use a smaller batch_size or seq_length")
 
 
-def annotate(entries: list[dict], shapes: dict[str, EncoderShape], targets: list, batch: int, seq: int,
-             host_peak: dict) -> None:
-    """Add ``params``, ``macs`` and per-target ``energy`` (modelled-v1) to each model entry in place.
+NOTE = ("device latency and energy are modelled, never measured (modelled-v2: from the model's counted MACs per "
+        "arithmetic class, element-wise work, operator launches and bytes of weights, activations and KV cache, and "
+        "the target's peak rates, achievable bandwidth, per-operator overhead, power and DRAM energy constants with "
+        "lo/central/hi; the host is used only for host latency, so every host computes the same device figure)")
 
-    ``shapes`` is keyed by model name or, failing that, by role (teacher / student).
+
+def annotate(entries: list[dict], shapes: dict[str, EncoderShape], targets: list, batch: int, seq: int) -> None:
+    """Add ``params``, ``macs`` and per-target ``energy`` (modelled-v2) to each model entry in place.
+
+    ``shapes`` is keyed by model name or, failing that, by role (teacher / student). Nothing here
+    reads a host measurement: the device figures depend on the model and the target only.
     """
     for m in entries:
         shape = shapes.get(m["name"]) or shapes.get(m["role"])
@@ -48,15 +55,11 @@ def annotate(entries: list[dict], shapes: dict[str, EncoderShape], targets: list
         m["params"] = c["params"]
         m["macs"] = c["macs"]
         m["macs_by_layer_class"] = c["macs_by_layer_class"]
-        # Single-thread CPU time is the cleanest measure of the work: at more
-        # threads onnxruntime's spinning workers add CPU time that is not work.
-        lat = m["latency"].get("1") or next(iter(m["latency"].values()))
-        if not lat.get("cpu_ms"):
-            continue
+        wl = encoder_workload(shape, batch, seq, precision_for_scheme(m["quantization"]))
         m["energy"] = {}
         for t in targets:
-            e = model_inference(t, c["macs"], lat["cpu_ms"] / 1e3, host_peak, m["size_bytes"], c["activation_bytes"])
-            e.update(budget_check(t, m["size_bytes"], c["activation_bytes"]))
+            e = model_workload(t, wl)
+            e.update(budget_check(t, m["size_bytes"], wl.activations))
             m["energy"][t.name] = e
 
 

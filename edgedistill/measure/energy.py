@@ -1,28 +1,22 @@
-"""Device latency and energy per inference: the ``modelled-v1`` method.
+"""Device latency and energy per inference or per decoded token: the ``modelled-v2`` method.
 
-Nothing here is measured on the device. From ../shared/research/devices-energy.md §7.2-7.3, with
-the matrix products and everything else scaled separately:
+Nothing here is measured on the device, and nothing here reads the host: the figures come from
+what the model *is* (a :class:`~.workload.Workload`, counted from its shape and scheme) and what the
+device *is* (the target file's constants), so every host computes the same device figure.
 
-* host GEMM time   t_gemm,host = sum_k MACs_k / R_host,k  (R_host,k: measured single-thread GEMM
-                   throughput of class k, fp32 or int8, on this host; see calibrate.py)
-* host other time  t_other,host = max(0, t_cpu,host - t_gemm,host)  (quantise/dequantise, softmax,
-                   LayerNorm, GELU, dispatch: measured CPU time minus the GEMM share)
-* device compute   t_comp = sum_k MACs_k / R_dev,k + t_other,host * S / n_dev
-                   (R_dev,k: the target's peak for class k over its n_dev threads; S = host fp32
-                   rate per thread / device fp32 rate per thread, the single-thread speed ratio)
-* memory floor     t_mem = B_dram / (eta_bw * BW),  B_dram = weights (unless they fit the effective
-                   last-level cache) + 2 x activations larger than that cache
-* latency          t_dev = max(t_comp, t_mem)
-* energy           E = t_dev * (P_cpu + P_uncore) + 8 * e_bit * B_dram
+* compute    t_comp = sum_k MACs_k / (eta_c * R_k) + elementwise / (eta_c * R_fp32)
+             (R_k: the target's peak for arithmetic class k over its threads; eta_c: the fraction of
+             peak that mobile GEMM kernels reach)
+* memory     t_mem  = B_dram / (eta_bw * BW),  B_dram = weights (when they do not fit the effective
+             last-level cache, or cold) + KV cache read per token + 2 x activations larger than the cache
+* overhead   t_ops  = ops * t_op  (runtime dispatch per operator launch; does not overlap the rest)
+* latency    t_dev  = max(t_comp, t_mem) + t_ops
+             (LLM decode is the larger of compute and the traffic of weights + KV cache per token)
+* energy     E = t_dev * (P_cpu + P_uncore) + 8 * e_bit * B_dram
 
-Scaling GEMMs and the rest separately matters on hosts whose int8 peak is far above their fp32
-peak (AMX, VNNI): a single efficiency factor would charge the device's int8 rate for work that
-is not int8 arithmetic at all.
-
-Every constant comes from the target file with its lo/central/hi; ``lo`` pairs
-every optimistic end (fast memory, low power), ``hi`` every pessimistic one.
-Student/teacher *ratios* are robust because power constants largely cancel;
-absolute joules are uncertain by about x1.5-2 and always carry their range.
+Bands: ``lo`` pairs every optimistic end (highest eta_c, peak, eta_bw and bandwidth, lowest t_op,
+power and e_bit), ``hi`` every pessimistic one, so energy combines the latency band with the power
+band. ``dominant`` names the term that sets each band's latency.
 """
 
 from __future__ import annotations
@@ -31,8 +25,10 @@ import math
 
 from ..fileutil import sha256_file
 
-ENERGY_KIND = "modelled-v1"
+ENERGY_KIND = "modelled-v2"
 BANDS = ("lo", "central", "hi")
+# Rates and efficiencies: a higher value is the optimistic end; costs (power, energy, overhead): a lower one.
+_RATE = {"lo": "hi", "central": "central", "hi": "lo"}
 
 
 def sig2(x: float | None) -> str:
@@ -55,63 +51,67 @@ def _band(c, band: str) -> float:
 
 
 def device_peaks(target) -> dict:
-    """Device peak GMAC/s per compute class, and which constant each came from."""
-    consts = target.constants
-    int8_key = "peak_int8_i8mm" if "i8mm" in target.device.isa and "peak_int8_i8mm" in consts else "peak_int8_dot"
-    return {"fp32": (consts["peak_fp32"].value, "peak_fp32"), "int8": (consts[int8_key].value, int8_key)}
+    """Device peak per arithmetic class: (constant, name). fp16 falls back to fp32 without FP16 arithmetic."""
+    consts, isa = target.constants, target.device.isa
+    int8_key = "peak_int8_i8mm" if "i8mm" in isa and "peak_int8_i8mm" in consts else "peak_int8_dot"
+    fp16_key = "peak_fp16" if "fp16" in isa and "peak_fp16" in consts else "peak_fp32"
+    return {"fp32": (consts["peak_fp32"], "peak_fp32"), "fp16": (consts[fp16_key], fp16_key),
+            "int8": (consts[int8_key], int8_key)}
 
 
 def constants_version(target) -> str:
     return f"{target.name}@{sha256_file(target.path)[:12]}" if target.path else target.name
 
 
-def model_inference(target, macs: dict[str, float], host_cpu_s: float, host_peak: dict[str, float],
-                    weight_bytes: float, activations: dict[str, float], cold: bool = False) -> dict:
-    """Modelled device latency and energy of one inference on ``target`` (see module docstring)."""
-    if host_cpu_s <= 0:
-        raise ValueError("host CPU time must be positive")
+def dram_bytes(target, wl, cold: bool = False) -> float:
+    cache_c = target.constants.get("llc_effective")
+    cache = cache_c.value * 1e6 if cache_c else 0.0
+    b = wl.weight_bytes if (cold or wl.weight_bytes > cache) else 0.0
+    b += wl.kv_bytes if (cold or wl.kv_bytes > cache) else 0.0
+    return b + 2 * sum(a for a in wl.activations.values() if a > cache)
+
+
+def model_workload(target, wl, cold: bool = False) -> dict:
+    """Modelled device latency and energy of ``wl`` (a :class:`~.workload.Workload`) on ``target``."""
     consts = target.constants
-    dev = device_peaks(target)
-    t_gemm_host = sum(m / (host_peak[k] * 1e9) for k, m in macs.items() if m)
-    t_other_host = max(0.0, host_cpu_s - t_gemm_host)
-    n_dev = target.device.threads
-    speed_ratio = host_peak["fp32"] / (dev["fp32"][0] / n_dev)
-    t_gemm_dev = sum(m / (dev[k][0] * 1e9) for k, m in macs.items() if m)
-    t_other_dev = t_other_host * speed_ratio / n_dev
-    t_comp = t_gemm_dev + t_other_dev
-    cache_c = consts.get("llc_effective")
-    cache_bytes = cache_c.value * 1e6 if cache_c else 0.0
-    b_dram = (weight_bytes if (cold or weight_bytes > cache_bytes) else 0.0)
-    b_dram += 2 * sum(a for a in activations.values() if a > cache_bytes)
-    out: dict = {"energy_kind": ENERGY_KIND, "constants_version": constants_version(target),
-                 "host_gemm_ms": t_gemm_host * 1e3, "host_other_ms": t_other_host * 1e3,
-                 "single_thread_speed_ratio": speed_ratio, "t_gemm_ms": t_gemm_dev * 1e3,
-                 "t_other_ms": t_other_dev * 1e3, "t_comp_ms": t_comp * 1e3, "dram_bytes": b_dram,
-                 "t_dev_ms": {}, "t_mem_ms": {}, "energy_mj": {}, "inferences_per_battery_percent": {},
-                 "bound": {}}
+    peaks = device_peaks(target)
+    b_dram = dram_bytes(target, wl, cold)
+    out: dict = {"energy_kind": ENERGY_KIND, "constants_version": constants_version(target), "dram_bytes": b_dram,
+                 "ops": wl.ops, "t_comp_ms": {}, "t_mem_ms": {}, "t_ops_ms": {}, "t_dev_ms": {}, "energy_mj": {},
+                 "inferences_per_battery_percent": {}, "bound": {}, "dominant": {}}
     battery_j = consts["battery"].value * 3600.0
     for band in BANDS:
-        # Energy "lo" is the optimistic end: the fastest memory (highest bandwidth) and lowest power.
-        bw = _band(consts["dram_bandwidth"], {"lo": "hi", "hi": "lo"}.get(band, band)) * 1e9
-        eta_bw = consts["eta_bw"].value if "eta_bw" in consts else 0.6
-        t_mem = b_dram / (eta_bw * bw)
-        t_dev = max(t_comp, t_mem)
+        rate = _RATE[band]
+        eta_c = _band(consts["eta_compute"], rate)
+        t_comp = sum(m / (eta_c * _band(peaks[k][0], rate) * 1e9) for k, m in wl.macs.items() if m)
+        t_comp += wl.elementwise / (eta_c * _band(peaks["fp32"][0], rate) * 1e9)
+        bw = _band(consts["dram_bandwidth"], rate) * _band(consts["eta_bw"], rate) * 1e9
+        t_mem = b_dram / bw
+        t_ops = wl.ops * _band(consts["op_overhead"], band) * 1e-6
+        t_dev = max(t_comp, t_mem) + t_ops
         power = _band(consts["p_cpu"], band) + _band(consts["p_uncore"], band)
         energy = t_dev * power + 8 * _band(consts["e_bit"], band) * 1e-12 * b_dram
-        out["t_mem_ms"][band] = t_mem * 1e3
-        out["t_dev_ms"][band] = t_dev * 1e3
+        out["t_comp_ms"][band], out["t_mem_ms"][band] = t_comp * 1e3, t_mem * 1e3
+        out["t_ops_ms"][band], out["t_dev_ms"][band] = t_ops * 1e3, t_dev * 1e3
         out["energy_mj"][band] = energy * 1e3
         out["inferences_per_battery_percent"][band] = 0.01 * battery_j / energy
         out["bound"][band] = "memory" if t_mem > t_comp else "compute"
+        main = ("eta_bw, dram_bandwidth" if t_mem > t_comp else
+                f"eta_compute, {', '.join(sorted({peaks[k][1] for k, m in wl.macs.items() if m}))}")
+        out["dominant"][band] = {"latency": main if t_ops < max(t_comp, t_mem) else "op_overhead",
+                                 "energy": "p_cpu" if t_dev * power > 8 * _band(consts["e_bit"], band) * 1e-12 * b_dram
+                                 else "e_bit"}
     # A lower energy means more inferences: the battery figure's lo comes from energy's hi.
     ipb = out["inferences_per_battery_percent"]
     ipb["lo"], ipb["hi"] = ipb["hi"], ipb["lo"]
-    out["device_peaks"] = {k: {"gmacs": v, "constant": name} for k, (v, name) in dev.items()}
+    out["device_peaks"] = {k: {"gmacs": c.value, "constant": name} for k, (c, name) in peaks.items()}
     out["constants"] = {name: {"value": c.value, "lo": c.lo, "hi": c.hi, "unit": c.unit, "kind": c.kind,
                                "source": c.source}
                         for name, c in consts.items()
-                        if name in ("p_cpu", "p_uncore", "e_bit", "dram_bandwidth", "eta_bw", "battery",
-                                    "llc_effective", dev["fp32"][1], dev["int8"][1])}
+                        if name in ("p_cpu", "p_uncore", "e_bit", "dram_bandwidth", "eta_bw", "eta_compute",
+                                    "op_overhead", "battery", "llc_effective")
+                        or name in {n for _, n in peaks.values()}}
+    out["workload"] = wl.to_dict()
     return out
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from ..quality.metrics import paired_difference_se
 from ..measure.device_model import energy_ratios
-from ..measure.energy import sig2
+from ..measure.energy import ENERGY_KIND, sig2
 
 REPORT_SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
@@ -114,7 +114,7 @@ def build_headline(report: dict, quality: dict) -> dict:
     if teacher and student:
         er = energy_ratios(teacher, student)
         if er:
-            head["energy_kind"] = "modelled-v1"
+            head["energy_kind"] = ENERGY_KIND
             head["energy_ratio"] = er
     head["settings"] = {"host": report["host"]["cpu"], "host_cores": report["host"]["cores"], "threads": int(main),
                         "batch_size": report["settings"]["batch_size"],
@@ -220,7 +220,7 @@ def render_markdown(report: dict) -> str:
                      f"({d['sentences_per_second']:.0f} sentences/s), best step {d['best_step']}")
     if h.get("energy_ratio"):
         parts = [f"{t} {sig2(v['central'])}x [{sig2(v['lo'])}-{sig2(v['hi'])}]" for t, v in h["energy_ratio"].items()]
-        lines.append("- modelled energy per inference, teacher / student (modelled-v1, not measured): "
+        lines.append(f"- modelled energy per inference, teacher / student ({ENERGY_KIND}, not measured): "
                      + ", ".join(parts))
     lines += _energy_table(report)
     lines += _exit_table(report)
@@ -245,9 +245,9 @@ def _energy_table(report: dict) -> list[str]:
     if not models:
         return []
     targets = list(models[0]["energy"])
-    lines = ["", "## Modelled on the device (modelled-v1; not measured)", "",
+    lines = ["", f"## Modelled on the device ({ENERGY_KIND}; not measured)", "",
              "Energy per inference in mJ, central [lo-hi]; inferences per 1% of the battery (central); "
-             "latency in ms (central). Constants and their sources: `edgedistill targets show NAME`.", ""]
+             "latency in ms, central [lo-hi]. Constants and their sources: `edgedistill targets show NAME`.", ""]
     head = "| model | " + " | ".join(f"{t}: mJ / per 1% / ms" for t in targets) + " |"
     lines += [head, "|" + "---|" * (len(targets) + 1)]
     for m in models:
@@ -257,7 +257,8 @@ def _energy_table(report: dict) -> list[str]:
             fit = "" if e["fits_size_budget"] and e["fits_memory_budget"] else " (over budget)"
             cells.append(f"{sig2(e['energy_mj']['central'])} [{sig2(e['energy_mj']['lo'])}-"
                          f"{sig2(e['energy_mj']['hi'])}] / {sig2(e['inferences_per_battery_percent']['central'])}"
-                         f" / {sig2(e['t_dev_ms']['central'])}{fit}")
+                         f" / {sig2(e['t_dev_ms']['central'])} [{sig2(e['t_dev_ms']['lo'])}-"
+                         f"{sig2(e['t_dev_ms']['hi'])}]{fit}")
         lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
     return lines
 

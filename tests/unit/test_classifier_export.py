@@ -145,7 +145,7 @@ def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_te
     h = rep["headline"]
     assert h["size_ratio"] > 1 and h["accuracy_retention"] == h["quality_retention"] is not None
     assert h["teacher"]["accuracy"] == by["teacher-pytorch"]["quality"]["accuracy"]
-    assert h.get("energy_ratio") and h["energy_kind"] == "modelled-v1"
+    assert h.get("energy_ratio") and h["energy_kind"] == "modelled-v2"
     md = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "| accuracy |" in md and "top-1 agreement with the fp32 student" in md
     html = (tmp_path / "run" / "report" / "report.html").read_text()

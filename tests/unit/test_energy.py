@@ -1,10 +1,18 @@
-"""modelled-v1 against hand-computed cases."""
+"""modelled-v2 against hand-computed cases: workloads from a tiny config, the device model, host independence."""
+
+import json
+from pathlib import Path
+from unittest import mock
 
 import pytest
 
-from edgedistill.measure.energy import budget_check, device_peaks, model_inference
-from edgedistill.measure.macs import EncoderShape, count
+from edgedistill.measure.energy import budget_check, device_peaks, model_workload
+from edgedistill.measure.macs import EncoderShape
+from edgedistill.measure.workload import (INT4_G32, PRECISIONS, LMShape, Workload, decode_workload, encoder_workload,
+                                          precision_for_scheme, prefill_workload)
 from edgedistill.targets import Budget, Constant, Device, ExportRecipe, Target, load_target
+
+FIXTURE = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures" / "calibration-amd-epyc-zen4.json"
 
 
 def C(value, lo=None, hi=None):
@@ -12,134 +20,157 @@ def C(value, lo=None, hi=None):
 
 
 def target(isa=("dotprod",), cache_mb=6.0):
-    consts = {"peak_fp32": C(100.0), "peak_int8_dot": C(500.0), "peak_int8_i8mm": C(1000.0),
-              "dram_bandwidth": C(50.0, 40.0, 60.0), "eta_bw": C(0.5), "p_cpu": C(5.0, 4.0, 8.0),
-              "p_uncore": C(0.5, 0.25, 1.0), "e_bit": C(10.0, 5.0, 20.0), "battery": C(10.0),
-              "llc_effective": C(cache_mb)}
+    consts = {"peak_fp32": C(100.0), "peak_fp16": C(200.0), "peak_int8_dot": C(500.0), "peak_int8_i8mm": C(1000.0),
+              "dram_bandwidth": C(50.0, 40.0, 60.0), "eta_bw": C(0.5, 0.4, 0.6), "eta_compute": C(0.5, 0.25, 1.0),
+              "op_overhead": C(10.0, 5.0, 20.0), "p_cpu": C(5.0, 4.0, 8.0), "p_uncore": C(0.5, 0.25, 1.0),
+              "e_bit": C(10.0, 5.0, 20.0), "battery": C(10.0), "llc_effective": C(cache_mb)}
     return Target(name="t", description="test", device=Device(soc="s", reference_device="d", cpu="c", threads=4,
                                                               isa=list(isa), ram_gb=8),
                   constants=consts, budget=Budget(model_mb=C(20.0), memory_mb=C(100.0)),
                   export=ExportRecipe(backend="onnxruntime", quantization="int8-dynamic"))
 
 
+TINY_LM = LMShape(layers=2, hidden=8, ffn=16, heads=2, kv_heads=1, head_dim=4, vocab=32)
+
+
+def test_tiny_lm_counts_by_hand():
+    # per layer: q 8x8=64, k and v 8x4=32 each, o 8x8=64, ffn 3x8x16=384 -> 576; 2 layers -> 1152
+    assert TINY_LM.linear_params == 1152
+    d = decode_workload(TINY_LM, context=10, precision=PRECISIONS["8da4w"])
+    # linears + lm_head (32x8=256) in int8; attention 2 x context x q(8) x layers = 320 in fp32
+    assert d.macs == {"int8": 1152 + 256, "fp32": 320}
+    # weights: (1152 + 256) int4 in groups of 32 + one int8 embedding row of 8
+    assert d.weight_bytes == pytest.approx((1152 + 256) * INT4_G32 + 8)
+    # KV cache: 2 (k, v) x 2 layers x 10 tokens x 1 head x 4 dims x 4 bytes
+    assert d.kv_bytes == 2 * 2 * 10 * 1 * 4 * 4 == 640
+    assert d.ops == 2 * 20 + 3
+    p = prefill_workload(TINY_LM, prompt=6, precision=PRECISIONS["fp32"])
+    assert p.macs == {"fp32": 6 * 1152 + 256 + 6 * 6 * 8 * 2}
+    assert p.weight_bytes == (1152 + 256) * 4 + 6 * 8 * 4
+
+
+def test_tiny_encoder_counts_by_hand():
+    shape = EncoderShape(vocab=10, hidden=4, layers=1, ffn=8, heads=2, positions=16)
+    w = encoder_workload(shape, batch=1, seq=3, precision=PRECISIONS["int8"])
+    # linears 4x4x4 + 2x4x8 = 128 per token x 3 tokens; attention products 2 x 3 x 3 x 4 = 72 in fp32
+    assert w.macs == {"int8": 384, "fp32": 72}
+    assert w.weight_bytes == 128 * 1 + 3 * 4 * 4  # int8 linears + three fp32 embedding rows
+    assert w.activations["scores"] == 2 * 3 * 3 * 4
+
+
+def test_precision_for_scheme():
+    from edgedistill.export.schemes import SCHEMES
+    from edgedistill.measure.workload import SCHEME_PRECISION
+
+    assert not [n for n in SCHEMES if n not in SCHEME_PRECISION], "a built-in scheme has no storage record"
+    assert precision_for_scheme("int4-weight").mac_class == "fp32"  # weight-only: small bytes, fp32 arithmetic
+    assert precision_for_scheme("et-8da4w").linear_bytes == INT4_G32
+    assert precision_for_scheme("8da4w").mac_class == "int8"
+    assert precision_for_scheme("int8-dynamic").mac_class == "int8"
+    assert precision_for_scheme("fp32").mac_class == "fp32"
+    assert precision_for_scheme("no-such-scheme").mac_class == "fp32"
+
+
 def test_compute_bound_case_by_hand():
-    # host: 1 GMAC int8 at 100 GMAC/s = 10 ms of GEMM; measured 20 ms CPU -> 10 ms of other work.
-    # device (dot, 4 threads): GEMM 1 GMAC / 500 GMAC/s = 2 ms; single-thread speed ratio
-    # S = 50 (host fp32 per thread) / (100 / 4) = 2 -> other work 10 ms x 2 / 4 threads = 5 ms.
-    # DRAM: 10 MB of weights > 6 MB cache, read every inference; t_mem = 1e7 / (0.5 * 50e9) = 0.4 ms.
-    out = model_inference(target(), {"int8": 1e9}, 0.020, {"int8": 100.0, "fp32": 50.0}, 1e7, {"a": 1e5})
-    assert out["host_gemm_ms"] == pytest.approx(10.0) and out["host_other_ms"] == pytest.approx(10.0)
-    assert out["single_thread_speed_ratio"] == pytest.approx(2.0)
-    assert out["t_gemm_ms"] == pytest.approx(2.0) and out["t_other_ms"] == pytest.approx(5.0)
-    assert out["t_comp_ms"] == pytest.approx(7.0)
+    # 1 GMAC int8 at dot 500 GMAC/s x eta 0.5 = 4 ms; 1e6 elementwise at 100 x 0.5 = 0.02 ms;
+    # 10 MB of weights > 6 MB cache: 1e7 / (50e9 x 0.5) = 0.4 ms; 100 ops x 10 us = 1 ms.
+    wl = Workload({"int8": 1e9}, 1e6, 100, 1e7)
+    out = model_workload(target(), wl)
+    assert out["t_comp_ms"]["central"] == pytest.approx(4.02)
     assert out["t_mem_ms"]["central"] == pytest.approx(0.4)
-    assert out["t_dev_ms"] == {"lo": pytest.approx(7.0), "central": pytest.approx(7.0), "hi": pytest.approx(7.0)}
-    # E = 7 ms x 5.5 W + 8 x 10 pJ x 1e7 B = 38.5 mJ + 0.8 mJ
-    assert out["energy_mj"]["central"] == pytest.approx(39.3)
-    assert out["energy_mj"]["lo"] == pytest.approx(7e-3 * 4.25 * 1e3 + 8 * 5e-12 * 1e7 * 1e3)
-    assert out["energy_mj"]["hi"] == pytest.approx(7e-3 * 9.0 * 1e3 + 8 * 20e-12 * 1e7 * 1e3)
-    # 1 % of 10 Wh = 360 J
-    assert out["inferences_per_battery_percent"]["central"] == pytest.approx(360 / 0.0393)
+    assert out["t_dev_ms"]["central"] == pytest.approx(5.02)
+    assert out["bound"]["central"] == "compute" and out["energy_kind"] == "modelled-v2"
+    # E = 5.02 ms x 5.5 W + 8 x 10 pJ x 1e7 B
+    assert out["energy_mj"]["central"] == pytest.approx(5.02 * 5.5 + 0.8)
+    # lo: eta 1.0, ops 5 us -> 2.01 + 0.5 ms; hi: eta 0.25, ops 20 us -> 8.04 + 2 ms
+    assert out["t_dev_ms"]["lo"] == pytest.approx(2.01 + 0.5)
+    assert out["t_dev_ms"]["hi"] == pytest.approx(8.04 + 2.0)
+    assert out["energy_mj"]["lo"] == pytest.approx(2.51 * 4.25 + 8 * 5e-12 * 1e7 * 1e3)
     ipb = out["inferences_per_battery_percent"]
     assert ipb["lo"] < ipb["central"] < ipb["hi"]
-    assert out["energy_kind"] == "modelled-v1" and out["bound"]["central"] == "compute"
+    assert "eta_compute" in out["dominant"]["central"]["latency"]
 
 
-def test_memory_bound_case_and_bandwidth_range():
-    # 1 GB of weights: t_mem = 1e9 / (0.5 * 50e9) = 40 ms >> t_comp = 7 ms; lo uses the 60 GB/s end.
-    out = model_inference(target(), {"int8": 1e9}, 0.020, {"int8": 100.0, "fp32": 50.0}, 1e9, {})
-    assert out["bound"]["central"] == "memory"
-    assert out["t_dev_ms"]["central"] == pytest.approx(40.0)
-    assert out["t_dev_ms"]["lo"] == pytest.approx(1e9 / (0.5 * 60e9) * 1e3)
-    assert out["t_dev_ms"]["hi"] == pytest.approx(1e9 / (0.5 * 40e9) * 1e3)
+def test_decode_switches_from_memory_to_compute_bound():
+    t = target()
+    # 100 MB of weights per token against 1 MMAC: memory-bound, 100e6 / (50e9 x 0.5) = 4 ms
+    mem = model_workload(t, Workload({"int8": 1e6}, 0.0, 0, 1e8, kv_bytes=0.0))
+    assert mem["bound"]["central"] == "memory" and mem["t_dev_ms"]["central"] == pytest.approx(4.0)
+    assert mem["t_dev_ms"]["lo"] == pytest.approx(1e8 / (60e9 * 0.6) * 1e3)
+    assert mem["dominant"]["central"]["latency"] == "eta_bw, dram_bandwidth"
+    # KV cache traffic adds to the weights: 100 MB + 50 MB -> 6 ms
+    kv = model_workload(t, Workload({"int8": 1e6}, 0.0, 0, 1e8, kv_bytes=5e7))
+    assert kv["t_dev_ms"]["central"] == pytest.approx(6.0)
+    # 10 GMAC on the same bytes: compute 10e9 / (500e9 x 0.5) = 40 ms > 4 ms
+    comp = model_workload(t, Workload({"int8": 1e10}, 0.0, 0, 1e8))
+    assert comp["bound"]["central"] == "compute" and comp["t_dev_ms"]["central"] == pytest.approx(40.0)
+
+
+def test_real_decode_shape_is_memory_bound_on_the_phone():
+    llama_1b = LMShape(layers=16, hidden=2048, ffn=8192, heads=32, kv_heads=8, head_dim=64, vocab=128256)
+    out = model_workload(load_target("phone"), decode_workload(llama_1b, 128, PRECISIONS["8da4w"]), cold=True)
+    assert out["bound"] == {"lo": "memory", "central": "memory", "hi": "memory"}
+    pre = model_workload(load_target("phone"), prefill_workload(llama_1b, 64, PRECISIONS["8da4w"]), cold=True)
+    assert pre["bound"]["central"] == "compute"
 
 
 def test_cached_weights_cost_no_dram_unless_cold():
-    warm = model_inference(target(cache_mb=6), {"fp32": 1e8}, 0.004, {"fp32": 50.0}, 5e6, {"big": 8e6})
-    assert warm["dram_bytes"] == pytest.approx(2 * 8e6)  # only the activation that spills, read + write
-    cold = model_inference(target(cache_mb=6), {"fp32": 1e8}, 0.004, {"fp32": 50.0}, 5e6, {"big": 8e6}, cold=True)
-    assert cold["dram_bytes"] == pytest.approx(5e6 + 2 * 8e6)
+    wl = Workload({"fp32": 1e8}, 0.0, 0, 5e6, activations={"big": 8e6})
+    assert model_workload(target(cache_mb=6), wl)["dram_bytes"] == pytest.approx(2 * 8e6)
+    assert model_workload(target(cache_mb=6), wl, cold=True)["dram_bytes"] == pytest.approx(5e6 + 2 * 8e6)
 
 
-def test_mixed_classes_and_i8mm_selection():
-    # host GEMM = 1e9/100e9 + 1e8/50e9 = 12 ms; cpu 12 ms -> no other work
-    # device with i8mm = 1e9/1000e9 + 1e8/100e9 = 2 ms
-    out = model_inference(target(isa=("dotprod", "i8mm")), {"int8": 1e9, "fp32": 1e8}, 0.012,
-                          {"int8": 100.0, "fp32": 50.0}, 1e6, {})
-    assert out["t_other_ms"] == 0.0
-    assert out["t_comp_ms"] == pytest.approx(2.0)
-    assert out["device_peaks"]["int8"]["constant"] == "peak_int8_i8mm"
-    assert device_peaks(target())["int8"] == (500.0, "peak_int8_dot")
+def test_peak_selection_by_isa():
+    assert device_peaks(target(isa=("dotprod", "i8mm")))["int8"][1] == "peak_int8_i8mm"
+    assert device_peaks(target())["int8"][1] == "peak_int8_dot"
+    assert device_peaks(target(isa=("fp16",)))["fp16"][1] == "peak_fp16"
+    assert device_peaks(target())["fp16"][1] == "peak_fp32"  # no FP16 arithmetic: fp16 runs at the fp32 rate
+
+
+def test_device_figure_does_not_depend_on_the_host_calibration():
+    from edgedistill.bench import stage  # noqa: F401  (the bench's import path must not pull a host figure in)
+    from edgedistill.measure import calibrate
+    from edgedistill.measure.device_model import annotate
+
+    other = json.loads(FIXTURE.read_text())
+    amx_like = {"fp32": 50.0, "int8": 967.0, "cpu": "x"}
+    shape = EncoderShape(vocab=100, hidden=64, layers=2, ffn=128, heads=4, positions=64)
+    results = []
+    for cal in (other, amx_like):
+        entry = {"name": "s", "role": "student", "quantization": "int8-dynamic", "size_bytes": 1e5,
+                 "latency": {"1": {"cpu_ms": 1.0 if cal is other else 9.0}}}
+        with mock.patch.object(calibrate, "host_peaks", return_value=cal):
+            annotate([entry], {"student": shape}, [load_target("phone")], 1, 16)
+        results.append(entry["energy"]["phone"])
+    assert results[0]["t_dev_ms"] == results[1]["t_dev_ms"]
+    assert results[0]["energy_mj"] == results[1]["energy_mj"]
 
 
 def test_student_over_teacher_ratio_follows_time_when_compute_bound():
     t = target()
-    teacher = model_inference(t, {"fp32": 1e9}, 0.04, {"fp32": 50.0, "int8": 100.0}, 1e5, {})
-    student = model_inference(t, {"fp32": 1e8}, 0.004, {"fp32": 50.0, "int8": 100.0}, 1e5, {})
-    ratio = teacher["energy_mj"]["central"] / student["energy_mj"]["central"]
-    assert ratio == pytest.approx(10.0, rel=1e-6)
+    teacher = model_workload(t, Workload({"fp32": 1e9}, 0.0, 0, 1e5))
+    student = model_workload(t, Workload({"fp32": 1e8}, 0.0, 0, 1e5))
+    assert teacher["energy_mj"]["central"] / student["energy_mj"]["central"] == pytest.approx(10.0, rel=1e-6)
 
 
-def test_budgets():
-    t = target()
-    ok = budget_check(t, 1.5e7, {"a": 1e6})
-    assert ok["fits_size_budget"] and ok["fits_memory_budget"]
-    big = budget_check(t, 2.5e7, {"a": 9e7})
-    assert not big["fits_size_budget"] and not big["fits_memory_budget"]
+def test_budget_check():
+    b = budget_check(target(), 3e7, {"a": 1e6})
+    assert b["size_mb"] == 30 and not b["fits_size_budget"] and b["fits_memory_budget"]
 
 
-def test_builtin_targets_model_without_errors():
-    shape = EncoderShape(vocab=30522, hidden=384, layers=2, ffn=768, heads=12, positions=512, type_vocab=2)
-    c = count(shape, 1, 128, "int8-dynamic")
-    for name in ("phone", "phone-ios", "phone-midrange", "tablet", "watch"):
-        out = model_inference(load_target(name), c["macs"], 0.003, {"int8": 700.0, "fp32": 70.0}, 1.4e7,
-                              c["activation_bytes"])
-        e = out["energy_mj"]
-        assert 0 < e["lo"] <= e["central"] <= e["hi"], name
-        assert out["constants_version"].startswith(name + "@")
+def test_llm_bench_energy_reports_decode_and_prefill_without_host_figures():
+    from edgedistill.llm.bench import _energy, markdown
+    from edgedistill.measure import calibrate
 
-
-def test_mac_counts_by_hand():
-    # 1 layer, h=4, f=8, seq 3, batch 2: tokens 6; projections 6*4*16 = 384; ffn 6*2*4*8 = 384;
-    # attention products 2*2*3*3*4 = 144
-    c = count(EncoderShape(vocab=10, hidden=4, layers=1, ffn=8, heads=2, positions=5, type_vocab=2), 2, 3, "int8-dynamic")
-    assert c["macs"] == {"fp32": 144, "int8": 768}
-    assert c["params"]["embeddings"] == (10 + 5 + 2) * 4 + 8
-    assert c["params"]["attention"] == 4 * 16 + 16 + 8
-    assert c["params"]["ffn"] == 2 * 32 + 8 + 4 + 8
-    assert count(EncoderShape(10, 4, 1, 8, 2, 5), 2, 3, "fp32")["macs"] == {"fp32": 144 + 768}
-
-
-def test_modelled_numbers_get_two_significant_figures():
-    from edgedistill.measure.energy import sig2
-
-    assert [sig2(x) for x in (6491.2, 108.4, 74.44, 8.51, 0.01234, 0.0)] == ["6,500", "110", "74", "8.5", "0.012", "0.0"]
-    assert sig2(None) == "–"
-
-
-def test_rapl_host_energy_reads_packages_and_handles_wraparound(tmp_path, monkeypatch):
-    from edgedistill.measure import rapl
-
-    monkeypatch.setenv(rapl.ROOT_ENV, str(tmp_path))
-    assert not rapl.available() and rapl.read() is None
-    for pkg, (e, wrap) in {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (9_900_000, 10_000_000)}.items():
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "energy_uj").write_text(str(e))
-        (tmp_path / pkg / "max_energy_range_uj").write_text(str(wrap))
-    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain (core), already counted in its package
-    before = rapl.read()
-    assert rapl.available() and set(before) == {"intel-rapl:0", "intel-rapl:1"}
-    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("3000000")   # +2 J
-    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("400000")    # wrapped: +0.5 J
-    assert rapl.joules_between(before, rapl.read()) == pytest.approx(2.5)
-    assert rapl.joules_between(None, before) is None
-
-
-def test_host_energy_is_reported_only_where_measured_and_labelled_as_host():
-    from edgedistill.report.results import host_energy_lines
-
-    report = {"models": [{"name": "a", "latency": {"2": {"host_energy_mj": 12.3}}},
-                         {"name": "b", "latency": {"2": {"host_energy_mj": None}}}]}
-    (line,) = [x for x in host_energy_lines(report, "2") if x]
-    assert "measured-rapl (host)" in line and "a 12 mJ" in line and "b " not in line
-    assert host_energy_lines({"models": [{"name": "b", "latency": {"2": {}}}]}, "2") == []
+    info = {"layers": 30, "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
+            "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152}
+    with mock.patch.object(calibrate, "host_peaks", side_effect=AssertionError("host calibration read")):
+        e = _energy({"model": info, "scheme": "et-8da4w"}, 64, 80, ["phone"])["phone"]
+    assert e["energy_kind"] == "modelled-v2" and e["bound"]["central"] == "memory"
+    d = e["decode_tokens_per_s"]
+    assert d["lo"] < d["central"] < d["hi"]
+    assert d["central"] == pytest.approx(1e3 / e["t_dev_ms_per_token"]["central"])
+    assert e["prefill_bound"]["central"] == "compute" and e["prefill_ms"]["lo"] < e["prefill_ms"]["hi"]
+    row = {"name": "m", "scheme": "et-8da4w", "size_bytes": 1e8, "threads": {}, "energy_per_token": {"phone": e}}
+    md = markdown({"models": [row], "settings": {"targets": ["phone"]}, "ratios": {}})
+    assert "| m | phone |" in md and "memory" in md

@@ -46,7 +46,7 @@ def svgs(page: str) -> list[ET.Element]:
 
 def energy(scale: float) -> dict:
     band = lambda c: {"lo": 0.7 * c, "central": c, "hi": 1.6 * c}
-    return {t: {"energy_kind": "modelled-v1", "constants_version": f"{t}@sha256:abcd", "t_dev_ms": band(scale / 6),
+    return {t: {"energy_kind": "modelled-v2", "constants_version": f"{t}@sha256:abcd", "t_dev_ms": band(scale / 6),
                 "energy_mj": band(scale), "inferences_per_battery_percent": band(9000 / scale),
                 "fits_memory_budget": True, "fits_size_budget": t != "watch"} for t in ("phone", "watch")}
 
@@ -84,7 +84,7 @@ def report(name: str = "quickstart") -> dict:
                      "vs_teacher_int8": {"size_ratio": 1.59, "latency_p50_speedup": 3.19, "quality_retention": 0.987},
                      "teacher": {"size_bytes": 90868376, "p50_ms": 18.1, "probe_accuracy": 0.8146},
                      "student": {"size_bytes": 14358016, "p50_ms": 2.1, "probe_accuracy": 0.7965},
-                     "energy_kind": "modelled-v1",
+                     "energy_kind": "modelled-v2",
                      "energy_ratio": {"phone": {"lo": 7.25, "central": 8.5, "hi": 9.75}}},
     }
 
@@ -101,7 +101,7 @@ def test_single_report_page_is_well_formed_and_shows_every_part():
         assert title in page
     for name in ("teacher-pytorch", "teacher-onnx-int8", "student-onnx", "student-onnx-int8"):
         assert name in page
-    assert "modelled (modelled-v1)" in page and "measured on this host" in page
+    assert "modelled (modelled-v2)" in page and "measured on this host" in page
     assert "8.5× (7.2–9.8)" in page  # the headline energy ratio comes with its lo-hi range, 2 significant figures
     assert "not available" not in page
     # self-contained: nothing is fetched when the page opens

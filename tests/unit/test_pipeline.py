@@ -50,12 +50,12 @@ def test_run_writes_student_bundle_and_report(tiny_run):
     # modelled device energy for every built-in target, labelled and with its range
     from edgedistill.targets import list_targets
 
-    assert h["energy_kind"] == "modelled-v1" and set(h["energy_ratio"]) == set(list_targets())
+    assert h["energy_kind"] == "modelled-v2" and set(h["energy_ratio"]) == set(list_targets())
     for band in h["energy_ratio"].values():
         assert 0 < band["lo"] <= band["central"] <= band["hi"]
     student = r["models"][-1]
     assert student["macs"]["int8"] > 0 and student["params"]["total"] > 0
-    assert student["energy"]["watch"]["energy_kind"] == "modelled-v1"
+    assert student["energy"]["watch"]["energy_kind"] == "modelled-v2"
     assert "Modelled on the device" in (run_dir / "report" / "report.md").read_text()
 
 
@@ -178,7 +178,7 @@ def test_bench_unknown_target(tiny_run, capsys):
 def test_report_merges_runs_and_refuses_non_reports(tiny_run, tmp_path, capsys):
     _, _, run_dir = tiny_run
     html = (run_dir / "report" / "report.html").read_text()
-    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "modelled (modelled-v1)" in html
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "modelled (modelled-v2)" in html
     code, out, _ = cli("report", str(run_dir), str(run_dir / "report" / "report.json"), "-o", str(tmp_path / "cmp"),
                        capsys=capsys)
     assert code == 0 and "comparison.html" in out

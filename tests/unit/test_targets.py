@@ -53,7 +53,8 @@ def test_user_target_file_is_accepted(tmp_path):
      "[constants] p_cpu key 'value': expected 0.001..500 W, got -6.3 W"),
     (lambda s: s.replace("peak_int8_dot = { value = 513", "peak_int8_dot = { value = -513"),
      "peak_int8_dot key 'value': expected 0.01..1e+06 GMAC/s"),
-    (lambda s: s.replace('eta_bw = { value = 0.6', 'eta_bw = { value = 1.6'), "eta_bw key 'value': expected 0.01..1"),
+    (lambda s: s.replace('lo = 0.45, hi = 0.75', 'lo = 0.45, hi = 1.6', 1), "eta_bw key 'hi': expected 0.01..1"),
+    (lambda s: s.replace("op_overhead = {", "# op_overhead = {"), "missing required constant 'op_overhead'"),
     (lambda s: s.replace('e_bit = { value = 8, lo = 6', 'e_bit = { value = 8, lo = -6'), "e_bit key 'lo'"),
     (lambda s: s.replace('unit = "GB/s"', 'unit = "MB/s"'), "dram_bandwidth key 'unit': expected 'GB/s', got 'MB/s'"),
     (lambda s: s.replace("model_mb = { value = 2048", "model_mb = { value = 0"), "[budget] model_mb key 'value'"),
@@ -81,3 +82,12 @@ def test_scheme_needing_missing_isa_is_refused_with_reason():
     fp16 = Scheme("fp16", lambda a, b: None, "test", 0.9, 0.9, 0.1)
     with pytest.raises(GateError, match="fp16 arithmetic"):
         check_scheme_fits(fp16, load_target("watch"))
+
+
+def test_validation_target_phone_s22():
+    t = load_target("phone-s22")
+    assert t.device.soc.startswith("Qualcomm Snapdragon 8 Gen 1")
+    assert t.constants["dram_bandwidth"].value == 51.2 and t.constants["peak_int8_i8mm"].value == 864
+    for key in ("eta_bw", "eta_compute", "op_overhead"):
+        c = t.constants[key]
+        assert c.lo < c.value < c.hi, key
