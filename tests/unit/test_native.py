@@ -19,9 +19,12 @@ from edgedistill.cache import cache_dir
 LLM_CACHE = cache_dir("models", "llm")  # read at import: each test gets an isolated cache
 
 ADVERSARIAL = ["", " ", "   \t\n  ", "\u3000\u00a0x\u2028y", "😀👍🏽 👨‍👩‍👧 ok", "e\u0301 cafe\u0301 naïve Ångström",
-               "中文字符 和 日本語のテキスト 한국어", "a" * 10000, "x" + "\u0301" * 200, "[CLS] hello [SEP][PAD]x[MASK]",
-               "<|im_start|>user\nhi<|im_end|>", "İstanbul ΣΑΣ ß ﬁ", "don't it's we've I'LL they're", "1234567 3.14 ½ ٣",
-               "tab\there\r\nnew\x00null\x07bell\u200bzw\ufeffbom\ufffdrep", "  multiple   spaces  ", "a\u0300\u0301\u0302",
+               "中文字符 和 日本語のテキスト 한국어", "a" * 10000, "x" + "\u0301" * 200,
+               "[CLS] hello [SEP][PAD]x[MASK]",
+               "<|im_start|>user\nhi<|im_end|>", "İstanbul ΣΑΣ ß ﬁ", "don't it's we've I'LL they're",
+               "1234567 3.14 ½ ٣",
+               "tab\there\r\nnew\x00null\x07bell\u200bzw\ufeffbom\ufffdrep", "  multiple   spaces  ",
+               "a\u0300\u0301\u0302",
                "\U0001F600" * 300, "hello!!!???...", "résumé—“quotes” ‘single’ …", "\U00020000\U0002A700", "ǅ ǈ ẞ"]
 SENTENCES = ["the movie was great", "a dull and boring film", "this plot is really clumsy", "so charming and funny",
              "the cast was superb but the ending was painful and tedious"]
