@@ -48,10 +48,20 @@ std::string floats(const float* v, size_t n) {
   return out + "]";
 }
 
+// VmHWM, not getrusage: ru_maxrss survives execve, so a child of a large parent would report the parent's peak.
 double peak_rss_mb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024.0;
+  FILE* f = std::fopen("/proc/self/status", "r");
+  char line[256];
+  double kb = 0;
+  while (f && std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmHWM:", 6) == 0) kb = std::atof(line + 6);
+  if (f) std::fclose(f);
+  if (kb == 0) {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    kb = static_cast<double>(ru.ru_maxrss);
+  }
+  return kb / 1024.0;
 }
 
 }  // namespace
