@@ -60,6 +60,12 @@ struct ed_bundle {
   std::vector<int64_t> stop_ids;
   int64_t bos_id = -1;
   bool add_bos = false;
+  std::string tok_error;
+
+  const edgedistill::Tokenizer& tokenizer() const {
+    if (!tok) throw BundleError(tok_error);
+    return *tok;
+  }
 
   std::vector<std::vector<float>> run_encoder(const std::string& text) {
     edgedistill::Encoding e = tok->encode(text, true, max_length);
@@ -144,7 +150,9 @@ ed_bundle* open_bundle(const char* path, const char* expect_id) {
   try {
     b->tok = std::make_unique<edgedistill::Tokenizer>(tok_text);
   } catch (const std::exception& e) {
-    throw BundleError(b->vb.path + ": the bundle's tokenizer cannot be loaded (" + e.what() + ")");
+    b->tok_error = b->vb.path + ": the bundle's tokenizer cannot be loaded (" + e.what() + ")";
+    // A causal LM still generates from token ids the caller encoded; an encoder needs its tokenizer.
+    if (m.get_string("kind") != "causal-lm") throw BundleError(b->tok_error);
   }
   if (m.get_string("kind") == "causal-lm") {
     b->task = "causal-lm";
@@ -287,7 +295,7 @@ int ed_tokenize(ed_bundle* b, const char* text, size_t text_len, int truncate, i
   return guarded(err, err_len, [&] {
     if (!b) throw std::runtime_error("no bundle");
     std::string t = check_text(text_of(text, text_len));
-    auto e = b->tok->encode(t, b->task != "causal-lm", truncate && b->task != "causal-lm" ? b->max_length : 0);
+    auto e = b->tokenizer().encode(t, b->task != "causal-lm", truncate && b->task != "causal-lm" ? b->max_length : 0);
     if (!truncate && b->task != "causal-lm" && e.ids.size() > b->max_length)
       throw std::runtime_error("text 0 is " + std::to_string(e.ids.size()) + " tokens long, over the bundle's max_length " +
                                std::to_string(b->max_length) + "; shorten it or allow truncation");
@@ -349,7 +357,7 @@ int ed_encode_prompt(ed_bundle* b, const char* text, size_t text_len, int add_bo
     if (!b || b->task != "causal-lm") throw std::runtime_error("encode_prompt needs a causal-LM bundle");
     std::string t = check_text(text_of(text, text_len));
     if (t.find_first_not_of(" \t\n\r\f\v") == std::string::npos) throw std::runtime_error("empty prompt: give some text");
-    std::vector<int64_t> v = b->tok->encode(t, false, 0).ids;
+    std::vector<int64_t> v = b->tokenizer().encode(t, false, 0).ids;
     if (add_bos && b->add_bos && b->bos_id >= 0 && (v.empty() || v[0] != b->bos_id)) v.insert(v.begin(), b->bos_id);
     if (n) *n = v.size();
     if (ids) {
@@ -407,7 +415,7 @@ char* ed_decode(ed_bundle* b, const int64_t* ids, size_t n, char* err, size_t er
   char* out = nullptr;
   guarded(err, err_len, [&] {
     if (!b) throw std::runtime_error("no bundle");
-    std::string s = b->tok->decode(std::vector<int64_t>(ids, ids + n), true);
+    std::string s = b->tokenizer().decode(std::vector<int64_t>(ids, ids + n), true);
     out = static_cast<char*>(std::malloc(s.size() + 1));
     std::memcpy(out, s.c_str(), s.size() + 1);
   });

@@ -192,3 +192,18 @@ def test_onnx_bundle_is_refused_with_a_reason(native_bin, tiny_teacher, tmp_path
 
     proc = run_native(native_bin, "embed", make_tiny_bundle(tiny_teacher, tmp_path), "hi")
     assert proc.returncode == 2 and "backend 'onnxruntime' is not run by the native runtime" in proc.stderr
+
+
+def test_greedy_llm_tokens_equal_python_for_32_steps(native_bin, tmp_path):
+    from llm_tiny import trained_tiny_llama
+
+    from edgedistill import api
+    from edgedistill.runtime import CausalLM, Sampling
+
+    student = trained_tiny_llama(tmp_path / "student")
+    bundle = api.llm_export(student, tmp_path / "bundle", scheme="et-fp32", target="phone", max_cache_len=48)
+    prompt = [2, 4, 6, 7]
+    want = list(CausalLM.open(bundle).stream_ids(prompt, Sampling(max_new_tokens=32)))
+    proc = run_native(native_bin, "generate", bundle, "--ids", ",".join(map(str, prompt)), "--max-new-tokens", 32)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ids"] == want and len(want) >= 8
