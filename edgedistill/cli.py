@@ -248,6 +248,26 @@ _PUBLIC_KEY = click.option("--public-key", type=click.Path(dir_okay=False, exist
                            help="Require a valid signature by this Ed25519 public key (PEM).")
 
 
+@cli.group()
+def native():
+    """The native (C/C++) runtime for apps: build it against the installed executorch SDK."""
+
+
+@native.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when a build of these sources is cached.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel compile jobs.")
+def native_build_cmd(force, jobs):
+    """Compile native/ (libedgedistill.so, edgedistill-native) once per source version; prints its folder.
+
+    \b
+    Example:
+      edgedistill native build && $(edgedistill native build)/edgedistill-native verify runs/quickstart/bundles/phone
+    """
+    from .native_build import build
+
+    click.echo(str(build(force=force, jobs=jobs)))
+
+
 @bundle.command("verify")
 @click.argument("path", type=click.Path(exists=True))
 @_EXPECT_ID

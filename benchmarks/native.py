@@ -1,0 +1,123 @@
+"""Native runtime vs Python runtime: tokenizer exactness on real text, outputs, memory and latency.
+
+    python benchmarks/native.py --bundle runs/quickstart/bundles/phone    # an et-int8 (.pte) bundle
+Writes benchmarks/results/native.{json,md}. Each runtime runs in its own fresh process (peak RSS = the whole
+process). The LLM greedy comparison is in tests/unit (tiny random bundle); here it is left null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PY_RUN = r"""
+import json, sys, time
+from edgedistill.runtime import Bundle
+path, texts = sys.argv[1], json.loads(sys.stdin.read())
+t0 = time.perf_counter(); b = Bundle.open(path); load = time.perf_counter() - t0
+times, out = [], []
+for t in texts:
+    s = time.perf_counter(); r = b.predict([t])[0]; times.append((time.perf_counter() - s) * 1000)
+    out.append(list(r["scores"].values()) if "scores" in r else r["embedding"])
+hwm = [float(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+print(json.dumps({"load_ms": load * 1000, "times_ms": times, "out": out, "peak_rss_mb": hwm / 1024}))
+"""
+
+
+def sentences(limit_brown: int) -> list[str]:
+    from edgedistill.data.vader import load_vader
+    from edgedistill.llm.brown import load_brown
+
+    vader = [e.text for e in load_vader(None, None)]
+    brown = [s.strip() for d in load_brown() for s in re.split(r"(?<=[.!?])\s+", d.text) if s.strip()]
+    return vader + brown[:limit_brown]
+
+
+def exact_rate(binary: Path, tokenizer_json: Path, texts: list[str], special: bool, max_length: int) -> float:
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_file(str(tokenizer_json))
+    tk.no_padding()
+    tk.enable_truncation(max_length) if max_length else tk.no_truncation()
+    want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=special)]
+    args = [str(binary), str(tokenizer_json)] + ([] if special else ["--no-special"])
+    args += ["--max-length", str(max_length)] if max_length else []
+    out = subprocess.run(args, input="\n".join(t.encode().hex() for t in texts) + "\n", capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    got = [[int(x) for x in line.split("|")[0].split()] if not line.startswith("error") else None for line in out]
+    return sum(a == b for a, b in zip(want, got, strict=True)) / len(texts)
+
+
+def p50(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bundle", required=True, help="an ExecuTorch (.pte) classifier or embedding bundle folder")
+    ap.add_argument("--bpe-tokenizer", default=None, help="a byte-level BPE tokenizer.json (SmolLM2)")
+    ap.add_argument("--texts", type=int, default=200, help="real sentences timed per runtime")
+    ap.add_argument("--brown", type=int, default=20000)
+    ap.add_argument("--out", default="benchmarks/results")
+    a = ap.parse_args()
+    from edgedistill.cache import cache_dir
+    from edgedistill.native_build import build
+
+    bin_dir = build()
+    texts = sentences(a.brown)
+    bundle = Path(a.bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    rates = {"wordpiece": exact_rate(bin_dir / "edgedistill-tokenize", bundle / manifest["tokenizer"]["file"], texts,
+                                     True, int(manifest.get("max_length", 512)))}
+    bpe = a.bpe_tokenizer or next(iter(sorted(cache_dir("models", "llm").glob("SmolLM2*/tokenizer.json"))), None)
+    if bpe:
+        rates["bpe"] = exact_rate(bin_dir / "edgedistill-tokenize", Path(bpe), texts, False, 0)
+    timed = texts[: a.texts]
+    nat = subprocess.run([str(bin_dir / "edgedistill-native"),
+                          "predict" if manifest.get("task") != "sentence-embedding" else "embed", str(bundle),
+                          "--stdin", "--hex", "--timing"], input="\n".join(t.encode().hex() for t in timed) + "\n",
+                         capture_output=True, text=True, check=True)
+    nat_stats = json.loads(nat.stderr.strip().splitlines()[-1])
+    nat_out = [json.loads(x).get("probabilities") or json.loads(x).get("embedding") for x in nat.stdout.splitlines()]
+    py = subprocess.run([sys.executable, "-c", PY_RUN, str(bundle)], input=json.dumps(timed), capture_output=True,
+                        text=True, check=True)
+    py_stats = json.loads(py.stdout.strip().splitlines()[-1])
+    diff = max(abs(x - y) for a_, b_ in zip(nat_out, py_stats["out"], strict=True) for x, y in zip(a_, b_, strict=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / "b"
+        shutil.copytree(bundle, bad)
+        with open(bad / manifest["model_file"], "r+b") as f:
+            f.seek(100)
+            f.write(b"\x00\x01\x02")
+        tampered = subprocess.run([str(bin_dir / "edgedistill-native"), "verify", str(bad)], capture_output=True)
+    headline = {"tokenizer_exact_rate": min(rates.values()), "tokenizer_sentences": len(texts),
+                "tokenizer_exact_rate_by_tokenizer": rates, "max_abs_diff_vs_python": diff, "llm_greedy_equal": None,
+                "native_peak_rss_mb": round(nat_stats["peak_rss_mb"], 1),
+                "python_peak_rss_mb": round(py_stats["peak_rss_mb"], 1),
+                "native_p50_ms": round(p50(nat_stats["times_ms"]), 3),
+                "python_p50_ms": round(p50(py_stats["times_ms"]), 3),
+                "native_load_ms": round(nat_stats["load_ms"], 1), "python_load_ms": round(py_stats["load_ms"], 1),
+                "tamper_refused": tampered.returncode != 0}
+    result = {"schema": "edgedistill.native-bench/1", "bundle": str(bundle),
+              "scheme": manifest.get("quantization", {}).get("scheme"), "timed_texts": len(timed),
+              "headline": headline, "command": " ".join(sys.argv)}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "native.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in headline.items())
+    (out / "native.md").write_text(f"# Native runtime vs Python runtime\n\nBundle `{bundle}` ({result['scheme']}), "
+                                   f"{len(timed)} timed sentences, each runtime in a fresh process; "
+                                   f"`llm_greedy_equal` is checked in tests/unit/test_native.py, not here.\n\n"
+                                   f"| metric | value |\n|---|---|\n{rows}\n\nCommand: `{result['command']}`\n")
+    print(json.dumps(headline, indent=2))
+
+
+if __name__ == "__main__":
+    main()

