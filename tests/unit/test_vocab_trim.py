@@ -1,7 +1,7 @@
 import json
 
 import numpy as np
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from edgedistill.models.vocab import count_pieces, trim, trim_embedding, vocab_txt
 
@@ -14,6 +14,7 @@ def _bert_like():
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
     tok.train_from_iterator(TEXT * 3 + ["zebra xylophone quantum jazz"], trainers.WordPieceTrainer(
         vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -38,3 +39,17 @@ def test_kept_text_round_trips_and_oov_degrades():
     assert vocab_txt(trimmed).splitlines()[trimmed.old_to_new[tok.token_to_id("[SEP]")]] == "[SEP]"
     emb = np.arange(len(full["model"]["vocab"]) * 2).reshape(-1, 2)
     assert (trim_embedding(emb, trimmed.new_to_old)[5] == emb[trimmed.new_to_old[5]]).all()
+
+
+def test_dropped_whole_words_split_into_kept_pieces_without_unk():
+    tok = _bert_like()
+    full = json.loads(tok.to_str())
+    counts = count_pieces(tok, TEXT)
+    trimmed = trim(full, counts, min_count=1, max_size=60)
+    small = Tokenizer.from_str(json.dumps(trimmed.tokenizer_json))
+    assert len(trimmed.new_to_old) < len({i for i in counts})
+    for line in TEXT:
+        a, b = tok.encode(line), small.encode(line)
+        assert "[UNK]" not in b.tokens
+        assert len(b.tokens) >= len(a.tokens)
+        assert small.decode(b.ids) == tok.decode(a.ids)
