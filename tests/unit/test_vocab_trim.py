@@ -53,3 +53,15 @@ def test_dropped_whole_words_split_into_kept_pieces_without_unk():
         assert "[UNK]" not in b.tokens
         assert len(b.tokens) >= len(a.tokens)
         assert small.decode(b.ids) == tok.decode(a.ids)
+
+
+def test_runtime_tokenizer_pads_with_the_trimmed_pad_id():
+    from edgedistill.runtime.tokenize import BundleTokenizer
+
+    tok = _bert_like()
+    trimmed = trim(json.loads(tok.to_str()), count_pieces(tok, TEXT[:1]), min_count=1)
+    rt = BundleTokenizer(json.dumps(trimmed.tokenizer_json), {"pad_token": "[PAD]"}, 32, ["input_ids"])
+    ids = rt([TEXT[0], "the"])["input_ids"]
+    pad_new = trimmed.tokenizer_json["model"]["vocab"]["[PAD]"]
+    assert ids[1, -1] == pad_new
+    assert [trimmed.new_to_old[i] for i in ids[0] if i != pad_new] == tok.encode(TEXT[0]).ids
