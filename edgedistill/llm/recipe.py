@@ -85,6 +85,9 @@ class LLMDistillSpec(TrainConfig):
     """``seq_kd``: how many prompts the teacher continues (once; cached)."""
     seq_kd_topk: bool = False
     """``seq_kd``: add top-k KD on the teacher's own text to the hard labels."""
+    checkpoint_every: int | None = None
+    """Steps between resumable checkpoints of the final training in OUT/checkpoints/; unset means
+    ``eval_every``, 0 turns them off."""
 
     def validate(self, where: str = "[distill]") -> None:  # noqa: D102 - same checks, recipe wording
         super().validate(where)
@@ -92,6 +95,9 @@ class LLMDistillSpec(TrainConfig):
             raise RecipeError(f"{where} key 'top_k': expected 1..1024, got {self.top_k}")
         if self.seq_kd_prompts < 1:
             raise RecipeError(f"{where} key 'seq_kd_prompts': expected >= 1, got {self.seq_kd_prompts}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            raise RecipeError(f"{where} key 'checkpoint_every': expected steps >= 0 (0 = no checkpoints), "
+                              f"got {self.checkpoint_every}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
