@@ -292,7 +292,7 @@ def llm_kd(dev: str, batch: int, seq: int, steps: int, work: Path) -> dict:
     # the first step carries one-off costs (allocator warm-up, kernel selection): report the rest
     later = rows[1:] or rows
     tok_s = sum(r["tokens"] for r in later) / max(sum(r["seconds"] for r in later), 1e-9)
-    peaks = [r["peak_gpu_gib"] for r in rows if r["peak_gpu_gib"] is not None]
+    peaks = [r["peak_gpu_gib"] for r in rows if r.get("peak_gpu_gib") is not None]
     return {"batch": batch, "seq": seq, "steps": steps, "precision": precision, "train_tok_s": round(tok_s, 1),
             "train_tok_s_all_steps": res.tokens_per_s, "teacher_topk_tok_s": round(blocks.size / topk_s, 1),
             "peak_gpu_gib": max(peaks) if peaks else None}

@@ -32,6 +32,14 @@ def _fail(where: str, key: str, msg: str) -> None:
     raise RecipeError(f"{where} key {key!r}: {msg}")
 
 
+def check_model_source(spec, where: str) -> None:
+    """A [teacher] section of any recipe kind: exactly one of ``package`` / ``path``, and a well-formed ``sha256``."""
+    if (spec.package is None) == (spec.path is None):
+        raise RecipeError(f"{where} needs exactly one of 'package' or 'path'")
+    if spec.sha256 is not None and (len(spec.sha256) != 64 or any(c not in "0123456789abcdef" for c in spec.sha256)):
+        _fail(where, "sha256", f"expected 64 lowercase hex digits, got {spec.sha256!r}")
+
+
 @dataclass
 class TeacherSpec:
     package: str | None = None
@@ -45,10 +53,7 @@ class TeacherSpec:
     max_length: int = 128
 
     def validate(self, where: str) -> None:
-        if (self.package is None) == (self.path is None):
-            raise RecipeError(f"{where} needs exactly one of 'package' or 'path'")
-        if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
-            _fail(where, "sha256", f"expected 64 lowercase hex digits, got {self.sha256!r}")
+        check_model_source(self, where)
         if not 8 <= self.max_length <= 8192:
             _fail(where, "max_length", f"expected 8..8192, got {self.max_length}")
 

@@ -138,3 +138,28 @@ def parse_table(cls: type[T], table: dict[str, Any], where: str) -> T:
 def as_dict(obj: Any) -> Any:
     """A dataclass tree as plain JSON-able data (for hashing and reports)."""
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def parse_sections(path: Path, table: dict[str, Any], sections: dict[str, type], top: type[T],
+                   required: tuple[str, ...] = ("teacher",)) -> tuple[T, dict[str, Any]]:
+    """A recipe file's table as (top-level keys parsed as ``top``, {section: its dataclass}); errors name the
+    file and key. Every recipe kind (encoder, LLM) reads its file through this."""
+    head = parse_table(top, {k: v for k, v in table.items() if k not in sections}, f"{path}:")
+    for key in required:
+        if key not in table:
+            raise RecipeError(f"{path}: missing required section [{key}]")
+    parsed = {}
+    for key, cls in sections.items():
+        if key not in table:
+            continue
+        if not isinstance(table[key], dict):
+            raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table, got {type(table[key]).__name__}")
+        parsed[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+    return head, parsed
+
+
+def resolve_path(source_path: Path | None, rel: str) -> Path:
+    """``rel`` against the folder of the recipe file ``source_path`` (the working folder without one)."""
+    p = Path(rel).expanduser()
+    base = source_path.parent if source_path else Path.cwd()
+    return p if p.is_absolute() else base / p

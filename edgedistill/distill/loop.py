@@ -1,10 +1,11 @@
-"""The optimisation loop shared by the embedding and classification stages.
+"""The optimisation loop shared by the embedding, classification and causal-LM stages.
 
 Callers supply what differs: the batch order (``make_stream``), the loss of a set of rows
-(``batch_loss``) and the validation metric. The loop owns what must be the same everywhere:
-AdamW with warm-up/decay, gradient accumulation, clipping, the NaN stop, evaluation with
-best-weights keeping and early stopping, the per-step JSONL log, checkpoints with exact
-resume, and multi-process data parallelism (see :mod:`.parallel`).
+(``batch_loss``), the validation metric and, optionally, the optimizer and schedule (``optim``;
+default AdamW with warm-up and linear decay). The loop owns what must be the same everywhere:
+gradient accumulation, clipping, the NaN stop, evaluation with best-weights keeping, early
+stopping and a training-time budget, the per-step JSONL log, checkpoints with exact resume,
+and multi-process data parallelism (see :mod:`.parallel`).
 
 ``batch_size`` is the global batch of one optimizer step. ``grad_accum_steps`` splits it into
 that many micro-batches (and, with N processes, each process takes 1/N of it first), each
@@ -38,8 +39,11 @@ class Metric:
     """The validation metric that picks the kept weights."""
 
     name: str
-    evaluate: Callable[[], float]
+    evaluate: Callable[[], float | dict]
+    """The metric's value, or a dict of figures that holds it under ``name`` (all go into ``evals``)."""
     higher_is_better: bool = True
+    with_loss: bool = False
+    """Evaluation rows also carry the step's loss terms (and peak GPU memory), as the LLM report shows them."""
 
     def better(self, new: float, old: float) -> bool:
         return new > old if self.higher_is_better else new < old
@@ -58,6 +62,10 @@ class LoopResult:
     history: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    stopped: str = "max_steps"
+    """Why the loop ended: ``max_steps``, ``early_stop`` or ``time_budget``."""
+    train_seconds: float = 0.0
+    """Wall time of the optimizer steps alone, evaluations excluded (summed over resumed sessions)."""
 
 
 class NonFiniteLoss(TrainingError):
@@ -112,15 +120,28 @@ class StepLog:
                 f.write(json.dumps({**self.tags, **row}) + "\n")
 
 
+def _evaluate(metric: Metric, par) -> dict:
+    """``{metric.name: value, ...}`` on every process (only the main process evaluates)."""
+    got = metric.evaluate() if par.is_main else 0.0
+    row = dict(got) if isinstance(got, dict) else {metric.name: got}
+    row[metric.name] = par.from_main(float(row[metric.name]))
+    return row
+
+
 def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.random.Generator], Iterator],
                batch_loss: Callable, metric: Metric, *, after_step: Callable | None = None,
                strategy_state: object = None, desc: str = "distilling", store: GenerationStore | None = None,
-               log_path: Path | None = None, log_tags: dict | None = None) -> LoopResult:
+               log_path: Path | None = None, log_tags: dict | None = None, optim: Callable | None = None,
+               step_fields: Callable[[], dict] | None = None) -> LoopResult:
     """Train ``student`` for ``spec.max_steps`` optimizer steps.
 
     ``batch_loss(rows, frac)`` returns (loss, {term: value}) for an index array of rows;
     ``strategy_state`` may define ``checkpoint_state()``/``load_checkpoint_state(d)`` for state
-    a checkpoint must carry beyond the trainable parameters (EMA weights).
+    a checkpoint must carry beyond the trainable parameters (EMA weights, counters, sampler RNGs).
+    ``optim(student, extra_params, spec)`` returns (params, optimizer, LR scheduler stepped once per
+    step); the default is :func:`.trainer.optimizer`. ``step_fields()`` adds fields to each step's
+    log row. Optional ``spec`` fields: ``grad_accum_steps``, ``early_stop_patience``, ``grad_clip``
+    (default 1.0) and ``time_budget_s`` (stop after the step that used it up, evaluating there).
     """
     par = parallel.current()
     rt = runtime(spec)
@@ -137,14 +158,14 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
         move_modules(strategy_state, rt.device)
     torch.manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
-    params, opt, sched = optimizer(student, extra_params, spec)
+    params, opt, sched = (optim or optimizer)(student, extra_params, spec)
     scaler = rt.scaler()
     stream = make_stream(rng)
     ckpt = store.latest() if store is not None else None
     if ckpt is None:
-        value = par.from_main(metric.evaluate() if par.is_main else 0.0)
-        res = LoopResult(best_state=_snapshot(student), best_step=0, best_value=value,
-                         evals=[{"step": 0, metric.name: value}])
+        first = _evaluate(metric, par)
+        res = LoopResult(best_state=_snapshot(student), best_step=0, best_value=first[metric.name],
+                         evals=[{"step": 0, **first}])
         start, seen, eval_seconds, elapsed, bad_evals, window = 1, 0, 0.0, 0.0, 0, {}
     else:
         res, start, seen, eval_seconds, elapsed, bad_evals, window = _restore(
@@ -156,6 +177,8 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
     bar = progress(range(start, spec.max_steps + 1), desc=desc, unit="step")
     accum = max(1, getattr(spec, "grad_accum_steps", 1))
     patience = getattr(spec, "early_stop_patience", 0)
+    clip = getattr(spec, "grad_clip", 1.0)
+    budget = getattr(spec, "time_budget_s", None)
     for step in bar:
         t_step = time.perf_counter()
         rt.reset_peak()
@@ -171,7 +194,7 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
         par.sum_grads(params)
         if scaler is not None:
             scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, clip)
         if scaler is not None:
             scaler.step(opt)  # skips the update when fp16 gradients overflowed
             scaler.update()
@@ -188,12 +211,16 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
         if peak is not None:
             bar.set_postfix(loss=f"{value:.4f}", gpu_gib=f"{peak:.2f}")
         steplog.write({"step": step, "lr": lr, "loss": value, **parts, "seconds": time.perf_counter() - t_step,
-                       **mem})
-        if step % spec.eval_every == 0 or step == spec.max_steps:
+                       **mem, **(step_fields() if step_fields is not None else {})})
+        out_of_time = budget is not None and time.perf_counter() - t0 - eval_seconds >= budget
+        if step % spec.eval_every == 0 or step == spec.max_steps or out_of_time:
             t_eval = time.perf_counter()
-            val = par.from_main(metric.evaluate() if par.is_main else 0.0)
+            row = _evaluate(metric, par)
+            val = row[metric.name]
             eval_seconds += time.perf_counter() - t_eval
-            res.evals.append({"step": step, metric.name: val})
+            if metric.with_loss:
+                row.update(loss=value, **parts, **mem)
+            res.evals.append({"step": step, **row})
             if metric.better(val, res.best_value):
                 res.best_value, res.best_step, bad_evals = val, step, 0
                 res.best_state = _snapshot(student)
@@ -202,9 +229,13 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
             if patience and bad_evals >= patience and step < spec.max_steps:
                 say(f"early stop at step {step}: no better {metric.name} in {patience} evaluations "
                     f"(best {res.best_value:.4f} at step {res.best_step})")
-                res.stopped_early = True
+                res.stopped_early, res.stopped = True, "early_stop"
                 res.steps = step
                 break
+        if out_of_time and step < spec.max_steps:
+            say(f"stopping at step {step}: the training time budget of {budget:g} s is used up")
+            res.stopped, res.steps = "time_budget", step
+            break
         if store is not None and par.is_main and store.due(step) and step < spec.max_steps:
             _save(store, step, student, extra_params, strategy_state, opt, sched, rng, res, seen, eval_seconds,
                   time.perf_counter() - t0, bad_evals, window, scaler)
@@ -212,7 +243,8 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
     else:
         res.steps = spec.max_steps
     res.seconds = time.perf_counter() - t0
-    res.sentences_per_second = seen / max(res.seconds - eval_seconds, 1e-9)
+    res.train_seconds = max(res.seconds - eval_seconds, 1e-9)
+    res.sentences_per_second = seen / res.train_seconds
     student.load_state_dict(res.best_state)
     student.eval()
     # The stage saves, exports and evaluates what it gets back on the CPU; a GPU's memory goes back.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -51,11 +52,27 @@ def tokenizer_spec(folder: Path) -> dict:
     return spec
 
 
+def created_with(backend: str) -> dict:
+    """The runtime version that wrote the model: apps must load it with the same or newer."""
+    from importlib.metadata import version
+
+    name = "executorch" if backend == "executorch" else "onnxruntime"
+    return {name: version(name)}
+
+
 def write_bundle(dest: Path, model_file: Path, tokenizer_dir: Path, manifest: dict,
                  model_name: str = "model.onnx", extra_files: dict[str, bytes] | None = None) -> Path:
-    """Create ``dest`` (replacing an older bundle only once everything is written).
+    """Create ``dest`` (replacing an older bundle only once everything is written). Every task's bundle
+    (embedding, classifier, causal LM) is written here; the manifest gets the provenance fields
+    (``created_by``, ``created``, ``created_with``) unless the caller set them.
 
     ``extra_files``: more files (name -> content) to ship and hash, e.g. an LLM's generation config."""
+    from .. import __version__
+
+    manifest = {"created_by": f"edgedistill {__version__}",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest}
+    if "created_with" not in manifest and "backend" in manifest:
+        manifest["created_with"] = created_with(manifest["backend"])
     tokenizer_dir = Path(tokenizer_dir)
     if not Path(model_file).is_file():
         raise ModelError(f"{model_file}: model file not found")

@@ -16,7 +16,7 @@ from ..models.loading import load_encoder, weights_file
 from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
-from .bundle import write_bundle, write_zip
+from .bundle import created_with as _created_with, write_bundle, write_zip
 from .onnx import export_onnx, input_names_for, optimize
 from .parity import check_parity, failure_message
 from .quant import QuantContext
@@ -86,14 +86,6 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         paths[name] = dest
     write_json_atomic(info_path, info)
     return {"paths": paths, "info": info}
-
-
-def _created_with(backend: str) -> dict:
-    """The runtime version that wrote the model: apps must load it with the same or newer."""
-    from importlib.metadata import version
-
-    name = "executorch" if backend == "executorch" else "onnxruntime"
-    return {name: version(name)}
 
 
 def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme, task: str = "embedding") -> tuple[Path, dict]:

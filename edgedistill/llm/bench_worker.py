@@ -1,6 +1,8 @@
 """Time one causal LM in this (fresh) process: prefill, time to first token, decode; print one JSON line.
 
-Run by :mod:`edgedistill.llm.bench` as ``python -m edgedistill.llm.bench_worker SPEC.json``.
+Run by :mod:`edgedistill.llm.bench` as ``python -m edgedistill.llm.bench_worker SPEC.json`` through the shared
+launcher (:func:`edgedistill.measure.latency.spawn_worker`); loading and the memory readings around it are
+the encoder worker's (:func:`edgedistill.measure.worker.load_measured`).
 ``kind`` is ``bundle`` (any causal-LM bundle, through its scheme's loader) or
 ``eager`` (an HF folder in PyTorch, cache on: the reference a user would run).
 The prompt is fixed English text, so every model sees the same tokens.
@@ -75,33 +77,28 @@ def _generate(lm, ids: list[int], new_tokens: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from edgedistill.measure.worker import _rss_mb, _status_mb
+    from edgedistill.measure.worker import _rss_mb, load_measured
 
     spec = json.loads(open(argv[0]).read())
     # The runtime libraries first, so that the peak over this base is the model's own share.
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
+    backend = None
     if spec["kind"] == "bundle":  # and the bundle's own runtime (its backend's modules)
-        from edgedistill.measure.runners import import_runtime
         from edgedistill.runtime.format import BundleFiles, read_manifest
 
         files = BundleFiles(spec["path"])
         try:
-            import_runtime(read_manifest(files).get("backend", "onnxruntime"))
+            backend = read_manifest(files).get("backend", "onnxruntime")
         finally:
             files.close()
-    base = _status_mb("VmRSS")
-    t0 = time.perf_counter()
-    lm, encode = _load(spec)
-    load_s = time.perf_counter() - t0
-    loaded = _status_mb("VmRSS")
+    (lm, encode), mem = load_measured(backend, lambda: _load(spec), base="VmRSS")
     ids = prompt_ids(encode, spec["prompt_tokens"])
     for _ in range(spec.get("warmup", 1)):
         _generate(lm, ids, 4)
     run = _generate(lm, ids, spec["new_tokens"])
-    print(json.dumps({"load_s": load_s, "rss_before_load_mb": base, "rss_after_load_mb": loaded,
-                      "peak_rss_mb": _rss_mb(), "peak_over_runtime_mb": _rss_mb() - base,
+    print(json.dumps({**mem, "peak_rss_mb": _rss_mb(), "peak_over_runtime_mb": _rss_mb() - mem["rss_before_load_mb"],
                       "prompt_tokens": len(ids), **run}))
     return 0
 

@@ -45,15 +45,17 @@ def make_prompts(dist: LLMDistillSpec, tok, train: np.ndarray, n: int) -> list[l
 
 
 def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDistillSpec,
-          val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None, log_path=None):
+          val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None, log_path=None,
+          store=None):
     """(best student, TrainResult, extra report fields) for ``dist.mode``.
 
-    ``hidden_map`` (student block -> tutor block) feeds ``hidden_weight``'s hidden-state transfer."""
+    ``hidden_map`` (student block -> tutor block) feeds ``hidden_weight``'s hidden-state transfer; ``store``
+    (a checkpoint GenerationStore) makes the training resumable."""
     cfg = dist.train_config()
     k = dist.top_k
     extra: dict = {}
     live = {"teacher": tutor.model, "hidden_map": hidden_map} if cfg.hidden_weight > 0 else {}
-    log = {"log_path": log_path}
+    log = {"log_path": log_path, "store": store}
     if live:
         extra["hidden_map"] = {str(i): j for i, j in hidden_map.items()}
     if dist.mode == "kd":

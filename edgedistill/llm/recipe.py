@@ -1,7 +1,7 @@
 """The LLM recipe: ``kind = "llm"`` TOML with [teacher], [data], [student], [distill], [export], [bench] sections.
 
-Parsed with the same strict schema as the encoder recipe (unknown keys and
-wrong types are errors naming file and key).
+Parsed by the same strict schema as the encoder recipe (:func:`edgedistill.schema.parse_sections`: unknown
+keys and wrong types are errors naming file and key); targets resolve through :mod:`edgedistill.targets`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import RecipeError
-from ..schema import load_toml, parse_table
+from ..schema import load_toml, parse_sections, resolve_path
 from .train import TrainConfig
 
 
@@ -24,8 +24,9 @@ class LLMTeacherSpec:
     sha256: str | None = None
 
     def validate(self, where: str) -> None:
-        if (self.package is None) == (self.path is None):
-            raise RecipeError(f"{where} needs exactly one of 'package' or 'path'")
+        from ..recipe import check_model_source
+
+        check_model_source(self, where)
 
 
 @dataclass
@@ -85,6 +86,9 @@ class LLMDistillSpec(TrainConfig):
     """``seq_kd``: how many prompts the teacher continues (once; cached)."""
     seq_kd_topk: bool = False
     """``seq_kd``: add top-k KD on the teacher's own text to the hard labels."""
+    checkpoint_every: int | None = None
+    """Steps between resumable checkpoints of the final training in OUT/checkpoints/; unset means
+    ``eval_every``, 0 turns them off."""
 
     def validate(self, where: str = "[distill]") -> None:  # noqa: D102 - same checks, recipe wording
         super().validate(where)
@@ -92,6 +96,9 @@ class LLMDistillSpec(TrainConfig):
             raise RecipeError(f"{where} key 'top_k': expected 1..1024, got {self.top_k}")
         if self.seq_kd_prompts < 1:
             raise RecipeError(f"{where} key 'seq_kd_prompts': expected >= 1, got {self.seq_kd_prompts}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            raise RecipeError(f"{where} key 'checkpoint_every': expected steps >= 0 (0 = no checkpoints), "
+                              f"got {self.checkpoint_every}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
@@ -167,9 +174,7 @@ class LLMRecipe:
     source_path: Path | None = field(default=None, compare=False, repr=False)
 
     def resolve(self, rel: str) -> Path:
-        p = Path(rel).expanduser()
-        base = self.source_path.parent if self.source_path else Path.cwd()
-        return p if p.is_absolute() else base / p
+        return resolve_path(self.source_path, rel)
 
 
 _SECTIONS = {"teacher": LLMTeacherSpec, "data": LLMDataSpec, "student": LLMStudentSpec, "distill": LLMDistillSpec,
@@ -193,15 +198,7 @@ def load_llm_recipe(path: str | Path) -> LLMRecipe:
     if table.get("kind") != "llm":
         raise RecipeError(f"{path}: not an LLM recipe (it has no kind = \"llm\"); encoder recipes run with "
                           "'edgedistill distill' / 'edgedistill run'")
-    head = parse_table(_Top, {k: v for k, v in table.items() if k not in _SECTIONS}, f"{path}:")
-    if "teacher" not in table:
-        raise RecipeError(f"{path}: missing required section [teacher]")
-    secs = {}
-    for key, cls in _SECTIONS.items():
-        if key in table:
-            if not isinstance(table[key], dict):
-                raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table")
-            secs[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+    head, secs = parse_sections(path, table, _SECTIONS, _Top)
     recipe = LLMRecipe(name=head.name, kind=head.kind, description=head.description, **secs,
                        source_path=path.resolve())
     from ..targets import resolve_targets

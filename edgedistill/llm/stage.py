@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ModelError, RecipeError
-from ..fileutil import atomic_dir, write_json_atomic
+from ..distill.checkpoint import Checkpoints
 from ..distill.device import runtime
+from ..errors import DataError, ModelError, RecipeError
+from ..fileutil import atomic_dir, sha256_json, write_json_atomic
 from ..progress import say
+from ..schema import as_dict
 from .blocks import cached_blocks, tokenizer_hash
 from .brown import Document, brown_blocks, split_documents
 from .evaluate import eval_subset, evaluate_lm
@@ -78,9 +80,11 @@ def prepare_llm(recipe: LLMRecipe) -> LLMContext:
     return LLMContext(teacher, tok, ref, train, val, test, val_topk.idx[:, :, 0], test_topk.idx[:, :, 0], teacher_test)
 
 
-def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None) -> tuple[object, dict]:
+def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None,
+                store=None) -> tuple[object, dict]:
     """(trained student, report) for the recipe's [student] and [distill] on a prepared context; the
-    student comes back on the CPU. ``log_path``: the per-step training log (JSONL)."""
+    student comes back on the CPU. ``log_path``: the per-step training log (JSONL); ``store``: the
+    checkpoint store of the final training (:class:`edgedistill.distill.checkpoint.GenerationStore`)."""
     t_start = time.time()
     s, dist = recipe.student, recipe.distill
     calib = eval_subset(ctx.train, s.calibration_blocks)
@@ -106,7 +110,7 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
         by = "teacher" if chain is None or chain.teacher is ctx.teacher else "previous stage's"
         say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> {by} block {hidden_map}")
     student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
-                                   hidden_map=hidden_map, log_path=log_path)
+                                   hidden_map=hidden_map, log_path=log_path, store=store)
     after = evaluate_lm(student.to(dev), ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     student.to("cpu")
     say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
@@ -127,16 +131,36 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     return student, report
 
 
+def llm_checkpoints(recipe: LLMRecipe, teacher_sha: str, out: Path) -> Checkpoints | None:
+    """The checkpoints of an LLM distill run in ``OUT/checkpoints`` (the shared store and layout); None when
+    ``checkpoint_every = 0``. Like the encoder stage's, the fingerprint leaves out where training runs."""
+    d = recipe.distill
+    every = d.eval_every if d.checkpoint_every is None else d.checkpoint_every
+    if not every:
+        return None
+    table = as_dict(recipe)
+    table.pop("source_path", None)
+    table["distill"].pop("device", None)
+    return Checkpoints(out / "checkpoints", every, sha256_json({"recipe": sha256_json(table), "teacher": teacher_sha}))
+
+
 def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
     t_start = time.time()
+    out = Path(out)
     ctx = prepare_llm(recipe)
-    student, report = distill_llm(ctx, recipe, log_path=Path(out) / "train_log.jsonl")
+    checkpoints = llm_checkpoints(recipe, ctx.ref.sha256, out)
+    if checkpoints is not None and not checkpoints.check():
+        checkpoints.start()
+    student, report = distill_llm(ctx, recipe, log_path=out / "train_log.jsonl",
+                                  store=None if checkpoints is None else checkpoints.gen(1))
     report["elapsed_s"] = round(time.time() - t_start, 1)
-    dest = Path(out) / "student"
+    dest = out / "student"
     with atomic_dir(dest) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         ctx.tok.save_pretrained(tmp)
         write_json_atomic(tmp / "llm_distill.json", report)
+    if checkpoints is not None:
+        checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
     return dest
 
 

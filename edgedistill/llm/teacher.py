@@ -16,12 +16,14 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..cache import cache_dir
 from ..errors import ModelError
 from ..fetching import run_client
 from ..fileutil import atomic_dir, atomic_output, sha256_file, write_json_atomic
 from ..models.loading import _short, load_tokenizer, quiet_transformers, weights_file
+from ..models.teacher import resolve_teacher
 
 
 @dataclass(frozen=True)
@@ -165,12 +167,9 @@ def resolve_llm_teacher(package: str | None = None, path: str | os.PathLike | No
         source = f"package:{PACKAGED[package].requirement}"
     else:
         p = Path(path)
-        if p.is_dir():
-            weights = weights_file(p)
-            digest = sha256_file(weights)
-            if sha256 is not None and digest != sha256:
-                raise ModelError(f"{weights}: sha256 {digest[:16]}... does not match the expected {sha256[:16]}...")
-            return LLMTeacher(folder=p, sha256=digest, source=f"path:{p}")
+        if p.is_dir():  # an HF folder: the encoder teachers' checks (safetensors only, sha256 before use)
+            ref = resolve_teacher(SimpleNamespace(package=None, path=str(p), sha256=sha256), None)
+            return LLMTeacher(folder=ref.folder, sha256=ref.sha256, source=ref.source)
         if p.suffix != ".gguf":
             raise ModelError(f"{p}: expected a Hugging Face folder or a .gguf file")
         gguf_file, expected, source = p, sha256, f"gguf:{p}"

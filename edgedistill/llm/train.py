@@ -16,9 +16,7 @@ checkpoint kept, and a stop with a clear error on NaN/inf.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -26,7 +24,6 @@ import torch
 
 from ..distill.device import runtime
 from ..errors import TrainingError
-from ..progress import progress, say
 from .evaluate import evaluate_lm
 from .losses import TAILS, TOKEN_LOSSES, chunked_token_loss
 from .on_policy import on_policy_loss, sample_continuation
@@ -104,7 +101,8 @@ class TrainConfig:
         if self.max_steps < 1 or self.batch_size < 1:
             raise RecipeError(f"{where} keys 'max_steps'/'batch_size': expected >= 1")
         if self.chunk < 0:
-            raise RecipeError(f"{where} key 'chunk': expected 0 (auto) or a positive number of positions, got {self.chunk}")
+            raise RecipeError(f"{where} key 'chunk': expected 0 (auto) or a positive number of positions, "
+                              f"got {self.chunk}")
 
 
 @dataclass
@@ -179,22 +177,66 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=
     return loss, info
 
 
-def _cpu_state(model) -> dict:
-    """A copy of the weights on the CPU (the kept best never holds GPU memory)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+class _Counters:
+    """What an LLM checkpoint carries beyond the weights (the loop's ``strategy_state``): the tokens trained
+    on so far and the RNG that samples on-policy continuations, so a resumed run samples what it would have."""
+
+    def __init__(self, gen: torch.Generator):
+        self.tokens, self.step_tokens, self.gen = 0, 0, gen
+
+    def checkpoint_state(self) -> dict:
+        return {"tokens": torch.tensor([self.tokens], dtype=torch.int64), "sample_rng": self.gen.get_state()}
+
+    def load_checkpoint_state(self, d: dict) -> None:
+        self.tokens = int(d["tokens"][0])
+        self.gen.set_state(d["sample_rng"])
+
+
+def _optimizer(cfg: TrainConfig):
+    """AdamW (betas 0.9/0.95) over the trainable weights, linear warm-up then cosine decay to 10 %."""
+
+    def make(student, extra_params, spec):
+        params = [p for p in student.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg) / cfg.learning_rate)
+        return params, opt, sched
+
+    return make
+
+
+def _stream(n_blocks: int, n_real: int, n_gen: int, n_prompts: int):
+    """The batch order for :func:`.loop.train_loop`: each step's rows are ``n_real`` train blocks (>= 0) and
+    ``n_gen`` prompts encoded as ``-1 - prompt``, all drawn from the loop's seeded Generator, so that replaying
+    the stream on resume also replays which prompts each step continued."""
+
+    def make(rng: np.random.Generator):
+        order, pos = rng.permutation(n_blocks), 0
+        while True:
+            if pos + n_real > len(order):
+                order, pos = rng.permutation(n_blocks), 0
+            sel = np.sort(order[pos : pos + n_real])
+            pos += n_real
+            picks = rng.integers(0, n_prompts, n_gen) if n_gen else np.zeros(0, dtype=np.int64)
+            yield np.concatenate([sel.astype(np.int64), -1 - picks.astype(np.int64)])
+
+    return make
 
 
 def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg: TrainConfig,
                  topk=None, val_teacher_top1: np.ndarray | None = None, teacher=None,
                  prompts: list[list[int]] | None = None, top_k: int = 32,
-                 hidden_map: dict[int, int] | None = None, log_path=None) -> tuple[object, TrainResult]:
+                 hidden_map: dict[int, int] | None = None, log_path=None, store=None) -> tuple[object, TrainResult]:
     """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK.
 
     ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids);
     ``hidden_weight`` > 0 needs the live ``teacher`` and ``hidden_map`` (student block -> teacher block).
     Training runs on ``cfg.device`` (the live teacher goes there too); the student comes back on the CPU.
     ``log_path``: one JSON line per step (loss terms, seconds, tokens, peak GPU memory on a GPU).
+    ``store``: a :class:`edgedistill.distill.checkpoint.GenerationStore` to checkpoint into and resume from.
+    The loop itself (NaN stop, best weights, checkpoints, progress) is :func:`edgedistill.distill.loop.train_loop`.
     """
+    from ..distill.loop import Metric, train_loop
+
     cfg.validate()
     rt = runtime(cfg)
     cfg = replace(cfg, chunk=cfg.chunk or rt.loss_chunk)
@@ -217,120 +259,53 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         if int(np.asarray(topk.idx[:, :, 0]).max()) >= vocab:
             raise TrainingError(f"teacher token ids exceed the student's vocabulary ({vocab}): KD needs a shared "
                                 "tokenizer")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    student.to(rt.device)
+    counters = _Counters(torch.Generator().manual_seed(cfg.seed))
     if n_gen or cfg.hidden_weight > 0:
         teacher.to(rt.device)
         teacher.eval()
-    student.train()
     if cfg.gradient_checkpointing:
         student.gradient_checkpointing_enable()
-    emb = student.get_input_embeddings().weight
-    out = student.lm_head.weight
-    for p in {emb, out} if cfg.freeze_embeddings else ():
+    for p in {student.get_input_embeddings().weight, student.lm_head.weight} if cfg.freeze_embeddings else ():
         p.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    scaler = rt.scaler()
-    steplog = None
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        steplog = log_path.open("w")
+    jsd = {"beta": cfg.beta} if cfg.loss == "jsd" else {}
 
-    def validate(step):
+    def batch_loss(rows: np.ndarray, frac: float):
+        real, picks = rows[rows >= 0], -1 - rows[rows < 0]
+        loss, info = torch.zeros((), device=rt.device), {}
+        counters.step_tokens = 0
+        if len(real):
+            ids = torch.from_numpy(train_blocks[real].astype(np.int64)).to(rt.device)
+            logp = idx = None
+            if cfg.mode != "nokd":
+                logp = torch.from_numpy(np.asarray(topk.logp[real])).to(rt.device)
+                idx = torch.from_numpy(np.asarray(topk.idx[real])).to(rt.device)
+            loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
+            loss = loss * (len(real) / cfg.batch_size)
+            counters.step_tokens += ids.numel()
+        if len(picks):
+            gen_loss = 0.0
+            for j in picks:
+                seq = sample_continuation(student, prompts[j], cfg.gen_tokens, cfg.gen_temperature, counters.gen)
+                gen_loss = gen_loss + on_policy_loss(
+                    student, teacher, seq, len(prompts[j]), k=top_k, loss=cfg.loss, temperature=cfg.temperature,
+                    tail=cfg.tail, chunk=cfg.chunk, **jsd)
+                counters.step_tokens += len(seq)
+            loss = loss + gen_loss / cfg.batch_size
+            info["on_policy_kd"] = gen_loss.item() / len(picks)
+        counters.tokens += counters.step_tokens
+        return loss, info
+
+    def validate():
         r = evaluate_lm(student, val_blocks, cfg.batch_size, val_teacher_top1, desc="validation")
         student.train()
-        return {"step": step, **r.as_dict()}
+        return r.as_dict()
 
-    best = validate(0)
-    best_state = _cpu_state(student)
-    history = [best]
-    say(f"step 0: validation ppl {best['ppl']:.2f}" + (f", agreement {best['agreement']:.3f}"
-                                                       if best["agreement"] is not None else ""))
-    order = rng.permutation(len(train_blocks))
-    pos, tokens, train_s, stopped = 0, 0, 0.0, "max_steps"
-    bar = progress(range(cfg.max_steps), desc=f"train ({cfg.mode})", unit="step")
-    step = 0
-    for step in bar:
-        t0 = time.perf_counter()
-        rt.reset_peak()
-        if pos + n_real > len(order):
-            order, pos = rng.permutation(len(train_blocks)), 0
-        sel = np.sort(order[pos : pos + n_real])
-        pos += n_real
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
-        loss, info, step_tokens = torch.zeros((), device=rt.device), {}, 0
-        with rt.autocast():
-            if n_real:
-                ids = torch.from_numpy(train_blocks[sel].astype(np.int64)).to(rt.device)
-                logp = idx = None
-                if cfg.mode != "nokd":
-                    logp = torch.from_numpy(np.asarray(topk.logp[sel])).to(rt.device)
-                    idx = torch.from_numpy(np.asarray(topk.idx[sel])).to(rt.device)
-                loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
-                loss = loss * (n_real / cfg.batch_size)
-                step_tokens += ids.numel()
-            if n_gen:
-                gen_loss = 0.0
-                for j in rng.integers(0, len(prompts), n_gen):
-                    seq = sample_continuation(student, prompts[j], cfg.gen_tokens, cfg.gen_temperature, gen)
-                    gen_loss = gen_loss + on_policy_loss(
-                        student, teacher, seq, len(prompts[j]), k=top_k, loss=cfg.loss, temperature=cfg.temperature,
-                        tail=cfg.tail, chunk=cfg.chunk, **({"beta": cfg.beta} if cfg.loss == "jsd" else {}))
-                    step_tokens += len(seq)
-                loss = loss + gen_loss / cfg.batch_size
-                info["on_policy_kd"] = gen_loss.item() / n_gen
-        if not torch.isfinite(loss):
-            raise TrainingError(f"training diverged at step {step + 1} (loss {loss.item()}); lower "
-                                f"[distill] learning_rate (now {cfg.learning_rate})")
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)  # clip the true gradients
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(opt)  # skipped when fp16 gradients overflowed
-            scaler.update()
-        loss_value = loss.item()  # waits for the GPU: the step time below is real
-        dt = time.perf_counter() - t0
-        train_s += dt
-        tokens += step_tokens
-        peak = rt.peak_memory_gib()
-        post = {"loss": f"{loss_value:.3f}", "tok_s": f"{tokens / train_s:.0f}"}
-        if peak is not None:
-            post["gpu_gib"] = f"{peak:.2f}"
-        bar.set_postfix(**post)
-        if steplog is not None:
-            row = {"step": step + 1, "lr": _lr_at(step, cfg), "loss": loss_value, **info, "tokens": step_tokens,
-                   "seconds": round(dt, 4), "peak_gpu_gib": peak}
-            steplog.write(json.dumps(row) + "\n")
-            steplog.flush()
-        done = step + 1
-        out_of_time = cfg.time_budget_s is not None and train_s >= cfg.time_budget_s
-        if done % cfg.eval_every == 0 or done == cfg.max_steps or out_of_time:
-            v = validate(done) | {"loss": round(loss_value, 5), **{k: round(x, 5) for k, x in info.items()}}
-            if peak is not None:
-                v["peak_gpu_gib"] = peak
-            history.append(v)
-            if v["ppl"] < best["ppl"]:
-                best, best_state = v, _cpu_state(student)
-        if out_of_time:
-            stopped = "time_budget"
-            break
-    if steplog is not None:
-        steplog.close()
-    student.load_state_dict(best_state)
-    student.eval()
-    student.to("cpu")  # saved, exported and compared on the CPU; the GPU's memory goes back
-    if rt.is_cuda:
-        torch.cuda.empty_cache()
-    steps = step + 1
-    return student, TrainResult(best_step=best["step"], best_val=best, steps=steps, train_tokens=tokens,
-                                train_seconds=round(train_s, 2), tokens_per_s=round(tokens / max(train_s, 1e-9), 1),
-                                history=history, stopped=stopped)
+    res = train_loop(student, [], cfg, _stream(len(train_blocks), n_real, n_gen, len(prompts or ())), batch_loss,
+                     Metric("ppl", validate, higher_is_better=False, with_loss=True), strategy_state=counters,
+                     desc=f"train ({cfg.mode})", store=store, log_path=log_path, optim=_optimizer(cfg),
+                     step_fields=lambda: {"tokens": counters.step_tokens})
+    best = next(e for e in res.evals if e["step"] == res.best_step)
+    return student, TrainResult(best_step=res.best_step, best_val=best, steps=res.steps, train_tokens=counters.tokens,
+                                train_seconds=round(res.train_seconds, 2),
+                                tokens_per_s=round(counters.tokens / res.train_seconds, 1), history=res.evals,
+                                stopped=res.stopped)

@@ -33,22 +33,35 @@ def _rss_mb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def load_measured(backend: str | None, load, base: str = "VmHWM") -> tuple[object, dict]:
+    """Import ``backend``'s runtime libraries, read the bare process's memory, then run ``load()`` timed.
+
+    Returns (what ``load`` returned, {``load_s``, ``rss_before_load_mb``, ``rss_after_load_mb``}): the
+    reading every fresh-process worker (encoder, classifier, causal LM) reports, so that a model's memory
+    is what loading and running it adds. ``base``: ``VmHWM`` (the peak so far) or ``VmRSS`` (now)."""
+    if backend is not None:
+        from edgedistill.measure.runners import import_runtime
+
+        import_runtime(backend)
+    before = _rss_mb() if base == "VmHWM" else _status_mb(base)
+    t0 = time.perf_counter()
+    loaded = load()
+    return loaded, {"load_s": time.perf_counter() - t0, "rss_before_load_mb": before,
+                    "rss_after_load_mb": _status_mb("VmRSS")}
+
+
 def main(argv: list[str]) -> int:
     import numpy as np
 
     from edgedistill.measure import rapl
-    from edgedistill.measure.runners import import_runtime, load
+    from edgedistill.measure.runners import load
 
     spec = json.loads(open(argv[0]).read())
     data = np.load(spec["inputs"])
     feed = {k: data[k] for k in data.files}
-    import_runtime(spec["backend"])
-    base_rss = _rss_mb()
-    t0 = time.perf_counter()
-    loaded = load(spec["backend"], spec["path"], spec["threads"], spec["pooling"], spec["normalize"])
+    loaded, mem = load_measured(spec["backend"], lambda: load(spec["backend"], spec["path"], spec["threads"],
+                                                               spec["pooling"], spec["normalize"]))
     run = loaded.embed
-    load_s = time.perf_counter() - t0
-    loaded_rss = _status_mb("VmRSS")
     t0 = time.perf_counter()
     run(feed)
     first_s = time.perf_counter() - t0
@@ -66,9 +79,8 @@ def main(argv: list[str]) -> int:
     host_j = rapl.joules_between(energy_before, rapl.read())
     peak = _rss_mb()
     # After timing: computing weight bytes may read the model file again and must not raise the peak.
-    print(json.dumps({"latencies_ms": times, "cpu_ms": cpu, "load_s": load_s, "first_inference_s": first_s,
-                      "peak_rss_mb": peak,
-                      "host_energy_mj": None if host_j is None else host_j * 1000.0 / spec["runs"], "rss_before_load_mb": base_rss, "rss_after_load_mb": loaded_rss,
+    print(json.dumps({"latencies_ms": times, "cpu_ms": cpu, "first_inference_s": first_s, "peak_rss_mb": peak,
+                      "host_energy_mj": None if host_j is None else host_j * 1000.0 / spec["runs"], **mem,
                       **loaded.memory()}))
     return 0
 

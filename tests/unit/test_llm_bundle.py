@@ -35,6 +35,8 @@ def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
     assert man["generation"]["eos_token_ids"] == [3]
     assert {"model.pte", "tokenizer.json", "tokenizer_config.json", "generation.json"} <= set(man["files"])
     assert man["sizes"]["model_bytes"] == (bundle / "model.pte").stat().st_size
+    # provenance from the shared bundle writer, as on encoder bundles
+    assert man["created_by"].startswith("edgedistill ") and set(man["created_with"]) == {"executorch"}
     assert json.loads((bundle / "generation.json").read_text()) == man["generation"]
     for path in (bundle, bundle.with_suffix(".zip")):
         assert api.verify_bundle(path)["kind"] == "causal-lm"

