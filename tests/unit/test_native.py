@@ -35,6 +35,8 @@ def native_bin():
     missing = native_build.missing_tools()
     if missing:
         pytest.skip(f"native runtime not built: {', '.join(missing)} not on PATH")
+    if not any(Path(d, "openssl", "sha.h").is_file() for d in ("/usr/include", "/usr/local/include")):
+        pytest.skip("native runtime not built: OpenSSL headers missing (Debian: apt-get install libssl-dev)")
     return native_build.build()
 
 
