@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,6 +179,10 @@ def _load_exits(files: BundleFiles, manifest: dict, threads: int | None) -> dict
     models, rest = ee.get("models") or {}, ee.get("rest")
     if not models or not rest or manifest.get("backend", "onnxruntime") != "onnxruntime":
         return {}
+    if not isinstance(models, dict) or not isinstance(rest, str) or not all(
+            isinstance(k, str) and k.isdigit() and isinstance(v, str) for k, v in models.items()):
+        raise ModelError(f"{files.path}: manifest 'early_exits' must map block numbers to file names, "
+                         f"got {json.dumps(ee)[:80]}")
     threads = bundle_threads(manifest, threads)
     out: dict = {}
     for layer, name in [*((int(k), models[k]) for k in sorted(models, key=int)), ("rest", rest)]:

@@ -145,7 +145,8 @@ MANIFEST_FIELDS: dict[str, tuple[type | tuple, bool]] = {
     "kind": (_STR, False), "backend": (_STR, False), "target": (_OBJ, False), "quantization": (_OBJ, False),
     "inputs": (list, False), "outputs": (list, False), "max_length": (_INT, False), "labels": ((list, type(None)), False),
     "pooling": ((str, type(None)), False), "normalize": ((bool, type(None)), False), "parity": ((dict, type(None)), False),
-    "generation": (_OBJ, False), "scheme": (_STR, False),
+    "generation": (_OBJ, False), "scheme": (_STR, False), "created_with": (_OBJ, False),
+    "early_exits": ((dict, type(None)), False),
 }
 
 
