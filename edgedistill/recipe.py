@@ -15,7 +15,7 @@ from typing import Literal
 
 from .errors import RecipeError
 from .fileutil import sha256_json
-from .schema import as_dict, load_toml, parse_table
+from .schema import as_dict, load_toml, parse_sections
 
 RECIPE_VERSION = 1
 
@@ -376,17 +376,7 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; raises RecipeError naming file and key."""
     path = Path(path)
     table = load_toml(path)
-    top = {k: v for k, v in table.items() if k not in _SECTION_TYPES}
-    head = parse_table(_TopLevel, top, f"{path}:")
-    if "teacher" not in table:
-        raise RecipeError(f"{path}: missing required section [teacher]")
-    sections = {}
-    for key, cls in _SECTION_TYPES.items():
-        if key not in table:
-            continue
-        if not isinstance(table[key], dict):
-            raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table, got {type(table[key]).__name__}")
-        sections[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+    head, sections = parse_sections(path, table, _SECTION_TYPES, _TopLevel, required=("teacher",))
     recipe = Recipe(**dataclasses.asdict(head), **sections, source_path=path.resolve())
     recipe.validate(f"{path}:")
     return recipe
