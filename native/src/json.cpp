@@ -1,4 +1,5 @@
 #include "json.hpp"
+#include "unicode.hpp"
 
 #include <cerrno>
 #include <cmath>
@@ -109,16 +110,6 @@ class Parser {
     }
     return v;
   }
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) { out += char(cp); }
-    else if (cp < 0x800) { out += char(0xC0 | (cp >> 6)); out += char(0x80 | (cp & 0x3F)); }
-    else if (cp < 0x10000) {
-      out += char(0xE0 | (cp >> 12)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
-    } else {
-      out += char(0xF0 | (cp >> 18)); out += char(0x80 | ((cp >> 12) & 0x3F));
-      out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
-    }
-  }
   uint32_t hex4() {
     if (i_ + 4 > s_.size()) fail("bad \\u escape");
     uint32_t v = 0;
@@ -162,7 +153,7 @@ class Parser {
             else i_ = save;
           }
           if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // a lone surrogate has no UTF-8 form
-          put_utf8(out, cp);
+          unicode::append_utf8(out, static_cast<char32_t>(cp));
           break;
         }
         default: fail("bad escape");
