@@ -89,9 +89,9 @@ def build_recipe(teacher: Path, steps: int, limit: int | None, threads: int, jso
         teacher=TeacherSpec(path=str(teacher), max_length=128),
         student=StudentSpec(layers=list(layers), intermediate_size=ffn),
         data=data,
-        distill=DistillSpec(strategy="classification", max_steps=steps, batch_size=32, learning_rate=1e-3,
-                            warmup_ratio=0.05, eval_every=max(1, steps // 3), eval_sentences=1000, threads=threads,
-                            temperature=2.0),
+        distill=DistillSpec.from_table(dict(strategy="classification", max_steps=steps, batch_size=32,
+                                            learning_rate=1e-3, warmup_ratio=0.05, eval_every=max(1, steps // 3),
+                                            eval_sentences=1000, threads=threads, temperature=2.0)),
     )
 
 
@@ -109,11 +109,11 @@ def spec_for(base, overrides: dict, seed: int, extra_teacher: str | None = None)
     if EXTRA_TEACHER in overrides.get("teachers", ()):
         overrides = {**overrides, "teachers": [extra_teacher if t == EXTRA_TEACHER else t
                                                for t in overrides["teachers"]]}
-    spec = dataclasses.replace(base, seed=seed, **overrides)
-    if spec.generations > 1:
-        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // spec.generations))
-    if spec.assistants:  # every link trains for max_steps: split the budget as born_again does
-        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // (len(spec.assistants) + 1)))
+    spec = base.replace(seed=seed, **overrides)
+    if spec.options.generations > 1:
+        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // spec.options.generations))
+    if spec.options.assistants:  # every link trains for max_steps: split the budget as born_again does
+        spec = dataclasses.replace(spec, max_steps=max(1, base.max_steps // (len(spec.options.assistants) + 1)))
     return spec
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import RecipeError
 from .fileutil import sha256_json
-from .schema import as_dict, load_toml, parse_sections
+from .schema import as_dict, load_toml, parse_sections, parse_table
 
 RECIPE_VERSION = 1
 
@@ -134,105 +134,63 @@ class DistillSpec:
     """Where training and teacher passes run: auto (the GPU when torch sees one), cpu, cuda or cuda:N."""
     threads: int = 0
     """Torch threads for training; 0 means all cores."""
-    temperature: float = 2.0
-    """Softmax temperature of the logit losses (kd, reverse_kl, jsd, label_smoothing, sorted_prob)."""
-    jsd_beta: float = 0.5
-    """Teacher share of the mixture in the generalised JSD loss."""
-    smoothing: float = 0.1
-    """Probability mass the label_smoothing virtual teacher spreads over the wrong classes."""
-    final_weights: dict[str, float] = field(default_factory=dict)
-    """Loss name -> weight at the last step; weights move linearly from ``losses`` (alpha schedules)."""
-    generations: int = 1
-    """Born-again distillation (classification): generation k teaches generation k + 1."""
-    ema_decay: float = 0.99
-    """Strategy ``ema_self``: per-step decay of the EMA pseudo-teacher."""
     checkpoint_every: int | None = None
     """Steps between resumable checkpoints in OUT/checkpoints/; unset means ``eval_every``, 0 turns them off."""
     grad_accum_steps: int = 1
     """Micro-batches per optimizer step; ``batch_size`` stays the rows per step (memory, not the update, changes)."""
     early_stop_patience: int = 0
     """Stop after this many evaluations without a better validation metric; 0 never stops early."""
-    peers: int = 2
-    """Strategies ``mutual`` / ``online_ensemble``: students trained together (peer 0 is saved)."""
-    teachers: list[str] = field(default_factory=list)
-    """Multi-teacher KD (classification): more classifier folders whose logits join the [teacher]'s."""
-    ensemble: Literal["mean", "confidence"] = "mean"
-    """How the teachers' logits combine: plain mean, or per-example weights from each teacher's confidence."""
-    ensemble_confidence: Literal["max_prob", "entropy"] = "max_prob"
-    """``ensemble = "confidence"``: weight by the max probability, or by softmax of the negative entropy."""
-    exit_weight: float = 1.0
-    """Strategy ``self_layerwise``: weight of the early exits' loss (hard CE + KD from the final head)."""
-    augment_drop: float = 0.1
-    """Augmentation strategies: share of ordinary tokens removed."""
-    augment_swap: float = 0.1
-    """Augmentation strategies: share of ordinary tokens swapped with a neighbour."""
-    augment_mask: float = 0.1
-    """Augmentation strategies: share of ordinary tokens backed off to [MASK] (or [UNK])."""
-    final_temperature: float | None = None
-    """Temperature at the last step; it moves linearly from ``temperature`` (temperature annealing)."""
     layer_map_mode: Literal["copied", "uniform", "last_k"] = "copied"
     """Default student->teacher layer map when ``layer_map`` is empty (see docs/recipes.md, `layer_map_mode`)."""
-    curriculum: Literal["none", "teacher_confidence", "teacher_loss"] = "none"
-    """Classification: sample batches from a pool of the easiest examples (by the teacher) that grows to all."""
-    curriculum_fraction: float = 0.5
-    """Share of training over which the curriculum pool grows to every example."""
-    curriculum_start: float = 0.25
-    """Share of the (easiest) examples in the pool at the first step."""
-    assistants: list[list[int]] = field(default_factory=list)
-    """Teacher-assistant chain (classification): teacher blocks each assistant keeps, largest first."""
+    options: Any = field(default=None, metadata={"parsed": False})
+    """The strategy's own keys, typed by its ``Options`` dataclass (see ``edgedistill.distill.options``); the
+    recipe writes them flat in [distill] beside the keys above. None means the strategy's defaults."""
+
+    def __post_init__(self) -> None:
+        from .distill.strategies import get_strategy
+
+        want = get_strategy(self.strategy).Options
+        if self.options is None:
+            self.options = want()
+        elif type(self.options) is not want:
+            # Python callers that swap the strategy of a spec keep the options both strategies share.
+            names = {f.name for f in dataclasses.fields(want)}
+            self.options = want(**{k: v for k, v in dataclasses.asdict(self.options).items() if k in names})
+
+    def replace(self, **changes) -> DistillSpec:
+        """A validated copy with ``changes``: common keys and strategy options side by side, as a recipe writes
+        them. When the strategy changes, options the new one does not take are dropped unless named here."""
+        from .distill.options import as_flat, option_names
+        from .distill.strategies import get_strategy
+
+        new = option_names(get_strategy(changes.get("strategy", self.strategy)).Options)
+        table = {k: v for k, v in as_flat(self).items()
+                 if k not in option_names(type(self.options)) or k in new}
+        return DistillSpec.from_table({**table, **changes})
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], where: str = "[distill]") -> DistillSpec:
+        """A [distill] table (a recipe's, or keyword arguments) with common and strategy keys side by side."""
+        from .distill.options import build_options, split_table
+
+        common, own, opts_cls = split_table(table, {f.name for f in dataclasses.fields(cls)} - {"options"}, where)
+        options = build_options(opts_cls, own, where)
+        spec = parse_table(cls, common, where)
+        spec.options = options
+        options.cross_check(spec, where)
+        return spec
 
     def validate(self, where: str) -> None:
         from .distill.device import check_device_spec, check_precision_spec
 
         check_device_spec(self.device, where)
         check_precision_spec(self.precision, where)
-        if self.temperature <= 0:
-            _fail(where, "temperature", f"expected a number > 0, got {self.temperature}")
-        if not 0 < self.jsd_beta < 1:
-            _fail(where, "jsd_beta", f"expected a number in (0, 1), got {self.jsd_beta}")
-        if not 0 <= self.smoothing < 1:
-            _fail(where, "smoothing", f"expected a number in [0, 1), got {self.smoothing}")
-        for name, w in self.final_weights.items():
-            if name not in self.losses:
-                _fail(where, f"final_weights.{name}", f"not in 'losses' ({', '.join(self.losses)}); "
-                      "schedule only losses you use")
-            if w < 0:
-                _fail(where, f"final_weights.{name}", f"expected a weight >= 0, got {w}")
-        if not 0 < self.ema_decay < 1:
-            _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
-        if self.generations < 1:
-            _fail(where, "generations", f"expected >= 1, got {self.generations}")
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             _fail(where, "checkpoint_every", f"expected steps >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
         if not 1 <= self.grad_accum_steps <= self.batch_size:
             _fail(where, "grad_accum_steps", f"expected 1..batch_size ({self.batch_size}), got {self.grad_accum_steps}")
         if self.early_stop_patience < 0:
             _fail(where, "early_stop_patience", f"expected evaluations >= 0 (0 = off), got {self.early_stop_patience}")
-        if not 2 <= self.peers <= 16:
-            _fail(where, "peers", f"expected 2..16, got {self.peers}")
-        if self.exit_weight < 0:
-            _fail(where, "exit_weight", f"expected a weight >= 0, got {self.exit_weight}")
-        for key in ("augment_drop", "augment_swap", "augment_mask"):
-            if not 0 <= getattr(self, key) < 1:
-                _fail(where, key, f"expected a share in [0, 1), got {getattr(self, key)}")
-        if self.augment_drop + self.augment_swap + self.augment_mask >= 1:
-            _fail(where, "augment_drop", "augment_drop + augment_swap + augment_mask must stay below 1")
-        if self.final_temperature is not None and self.final_temperature <= 0:
-            _fail(where, "final_temperature", f"expected a number > 0, got {self.final_temperature}")
-        if not 0 < self.curriculum_fraction <= 1:
-            _fail(where, "curriculum_fraction", f"expected a number in (0, 1], got {self.curriculum_fraction}")
-        if not 0 < self.curriculum_start <= 1:
-            _fail(where, "curriculum_start", f"expected a number in (0, 1], got {self.curriculum_start}")
-        if self.strategy == "embedding":
-            for key, unused in (("curriculum", self.curriculum != "none"), ("assistants", bool(self.assistants))):
-                if unused:
-                    _fail(where, key, "applies to classification strategies only (strategy = 'embedding' here)")
-        for i, layers in enumerate(self.assistants):
-            if not layers or any(t < 0 for t in layers) or len(set(layers)) != len(layers):
-                _fail(where, f"assistants[{i}]", f"expected distinct non-negative teacher layers, got {layers}")
-            if i and len(layers) >= len(self.assistants[i - 1]):
-                _fail(where, f"assistants[{i}]", f"{len(layers)} layers after {len(self.assistants[i - 1])}: "
-                      "list assistants largest first")
         for key in ("max_steps", "batch_size", "eval_every", "eval_sentences"):
             if getattr(self, key) < 1:
                 _fail(where, key, f"expected >= 1, got {getattr(self, key)}")
@@ -346,8 +304,11 @@ class Recipe:
         return p if p.is_absolute() else (self.base_dir / p)
 
     def to_dict(self) -> dict:
+        from .distill.options import as_flat
+
         d = as_dict(self)
         d.pop("source_path", None)
+        d["distill"] = as_flat(self.distill)  # as the file writes it: strategy keys beside the common ones
         return d
 
     def sha256(self) -> str:
@@ -359,7 +320,7 @@ _SECTION_TYPES = {
     "teacher": TeacherSpec,
     "student": StudentSpec,
     "data": DataSpec,
-    "distill": DistillSpec,
+    "distill": DistillSpec.from_table,
     "export": ExportSpec,
     "bench": BenchSpec,
 }

@@ -112,7 +112,8 @@ def parse_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     ``recipe.toml: [distill] key 'max_steps': expected an integer, got string '10'``.
     """
     hints = typing.get_type_hints(cls, include_extras=False)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # A field marked parsed=False is filled by code after parsing (e.g. DistillSpec.options), never from the file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("parsed", True)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
         known = ", ".join(sorted(fields))
@@ -154,7 +155,10 @@ def parse_sections(path: Path, table: dict[str, Any], sections: dict[str, type],
             continue
         if not isinstance(table[key], dict):
             raise RecipeError(f"{path}: key {key!r}: expected a [{key}] table, got {type(table[key]).__name__}")
-        parsed[key] = parse_table(cls, table[key], f"{path}: [{key}]")
+        # A section is a dataclass, or a function (table, where) -> object for sections whose keys
+        # depend on each other (the [distill] keys a strategy takes depend on 'strategy').
+        parse = (lambda t, w, c=cls: parse_table(c, t, w)) if dataclasses.is_dataclass(cls) else cls
+        parsed[key] = parse(table[key], f"{path}: [{key}]")
     return head, parsed
 
 

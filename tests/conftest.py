@@ -120,9 +120,7 @@ def classification_recipe(tmp_path: Path, teacher: Path, data: Path, max_steps: 
 
 def distill_spec(run, **kw):
     """The run's recipe [distill] with ``kw`` replaced."""
-    from edgedistill.recipe import DistillSpec
-
-    return DistillSpec(**{**vars(run.ws.recipe.distill), **kw})
+    return run.ws.recipe.distill.replace(**kw)
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
                           f"[student] base = {r.student.base!r} does not share; drop one of the two")
     logits, links = teacher_logits, []
     n_teacher = run.teacher.config.num_hidden_layers
-    for i, layers in enumerate(spec.assistants, start=1):
+    for i, layers in enumerate(spec.options.assistants, start=1):
         bad = [t for t in layers if t >= n_teacher]
         if bad:
             raise RecipeError(f"[distill] key 'assistants[{i - 1}]': teacher layer {bad[0]} does not exist (the "
@@ -47,7 +47,7 @@ def train_chain(run, spec, teacher_logits: np.ndarray, desc: str = "distilling")
                     "an assistant chain passes logits only: use logit and label losses")
         res = train_classifier(model, strategy, run.enc, run.train_labels, TeacherCache(logits=logits), run.enc_val,
                                run.val_labels, spec, run.pad_id,
-                               desc=f"{desc} (assistant {i}/{len(spec.assistants)}, {len(layers)} layers)")
+                               desc=f"{desc} (assistant {i}/{len(spec.options.assistants)}, {len(layers)} layers)")
         links.append({"assistant": i, "kept_teacher_layers": list(plan.layers), "best_step": res.best_step,
                       "best_val_accuracy": res.best_val_accuracy,
                       "test_accuracy": accuracy(model, run.enc_test, run.test_labels, run.pad_id),

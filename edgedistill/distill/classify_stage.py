@@ -15,6 +15,7 @@ student may be cut from another model (``[student] base``), with its own width a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from functools import cached_property
 from pathlib import Path
@@ -168,17 +169,16 @@ class ClassificationRun:
                                                (student or self.initial_student).config, self.teacher.config,
                                                self.teacher.base_model.encoder.layer)
         wants = [n for n, e in strategy.entries.items() if "logits" in e.needs]
-        teacher_free = getattr(strategy, "teacher_free", False)
-        if not self.teacher_has_head and ((wants and not teacher_free) or spec.curriculum != "none"
-                                          or spec.assistants):
+        teacher_free = strategy.teacher_free
+        if not self.teacher_has_head and ((wants and not teacher_free) or spec.options.curriculum != "none"
+                                          or spec.options.assistants):
             what = f"loss(es) {wants}" if wants and not teacher_free else \
-                ("curriculum" if spec.curriculum != "none" else "assistants")
+                ("curriculum" if spec.options.curriculum != "none" else "assistants")
             raise RecipeError(f"[teacher] {self.ws.teacher_ref.folder} is an encoder without a classification head, "
                               f"so it has no logits for [distill] {what}; for cross-task transfer use feature "
                               "losses (fitnets) + hard_ce, or build a classifier teacher with 'edgedistill teacher "
                               "classifier'")
-        if hasattr(strategy, "bind_tokenizer"):  # augmentation strategies edit token ids
-            strategy.bind_tokenizer(self.tokenizer)
+        strategy.bind_tokenizer(self.tokenizer)
         return strategy
 
     def teacher_logits_train(self) -> np.ndarray:
@@ -187,28 +187,28 @@ class ClassificationRun:
 
     def batches(self, spec, logits):
         """The curriculum's batch provider, or None for the trainer's own shuffled batches."""
-        if spec.curriculum == "none":
+        if spec.options.curriculum == "none":
             return None
-        order = easy_first(logits, self.train_labels, spec.curriculum)
-        return lambda rng: curriculum_batches(order, spec.batch_size, spec.max_steps, spec.curriculum_start,
-                                              spec.curriculum_fraction, rng)
+        order = easy_first(logits, self.train_labels, spec.options.curriculum)
+        return lambda rng: curriculum_batches(order, spec.batch_size, spec.max_steps, spec.options.curriculum_start,
+                                              spec.options.curriculum_fraction, rng)
 
     def cache(self, strategy, spec=None) -> TeacherCache:
         t = self.ws.recipe.teacher
         cache = TeacherCache()
-        if strategy.needs_logits and not getattr(strategy, "teacher_free", False):
+        if strategy.needs_logits and not strategy.teacher_free:
             cache.logits = self.teacher_logits_train()
         layers = strategy.teacher_hidden_indices()
         if layers:
             cache.targets = teacher_targets(self.teacher.base_model, self.teacher_tokenizer, self.ws.teacher_ref,
                                             self.train_texts, t.max_length, "cls", False, layers=layers,
                                             desc="teacher token states (train)", rt=self.rt)
-        if spec is not None and spec.teachers and not getattr(strategy, "teacher_free", False):
+        if spec is not None and spec.options.teachers and not strategy.teacher_free:
             cache = multi_teacher.ensemble_cache(self, strategy, spec, cache)
         return cache
 
     def train(self, spec, desc: str = "distilling", checkpoints: Checkpoints | None = None, log_path=None):
-        """Train ``spec.generations`` students; returns (last student, per-generation results).
+        """Train ``spec.options.generations`` students; returns (last student, per-generation results).
 
         With ``checkpoints``, finished generations and the last checkpoint of the running one
         are picked up again, so a killed run continues where it stopped."""
@@ -216,12 +216,12 @@ class ClassificationRun:
         strategy = self.strategy(spec)
         cache = self.cache(strategy, spec)
         self.links = []
-        if spec.assistants:
+        if spec.options.assistants:
             logits = cache.logits if cache.logits is not None else self.teacher_logits_train()
             cache.logits, self.links = train_chain(self, spec, logits, desc)
         gens = []
         student = None
-        for gen in range(1, spec.generations + 1):
+        for gen in range(1, spec.options.generations + 1):
             store = checkpoints.gen(gen) if checkpoints is not None else None
             done = store.finished() if store is not None else None
             if gen > 1:
@@ -239,20 +239,19 @@ class ClassificationRun:
                 gens.append({"generation": gen, "result": ClsResult(best_state=weights, **rec["result"]),
                              "test_accuracy": rec["test_accuracy"]})
                 continue
-            prepare = getattr(strategy, "prepare_student", None)
-            if prepare is not None:
-                student = prepare(student)
-            label = f"{desc} (generation {gen}/{spec.generations})" if spec.generations > 1 else desc
-            order_by = cache.logits if cache.logits is not None or spec.curriculum == "none" \
+            student = strategy.prepare_student(student)
+            label = f"{desc} (generation {gen}/{spec.options.generations})" if spec.options.generations > 1 else desc
+            order_by = cache.logits if cache.logits is not None or spec.options.curriculum == "none" \
                 else self.teacher_logits_train()
             res = train_classifier(student, strategy, self.enc, self.train_labels, cache, self.enc_val,
                                    self.val_labels, spec, self.pad_id, desc=label, store=store, log_path=log_path,
-                                   log_tags={"generation": gen} if spec.generations > 1 else None,
+                                   log_tags={"generation": gen} if spec.options.generations > 1 else None,
                                    batches=self.batches(spec, order_by))
             test_acc = accuracy(student, self.enc_test, self.test_labels, self.pad_id) if main else None
             gens.append({"generation": gen, "result": res, "test_accuracy": test_acc})
-            if main and hasattr(strategy, "exit_accuracies"):
-                gens[-1]["exits"] = strategy.exit_accuracies(student, self.enc_test, self.test_labels, self.pad_id)
+            extras = strategy.evaluate_extras(student, self.enc_test, self.test_labels, self.pad_id) if main else None
+            if extras is not None:
+                gens[-1]["exits"] = extras
             student = deliverable(student)
             if store is not None and main:
                 summary = {k: v for k, v in vars(res).items() if k != "best_state"}
@@ -309,7 +308,8 @@ def run_classify(ws) -> Path:
         "strategy": r.distill.strategy,
         "loss_weights": strategy.weights,
         "final_weights": strategy.final_weights,
-        "options": strategy.options,
+        "options": strategy.loss_params,
+        "strategy_options": dataclasses.asdict(r.distill.options),
         "assistants": run.links,
         "generations": [{"generation": g["generation"], "best_step": g["result"].best_step,
                          "best_val_accuracy": g["result"].best_val_accuracy, "test_accuracy": g["test_accuracy"],
@@ -330,7 +330,7 @@ def run_classify(ws) -> Path:
     if "exits" in last:
         record["early_exits"] = {"layers": strategy.layers, "files": [exits.WEIGHTS, exits.META],
                                  "test_accuracy": last["exits"]}
-    if r.distill.teachers:
+    if r.distill.options.teachers:
         record["multi_teacher"] = multi_teacher.ensemble_test_accuracy(run, r.distill)
     with atomic_dir(ws.student_dir) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)

@@ -59,16 +59,13 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
                      spec, pad_id: int, desc: str = "distilling", store=None, log_path=None,
                      log_tags: dict | None = None, batches=None) -> ClsResult:
     """``batches``: optional ``rng -> iterator of row indices`` replacing the shuffled length-bucketed
-    batches (the curriculum's growing easy pool). A strategy may define ``before_step(student, frac)``
-    (stage-wise freezing) and ``after_step(student)`` (EMA update)."""
+    batches (the curriculum's growing easy pool). The strategy's ``before_step`` / ``after_step`` hooks run
+    around every step (stage-wise freezing, EMA update; see :class:`.protocol.StrategyBase`)."""
     lengths = np.array([len(x) for x in enc["input_ids"]])
     y = torch.as_tensor(labels, dtype=torch.long)
 
-    before_step = getattr(strategy, "before_step", None)
-
     def batch_loss(idx, frac):
-        if before_step is not None:
-            before_step(student, frac)
+        strategy.before_step(student, frac)
         feats = _features(enc, idx, pad_id)
         teacher = strategy.teacher_batch(cache, idx, feats["input_ids"].shape[1], feats["attention_mask"])
         dev = model_device(student)  # the loop put the student on the run's device
@@ -76,8 +73,8 @@ def train_classifier(student, strategy, enc: dict, labels: np.ndarray, cache, en
 
     metric = Metric("val_accuracy", lambda: accuracy(student, enc_val, val_labels, pad_id))
     stream = batches if batches is not None else (lambda rng: _batches(lengths, spec.batch_size, rng))
-    res = train_loop(student, strategy.parameters(), spec, stream, batch_loss, metric,
-                     after_step=getattr(strategy, "after_step", None), strategy_state=strategy,
+    res = train_loop(student, strategy.extra_parameters(), spec, stream, batch_loss, metric,
+                     after_step=strategy.after_step, strategy_state=strategy,
                      desc=desc, store=store, log_path=log_path, log_tags=log_tags)
     return ClsResult(best_state=res.best_state, best_step=res.best_step, best_val_accuracy=res.best_value,
                      steps=res.steps, seconds=res.seconds, sentences_per_second=res.sentences_per_second,

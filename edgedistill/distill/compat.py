@@ -19,9 +19,10 @@ TOKEN_LEVEL = frozenset({"hidden", "qkv"})
 
 def token_level_losses(spec) -> list[str]:
     """Losses of the recipe (and its strategy) that need token-aligned teacher states."""
-    names = [n for n, w in spec.losses.items() if (w > 0 or spec.final_weights.get(n, 0) > 0)
+    scheduled = spec.options.scheduled_losses()
+    names = [n for n, w in spec.losses.items() if (w > 0 or scheduled.get(n, 0) > 0)
              and get_loss(n).needs & TOKEN_LEVEL]
-    if getattr(get_strategy(spec.strategy), "token_level", False):
+    if get_strategy(spec.strategy).token_level:
         names.append(f"fitnets (strategy {spec.strategy!r})")
     return names
 

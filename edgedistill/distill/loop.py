@@ -31,6 +31,7 @@ from ..progress import progress, say
 from . import parallel
 from .checkpoint import GenerationStore
 from .device import move_modules, move_params, runtime
+from .protocol import Checkpointed
 from .trainer import log_step, optimizer
 
 
@@ -130,7 +131,8 @@ def _evaluate(metric: Metric, par) -> dict:
 
 def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.random.Generator], Iterator],
                batch_loss: Callable, metric: Metric, *, after_step: Callable | None = None,
-               strategy_state: object = None, desc: str = "distilling", store: GenerationStore | None = None,
+               strategy_state: Checkpointed | None = None, desc: str = "distilling",
+               store: GenerationStore | None = None,
                log_path: Path | None = None, log_tags: dict | None = None, optim: Callable | None = None,
                step_fields: Callable[[], dict] | None = None) -> LoopResult:
     """Train ``student`` for ``spec.max_steps`` optimizer steps.
@@ -283,9 +285,8 @@ def _accumulate(idx, frac: float, batch_loss, accum: int, rt, par, scaler=None) 
 
 def _extra_state(extra_params: list, strategy_state) -> dict:
     out = {f"param.{i}": p for i, p in enumerate(extra_params)}
-    hook = getattr(strategy_state, "checkpoint_state", None)
-    if hook is not None:
-        out.update({f"strategy.{k}": v for k, v in hook().items()})
+    if strategy_state is not None:
+        out.update({f"strategy.{k}": v for k, v in strategy_state.checkpoint_state().items()})
     return out
 
 
@@ -310,9 +311,9 @@ def _restore(ckpt, student, extra_params, strategy_state, opt, sched, stream, rn
     with torch.no_grad():
         for i, p in enumerate(extra_params):
             p.copy_(extra[f"param.{i}"])
-    hook = getattr(strategy_state, "load_checkpoint_state", None)
-    if hook is not None:
-        hook({k.removeprefix("strategy."): v for k, v in extra.items() if k.startswith("strategy.")})
+    if strategy_state is not None:
+        strategy_state.load_checkpoint_state({k.removeprefix("strategy."): v for k, v in extra.items()
+                                              if k.startswith("strategy.")})
     # The checkpoint was read onto the CPU; load_state_dict copies weights onto the student's device
     # and the optimizer casts its state to each parameter's device.
     opt.load_state_dict(ckpt["torch"]["optimizer"])

@@ -48,19 +48,19 @@ def ensemble_logits(run, spec, texts, desc: str) -> np.ndarray:
     max_length = run.ws.recipe.teacher.max_length
     logits = [np.asarray(teacher_logits(t.model, t.tokenizer, t.ref, texts, max_length, desc=f"{desc} {t.name}",
                                           rt=run.rt))
-              for t in load_teachers(run, spec.teachers)]
-    return combine_logits(logits, spec.ensemble, spec.ensemble_confidence)
+              for t in load_teachers(run, spec.options.teachers)]
+    return combine_logits(logits, spec.options.ensemble, spec.options.ensemble_confidence)
 
 
 def ensemble_cache(run, strategy, spec, cache):
     """``cache`` (the [teacher]'s) with logits and token states replaced by the teachers' combination."""
-    if getattr(strategy, "needs_qkv", False):
+    if strategy.needs_qkv:
         raise RecipeError(f"{KEY}: attention transfer (attention_kl, value_relation) recomputes one teacher's "
                           "attention; drop those losses or the extra teachers")
     if cache.logits is not None:
         cache.logits = ensemble_logits(run, spec, run.train_texts, "teacher logits (train)")
     if cache.targets is not None:
-        teachers = load_teachers(run, spec.teachers)
+        teachers = load_teachers(run, spec.options.teachers)
         check_widths([t.name for t in teachers], [t.model.config.hidden_size for t in teachers])
         layers = sorted(cache.targets.hidden)
         for t in teachers[1:]:
@@ -78,11 +78,11 @@ def ensemble_cache(run, strategy, spec, cache):
 
 def ensemble_test_accuracy(run, spec) -> dict:
     """Each teacher's and the combination's test accuracy (for distill.json)."""
-    max_length = run.ws.recipe.teacher.max_length
-    teachers = load_teachers(run, spec.teachers)
+    max_length, o = run.ws.recipe.teacher.max_length, spec.options
+    teachers = load_teachers(run, o.teachers)
     logits = [np.asarray(teacher_logits(t.model, t.tokenizer, t.ref, run.test_texts, max_length,
                                         desc=f"teacher logits (test) {t.name}", rt=run.rt)) for t in teachers]
     acc = lambda z: float((z.argmax(1) == run.test_labels).mean())  # noqa: E731
     return {"teachers": {t.name: acc(z) for t, z in zip(teachers, logits, strict=True)},
-            "ensemble": spec.ensemble, "ensemble_test_accuracy": acc(combine_logits(logits, spec.ensemble,
-                                                                                     spec.ensemble_confidence))}
+            "ensemble": o.ensemble, "ensemble_test_accuracy": acc(combine_logits(logits, o.ensemble,
+                                                                                 o.ensemble_confidence))}

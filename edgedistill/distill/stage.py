@@ -142,5 +142,5 @@ def run_distill(ws: Workspace) -> Path:
 
 
 def _projection_shape(strategy) -> list[int] | None:
-    proj = getattr(strategy, "projection", None)
+    proj = strategy.projection
     return None if proj is None else [proj.in_features, proj.out_features]

@@ -13,6 +13,7 @@ from ..errors import RecipeError
 from ..models.encode import pool
 from ..registry import Registry
 from .losses import Outputs, get_loss
+from .protocol import StrategyBase
 
 STRATEGIES: Registry[type] = Registry("strategy", "[distill] key 'strategy'")
 
@@ -73,7 +74,7 @@ def describe_layer_map(layer_map: dict[int, int], spec, mode: str | None = None)
 
 
 @register_strategy("embedding")
-class EmbeddingStrategy:
+class EmbeddingStrategy(StrategyBase):
     """Response + feature KD for sentence encoders.
 
     The student's pooled embedding is matched to the teacher's ("cosine",

@@ -11,18 +11,39 @@ The edits are drawn from a generator seeded with ``[distill] seed``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from .augment import AugmentSpec, augment_features
 from .strategies import register_strategy
-from .strategy_cls import ClassificationStrategy, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
 from .strategy_self import _StudentTeacher
 
 _HINT = "token edits break the alignment with token-level targets: use logit and label losses,"
 
 
+@dataclass
+class AugmentOptions(ClassificationOptions):
+    augment_drop: float = 0.1
+    """Share of ordinary tokens removed."""
+    augment_swap: float = 0.1
+    """Share of ordinary tokens swapped with a neighbour."""
+    augment_mask: float = 0.1
+    """Share of ordinary tokens backed off to [MASK] (or [UNK])."""
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        for key in ("augment_drop", "augment_swap", "augment_mask"):
+            if not 0 <= getattr(self, key) < 1:
+                _fail(where, key, f"expected a share in [0, 1), got {getattr(self, key)}")
+        if self.augment_drop + self.augment_swap + self.augment_mask >= 1:
+            _fail(where, "augment_drop", "augment_drop + augment_swap + augment_mask must stay below 1")
+
+
 class _Augmenting:
+    Options = AugmentOptions
     aug: AugmentSpec | None = None
     pad_id: int = 0
 
@@ -32,7 +53,7 @@ class _Augmenting:
 
     def bind_tokenizer(self, tokenizer) -> None:
         """The special ids (never edited), mask and pad tokens come from the student's tokenizer."""
-        self.aug = AugmentSpec.from_recipe(self.spec, tokenizer)
+        self.aug = AugmentSpec.from_recipe(self.spec.options, tokenizer)
         self.pad_id = tokenizer.pad_token_id or 0
 
     def augment(self, feats: dict) -> dict:
@@ -58,7 +79,6 @@ class AugmentKDStrategy(_Augmenting, ClassificationStrategy):
 class AugmentSelfStrategy(_Augmenting, _StudentTeacher):
     """The student's clean-input predictions (detached) teach its augmented-input predictions."""
 
-    task = "classification"
     name = "augment_self"
 
     def __init__(self, spec, *a, **kw):

@@ -14,6 +14,7 @@ and a device can stop at the first exit that is accurate or confident enough.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from ..errors import ModelError, RecipeError
 from .losses import Outputs, get_loss
 from .strategies import register_strategy
-from .strategy_cls import ClassificationStrategy, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
 from .strategy_self import _Fixed
 from .trainer import _features
 
@@ -75,9 +76,22 @@ class ExitModel(torch.nn.Module):
         return self.student.get_input_embeddings()
 
 
+@dataclass
+class ExitOptions(ClassificationOptions):
+    exit_weight: float = 1.0
+    """Weight of the early exits' loss (hard CE + KD from the final head)."""
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.exit_weight < 0:
+            _fail(where, "exit_weight", f"expected a weight >= 0, got {self.exit_weight}")
+
+
 @register_strategy("self_layerwise")
 class LayerwiseSelfStrategy(ClassificationStrategy):
     """The final head (and optionally the teacher) teaches an early exit on every shallower block."""
+
+    Options = ExitOptions
 
     def __init__(self, spec, layer_map, student_config, teacher_config, teacher_blocks=None):
         super().__init__(spec, layer_map, student_config, teacher_config, teacher_blocks)
@@ -87,7 +101,7 @@ class LayerwiseSelfStrategy(ClassificationStrategy):
         if not self.layers:
             raise RecipeError("[distill] key 'strategy': self_layerwise needs a student with at least 2 layers "
                               "(set [student] layers or num_layers)")
-        self.exit_weight = spec.exit_weight
+        self.exit_weight = spec.options.exit_weight
         self.model: ExitModel | None = None
         self._kd, self._ce = get_loss("kd").fn, get_loss("hard_ce").fn
 
@@ -102,13 +116,13 @@ class LayerwiseSelfStrategy(ClassificationStrategy):
         kd_sum, ce_sum = 0.0, 0.0
         for z in model.exits(out.hidden_states).values():
             s = Outputs(logits=z, labels=labels)
-            kd_sum = kd_sum + self._kd(s, final, temperature=self.options["temperature"])
+            kd_sum = kd_sum + self._kd(s, final, temperature=self.loss_params["temperature"])
             ce_sum = ce_sum + self._ce(s, final)
         n = len(self.layers)
         parts["exit_kd"], parts["exit_ce"] = float(kd_sum.detach()) / n, float(ce_sum.detach()) / n
         return total + self.exit_weight * (kd_sum + ce_sum) / n, parts
 
-    def exit_accuracies(self, model, enc: dict, labels: np.ndarray, pad_id: int) -> dict[str, float]:
+    def evaluate_extras(self, model, enc: dict, labels: np.ndarray, pad_id: int) -> dict[str, float]:
         """Test accuracy of each exit (keyed by block index) and of the final head ("final")."""
         return exit_accuracies(model.student, model.exits, enc, labels, pad_id)
 

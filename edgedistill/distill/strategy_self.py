@@ -13,14 +13,37 @@ logits come from differs, so the teacher's own outputs are never computed.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
 from .losses import Outputs
 from .strategies import register_strategy
-from .strategy_cls import ClassificationStrategy, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
 
 _LOGITS_ONLY = frozenset({"logits", "labels"})
+
+
+@dataclass
+class EmaOptions(ClassificationOptions):
+    ema_decay: float = 0.99
+    """Per-step decay of the EMA pseudo-teacher."""
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if not 0 < self.ema_decay < 1:
+            _fail(where, "ema_decay", f"expected a number in (0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class PeerOptions(ClassificationOptions):
+    peers: int = 2
+    """Students trained together (peer 0 is saved)."""
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if not 2 <= self.peers <= 16:
+            _fail(where, "peers", f"expected 2..16, got {self.peers}")
 
 
 class _StudentTeacher(ClassificationStrategy):
@@ -70,12 +93,12 @@ class _Tied:
 class EmaSelfStrategy(_StudentTeacher):
     """Self-distillation from an EMA snapshot of the student (pseudo-teacher)."""
 
-    task = "classification"
     name = "ema_self"
+    Options = EmaOptions
 
     def __init__(self, spec, *a, **kw):
         super().__init__(spec, *a, **kw)
-        self.decay = spec.ema_decay
+        self.decay = spec.options.ema_decay
         self.ema = None
 
     def prepare_student(self, student):
@@ -107,12 +130,12 @@ class EmaSelfStrategy(_StudentTeacher):
 class MutualStrategy(_StudentTeacher):
     """Deep mutual learning of N peers; each peer learns from every other peer's predictions."""
 
-    task = "classification"
     name = "mutual"
+    Options = PeerOptions
 
     def __init__(self, spec, *a, **kw):
         super().__init__(spec, *a, **kw)
-        self.n_peers = spec.peers
+        self.n_peers = spec.options.peers
 
     def prepare_student(self, student):
         peers = [student]

@@ -19,7 +19,6 @@ from .strategy_cls import ClassificationStrategy, _blocks
 
 @register_strategy("stagewise")
 class StagewiseStrategy(ClassificationStrategy):
-    task = "classification"
     token_level = True
     """Needs the teacher's token states, so a shared tokenizer (see compat.py)."""
 

@@ -53,8 +53,25 @@ ENCODER_SECTIONS = {"`[teacher]`": TeacherSpec, "`[student]`": StudentSpec, "`[d
 @pytest.mark.parametrize("heading", sorted(ENCODER_SECTIONS))
 def test_every_encoder_recipe_key_is_in_its_sections_table(heading):
     documented = _keys_of(heading)
-    missing = [f.name for f in dataclasses.fields(ENCODER_SECTIONS[heading]) if f.name not in documented]
+    fields = [f.name for f in dataclasses.fields(ENCODER_SECTIONS[heading]) if f.metadata.get("parsed", True)]
+    missing = [name for name in fields if name not in documented]
     assert not missing, f"docs/recipes.md {heading} table lacks {missing}"
+
+
+def test_every_strategy_option_is_in_the_strategy_options_table_and_not_among_the_common_keys():
+    from edgedistill.distill.options import option_names
+    from edgedistill.distill.strategies import STRATEGIES
+
+    documented, common = _keys_of("`[distill]` strategy options"), _keys_of("`[distill]`")
+    keys = set().union(*(option_names(cls.Options) for cls in STRATEGIES.values()))
+    assert keys and not keys - documented, f"strategy options table lacks {sorted(keys - documented)}"
+    assert not keys & common, f"strategy options listed as common [distill] keys: {sorted(keys & common)}"
+    rows = {name: line.split("|")[2] for line in RECIPES["`[distill]` strategy options"].splitlines()
+            if line.startswith("| `") for name in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    for key in keys:  # the strategies column names the strategies that take the key
+        takers = sorted(n for n, cls in STRATEGIES.items() if key in option_names(cls.Options))
+        row = rows[key]
+        assert "all classification" in row or all(f"`{t}`" in row for t in takers), (key, row, takers)
 
 
 def test_top_level_recipe_keys_are_documented():

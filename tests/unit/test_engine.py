@@ -21,8 +21,8 @@ def run(clf_teacher, tmp_path_factory):
 
 
 def _spec(run, **kw):
-    return DistillSpec(**{**vars(run.ws.recipe.distill), "max_steps": 8, "eval_every": 100, "batch_size": 16,
-                          "learning_rate": 3e-3, **kw})
+    return run.ws.recipe.distill.replace(**{"max_steps": 8, "eval_every": 100, "batch_size": 16,
+                                            "learning_rate": 3e-3, **kw})
 
 
 def test_gradient_accumulation_matches_the_full_batch(run, monkeypatch):

@@ -37,15 +37,15 @@ def run(clf_teacher, data, tmp_path_factory):
 
 @pytest.mark.parametrize("loss", CATALOGUE)
 def test_each_loss_trains_the_student(run, loss):
-    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "losses": {loss: 1.0}})
+    spec = run.ws.recipe.distill.replace(losses={loss: 1.0})
     _, _, gens = run.train(spec)
     hist = gens[0]["result"].history
     assert hist[-1][loss] < hist[0][loss], (loss, hist[0], hist[-1])
 
 
 def test_mixed_losses_follow_the_weight_schedule(run):
-    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "losses": {"hard_ce": 1.0, "kd": 0.0},
-                          "final_weights": {"hard_ce": 0.0, "kd": 1.0}})
+    spec = run.ws.recipe.distill.replace(losses={"hard_ce": 1.0, "kd": 0.0},
+                                         final_weights={"hard_ce": 0.0, "kd": 1.0})
     s = run.strategy(spec)
     assert s.weights_at(0.0) == {"hard_ce": 1.0, "kd": 0.0}
     assert s.weights_at(0.25) == pytest.approx({"hard_ce": 0.75, "kd": 0.25})
@@ -93,18 +93,18 @@ def test_width_mismatch_names_the_layers_and_the_fix():
     with pytest.raises(RecipeError, match=r"student width 32 with teacher width 64 at layers student 1 -> "
                                           r"teacher 3; use 'fitnets'"):
         ClassificationStrategy(spec, {1: 3}, _cfg(32, 4), _cfg(64, 4))
-    fit = ClassificationStrategy(DistillSpec(losses={"fitnets": 1.0}), {0: 1, 1: 3}, _cfg(32, 4), _cfg(64, 4))
-    assert [p.shape for p in fit.parameters()][:2] == [torch.Size([64, 32]), torch.Size([64])]
+    fit = ClassificationStrategy(DistillSpec(strategy="classification", losses={"fitnets": 1.0}), {0: 1, 1: 3}, _cfg(32, 4), _cfg(64, 4))
+    assert [p.shape for p in fit.extra_parameters()][:2] == [torch.Size([64, 32]), torch.Size([64])]
     assert fit._project(1, torch.zeros(1, 2, 32)).shape == (1, 2, 64)
     with pytest.raises(RecipeError, match=r"student layer 1 \(4 heads x 8\) with teacher layer 3 \(8 heads x 8\)"):
-        ClassificationStrategy(DistillSpec(losses={"attention_kl": 1.0}), {0: 0, 1: 3}, _cfg(32, 4), _cfg(64, 8))
+        ClassificationStrategy(DistillSpec(strategy="classification", losses={"attention_kl": 1.0}), {0: 0, 1: 3}, _cfg(32, 4), _cfg(64, 8))
 
 
 def test_strategy_and_loss_must_fit():
     with pytest.raises(RecipeError, match="loss 'kd' needs logits.*use strategy = 'classification'"):
         EmbeddingStrategy({"kd": 1.0}, {0: 0}, "mean", True)
     with pytest.raises(RecipeError, match="loss 'cosine' needs embedding.*use strategy = 'embedding'"):
-        ClassificationStrategy(DistillSpec(losses={"cosine": 1.0}), {0: 0}, _cfg(32, 4), _cfg(32, 4))
+        ClassificationStrategy(DistillSpec(strategy="classification", losses={"cosine": 1.0}), {0: 0}, _cfg(32, 4), _cfg(32, 4))
     from edgedistill.distill.strategies import get_strategy
 
     with pytest.raises(RecipeError, match="unknown strategy 'mutal'.*classification, ema_self, embedding, mutual"):
@@ -150,8 +150,7 @@ def test_every_kd_example_recipe_loads_and_names_registered_losses():
 
 
 def test_ema_pseudo_teacher_tracks_the_student(run):
-    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "strategy": "ema_self", "losses": {"hard_ce": 1.0, "kd": 1.0},
-                          "ema_decay": 0.9})
+    spec = run.ws.recipe.distill.replace(strategy="ema_self", losses={"hard_ce": 1.0, "kd": 1.0}, ema_decay=0.9)
     student, strategy, gens = run.train(spec)
     hist = gens[0]["result"].history
     assert hist[-1]["hard_ce"] < hist[0]["hard_ce"] and hist[-1]["kd"] > 0
@@ -165,7 +164,7 @@ def test_ema_pseudo_teacher_tracks_the_student(run):
 def test_mutual_learning_trains_two_different_peers(run):
     from edgedistill.distill.strategy_self import PeerPair
 
-    spec = DistillSpec(**{**vars(run.ws.recipe.distill), "strategy": "mutual", "losses": {"hard_ce": 1.0, "kd": 1.0}})
+    spec = run.ws.recipe.distill.replace(strategy="mutual", losses={"hard_ce": 1.0, "kd": 1.0})
     strategy = run.strategy(spec)
     import copy
 

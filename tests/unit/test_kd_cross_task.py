@@ -47,7 +47,7 @@ def test_encoder_teacher_teaches_a_narrower_classifier_through_features(tmp_path
     assert run.initial_student.config.hidden_size == 16 and run.teacher.config.hidden_size == 32
     assert run.layer_map == {0: 1, 1: 3}  # no "copied from" layer: spread uniformly over the teacher
     strategy = run.strategy(ws.recipe.distill)
-    assert [tuple(p.shape) for p in strategy.parameters()][:2] == [(32, 16), (32,)]  # learned 16 -> 32 projection
+    assert [tuple(p.shape) for p in strategy.extra_parameters()][:2] == [(32, 16), (32,)]  # learned 16 -> 32 projection
     student, _, gens = run.train(ws.recipe.distill)
     hist = gens[0]["result"].history
     assert hist[-1]["fitnets"] < hist[0]["fitnets"] and hist[-1]["loss"] < hist[0]["loss"]

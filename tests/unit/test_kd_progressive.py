@@ -111,7 +111,7 @@ def test_stagewise_each_phase_reduces_its_loss(run):
     with torch.no_grad():  # block 0 is a copy of the teacher's: move it away so phase 1 has something to learn
         for p in student.base_model.encoder.layer[0].parameters():
             p.add_(torch.randn_like(p) * 0.2)
-    _, opt, _ = optimizer(student, strategy.parameters(), spec)
+    _, opt, _ = optimizer(student, strategy.extra_parameters(), spec)
     for frac in (0.0, 1.0):
         values = []
         for _ in range(12):
@@ -201,10 +201,11 @@ def test_assistant_chain_bad_inputs(run):
     with pytest.raises(RecipeError, match="strategy 'stagewise' needs other targets"):
         chain_mod.train_chain(run, spec_of(run, strategy="stagewise", losses={"kd": 1.0}, assistants=[[0, 1, 2]]),
                               np.zeros((1, 2)))
-    with pytest.raises(RecipeError, match="'curriculum': applies to classification strategies only"):
-        DistillSpec(curriculum="teacher_loss").validate("r.toml: [distill]")
+    with pytest.raises(RecipeError, match="r.toml: \\[distill\\] key 'curriculum': applies to strategies "
+                                          "augment_kd, augment_self, classification, .* not to strategy 'embedding'"):
+        DistillSpec.from_table({"curriculum": "teacher_loss"}, "r.toml: [distill]")
     with pytest.raises(RecipeError, match=r"assistants\[1\]'.*largest first"):
-        DistillSpec(strategy="classification", assistants=[[0, 1], [0, 1, 2]]).validate("r.toml: [distill]")
+        DistillSpec.from_table({"strategy": "classification", "assistants": [[0, 1], [0, 1, 2]]}, "r.toml: [distill]")
 
 
 # -- layer maps ---------------------------------------------------------------------------------------------

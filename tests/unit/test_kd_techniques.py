@@ -70,7 +70,7 @@ class _Stub(torch.nn.Module):
 def test_exit_loss_by_hand():
     # exit head: dense and tanh give 0, so the exit's logits are the classifier bias (ln 3, 0) -> [.75, .25];
     # the final head is uniform [.5, .5]; label 0.
-    spec = DistillSpec(strategy="self_layerwise", losses={"hard_ce": 1.0}, temperature=1.0, exit_weight=0.5)
+    spec = DistillSpec.from_table(dict(strategy="self_layerwise", losses={"hard_ce": 1.0}, temperature=1.0, exit_weight=0.5))
     strat = LayerwiseSelfStrategy(spec, {0: 0, 1: 1}, _cfg(), _cfg())
     exits = ExitHeads([0], 2, 2)
     with torch.no_grad():
@@ -91,9 +91,9 @@ def test_exit_loss_by_hand():
 
 def test_self_layerwise_needs_two_layers_and_logit_losses():
     with pytest.raises(RecipeError, match="at least 2 layers"):
-        LayerwiseSelfStrategy(DistillSpec(losses={"hard_ce": 1.0}), {0: 0}, _cfg(1), _cfg())
+        LayerwiseSelfStrategy(DistillSpec(strategy="self_layerwise", losses={"hard_ce": 1.0}), {0: 0}, _cfg(1), _cfg())
     with pytest.raises(RecipeError, match="loss 'fitnets' needs hidden, which strategy 'self_layerwise'"):
-        LayerwiseSelfStrategy(DistillSpec(losses={"fitnets": 1.0}), {0: 0, 1: 1}, _cfg(), _cfg())
+        LayerwiseSelfStrategy(DistillSpec(strategy="self_layerwise", losses={"fitnets": 1.0}), {0: 0, 1: 1}, _cfg(), _cfg())
 
 
 def test_self_layerwise_trains_exits_and_saves_them_via_the_cli(tmp_path, clf_teacher, data):
@@ -128,7 +128,7 @@ def _peers(*rows):
 
 
 def test_online_ensemble_and_mutual_losses_by_hand():
-    spec = DistillSpec(strategy="online_ensemble", losses={"kd": 1.0}, temperature=1.0, peers=3)
+    spec = DistillSpec.from_table(dict(strategy="online_ensemble", losses={"kd": 1.0}, temperature=1.0, peers=3))
     # peers [.75, .25], [.5, .5], [.25, .75]: their mean logits are (0, 0), the uniform target
     group, _ = _peers([LN3, 0.0], [0.0, 0.0], [-LN3, 0.0])
     total, parts = OnlineEnsembleStrategy(spec, {0: 0}, _cfg(), _cfg()).loss(group, {"attention_mask": None}, SimpleNamespace(mask=None),
@@ -136,7 +136,7 @@ def test_online_ensemble_and_mutual_losses_by_hand():
     assert total.item() == pytest.approx(2 * KL_U_T, rel=1e-5) and parts["kd"] == pytest.approx(2 * KL_U_T / 3)
     # mutual: each peer averages KL(other || itself) over the two others
     group, _ = _peers([LN3, 0.0], [0.0, 0.0], [-LN3, 0.0])
-    total, _ = MutualStrategy(DistillSpec(**{**vars(spec), "strategy": "mutual"}), {0: 0}, _cfg(), _cfg()).loss(
+    total, _ = MutualStrategy(spec.replace(strategy="mutual"), {0: 0}, _cfg(), _cfg()).loss(
         group, {"attention_mask": None}, SimpleNamespace(mask=None), torch.tensor([0]))
     kl_t_u = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
     want = (KL_U_T + KL_T_R) / 2 + (kl_t_u + kl_t_u) / 2 + (KL_T_R + KL_U_T) / 2
