@@ -149,10 +149,11 @@ def bench(recipe: Recipe | str | Path | None = None, out: str | Path | None = No
     return run_bench(_workspace(recipe, out), target=target)
 
 
-def _is_llm(path: str | Path) -> bool:
-    from .llm.recipe import is_llm_recipe
+def _own_kind(path: str | Path):
+    """The task of a recipe file of its own kind (an LLM recipe, ``kind = "llm"``), or None."""
+    from .tasks import file_task
 
-    return Path(path).is_file() and is_llm_recipe(path)
+    return file_task(path)
 
 
 def llm_run(recipe: str | Path, out: str | Path | None = None) -> dict:
@@ -233,16 +234,17 @@ def run(recipe: Recipe | str | Path | None = None, out: str | Path | None = None
     """distill -> export -> bench, sharing one workspace (data and teacher are loaded once).
 
     An LLM recipe (``kind = "llm"``) runs distill -> export -> bench -> report instead (:func:`llm_run`)."""
-    if isinstance(recipe, (str, Path)) and _is_llm(recipe):
-        return llm_run(recipe, out)
+    own = _own_kind(recipe) if isinstance(recipe, (str, Path)) else None
+    if own is not None:
+        return own.pipeline(Path(recipe), Path(out) if out else None)
     from .bench.stage import run_bench
     from .distill.stage import run_distill
     from .export.stage import run_export
 
     ws = _workspace(recipe, out)
-    from .tasks import recipe_task
+    from .tasks import task_of
 
-    recipe_task(ws.recipe)  # an unknown strategy stops here, before any work
+    task_of(ws.recipe)  # an unknown strategy stops here, before any work
     run_distill(ws)
     run_export(ws)
     return run_bench(ws)

@@ -26,7 +26,7 @@ from ..measure.energy import ENERGY_KIND
 from ..measure.grid import Timed, layout, plan
 from .kinds import Source, check_tokenizer_dir, detect
 from ..measure.latency import measure
-from .quality_eval import _metrics
+from ..tasks.embedding_bench import _metrics
 from ..report.results import REPORT_SCHEMA, ratios
 from ..measure.runners import load
 from .stage import host_info, settings, write_reports

@@ -26,7 +26,6 @@ from ..measure.grid import Timed, layout, plan
 from ..report.html import render_html
 from ..measure.latency import measure
 from ..measure.macs import EncoderShape
-from .quality_eval import evaluate
 from ..report.results import REPORT_SCHEMA, build_headline, render_markdown
 
 
@@ -68,11 +67,11 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     if not (bundle / "manifest.json").is_file():
         raise ModelError(f"no bundle for target {tgt.name!r} at {bundle}; run 'edgedistill export' first")
     manifest = verify_bundle(bundle)
-    from ..tasks import CLASSIFICATION, check_folder, folder_task, recipe_task
+    from ..tasks import check_folder, folder_task, task_of
 
-    task = recipe_task(r)
-    check_folder(ws.student_dir, task, r)
-    student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [], task=task)
+    task = task_of(r)
+    check_folder(ws.student_dir, task.name, r)
+    student_variants = onnx_variants(ws.student_dir, ws.export_dir / "student", r, [], task=task.name)
     # (the source key of a student with early exits is "WEIGHTS+EXITS"; the manifest pins the weights)
     if manifest.get("student", {}).get("sha256") != student_variants["info"]["source_sha256"].split("+")[0]:
         raise ModelError(f"bundle {bundle} was exported from another student than {ws.student_dir}; "
@@ -100,12 +99,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
     preflight(shapes, max(b.batch_sizes), max(b.seq_lengths))
     device_targets = [load_target(t) for t in (b.targets or list_targets())]
     exported = {n: (fam, Path(p)) for n, (fam, rt, _, p) in models.items() if rt != "torch"}
-    if task == CLASSIFICATION:
-        from ..tasks.classification_bench import evaluate as evaluate_classifiers
-
-        quality = evaluate_classifiers(ws, ws.student_dir, exported, threads[0])
-    else:
-        quality = evaluate(ws, ws.student_dir, exported, threads[0])
+    quality = task.bench_quality(ws, ws.student_dir, exported, threads[0])
     # Each family is fed its own tokenizer's ids: a student cut from another model has another vocabulary.
     toks = {"teacher": ws.teacher[1], "student": load_tokenizer(ws.student_dir)}
     timed = [Timed(name, rt, str(ws.teacher_ref.folder if rt == "torch" else p),
@@ -138,7 +132,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "edgedistill_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": {"name": r.name, "sha256": r.sha256()},
-        "task": task,
+        "task": task.name,
         "host": host,
         "settings": settings(b, threads, tgt.device.threads),
         "target": {"name": tgt.name, "description": tgt.description, "bundle": str(bundle),
@@ -146,8 +140,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "models": entries,
         "quality": {"test_sentences": quality["_test_sentences"],
                     "student_pytorch": {k: v for k, v in quality["student-pytorch"].items() if not k.startswith("_")},
-                    "metric": "accuracy" if task == CLASSIFICATION else
-                    "probe_accuracy" if "probe_accuracy" in quality["teacher-pytorch"] else None},
+                    "metric": task.quality_metric if any(task.quality_metric in q for k, q in quality.items()
+                                                         if not k.startswith("_")) else None},
         "distill": {k: distill.get(k) for k in ("steps", "best_step", "train_seconds", "sentences_per_second",
                                                  "student", "teacher", "metrics", "loss_weights", "losses",
                                                  "evals")},
@@ -157,19 +151,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                               "host's package energy per inference, labelled measured-rapl (host), never device energy"
                               if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},
     }
-    if task == CLASSIFICATION and manifest.get("early_exits"):
-        from ..models.classifier import labelled_split
-        from ..tasks.classification_bench import exit_table
-
-        texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
-        lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})
-        report["early_exits"] = {"layers": manifest["early_exits"]["layers"],
-                                 "note": ("exit segments (exit_k.onnx, exit_rest.onnx, chained): texts stop at the first confident exit; "
-                                          "mean latency of one text, 1 thread, this process, first 200 test texts"
-                                          if (manifest["early_exits"].get("rest")) else
-                                          "one graph returns every exit's logits: the threshold picks the answer, "
-                                          "the latency is the bundle's"),
-                                 "thresholds": exit_table(bundle, texts, y, (lat.get(str(threads[0])) or {}).get("p50_ms"))}
+    report.update(task.bench_extras(ws, manifest, bundle, entries, threads))
     report["headline"] = build_headline(report, quality)
     report["bench_seconds"] = time.perf_counter() - t0
     write_reports(report, ws.report_dir)

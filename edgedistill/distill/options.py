@@ -47,8 +47,7 @@ def split_table(table: dict[str, Any], common: set[str], where: str) -> tuple[di
     """``[distill]`` as (common keys, the strategy's option keys, its Options class).
 
     Unknown strategies fail here with the registry's list; keys neither common nor the
-    strategy's own fail with the strategies that do take them (or are left for the common
-    parser to report as unknown)."""
+    strategy's own fail with the strategies that do take them, or as unknown keys."""
     from .strategies import STRATEGIES
 
     name = table.get("strategy", "embedding")
@@ -68,6 +67,8 @@ def split_table(table: dict[str, Any], common: set[str], where: str) -> tuple[di
         if takers:
             raise RecipeError(f"{where} key {key!r}: applies to strategies {', '.join(takers)}, not to "
                               f"strategy {name!r}; remove it or pick one of those strategies")
+        raise RecipeError(f"{where} unknown key {key!r} (allowed with strategy {name!r}: "
+                          f"{', '.join(sorted(common | own))})")
     return rest, mine, opts_cls
 
 

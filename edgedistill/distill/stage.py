@@ -38,14 +38,16 @@ def announce_device(spec) -> None:
 
 
 def run_distill(ws: Workspace) -> Path:
+    """The distill stage of the recipe's task (see :mod:`edgedistill.tasks`)."""
+    from ..tasks import task_of
+
+    announce_device(ws.recipe.distill)
+    return task_of(ws.recipe).distill(ws)
+
+
+def run_embedding(ws: Workspace) -> Path:
+    """Sentence-embedding distillation: the student learns the teacher's pooled embedding and block states."""
     r = ws.recipe
-    announce_device(r.distill)
-    from ..tasks import CLASSIFICATION, recipe_task
-
-    if recipe_task(r) == CLASSIFICATION:
-        from .classify_stage import run_classify
-
-        return run_classify(ws)
     if r.student.base:  # before any model is loaded or trained
         check_tokenizers(r, ws.teacher_ref.folder, resolve_model(r.student.base, r, "[student] base").folder)
     threads = set_threads(r.distill.threads)

@@ -129,10 +129,13 @@ def require_executorch() -> None:
 
 def prepare(model_dir: Path, opts: EtOptions):
     """(wrapped module, tokenizer, input names, example args at the program's fixed shape)."""
-    if opts.task == "classification":
-        from ..tasks.classification import et_prepare
+    from ..tasks import get_task
 
-        return et_prepare(model_dir, opts)
+    return get_task(opts.task).et_prepare(model_dir, opts)
+
+
+def prepare_encoder(model_dir: Path, opts: EtOptions):
+    """:func:`prepare` for a sentence encoder: token states and the pooled (normalised) embedding."""
     require_executorch()
     model, tok = load_encoder(model_dir, attn_implementation="eager")
     names = input_names_for(tok)

@@ -6,23 +6,20 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .. import __version__, backends
 from ..errors import GateError, ModelError, RecipeError
 from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atomic
-from ..models.encode import batched_embed, embed_torch
-from ..models.loading import load_encoder, weights_file
+from ..models.loading import weights_file
 from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import created_with as _created_with, write_bundle, write_zip
 from .onnx import export_onnx, input_names_for, optimize
-from .parity import check_parity, failure_message
+from .parity import failure_message
 from .quant import QuantContext
 from .schemes import check_scheme_fits, get_scheme, get_task_scheme
 
-PROBE_TRAIN_LIMIT = 4000
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
 
 
@@ -33,16 +30,13 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
     ``calibration(input_names) -> QuantContext`` is called only when a scheme needs calibration data.
     ``task``: ``embedding`` (token states + pooled embedding) or ``classification`` (logits).
     """
+    from ..tasks import get_task
+
+    spec = get_task(task)
     out_dir.mkdir(parents=True, exist_ok=True)
     src_sha = sha256_file(weights_file(Path(model_dir)))
-    if task == "classification":
-        # The early exits ship in the graph: new exits make a new graph.
-        from ..tasks.classification import exit_layers
-
-        if exit_layers(model_dir):
-            from ..distill.strategy_exits import WEIGHTS
-
-            src_sha += "+" + sha256_file(Path(model_dir) / WEIGHTS)
+    for extra in spec.graph_inputs(Path(model_dir)):  # e.g. early exits ship in the graph: new exits, new graph
+        src_sha += "+" + sha256_file(extra)
     info_path = out_dir / "export.json"
     info = {}
     if info_path.is_file():
@@ -55,18 +49,9 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         say(f"exporting {model_dir} to ONNX ({task}) and fusing attention/LayerNorm/GELU")
         # Both temporaries are removed on any failure (a full disk too); only the fused graph is kept.
         with scratch_file(out_dir, "model-fp32.onnx") as raw, atomic_output(opt) as tmp:
-            if task == "classification":
-                from ..tasks.classification import export_onnx as export_classifier
-
-                exp = export_classifier(model_dir, raw, recipe.teacher.max_length, recipe.export.opset)
-            else:
-                exp = export_onnx(model_dir, raw, recipe.teacher.pooling, recipe.teacher.normalize,
-                                  recipe.teacher.max_length, recipe.export.opset)
+            exp = spec.export_graph(Path(model_dir), raw, recipe)
             fused = optimize(raw, tmp, exp["model_type"], exp["num_heads"], exp["hidden_size"], exp["num_layers"])
-            if task == "classification":
-                from ..tasks.classification import unshare_initializers
-
-                unshare_initializers(tmp)
+            spec.finish_graph(tmp)
         info = {"source_sha256": src_sha, "task": task, "export": exp, "optimize": fused, "schemes": {}}
     paths = {"fp32": opt}
     opt_sha = sha256_file(opt)
@@ -90,16 +75,15 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
 
 def et_variant(ws: Workspace, model_dir: Path, out_dir: Path, scheme, task: str = "embedding") -> tuple[Path, dict]:
     """One ExecuTorch scheme's .pte, reused while the weights and the export settings are unchanged."""
+    from ..tasks import get_task
     from .executorch import EtOptions
 
     r = ws.recipe
     out_dir.mkdir(parents=True, exist_ok=True)
     key = {"source_sha256": sha256_file(weights_file(Path(model_dir))), "max_length": r.teacher.max_length,
            "pooling": r.teacher.pooling, "normalize": r.teacher.normalize}
-    if task == "classification":
-        from ..tasks.classification import exit_layers
-
-        key = {**key, "task": task, "exits": exit_layers(model_dir)}
+    key["task"] = task
+    key["graph_inputs"] = [sha256_file(p) for p in get_task(task).graph_inputs(Path(model_dir))]
     info_path = out_dir / f"model-{scheme.name}.json"
     dest = out_dir / f"model-{scheme.name}.pte"
     try:
@@ -135,25 +119,6 @@ def measure_memory(model_path: Path, tok, texts: list[str], r) -> dict:
                         "text, 1 thread; model_mb = peak RSS minus that process"}
 
 
-def _reference(ws: Workspace, student_dir: Path):
-    """fp32 student embeddings of the parity sentences (a fixed sample of the test split), and a
-    probe fitted on the student's own embeddings of training sentences."""
-    r = ws.recipe
-    model, tok = load_encoder(student_dir)
-    pos = ws.sample("test", r.export.parity_sentences)
-    test_texts = ws.texts("test")
-    texts = [test_texts[i] for i in pos]
-    emb = embed_torch(model, tok, texts, r.teacher.max_length, r.teacher.pooling, r.teacher.normalize,
-                      desc="fp32 student (parity)")
-    te = ws.probe_set("test")
-    where = {int(p): row for row, p in enumerate(pos)}
-    rows = np.array([where[int(i)] for i in te.idx if int(i) in where], dtype=np.int64)
-    labels = np.array([lab for i, lab in zip(te.idx, te.labels, strict=True) if int(i) in where], dtype=np.int64)
-    probe = ws.fit_probe(ws.embed_with(model, tok, "fp32 student, parity probe"),
-                         limit=PROBE_TRAIN_LIMIT) if len(rows) else None
-    return tok, texts, emb, probe, rows, labels
-
-
 def _calibration(ws: Workspace, student_dir: Path):
     """Training sentences (never the parity sentences) for static quantisation."""
 
@@ -171,18 +136,15 @@ def _calibration(ws: Workspace, student_dir: Path):
 
 def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,
                student_dir: Path | None = None, zip_bundle: bool = False) -> list[Path]:
-    from ..tasks import CLASSIFICATION, check_folder, recipe_task
+    from ..tasks import check_folder, task_of
 
     r = ws.recipe
     set_threads()
     student_dir = Path(student_dir or ws.student_dir)
     if not (student_dir / "config.json").is_file():
         raise ModelError(f"no student at {student_dir}; run 'edgedistill distill' first or pass --student")
-    task = recipe_task(r)
-    check_folder(student_dir, task, r)
-    is_cls = task == CLASSIFICATION
-    if is_cls:
-        from ..tasks import classification as cls
+    task = task_of(r)
+    check_folder(student_dir, task.name, r)
     loaded = [load_target(t) for t in (targets or r.export.targets)]
     plan = {}
     for t in loaded:
@@ -199,34 +161,19 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     onnx_schemes = sorted({s.name for _, s in plan.values() if s.backend == "onnxruntime"})
     if onnx_schemes:
         variants = onnx_variants(student_dir, ws.export_dir / "student", r, onnx_schemes,
-                                 calibration=_calibration(ws, student_dir), task=task)
+                                 calibration=_calibration(ws, student_dir), task=task.name)
         fused = variants["info"]["optimize"]
         say(f"exported ONNX (opset {r.export.opset}); fused ops {fused['fused_ops']}")
-    exit_graphs = {}
-    if is_cls and onnx_schemes and cls.exit_layers(student_dir):
-        from ..tasks.classification_exits import chain_variants
-
-        # The student cut at its exits too, so a device that stops early runs only the blocks it needs.
-        exit_graphs = chain_variants(student_dir, ws.export_dir / "student-exits", onnx_schemes,
-                                     r.teacher.max_length, r.export.opset)
-    et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s, task=task)
+    exporter = task.exporter(ws, student_dir)
+    exporter.prepare(onnx_schemes)
+    et = {s.name: et_variant(ws, student_dir, ws.export_dir / "student", s, task=task.name)
           for _, s in plan.values() if s.backend == "executorch"}
-    if is_cls:
-        tok, texts, ref, p_idx, p_labels = cls.reference(ws, student_dir)
-    else:
-        tok, texts, ref, probe, p_idx, p_labels = _reference(ws, student_dir)
+    tok, texts = exporter.tok, exporter.texts
     written = []
     for name, (target, scheme) in plan.items():
         model_path, et_info = et[scheme.name] if scheme.backend == "executorch" else (variants["paths"][scheme.name],
                                                                                       None)
-        if is_cls:
-            run = cls.logits_runner(model_path, threads=target.host_threads())
-            got = cls.runner_logits(run, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
-            rep = cls.check_parity(ref, got, scheme, target, p_idx, p_labels)
-        else:
-            embedder = backends.get(scheme.backend).open(model_path, target.host_threads()).output("sentence_embedding")
-            emb = batched_embed(embedder, tok, texts, r.teacher.max_length, desc=f"parity {scheme.name}")
-            rep = check_parity(ref, emb, scheme, target, probe, p_idx, p_labels)
+        rep = exporter.check(model_path, scheme, target)
         if not rep.passed:
             raise GateError(failure_message(rep, name))
         size_mb = model_path.stat().st_size / 1e6
@@ -241,8 +188,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
                             f"{memory['model_mb']:.0f} MB of memory (peak RSS {memory['peak_rss_mb']:.0f} MB minus "
                             f"{memory['process_mb']:.0f} MB of process with its runtime imported), over the target's {mem_budget:g} MB "
                             f"budget; use a smaller scheme, fewer layers or a shorter [teacher] max_length")
+        fields, extra = exporter.manifest_fields(scheme, model_path, target, pte=et_info is not None)
         manifest = {
-            "task": "sentence-embedding",
+            "task": task.bundle_task,
             "created_by": f"edgedistill {__version__}",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "target": {"name": target.name, "description": target.description, "threads": target.device.threads},
@@ -251,12 +199,7 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]}
                        for n in (variants["info"]["export"]["input_names"] if et_info is None else
                                  input_names_for(tok))],
-            "outputs": [{"name": "last_hidden_state", "dtype": "float32", "shape": ["batch", "sequence", "hidden"]},
-                        {"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", "hidden"]}],
-            "hidden_size": int(ref.shape[1]),
-            "labels": None,
-            "pooling": r.teacher.pooling,
-            "normalize": r.teacher.normalize,
+            **fields,
             "max_length": r.teacher.max_length,
             "fused_ops": fused["fused_ops"] if et_info is None else {},
             "parity": rep.to_dict(),
@@ -265,18 +208,6 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
             "recipe_sha256": r.sha256(),
             "created_with": _created_with(scheme.backend),
         }
-        extra = {}
-        if is_cls:
-            manifest.update(cls.manifest_fields(student_dir, None, tok))
-            graphs = exit_graphs.get(scheme.name) if et_info is None else None
-            if graphs:
-                from ..tasks.classification_exits import bundle_entries, chain_agreement
-
-                full = cls.onnx_session_runner(model_path, threads=target.host_threads())
-                fields, extra = bundle_entries(graphs)
-                manifest["early_exits"].update(fields)
-                manifest["early_exits"]["graph_top1_agreement"] = chain_agreement(graphs, full, tok, texts,
-                                                                                  r.teacher.max_length)
         if et_info is not None:
             # A fixed-shape program: apps pad or clip every sentence to max_length, one at a time.
             for io in manifest["inputs"] + manifest["outputs"]:
@@ -295,7 +226,12 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
 
 
 # Public names for scripts that run the gate's pieces themselves (benchmarks/export_matrix.py).
-parity_reference = _reference
-"""``(ws, student_dir) -> (tokenizer, texts, fp32 embeddings, probe, probe rows, probe labels)``."""
+def parity_reference(ws: Workspace, student_dir: Path):
+    """``(tokenizer, texts, fp32 embeddings, probe, probe rows, probe labels)`` of an embedding student."""
+    from ..tasks.embedding import reference
+
+    return reference(ws, student_dir)
+
+
 calibration_factory = _calibration
 """``(ws, student_dir) -> (input_names -> QuantContext)``: training sentences for calibrated schemes."""

@@ -18,13 +18,13 @@ What this task adds to each stage:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
-from ..export.parity import GateResult
+from . import CLASSIFICATION, Task, register_task
+from .classification_options import ClassificationOptions
 
 OUTPUT = "logits"
 DECIDED_MARGIN = 0.1
@@ -247,109 +247,6 @@ def logits_runner(path: Path, threads: int = 1):
     return pte_logits_runner(path, threads) if Path(path).suffix == ".pte" else onnx_logits_runner(path, threads)
 
 
-# --- the parity gate ------------------------------------------------------------------------------
-
-def thresholds_for(scheme, target=None) -> dict:
-    """Top-1 agreement with the fp32 student and accuracy drop allowed for ``scheme``.
-
-    Both follow the scheme's own accuracy tolerance (``max_probe_drop``, the drop a scheme is allowed
-    on a downstream task): a classifier may flip at most twice that share of its predictions."""
-    drop = scheme.max_probe_drop
-    if target is not None and target.export.parity.max_probe_drop is not None:
-        drop = target.export.parity.max_probe_drop
-    return {"min_top1_agreement": round(1.0 - 2.0 * drop, 6), "max_accuracy_drop": drop}
-
-
-@dataclass
-class ClsParityReport(GateResult):
-    scheme: str
-    sentences: int
-    top1_agreement: float
-    max_abs_diff: float
-    """Largest logit difference (reported; logit scales differ between models, so it is not gated)."""
-    thresholds: dict
-    labelled_sentences: int = 0
-    accuracy_reference: float | None = None
-    accuracy_exported: float | None = None
-    accuracy_drop: float | None = None
-    decided_sentences: int = 0
-    """Parity sentences the fp32 student decides by a probability margin >= ``DECIDED_MARGIN``."""
-    top1_agreement_decided: float | None = None
-    accuracy_drop_decided: float | None = None
-    """The accuracy drop from answers changed on decided sentences only (what the gate holds)."""
-    failures: list[str] = field(default_factory=list)
-    metric: str = "classification"
-
-    def summary(self) -> str:
-        text = f"top-1 agreement {self.top1_agreement:.4f}, logits max abs diff {self.max_abs_diff:.3g}"
-        if self.accuracy_drop is not None:
-            text += f", accuracy {self.accuracy_exported:.4f} vs {self.accuracy_reference:.4f}"
-        return text
-
-
-def check_parity(reference: np.ndarray, exported: np.ndarray, scheme, target=None, rows=None,
-                 labels=None) -> ClsParityReport:
-    """``reference``/``exported``: logits of the same sentences; ``rows``/``labels``: the labelled ones."""
-    th = thresholds_for(scheme, target)
-    same = reference.argmax(1) == exported.argmax(1)
-    agree = float(same.mean()) if len(reference) else 0.0
-    # Sentences the fp32 student decides by a clear margin: a near-tie flips under any rounding and
-    # says nothing about the export, so the gate counts agreement on the decided ones.
-    p = _softmax(reference)
-    top2 = np.sort(p, axis=1)[:, -2:] if p.shape[1] > 1 else np.concatenate([np.zeros_like(p), p], axis=1)
-    decided = (top2[:, 1] - top2[:, 0]) >= DECIDED_MARGIN
-    rep = ClsParityReport(scheme=scheme.name, sentences=len(reference), top1_agreement=agree,
-                          max_abs_diff=float(np.max(np.abs(reference - exported))) if len(reference) else 0.0,
-                          thresholds=th, decided_sentences=int(decided.sum()),
-                          top1_agreement_decided=float(same[decided].mean()) if decided.any() else None)
-    if not np.all(np.isfinite(exported)):
-        rep.failures.append("exported model produced NaN/inf")
-    if rep.top1_agreement_decided is not None and rep.top1_agreement_decided < th["min_top1_agreement"]:
-        rep.failures.append(f"top-1 agreement with the fp32 student {rep.top1_agreement_decided:.4f} < "
-                            f"{th['min_top1_agreement']} on the {rep.decided_sentences} sentences it decides by a "
-                            f"probability margin >= {DECIDED_MARGIN}")
-    if rows is not None and len(rows):
-        y = np.asarray(labels)
-        rep.labelled_sentences = len(rows)
-        rep.accuracy_reference = float((reference[rows].argmax(1) == y).mean())
-        rep.accuracy_exported = float((exported[rows].argmax(1) == y).mean())
-        rep.accuracy_drop = rep.accuracy_reference - rep.accuracy_exported
-        # Gated like the agreement: answers that changed on near-ties do not count (they are reported
-        # in accuracy_drop), and one sentence is the resolution of the measurement (with 40 labelled
-        # sentences a single changed answer is 2.5 points).
-        keep = decided[rows]
-        changed = (reference[rows].argmax(1) == y).astype(int) - (exported[rows].argmax(1) == y).astype(int)
-        rep.accuracy_drop_decided = float(changed[keep].sum() / len(rows))
-        allowed = max(th["max_accuracy_drop"], 1.0 / len(rows) + 1e-9)
-        if rep.accuracy_drop_decided > allowed:
-            rep.failures.append(f"accuracy drop {rep.accuracy_drop_decided:.4f} > {allowed:.4f} (answers changed on "
-                                "sentences the fp32 student decides)")
-    return rep
-
-
-def reference(ws, student_dir: Path):
-    """(tokenizer, parity texts, fp32 logits, labelled rows among them, their class ids)."""
-    from ..models.classifier import config_labels, labelled_split
-    from ..models.loading import load_tokenizer
-
-    r = ws.recipe
-    pos = ws.sample("test", r.export.parity_sentences)
-    test_texts = ws.texts("test")
-    texts = [test_texts[i] for i in pos]
-    ref = torch_logits(student_dir, texts, r.teacher.max_length)
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(student_dir, local_files_only=True)
-    label2id = {v: k for k, v in config_labels(cfg).items()}
-    te = ws.probe_set("test")
-    _, ids = labelled_split(ws, "test", label2id)
-    where = {int(p): row for row, p in enumerate(pos)}
-    keep = [(where[int(i)], y) for i, y in zip(te.idx, ids, strict=True) if int(i) in where]
-    rows = np.array([k for k, _ in keep], dtype=np.int64)
-    labels = np.array([y for _, y in keep], dtype=np.int64)
-    return load_tokenizer(student_dir), texts, ref, rows, labels
-
-
 def manifest_fields(student_dir: Path, exp: dict | None, tok) -> dict:
     """The bundle manifest's task-specific fields for a classifier (inputs are added by the caller)."""
     from transformers import AutoConfig
@@ -369,3 +266,101 @@ def manifest_fields(student_dir: Path, exp: dict | None, tok) -> dict:
                          "rule": "stop at the first exit whose top softmax probability >= exit_threshold"}
                         if exits else None),
     }
+
+
+class ClassificationExporter:
+    def __init__(self, ws, student_dir: Path):
+        from .classification_parity import reference
+
+        self.ws, self.student_dir = ws, Path(student_dir)
+        self.tok, self.texts, self.ref, self.rows, self.labels = reference(ws, student_dir)
+        self.exit_graphs: dict = {}
+
+    def prepare(self, onnx_schemes: list[str]) -> None:
+        if not (onnx_schemes and exit_layers(self.student_dir)):
+            return
+        from .classification_exits import chain_variants
+
+        r = self.ws.recipe
+        # The student cut at its exits too, so a device that stops early runs only the blocks it needs.
+        self.exit_graphs = chain_variants(self.student_dir, self.ws.export_dir / "student-exits", onnx_schemes,
+                                          r.teacher.max_length, r.export.opset)
+
+    def check(self, model_path: Path, scheme, target):
+        from .classification_parity import check_parity
+
+        run = logits_runner(model_path, threads=target.host_threads())
+        got = runner_logits(run, self.tok, self.texts, self.ws.recipe.teacher.max_length,
+                            desc=f"parity {scheme.name}")
+        return check_parity(self.ref, got, scheme, target, self.rows, self.labels)
+
+    def manifest_fields(self, scheme, model_path: Path, target, pte: bool) -> tuple[dict, dict]:
+        fields = manifest_fields(self.student_dir, None, self.tok)
+        graphs = None if pte else self.exit_graphs.get(scheme.name)
+        if not graphs:
+            return fields, {}
+        from .classification_exits import bundle_entries, chain_agreement
+
+        full = onnx_session_runner(model_path, threads=target.host_threads())
+        exit_fields, extra = bundle_entries(graphs)
+        fields["early_exits"].update(exit_fields)
+        fields["early_exits"]["graph_top1_agreement"] = chain_agreement(graphs, full, self.tok, self.texts,
+                                                                        self.ws.recipe.teacher.max_length)
+        return fields, extra
+
+
+def _graph_inputs(model_dir: Path) -> list[Path]:
+    from ..distill.strategy_exits import WEIGHTS
+
+    return [Path(model_dir) / WEIGHTS] if exit_layers(model_dir) else []
+
+
+def _distill(ws) -> Path:
+    from ..distill.classify_stage import run_classify
+
+    return run_classify(ws)
+
+
+def _bench_quality(ws, student_dir: Path, exported: dict, threads: int) -> dict:
+    from .classification_bench import evaluate
+
+    return evaluate(ws, student_dir, exported, threads)
+
+
+def _bench_extras(ws, manifest: dict, bundle: Path, entries: list[dict], threads: list[int]) -> dict:
+    """The early-exit table (accuracy and mean latency per threshold) of a bundle that has exits."""
+    if not manifest.get("early_exits"):
+        return {}
+    from ..models.classifier import labelled_split
+    from .classification_bench import exit_table
+
+    texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
+    lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})
+    chained = bool(manifest["early_exits"].get("rest"))
+    return {"early_exits": {
+        "layers": manifest["early_exits"]["layers"],
+        "note": ("exit segments (exit_k.onnx, exit_rest.onnx, chained): texts stop at the first confident exit; "
+                 "mean latency of one text, 1 thread, this process, first 200 test texts" if chained else
+                 "one graph returns every exit's logits: the threshold picks the answer, the latency is the bundle's"),
+        "thresholds": exit_table(bundle, texts, y, (lat.get(str(threads[0])) or {}).get("p50_ms"))}}
+
+
+TASK = register_task(Task(
+    name=CLASSIFICATION,
+    bundle_task="classification",
+    sections=("teacher", "student", "data", "distill", "export", "bench"),
+    options_of=lambda: ClassificationOptions,
+    outputs=("logits", "exit_{layer}_logits (students with early exits)"),
+    parity_metric="top-1 agreement with the fp32 student on decided sentences; accuracy change on labelled ones",
+    quality_metric="accuracy",
+    runtime_api="Bundle.predict(texts, exit_threshold=None) -> label, score, probabilities",
+    report_rows=("size_ratio", "latency_p50_speedup", "accuracy_retention", "energy_ratio", "early_exits"),
+    export_graph=lambda model_dir, dest, r: export_onnx(model_dir, dest, r.teacher.max_length, r.export.opset),
+    graph_inputs=_graph_inputs,
+    finish_graph=unshare_initializers,
+    et_prepare=et_prepare,
+    distill=_distill,
+    exporter=ClassificationExporter,
+    bench_quality=_bench_quality,
+    bench_extras=_bench_extras,
+))

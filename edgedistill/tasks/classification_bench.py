@@ -13,7 +13,7 @@ from .classification import logits_runner, runner_logits, torch_logits
 def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threads: int) -> dict:
     """Test-split accuracy of the PyTorch teacher and student and of each exported model (name ->
     (family, path)), and each model's top-1 agreement with the teacher; same layout as
-    :func:`edgedistill.bench.quality_eval.evaluate` (``_correct`` per model for paired errors)."""
+    :func:`edgedistill.tasks.embedding_bench.evaluate` (``_correct`` per model for paired errors)."""
     from transformers import AutoConfig
 
     from ..models.classifier import config_labels, is_classifier_folder, labelled_split

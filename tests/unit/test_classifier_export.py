@@ -95,7 +95,7 @@ def test_executorch_bundle_predicts_label_names(run):
 
 
 def test_parity_gate_refuses_and_names_the_next_scheme(run, monkeypatch):
-    from edgedistill.tasks import classification as cls
+    from edgedistill.tasks import classification_parity as cls
 
     recipe, out, _ = run
     monkeypatch.setattr(cls, "thresholds_for", lambda scheme, target=None: {"min_top1_agreement": 1.01,
@@ -154,7 +154,7 @@ def test_run_end_to_end_benches_against_the_teacher_classifier(tmp_path, tiny_te
 
 def test_parity_thresholds_follow_the_scheme_and_the_sample_resolution():
     from edgedistill.export.quant import get_scheme
-    from edgedistill.tasks.classification import check_parity, thresholds_for
+    from edgedistill.tasks.classification_parity import check_parity, thresholds_for
 
     assert thresholds_for(get_scheme("fp32")) == {"min_top1_agreement": 0.99, "max_accuracy_drop": 0.005}
     assert thresholds_for(get_scheme("int8-dynamic"))["min_top1_agreement"] == pytest.approx(0.97)
