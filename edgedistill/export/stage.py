@@ -15,7 +15,7 @@ from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import created_with as _created_with, write_bundle, write_zip
-from .onnx import export_onnx, input_names_for, optimize
+from .onnx import input_names_for, optimize
 from .parity import failure_message
 from .quant import QuantContext
 from .schemes import check_scheme_fits, get_scheme, get_task_scheme

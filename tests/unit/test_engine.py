@@ -8,7 +8,7 @@ from edgedistill import api
 from edgedistill.distill import cls_trainer
 from edgedistill.distill.classify_stage import ClassificationRun
 from edgedistill.errors import RecipeError
-from edgedistill.recipe import DistillSpec, load_recipe
+from edgedistill.recipe import load_recipe
 
 
 @pytest.fixture(scope="module")
