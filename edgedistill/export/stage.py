@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-
 from .. import __version__, backends
 from ..errors import GateError, ModelError, RecipeError
 from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atomic
