@@ -288,3 +288,47 @@ def test_native_runner_refuses_onnx_and_skips_when_it_cannot_be_built(native_bin
     with pytest.raises(ModelError, match=r"nothing left to benchmark: the native runtime cannot be built here "
                                          r"\(building the native runtime needs cmake on PATH\)"):
         api.bench(recipe, tmp_path / "bench", models=[f"native:{pte_bundle}"])
+
+
+def test_jni_glue_compiles_and_runs_on_linux(native_bin, pte_bundle, tmp_path):
+    # examples/android's JNI glue and Java class, built against the JDK's jni.h and run in a JVM here
+    # (no Android SDK or NDK): the same embeddings as the Python runtime, errors as Java exceptions.
+    import os
+
+    from edgedistill.runtime import Bundle
+
+    javac, java, cc = shutil.which("javac"), shutil.which("java"), shutil.which("cc") or shutil.which("gcc")
+    if not (javac and java and cc):
+        pytest.skip("JNI example not built: javac, java or a C compiler missing")
+    jdk = Path(os.path.realpath(javac)).parent.parent
+    if not (jdk / "include" / "jni.h").is_file():
+        pytest.skip(f"JNI example not built: {jdk}/include/jni.h missing")
+    repo = Path(__file__).resolve().parents[2]
+    android = repo / "examples" / "android"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{jdk / 'include'}",
+                    f"-I{jdk / 'include' / 'linux'}", f"-I{repo / 'native' / 'include'}",
+                    str(android / "jni" / "edgedistill_jni.c"), f"-L{native_bin}", "-ledgedistill",
+                    f"-Wl,-rpath,{native_bin}", "-o", str(tmp_path / "libedgedistill_jni.so")], check=True)
+    (tmp_path / "Check.java").write_text(
+        "import com.example.edgedistill.NativeBundle;\n"
+        "public class Check { public static void main(String[] a) {\n"
+        "  try (NativeBundle b = new NativeBundle(a[0], null)) {\n"
+        "    System.out.println(b.task() + \" \" + b.bundleId());\n"
+        "    for (int i = 1; i < a.length; i++) { StringBuilder s = new StringBuilder();\n"
+        "      for (float x : b.embed(a[i])) s.append(x).append(' '); System.out.println(s.toString().trim()); } }\n"
+        "  try { new NativeBundle(a[0], \"0\".repeat(64)); }\n"
+        "  catch (RuntimeException e) { System.out.println(e.getMessage()); }\n"
+        "} }\n")
+    classes = tmp_path / "classes"
+    subprocess.run([javac, "-d", str(classes), str(android / "java" / "com" / "example" / "edgedistill" /
+                                                  "NativeBundle.java"), str(tmp_path / "Check.java")], check=True)
+    texts = SENTENCES[:3] + ["emoji 😀👍🏽 and ünïcödé"]
+    proc = subprocess.run([java, f"-Djava.library.path={tmp_path}", "-cp", str(classes), "Check", str(pte_bundle),
+                           *texts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    b = Bundle.open(pte_bundle)
+    assert lines[0] == f"sentence-embedding {b.id}"
+    got = np.array([[float(x) for x in line.split()] for line in lines[1:1 + len(texts)]])
+    assert float(np.abs(got - b.embed(texts)).max()) <= 1e-5
+    assert "is not the expected" in lines[-1]
