@@ -79,8 +79,11 @@ def test_bpe_ids_equal_python(native_bin):
     found = sorted(LLM_CACHE.glob("SmolLM2*/tokenizer.json"))
     if not found:
         pytest.skip("no SmolLM2 tokenizer.json in the cache (edgedistill llm runs fetch it)")
+    from edgedistill.data.vader import load_vader
+
     tk = Tokenizer.from_file(str(found[0]))
-    texts = ADVERSARIAL + SENTENCES
+    # real text with case, digits, contractions, emoticons and URLs (tweets), not only the adversarial strings
+    texts = ADVERSARIAL + SENTENCES + [e.text for e in load_vader(None, None)][::8]
     want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
     assert native_ids(native_bin, found[0], [t.encode() for t in texts], special=False) == want
 
