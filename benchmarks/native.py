@@ -21,8 +21,8 @@ from pathlib import Path
 PY_RUN = r"""
 import json, sys, time
 from edgedistill.runtime import Bundle
-path, texts = sys.argv[1], json.loads(sys.stdin.read())
-t0 = time.perf_counter(); b = Bundle.open(path); load = time.perf_counter() - t0
+path, threads, texts = sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read())
+t0 = time.perf_counter(); b = Bundle.open(path, threads=threads); load = time.perf_counter() - t0
 times, out = [], []
 for t in texts:
     s = time.perf_counter(); r = b.predict([t])[0]; times.append((time.perf_counter() - s) * 1000)
@@ -35,8 +35,8 @@ print(json.dumps({"load_ms": load * 1000, "times_ms": times, "out": out, "peak_r
 PY_LLM = r"""
 import json, sys, time
 from edgedistill.runtime import CausalLM, Sampling
-path, prompts, steps = sys.argv[1], json.loads(sys.stdin.read()), int(sys.argv[2])
-t0 = time.perf_counter(); lm = CausalLM.open(path); load = time.perf_counter() - t0
+path, prompts, steps, threads = sys.argv[1], json.loads(sys.stdin.read()), int(sys.argv[2]), int(sys.argv[3])
+t0 = time.perf_counter(); lm = CausalLM.open(path, threads=threads); load = time.perf_counter() - t0
 out = []
 for p in prompts:
     ids = lm.encode(p)
@@ -48,22 +48,32 @@ print(json.dumps({"load_ms": load * 1000, "out": out, "peak_rss_mb": hwm / 1024}
 """
 
 
+def threads_of(bundle: Path) -> int:
+    """The Python runtime's default (the bundle target's thread count, capped at the cores); both runtimes
+    get it, so their timings compare."""
+    from edgedistill.runtime.bundle import bundle_threads
+
+    return bundle_threads(json.loads((bundle / "manifest.json").read_text()), None)
+
+
 def llm_compare(binary: Path, bundle: Path, prompts: list[str], steps: int) -> dict:
     """Greedy ids, Python CausalLM vs edgedistill-native generate, on the same prompts (text, so the BPE prompt
     encoding is compared too). Python: one process for all prompts; native: one fresh process per prompt."""
-    py = subprocess.run([sys.executable, "-c", PY_LLM, str(bundle), str(steps)], input=json.dumps(prompts),
-                        capture_output=True, text=True, check=True)
+    threads = threads_of(bundle)
+    py = subprocess.run([sys.executable, "-c", PY_LLM, str(bundle), str(steps), str(threads)],
+                        input=json.dumps(prompts), capture_output=True, text=True, check=True)
     want = json.loads(py.stdout.strip().splitlines()[-1])
     got, stats = [], []
     for p in prompts:
-        proc = subprocess.run([str(binary), "generate", str(bundle), "--max-new-tokens", str(steps), "--timing", p],
+        proc = subprocess.run([str(binary), "generate", str(bundle), "--max-new-tokens", str(steps), "--timing",
+                               "--threads", str(threads), p],
                               capture_output=True, text=True, check=True)
         got.append(json.loads(proc.stdout))
         stats.append(json.loads(proc.stderr.strip().splitlines()[-1]))
     pairs = list(zip(want["out"], got, strict=True))
     return {"llm_greedy_equal": all(w["ids"] == g["ids"] and w["prompt_ids"] == g["prompt_ids"] for w, g in pairs),
             "llm_prompt_ids_equal": all(w["prompt_ids"] == g["prompt_ids"] for w, g in pairs),
-            "llm_prompts": len(prompts), "llm_steps": steps,
+            "llm_prompts": len(prompts), "llm_steps": steps, "llm_threads": threads,
             "llm_tokens_compared": sum(len(w["ids"]) for w, _ in pairs),
             "llm_native_peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1),
             "llm_python_peak_rss_mb": round(want["peak_rss_mb"], 1),
@@ -128,14 +138,16 @@ def main() -> None:
     if bpe:
         rates["bpe"] = exact_rate(bin_dir / "edgedistill-tokenize", Path(bpe), texts, False, 0)
     timed = texts[: a.texts]
+    threads = threads_of(bundle)
     nat = subprocess.run([str(bin_dir / "edgedistill-native"),
                           "predict" if manifest.get("task") != "sentence-embedding" else "embed", str(bundle),
-                          "--stdin", "--hex", "--timing"], input="\n".join(t.encode().hex() for t in timed) + "\n",
-                         capture_output=True, text=True, check=True)
+                          "--stdin", "--hex", "--timing", "--threads", str(threads)],
+                         input="\n".join(t.encode().hex() for t in timed) + "\n", capture_output=True, text=True,
+                         check=True)
     nat_stats = json.loads(nat.stderr.strip().splitlines()[-1])
     nat_out = [json.loads(x).get("probabilities") or json.loads(x).get("embedding") for x in nat.stdout.splitlines()]
-    py = subprocess.run([sys.executable, "-c", PY_RUN, str(bundle)], input=json.dumps(timed), capture_output=True,
-                        text=True, check=True)
+    py = subprocess.run([sys.executable, "-c", PY_RUN, str(bundle), str(threads)], input=json.dumps(timed),
+                        capture_output=True, text=True, check=True)
     py_stats = json.loads(py.stdout.strip().splitlines()[-1])
     diff = max(abs(x - y) for a_, b_ in zip(nat_out, py_stats["out"], strict=True) for x, y in zip(a_, b_, strict=True))
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +173,7 @@ def main() -> None:
                 "tamper_refused": tampered.returncode != 0}
     llm_manifest = json.loads((Path(a.llm_bundle) / "manifest.json").read_text()) if a.llm_bundle else {}
     result = {"schema": "edgedistill.native-bench/1", "bundle": str(bundle),
-              "scheme": manifest.get("quantization", {}).get("scheme"), "timed_texts": len(timed),
+              "scheme": manifest.get("quantization", {}).get("scheme"), "timed_texts": len(timed), "threads": threads,
               "headline": headline, "llm": {**llm, "bundle": a.llm_bundle, "scheme": llm_manifest.get("scheme"),
                                             "model": llm_manifest.get("model")},
               "host_load_average": list(os.getloadavg()), "note": a.note,
@@ -177,7 +189,8 @@ def main() -> None:
                 f"prompts (no chat template), {llm['llm_steps']} greedy steps; Python: one process for all prompts, "
                 f"native: one process per prompt.\n\n| metric | value |\n|---|---|\n{llm_rows}" if a.llm_bundle else "")
     (out / "native.md").write_text(f"# Native runtime vs Python runtime\n\nBundle `{bundle}` ({result['scheme']}), "
-                                   f"{len(timed)} timed sentences, each runtime in a fresh process. "
+                                   f"{len(timed)} timed sentences, {threads} threads, each runtime in a fresh "
+                                   f"process. "
                                    f"Host load average while it ran: {result['host_load_average'][0]:.1f} "
                                    f"(2 cores). {a.note}\n\n"
                                    f"| metric | value |\n|---|---|\n{rows}{llm_text}\n\n"

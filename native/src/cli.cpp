@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
   std::vector<double> times, cpu;
   if (cmd == "embed" || cmd == "predict" || cmd == "tokenize") {
     std::vector<float> buf(1 << 16);
-    std::vector<int64_t> ids(1 << 20), types(1 << 20);
+    std::vector<int64_t> ids, types;  // grown to each text's token count: the peak RSS is the app's, not ours
     for (int r = 0; r < repeat; ++r)
       for (size_t k = 0; k < texts.size(); ++k) {
         const std::string& t = texts[k];
@@ -145,6 +145,8 @@ int main(int argc, char** argv) {
         size_t n = 0;
         std::string line;
         if (cmd == "tokenize") {
+          if (ed_tokenize(b, t.data(), t.size(), truncate, nullptr, nullptr, 0, &n, err, sizeof err)) die(err);
+          if (n > ids.size()) { ids.resize(n); types.resize(n); }
           if (ed_tokenize(b, t.data(), t.size(), truncate, ids.data(), types.data(), ids.size(), &n, err, sizeof err)) die(err);
           line = "{\"input_ids\": [";
           for (size_t j = 0; j < n; ++j) line += (j ? ", " : "") + std::to_string(ids[j]);
@@ -182,9 +184,9 @@ int main(int argc, char** argv) {
       std::string text;
       for (const auto& t : texts) text += (text.empty() ? "" : " ") + t;
       size_t n = 0;
-      prompt.resize(1 << 16);
-      if (ed_encode_prompt(b, text.data(), text.size(), 1, prompt.data(), prompt.size(), &n, err, sizeof err)) die(err);
+      if (ed_encode_prompt(b, text.data(), text.size(), 1, nullptr, 0, &n, err, sizeof err)) die(err);
       prompt.resize(n);
+      if (ed_encode_prompt(b, text.data(), text.size(), 1, prompt.data(), prompt.size(), &n, err, sizeof err)) die(err);
     }
     std::vector<int64_t> out(static_cast<size_t>(std::max(s.max_new_tokens, 1)));
     size_t n = 0;
