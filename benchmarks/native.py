@@ -107,6 +107,19 @@ def exact_rate(binary: Path, tokenizer_json: Path, texts: list[str], special: bo
     return sum(a == b for a, b in zip(want, got, strict=True)) / len(texts)
 
 
+def time_both(bin_dir: Path, bundle: Path, manifest: dict, timed: list[str], threads: int):
+    """(native stats, native outputs, Python stats): each runtime in one fresh process at ``threads``."""
+    nat = subprocess.run([str(bin_dir / "edgedistill-native"),
+                          "predict" if manifest.get("task") != "sentence-embedding" else "embed", str(bundle),
+                          "--stdin", "--hex", "--timing", "--threads", str(threads)],
+                         input="\n".join(t.encode().hex() for t in timed) + "\n", capture_output=True, text=True,
+                         check=True)
+    nat_out = [json.loads(x).get("probabilities") or json.loads(x).get("embedding") for x in nat.stdout.splitlines()]
+    py = subprocess.run([sys.executable, "-c", PY_RUN, str(bundle), str(threads)], input=json.dumps(timed),
+                        capture_output=True, text=True, check=True)
+    return json.loads(nat.stderr.strip().splitlines()[-1]), nat_out, json.loads(py.stdout.strip().splitlines()[-1])
+
+
 def p50(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2]
@@ -139,16 +152,8 @@ def main() -> None:
         rates["bpe"] = exact_rate(bin_dir / "edgedistill-tokenize", Path(bpe), texts, False, 0)
     timed = texts[: a.texts]
     threads = threads_of(bundle)
-    nat = subprocess.run([str(bin_dir / "edgedistill-native"),
-                          "predict" if manifest.get("task") != "sentence-embedding" else "embed", str(bundle),
-                          "--stdin", "--hex", "--timing", "--threads", str(threads)],
-                         input="\n".join(t.encode().hex() for t in timed) + "\n", capture_output=True, text=True,
-                         check=True)
-    nat_stats = json.loads(nat.stderr.strip().splitlines()[-1])
-    nat_out = [json.loads(x).get("probabilities") or json.loads(x).get("embedding") for x in nat.stdout.splitlines()]
-    py = subprocess.run([sys.executable, "-c", PY_RUN, str(bundle), str(threads)], input=json.dumps(timed),
-                        capture_output=True, text=True, check=True)
-    py_stats = json.loads(py.stdout.strip().splitlines()[-1])
+    runs = {th: time_both(bin_dir, bundle, manifest, timed, th) for th in sorted({threads, 1}, reverse=True)}
+    nat_stats, nat_out, py_stats = runs[threads]
     diff = max(abs(x - y) for a_, b_ in zip(nat_out, py_stats["out"], strict=True) for x, y in zip(a_, b_, strict=True))
     with tempfile.TemporaryDirectory() as tmp:
         bad = Path(tmp) / "b"
@@ -159,7 +164,7 @@ def main() -> None:
         tampered = subprocess.run([str(bin_dir / "edgedistill-native"), "verify", str(bad)], capture_output=True)
     llm = {"llm_greedy_equal": None}
     if a.llm_bundle:
-        # Brown sentences of 8-40 words from the end of the corpus (the LLM recipes train on its start)
+        # real prompts: Brown sentences of 8-40 words, the last of the slice read above
         brown = [t for t in texts[len(texts) - a.brown:] if 8 <= len(t.split()) <= 40]
         llm = llm_compare(bin_dir / "edgedistill-native", Path(a.llm_bundle), brown[-a.llm_prompts:], a.llm_steps)
     headline = {"tokenizer_exact_rate": min(rates.values()), "tokenizer_sentences": len(texts),
@@ -174,7 +179,13 @@ def main() -> None:
     llm_manifest = json.loads((Path(a.llm_bundle) / "manifest.json").read_text()) if a.llm_bundle else {}
     result = {"schema": "edgedistill.native-bench/1", "bundle": str(bundle),
               "scheme": manifest.get("quantization", {}).get("scheme"), "timed_texts": len(timed), "threads": threads,
-              "headline": headline, "llm": {**llm, "bundle": a.llm_bundle, "scheme": llm_manifest.get("scheme"),
+              "headline": headline,
+              "by_threads": {str(th): {"native_p50_ms": round(p50(n["times_ms"]), 3),
+                                       "python_p50_ms": round(p50(q["times_ms"]), 3),
+                                       "native_peak_rss_mb": round(n["peak_rss_mb"], 1),
+                                       "python_peak_rss_mb": round(q["peak_rss_mb"], 1)}
+                             for th, (n, _, q) in runs.items()},
+              "llm": {**llm, "bundle": a.llm_bundle, "scheme": llm_manifest.get("scheme"),
                                             "model": llm_manifest.get("model")},
               "host_load_average": list(os.getloadavg()), "note": a.note,
               "command": " ".join(sys.argv)}
@@ -182,6 +193,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "native.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in headline.items())
+    thread_rows = "\n".join(f"| {th} | {v['native_p50_ms']} | {v['python_p50_ms']} | {v['native_peak_rss_mb']} | "
+                            f"{v['python_peak_rss_mb']} |" for th, v in result["by_threads"].items())
     llm_rows = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in llm.items() if k != "llm_greedy_equal")
     shape = result["llm"]["model"] or {}
     llm_text = (f"\n\n## Causal LM: `{a.llm_bundle}` ({result['llm']['scheme']}, {shape.get('layers')} layers, "
@@ -193,7 +206,9 @@ def main() -> None:
                                    f"process. "
                                    f"Host load average while it ran: {result['host_load_average'][0]:.1f} "
                                    f"(2 cores). {a.note}\n\n"
-                                   f"| metric | value |\n|---|---|\n{rows}{llm_text}\n\n"
+                                   f"| metric | value |\n|---|---|\n{rows}\n\nBy thread count (the headline is the "
+                                   f"bundle's, {threads}):\n\n| threads | native p50 ms | Python p50 ms | native peak "
+                                   f"RSS MB | Python peak RSS MB |\n|---|---|---|---|---|\n{thread_rows}{llm_text}\n\n"
                                    f"Command: `{result['command']}`\n")
     print(json.dumps(headline, indent=2))
 
