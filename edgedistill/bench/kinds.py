@@ -70,7 +70,8 @@ def detect(path: str | Path) -> Source:
     if str(path).startswith(native.PREFIX):  # the same bundle, run by the native C++ runtime
         src = detect(str(path)[len(native.PREFIX):])
         if src.bundle is None:
-            raise ModelError(f"{path}: the native runtime runs bundle folders; {EXPECTED.split('; ')[0]}")
+            raise ModelError(f"{path}: the native runtime runs bundle folders (manifest, tokenizer and .pte), not a "
+                             "bare model file or model folder; export one with 'edgedistill export --quant et-int8'")
         native.check_bundle(src.bundle, str(src.path))
         src.backend, src.model_file = native.NAME, src.path
         return src

@@ -281,6 +281,8 @@ def test_native_runner_refuses_onnx_and_skips_when_it_cannot_be_built(native_bin
     onnx = make_tiny_bundle(tiny_teacher, tmp_path)
     with pytest.raises(ModelError, match=r"runs ExecuTorch \(\.pte\) bundles only, this one is 'onnxruntime'"):
         detect(f"native:{onnx}")
+    with pytest.raises(ModelError, match=r"the native runtime runs bundle folders \(manifest, tokenizer and \.pte\)"):
+        detect(f"native:{pte_bundle / 'model.pte'}")
 
     def fail(*a, **k):
         raise native_build.NativeBuildError("building the native runtime needs cmake on PATH")
