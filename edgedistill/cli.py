@@ -114,7 +114,7 @@ def export(recipe, out, targets, quant, student, zip_bundle, sign_key):
                    "device profiles to model (repeatable; default: the recipe's [bench] targets, else all).")
 @click.option("--model", "-m", "models", multiple=True,
               help="Benchmark this model instead of a run folder: a Hugging Face folder, a .onnx or .pte file, or "
-                   "a bundle folder (repeatable).")
+                   "a bundle folder (repeatable); native:BUNDLE runs a .pte bundle in the native C++ runtime.")
 @click.option("--teacher", default=None, help="With --model: the reference model for the ratios (any model kind).")
 @click.option("--tokenizer", type=click.Path(file_okay=False), default=None,
               help="With --model: tokenizer folder for models that carry none (a bare .onnx or .pte file).")

@@ -25,6 +25,7 @@ from ..measure.device_model import NOTE as ENERGY_NOTE, annotate, energy_ratios,
 from ..measure.energy import ENERGY_KIND
 from ..measure.grid import Timed, layout, plan
 from .kinds import Source, check_tokenizer_dir, detect
+from ..measure import native
 from ..measure.latency import measure
 from ..tasks.embedding_bench import _metrics
 from ..report.results import REPORT_SCHEMA, ratios
@@ -32,6 +33,8 @@ from ..measure.runners import load
 from .stage import host_info, settings, write_reports
 
 NO_TOKENIZER = "skipped: no tokenizer (a bare .onnx or .pte file; pass --tokenizer DIR)"
+NATIVE_QUALITY = ("not scored: the native runtime runs the same .pte as the executorch runner (outputs within 1e-5, "
+                  "tests/unit/test_native.py); bench the bundle itself for its quality")
 
 
 def _names(sources: list[Source]) -> list[str]:
@@ -60,6 +63,9 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
         src, tok = runs[name]
         if tok is None:
             out[name] = {"_note": NO_TOKENIZER}
+            continue
+        if src.backend == native.NAME:
+            out[name] = {"_note": NATIVE_QUALITY}
             continue
         normalize = r.teacher.normalize if src.normalize is None else src.normalize
         embed = load(src.backend, src.model_file, threads, src.pooling or r.teacher.pooling, normalize).embed
@@ -126,6 +132,13 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
     if not paths:
         raise ModelError("no model to benchmark: give at least one --model PATH")
     sources = ([detect(teacher)] if teacher else []) + [detect(p) for p in paths]
+    if any(s.backend == native.NAME for s in sources) and (why := native.unavailable()):
+        say(f"skipped the native runtime ({why})")
+        if teacher and sources[0].backend == native.NAME:
+            teacher = None
+        sources = [s for s in sources if s.backend != native.NAME]
+        if not sources:
+            raise ModelError(f"nothing left to benchmark: the native runtime cannot be built here ({why})")
     if tokenizer is not None:
         tok_dir = check_tokenizer_dir(tokenizer)
         for s in sources:

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import backends
 from ..backends import et
 from ..errors import ModelError
+from ..measure import native
 from ..measure.macs import EncoderShape
 
 EXPECTED = "expected a Hugging Face model folder, a .onnx or .pte file, or a bundle folder"
@@ -25,7 +26,8 @@ class Source:
     path: Path
     """What the user named."""
     backend: str
-    """The backend that runs it: torch, onnxruntime or executorch (:mod:`edgedistill.backends`)."""
+    """The backend that runs it: torch, onnxruntime or executorch (:mod:`edgedistill.backends`), or ``native``
+    (the C++ runtime, :mod:`edgedistill.measure.native`)."""
     model_file: Path
     """What the backend loads (the folder for torch)."""
     quantization: str
@@ -41,7 +43,7 @@ class Source:
     @property
     def runtime(self) -> str:
         """The backend's name in reports (``pytorch`` for torch)."""
-        return backends.get(self.backend).LABEL
+        return native.LABEL if self.backend == native.NAME else backends.get(self.backend).LABEL
 
     @property
     def label(self) -> str:
@@ -65,6 +67,14 @@ def check_tokenizer_dir(path: str | Path) -> Path:
 
 
 def detect(path: str | Path) -> Source:
+    if str(path).startswith(native.PREFIX):  # the same bundle, run by the native C++ runtime
+        src = detect(str(path)[len(native.PREFIX):])
+        if src.bundle is None:
+            raise ModelError(f"{path}: the native runtime runs bundle folders (manifest, tokenizer and .pte), not a "
+                             "bare model file or model folder; export one with 'edgedistill export --quant et-int8'")
+        native.check_bundle(src.bundle, str(src.path))
+        src.backend, src.model_file = native.NAME, src.path
+        return src
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: no such file or folder")

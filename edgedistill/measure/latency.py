@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import EdgedistillError
 from ..progress import progress
+from . import native
 
 
 @dataclass
@@ -55,6 +56,7 @@ def make_inputs(tokenizer, texts: list[str], batch: int, seq: int, path: Path) -
         rows.append(" ".join(chunk))
     feats = tokenizer(rows, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
     np.savez(path, **{k: np.asarray(v, dtype=np.int64) for k, v in feats.items()})
+    native.write_texts(path, rows)
     return path
 
 
@@ -67,6 +69,8 @@ def synthetic_inputs(vocab: int, batch: int, seq: int, path: Path) -> Path:
 
 
 def run_worker(job: Job, warmup: int, runs: int) -> dict:
+    if job.backend == native.NAME:  # a C++ program, not a Python worker
+        return native.run(job.path, job.inputs, job.threads, warmup, runs)
     spec = {"backend": job.backend, "path": job.path, "threads": job.threads, "inputs": str(job.inputs),
             "warmup": warmup, "runs": runs, "pooling": job.pooling, "normalize": job.normalize}
     return spawn_worker("edgedistill.measure.worker", spec, job.threads, f"{job.name} ({job.path})")

@@ -28,6 +28,11 @@ typedef struct ed_sampling {
 /* The version of this library, e.g. "0.1.0". */
 const char* ed_version(void);
 
+/* Threads of the process-wide ExecuTorch (XNNPACK) thread pool; the default is one per core. Call it before
+ * ed_open: a loaded program keeps the pool it was loaded with. ed_threads() reports the current count. */
+int ed_set_threads(int32_t n, char* err, size_t err_len);
+int32_t ed_threads(void);
+
 /* Verify a bundle folder without loading its model: manifest, format version, every file's sha256, no
  * unlisted file; expect_id (NULL = any) pins the bundle id. id_out (65 bytes, may be NULL) receives the id. */
 int ed_verify(const char* path, const char* expect_id, char* id_out, char* err, size_t err_len);

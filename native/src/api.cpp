@@ -25,6 +25,17 @@ using executorch::extension::Module;
 using executorch::extension::make_tensor_ptr;
 using executorch::runtime::EValue;
 
+// The wheel ships libexecutorch_threadpool.so but not threadpool.h: the two members used here, declared as
+// upstream declares them (extension/threadpool/threadpool.h, executorch 1.5).
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  size_t get_thread_count() const;
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
 // The runtime's own log lines (CPU probing, "Reading file ...") would clutter a host app's stderr: only
 // warnings and errors are passed on. Overrides the PAL's weak default.
 extern "C" void et_pal_emit_log_message(et_timestamp_t, et_pal_log_level_t level, const char* filename, const char*,
@@ -270,6 +281,20 @@ int64_t pick(const std::vector<float>& logits, const ed_sampling& s, std::mt1993
 extern "C" {
 
 const char* ed_version(void) { return "0.1.0"; }
+
+int ed_set_threads(int32_t n, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    if (n < 1) throw std::runtime_error("threads " + std::to_string(n) + ": expected a count >= 1");
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    if (!pool || !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(n)))
+      throw std::runtime_error("the ExecuTorch thread pool cannot be resized");
+  });
+}
+
+int32_t ed_threads(void) {
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  return pool ? static_cast<int32_t>(pool->get_thread_count()) : 0;
+}
 
 int ed_verify(const char* path, const char* expect_id, char* id_out, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_tiny_bert
+from conftest import build_tiny_bert, synthetic_rows, tiny_recipe, write_jsonl
 
 from edgedistill import native_build
 from edgedistill.cache import cache_dir
@@ -79,8 +79,11 @@ def test_bpe_ids_equal_python(native_bin):
     found = sorted(LLM_CACHE.glob("SmolLM2*/tokenizer.json"))
     if not found:
         pytest.skip("no SmolLM2 tokenizer.json in the cache (edgedistill llm runs fetch it)")
+    from edgedistill.data.vader import load_vader
+
     tk = Tokenizer.from_file(str(found[0]))
-    texts = ADVERSARIAL + SENTENCES
+    # real text with case, digits, contractions, emoticons and URLs (tweets), not only the adversarial strings
+    texts = ADVERSARIAL + SENTENCES + [e.text for e in load_vader(None, None)][::8]
     want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
     assert native_ids(native_bin, found[0], [t.encode() for t in texts], special=False) == want
 
@@ -196,7 +199,9 @@ def test_onnx_bundle_is_refused_with_a_reason(native_bin, tiny_teacher, tmp_path
     assert proc.returncode == 2 and "backend 'onnxruntime' is not run by the native runtime" in proc.stderr
 
 
-def test_greedy_llm_tokens_equal_python_for_32_steps(native_bin, tmp_path):
+def test_greedy_llm_tokens_equal_python_for_32_steps_also_from_8_threads(native_bin, tmp_path):
+    import ctypes
+
     from llm_tiny import trained_tiny_llama
 
     from edgedistill import api
@@ -204,8 +209,131 @@ def test_greedy_llm_tokens_equal_python_for_32_steps(native_bin, tmp_path):
 
     student = trained_tiny_llama(tmp_path / "student")
     bundle = api.llm_export(student, tmp_path / "bundle", scheme="et-fp32", target="phone", max_cache_len=48)
-    prompt = [2, 4, 6, 7]
-    want = list(CausalLM.open(bundle).stream_ids(prompt, Sampling(max_new_tokens=32)))
-    proc = run_native(native_bin, "generate", bundle, "--ids", ",".join(map(str, prompt)), "--max-new-tokens", 32)
+    prompts = [[2, 4, 6, 7], [2, 5, 9], [2, 4, 6, 7, 8, 9, 10, 11], [2, 30]]
+    lm = CausalLM.open(bundle)
+    want = [list(lm.stream_ids(p, Sampling(max_new_tokens=32))) for p in prompts]
+    proc = run_native(native_bin, "generate", bundle, "--ids", ",".join(map(str, prompts[0])), "--max-new-tokens", 32)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["ids"] == want and len(want) >= 8
+    assert json.loads(proc.stdout)["ids"] == want[0] and len(want[0]) >= 8
+    # The KV cache lives in the program: parallel generations on one handle must not interleave.
+    lib = ctypes.CDLL(str(native_bin / "libedgedistill.so"))
+    lib.ed_open.restype = ctypes.c_void_p
+    lib.ed_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.ed_generate.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t, ctypes.c_void_p,
+                                ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
+                                ctypes.c_char_p, ctypes.c_size_t]
+    lib.ed_close.argtypes = [ctypes.c_void_p]
+
+    class Sampling_t(ctypes.Structure):  # ed_sampling in edgedistill.h
+        _fields_ = [("max_new_tokens", ctypes.c_int32), ("temperature", ctypes.c_float), ("top_k", ctypes.c_int32),
+                    ("top_p", ctypes.c_float), ("seed", ctypes.c_uint64)]
+
+    err = ctypes.create_string_buffer(512)
+    h = lib.ed_open(str(bundle).encode(), None, err, 512)
+    assert h, err.value
+
+    def generate(prompt):
+        ids, out, n = (ctypes.c_int64 * len(prompt))(*prompt), (ctypes.c_int64 * 64)(), ctypes.c_size_t()
+        sampling = Sampling_t(32, 0.0, 0, 1.0, 0)  # greedy
+        ok = lib.ed_generate(h, ids, len(prompt), ctypes.addressof(sampling), out, 64, ctypes.byref(n), err, 512)
+        assert ok == 0, err.value
+        return list(out[:n.value])
+
+    jobs = prompts * 4
+    got: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda k=k: [got.__setitem__(i, generate(jobs[i]))
+                                                     for i in range(k, len(jobs), 8)]) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lib.ed_close(h)
+    assert [got[i] for i in range(len(jobs))] == want * 4
+
+
+def test_native_runner_in_the_bench_is_a_fresh_small_process(native_bin, pte_bundle, tiny_teacher, tmp_path):
+    from edgedistill import api
+    from edgedistill.bench.kinds import detect
+    from edgedistill.recipe import load_recipe
+
+    data = write_jsonl(tmp_path / "data.jsonl", synthetic_rows(120))
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_teacher, data, bench={"runs": 5, "warmup": 1, "repeats": 2,
+                                                                          "seq_length": 32, "threads": [1]}))
+    assert detect(f"native:{pte_bundle}").backend == "native"
+    report = api.bench(recipe, tmp_path / "bench", models=[f"native:{pte_bundle}"], targets=["watch"])
+    (entry,) = report["models"]
+    lat = entry["latency"]["1"]
+    assert entry["runtime"] == "native-c++" and entry["kind"] == "native" and "not scored" in entry["quality_note"]
+    assert lat["processes"] == 2 and lat["runs_per_process"] == 5 and lat["p50_ms"] > 0
+    # the whole C++ process: far below any Python process that imports torch (~300 MB and more)
+    assert 5 < lat["peak_rss_mb"] < 120 and 0 < lat["load_s"] < 5 and lat["first_inference_s"] > 0
+
+
+def test_native_runner_refuses_onnx_and_skips_when_it_cannot_be_built(native_bin, pte_bundle, tiny_teacher, tmp_path,
+                                                                       monkeypatch):
+    from conftest import make_tiny_bundle
+
+    from edgedistill import api, native_build
+    from edgedistill.bench.kinds import detect
+    from edgedistill.errors import ModelError
+    from edgedistill.recipe import load_recipe
+
+    onnx = make_tiny_bundle(tiny_teacher, tmp_path)
+    with pytest.raises(ModelError, match=r"runs ExecuTorch \(\.pte\) bundles only, this one is 'onnxruntime'"):
+        detect(f"native:{onnx}")
+    with pytest.raises(ModelError, match=r"the native runtime runs bundle folders \(manifest, tokenizer and \.pte\)"):
+        detect(f"native:{pte_bundle / 'model.pte'}")
+
+    def fail(*a, **k):
+        raise native_build.NativeBuildError("building the native runtime needs cmake on PATH")
+
+    monkeypatch.setattr(native_build, "build", fail)
+    data = write_jsonl(tmp_path / "data.jsonl", synthetic_rows(60))
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_teacher, data))
+    with pytest.raises(ModelError, match=r"nothing left to benchmark: the native runtime cannot be built here "
+                                         r"\(building the native runtime needs cmake on PATH\)"):
+        api.bench(recipe, tmp_path / "bench", models=[f"native:{pte_bundle}"])
+
+
+def test_jni_glue_compiles_and_runs_on_linux(native_bin, pte_bundle, tmp_path):
+    # examples/android's JNI glue and Java class, built against the JDK's jni.h and run in a JVM here
+    # (no Android SDK or NDK): the same embeddings as the Python runtime, errors as Java exceptions.
+    import os
+
+    from edgedistill.runtime import Bundle
+
+    javac, java, cc = shutil.which("javac"), shutil.which("java"), shutil.which("cc") or shutil.which("gcc")
+    if not (javac and java and cc):
+        pytest.skip("JNI example not built: javac, java or a C compiler missing")
+    jdk = Path(os.path.realpath(javac)).parent.parent
+    if not (jdk / "include" / "jni.h").is_file():
+        pytest.skip(f"JNI example not built: {jdk}/include/jni.h missing")
+    repo = Path(__file__).resolve().parents[2]
+    android = repo / "examples" / "android"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{jdk / 'include'}",
+                    f"-I{jdk / 'include' / 'linux'}", f"-I{repo / 'native' / 'include'}",
+                    str(android / "jni" / "edgedistill_jni.c"), f"-L{native_bin}", "-ledgedistill",
+                    f"-Wl,-rpath,{native_bin}", "-o", str(tmp_path / "libedgedistill_jni.so")], check=True)
+    (tmp_path / "Check.java").write_text(
+        "import com.example.edgedistill.NativeBundle;\n"
+        "public class Check { public static void main(String[] a) {\n"
+        "  try (NativeBundle b = new NativeBundle(a[0], null)) {\n"
+        "    System.out.println(b.task() + \" \" + b.bundleId());\n"
+        "    for (int i = 1; i < a.length; i++) { StringBuilder s = new StringBuilder();\n"
+        "      for (float x : b.embed(a[i])) s.append(x).append(' '); System.out.println(s.toString().trim()); } }\n"
+        "  try { new NativeBundle(a[0], \"0\".repeat(64)); }\n"
+        "  catch (RuntimeException e) { System.out.println(e.getMessage()); }\n"
+        "} }\n")
+    classes = tmp_path / "classes"
+    subprocess.run([javac, "-d", str(classes), str(android / "java" / "com" / "example" / "edgedistill" /
+                                                  "NativeBundle.java"), str(tmp_path / "Check.java")], check=True)
+    texts = SENTENCES[:3] + ["emoji 😀👍🏽 and ünïcödé"]
+    proc = subprocess.run([java, f"-Djava.library.path={tmp_path}", "-cp", str(classes), "Check", str(pte_bundle),
+                           *texts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    b = Bundle.open(pte_bundle)
+    assert lines[0] == f"sentence-embedding {b.id}"
+    got = np.array([[float(x) for x in line.split()] for line in lines[1:1 + len(texts)]])
+    assert float(np.abs(got - b.embed(texts)).max()) <= 1e-5
+    assert "is not the expected" in lines[-1]
