@@ -112,3 +112,41 @@ def test_llm_shape_that_does_not_match_the_pte_is_refused(tmp_path, capsys):
     assert mod.main([str(path)]) == 2
     assert "does not match" in capsys.readouterr().err
     assert json.loads(path.read_text()) == res
+
+
+def _classifier(tmp_path, student_size_delta=0):
+    res = json.loads((BENCH / "results" / "classifier.json").read_text())
+    res.pop("remodelled", None)
+    for task, t in res["tasks"].items():
+        b = t["bench"]
+        rep = {"created": "2026-12-05T00:00:00Z",
+               "models": [{"name": "teacher-pytorch", "size_bytes": b["teacher"]["size_bytes"]},
+                          {"name": "student-onnx-int8", "size_bytes": b["student"]["size_bytes"] + student_size_delta}],
+               "headline": {"energy_kind": "modelled-v2",
+                            "energy_ratio": {"phone": {"lo": 1, "central": 2, "hi": 3, "energy_kind": "modelled-v2"}}}}
+        t["report"] = str(tmp_path / f"{task}.json")
+        (tmp_path / f"{task}.json").write_text(json.dumps(rep))
+    path = tmp_path / "classifier.json"
+    path.write_text(json.dumps(res))
+    return path, res
+
+
+def test_classifier_ratios_come_from_v2_reports_of_the_same_models(tmp_path):
+    mod = _load()
+    path, before = _classifier(tmp_path)
+    assert mod.main([str(path)]) == 0
+    out = json.loads(path.read_text())
+    for task, t in out["tasks"].items():
+        assert t["bench"]["energy_ratio"] == {"phone": {"lo": 1, "central": 2, "hi": 3, "energy_kind": "modelled-v2"}}
+        old = before["tasks"][task]["bench"]
+        assert t["bench"]["latency_p50_speedup"] == old["latency_p50_speedup"]  # measured numbers untouched
+    assert out["headline"] == before["headline"] and out["remodelled"]["energy_kind"] == "modelled-v2"
+    assert path.with_suffix(".md").read_text().startswith("# Classifiers to devices")
+
+
+def test_classifier_report_of_other_models_is_refused(tmp_path, capsys):
+    mod = _load()
+    path, before = _classifier(tmp_path, student_size_delta=1)
+    assert mod.main([str(path)]) == 2
+    assert "same models" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == before
