@@ -38,9 +38,9 @@ class Precision:
 
 
 # int4 weights carry one 16-bit scale per group of 32 (0.5 + 2/32 bytes); int8 per-channel scales are
-# negligible. bf16 is stored in 2 bytes but counted at the fp32 rate (ASSUMED: the one bf16 model here, the
-# ExecuTorch Llama anchor, is exported without the XNNPACK delegate and runs ExecuTorch's own CPU kernels,
-# which compute in fp32; see docs/device-model.md).
+# negligible. bf16 is stored in 2 bytes but counted at the fp32 rate (ASSUMED; the one bf16 model here, the
+# ExecuTorch Llama anchor, is exported without the XNNPACK delegate and runs ExecuTorch's own CPU kernels;
+# see docs/device-model.md).
 INT4_G32 = 0.5 + 2 / 32
 INT8_CLASSES = ("int8", "int8-grouped")
 PRECISIONS = {p.name: p for p in (
