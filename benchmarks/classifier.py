@@ -266,7 +266,10 @@ def render(res: dict) -> str:
             "reduced run")
     lines = ["# Classifiers to devices", "", f"Host: {res['host']}; {size} ({s['rows_per_task']} rows per task, "
              f"teacher {s['teacher_epochs']} epochs, {s['kd_steps']} KD steps per student, max_length "
-             f"{s['max_length']}); {res['seconds'] / 60:.1f} min.", "", "## Headline", ""]
+             f"{s['max_length']}); {res['seconds'] / 60:.1f} min.", ""]
+    if res.get("note"):
+        lines += [f"Note: {res['note']}.", ""]
+    lines += ["## Headline", ""]
     for k in ("size_ratio", "latency_p50_speedup", "accuracy_retention", "schemes_ok", "predict_labels_ok"):
         lines.append(f"- `{k}`: {h[k]}")
     lines.append(f"- `early_exit`: {json.dumps(h['early_exit'])}")
@@ -307,6 +310,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="KD steps per student (default 600; --quick: 6)")
     p.add_argument("--reuse", action="store_true",
                    help="keep teachers and students already trained in --work by the same recipes (re-measure only)")
+    p.add_argument("--note", default="", help="recorded in the results, e.g. what else ran on the machine")
     a = p.parse_args(argv)
     a.max_length, a.unfreeze = (32, 0) if a.quick else (64, 2)
     a.steps = a.steps or (6 if a.quick else 600)
@@ -339,7 +343,7 @@ def main(argv=None) -> int:
                                        for k, t in tasks.items()}},
            "settings": {"rows_per_task": limit or "all", "teacher_epochs": a.epochs, "kd_steps": a.steps,
                         "max_length": a.max_length, "methods": a.methods},
-           "seconds": time.perf_counter() - t0}
+           "seconds": time.perf_counter() - t0, "note": a.note}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "classifier.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     (a.out / "classifier.md").write_text(render(res))

@@ -64,11 +64,19 @@ def _verdict(head: dict, names: dict[str, str]) -> list[str]:
         verdict = ("beats it on every axis" if not worse else
                    f"is better on {', '.join(better) or 'nothing'} and worse on {', '.join(worse)}")
         lines.append(f"- vs {names[alt]}: the distilled student {verdict} "
-                     f"(student {student.get('size_ratio', 0):.1f}x smaller / {student.get('latency_p50_speedup', 0):.1f}x "
+                     f"(student {student.get('size_ratio', 0):.1f}x smaller / "
+                     f"{student.get('latency_p50_speedup', 0):.1f}x "
                      f"faster / {student.get('quality_retention', 0) * 100:.1f}% quality; {names[alt]} "
                      f"{other.get('size_ratio', 0):.1f}x / {other.get('latency_p50_speedup', 0):.1f}x / "
                      f"{other.get('quality_retention', 0) * 100:.1f}%)")
     return lines
+
+
+def appendix(report: dict) -> str:
+    """What headline.md adds to the bench report's markdown: the models, the verdict, how it was produced."""
+    return ("\n## Models\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in report["headline_models"].items())
+            + "\n\n## Verdict\n\n" + "\n".join(report["verdict"]) + "\n"
+            + f"\nEnd to end: {report['wall_seconds_end_to_end'] / 60:.1f} min. Produced by `{report['command']}`.\n")
 
 
 def main() -> int:
@@ -116,9 +124,7 @@ def main() -> int:
     (results / "headline.json").write_text(json.dumps(report, indent=2) + "\n")
     shutil.copyfile(out / "compare" / "report" / "report.md", results / "headline.md")
     with open(results / "headline.md", "a") as f:
-        f.write("\n## Models\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in report["headline_models"].items()))
-        f.write("\n\n## Verdict\n\n" + "\n".join(report["verdict"]) + "\n")
-        f.write(f"\nEnd to end: {report['wall_seconds_end_to_end'] / 60:.1f} min. Produced by `{report['command']}`.\n")
+        f.write(appendix(report))
     print(json.dumps({k: head.get(k) for k in ("size_ratio", "latency_p50_speedup", "quality_retention",
                                                "energy_kind", "energy_ratio")}, indent=2))
     print("\n".join(report["verdict"]))

@@ -22,6 +22,7 @@ band. ``dominant`` names the term that sets each band's latency.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..fileutil import sha256_file
 
@@ -50,13 +51,36 @@ def _band(c, band: str) -> float:
     return c.value
 
 
+# Share of a group-wise int4 GEMM kernel's SIMD instructions that are multiply-accumulates (``int8-grouped``,
+# e.g. 8da4w with groups of 32). Per 32-deep block the kernel also unpacks the int4 weights to int8
+# (shl/and), clears its int32 accumulators, converts them to float and adds them times the block's scale
+# (scvtf + fmla); these share the SIMD pipes with the MACs. Counted from the kernels' source (DERIVED):
+#   i8mm: KleidiAI matmul_clamp_f32_qai8dxp4x8_qsi4c32p4x8_16x4x32_neon_i8mm (the kernel ExecuTorch's XNNPACK
+#         uses with KleidiAI), one block of a 16x4 tile: 64 SMMLA among 138 vector ops (9 unpack, 16 clears,
+#         16 uzp, 16 scvtf, 16 fmla, 1 shll);
+#   dotprod: XNNPACK qd8-f32-qb4w-gemm 4x16c4 neondot: 128 SDOT among 208 (32 unpack, 16 clears, 16 scvtf, 16 fmla).
+# Cross-check against a published figure that is not an anchor: XNNPACK's own i8mm kernel (4x16c8) counts
+# 64 of 164, so KleidiAI should be ~(64/138)/(64/164) = 1.19x faster at prefill; Arm and Meta report ">20%"
+# (pytorch.org blog 2024-10-28, Llama 3.2 1B on a Galaxy S24+).
+GROUPED_MAC_SHARE = {"peak_int8_i8mm": 64 / 138, "peak_int8_dot": 128 / 208}
+
+
+def _scaled(c, share: float):
+    """A peak constant times a kernel's MAC share (lo/central/hi scaled alike)."""
+    return replace(c, value=c.value * share, lo=None if c.lo is None else c.lo * share,
+                   hi=None if c.hi is None else c.hi * share)
+
+
 def device_peaks(target) -> dict:
-    """Device peak per arithmetic class: (constant, name). fp16 falls back to fp32 without FP16 arithmetic."""
+    """Device peak per arithmetic class: (constant, name). fp16 falls back to fp32 without FP16 arithmetic;
+    ``int8-grouped`` is the int8 peak times the group-wise kernel's MAC share."""
     consts, isa = target.constants, target.device.isa
     int8_key = "peak_int8_i8mm" if "i8mm" in isa and "peak_int8_i8mm" in consts else "peak_int8_dot"
     fp16_key = "peak_fp16" if "fp16" in isa and "peak_fp16" in consts else "peak_fp32"
+    share = GROUPED_MAC_SHARE.get(int8_key, GROUPED_MAC_SHARE["peak_int8_dot"])
     return {"fp32": (consts["peak_fp32"], "peak_fp32"), "fp16": (consts[fp16_key], fp16_key),
-            "int8": (consts[int8_key], int8_key)}
+            "int8": (consts[int8_key], int8_key),
+            "int8-grouped": (_scaled(consts[int8_key], share), f"{int8_key} x {share:.2f} (group-wise int4 kernel)")}
 
 
 def constants_version(target) -> str:
@@ -111,6 +135,8 @@ def model_workload(target, wl, cold: bool = False) -> dict:
                         if name in ("p_cpu", "p_uncore", "e_bit", "dram_bandwidth", "eta_bw", "eta_compute",
                                     "op_overhead", "battery", "llc_effective")
                         or name in {n for _, n in peaks.values()}}
+    if wl.macs.get("int8-grouped"):
+        out["grouped_mac_share"] = GROUPED_MAC_SHARE
     out["workload"] = wl.to_dict()
     return out
 

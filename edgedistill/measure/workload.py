@@ -3,8 +3,9 @@
 Everything here is counted from the model's shape and its quantisation scheme, never timed on the
 host, so the same model gives the same workload on every machine:
 
-* ``macs``: multiply-accumulates per arithmetic class (``fp32``, ``fp16``, ``int8``; int4-weight
-  schemes such as 8da4w run int8 x int8 kernels after unpacking, so they count as ``int8``);
+* ``macs``: multiply-accumulates per arithmetic class (``fp32``, ``fp16``, ``int8``, ``int8-grouped``:
+  int4-weight schemes such as 8da4w run int8 x int8 kernels after unpacking each group of 32 weights and
+  rescaling its partial sums in float, a class of its own because that extra work shares the SIMD pipes);
 * ``elementwise``: scalar operations outside the matrix products (norms, softmax, activations, RoPE,
   residual adds, dynamic quantisation of activations);
 * ``ops``: operator launches per inference (each costs the runtime's dispatch overhead);
@@ -28,19 +29,27 @@ class Precision:
     head_bytes: float
     kv_bytes: float = 4.0
     act_bytes: float = 4.0
+    head_class: str | None = None
+    """MAC class of the LM head when it differs from the other linears (e.g. an 8da8w output layer)."""
+
+    @property
+    def quantises_activations(self) -> bool:
+        return self.mac_class in INT8_CLASSES
 
 
 # int4 weights carry one 16-bit scale per group of 32 (0.5 + 2/32 bytes); int8 per-channel scales are
-# negligible. bf16 is stored in 2 bytes but counted at the fp32 rate: XNNPACK widens bf16 GEMM operands to
-# fp32 on Arm CPUs (ASSUMED; see docs/benchmarks.md).
+# negligible. bf16 is stored in 2 bytes but counted at the fp32 rate (ASSUMED; the one bf16 model here, the
+# ExecuTorch Llama anchor, is exported without the XNNPACK delegate and runs ExecuTorch's own CPU kernels;
+# see docs/device-model.md).
 INT4_G32 = 0.5 + 2 / 32
+INT8_CLASSES = ("int8", "int8-grouped")
 PRECISIONS = {p.name: p for p in (
     Precision("fp32", "fp32", 4, 4, 4),
     Precision("fp16", "fp16", 2, 2, 2, kv_bytes=2, act_bytes=2),
     Precision("bf16", "fp32", 2, 2, 2, kv_bytes=4),
     Precision("int8", "int8", 1, 4, 1),
     Precision("int8-emb8", "int8", 1, 1, 1),
-    Precision("8da4w", "int8", INT4_G32, 1, INT4_G32),
+    Precision("8da4w", "int8-grouped", INT4_G32, 1, INT4_G32),
 )}
 
 
@@ -109,7 +118,7 @@ def encoder_workload(shape, batch: int, seq: int, precision: Precision) -> Workl
     _add(macs, "fp16" if precision.mac_class == "fp16" else "fp32", 2 * batch * seq * seq * h * n)
     # per token and layer: 2 LayerNorms (~8 ops/element), GELU (~8/elem of ffn), softmax (~5/score),
     # 2 residual adds; int8 schemes also quantise each linear's input (~3 ops/element).
-    quant = 3 * (4 * h + f) if precision.mac_class == "int8" else 0
+    quant = 3 * (4 * h + f) if precision.quantises_activations else 0
     elementwise = tokens * n * (16 * h + 8 * f + 2 * h + quant) + 5 * batch * shape.heads * seq * seq * n
     a = precision.act_bytes
     activations = {"hidden": tokens * h * a, "qkv": tokens * 3 * h * a,
@@ -147,7 +156,7 @@ class LMShape:
 def _lm_elementwise(s: LMShape, tokens: int, context: int, precision: Precision) -> float:
     q = s.heads * s.head_dim
     per_token = s.layers * (2 * 6 * s.hidden + 2 * 3 * q + 4 * s.ffn + 2 * s.hidden + 5 * s.heads * context)
-    if precision.mac_class == "int8":
+    if precision.quantises_activations:
         per_token += s.layers * 3 * (4 * s.hidden + s.ffn)
     return float(tokens * per_token)
 
@@ -156,7 +165,8 @@ def decode_workload(s: LMShape, context: int, precision: Precision) -> Workload:
     """One decoded token with ``context`` tokens in the cache: every weight streamed once, the cache read once."""
     q = s.heads * s.head_dim
     macs: dict[str, float] = {}
-    _add(macs, precision.mac_class, s.linear_params + s.vocab * s.hidden)
+    _add(macs, precision.mac_class, s.linear_params)
+    _add(macs, precision.head_class or precision.mac_class, s.vocab * s.hidden)
     _add(macs, "fp32", 2 * context * q * s.layers)
     weights = s.linear_params * precision.linear_bytes + s.vocab * s.hidden * precision.head_bytes
     weights += s.hidden * precision.embedding_bytes
@@ -170,7 +180,8 @@ def prefill_workload(s: LMShape, prompt: int, precision: Precision) -> Workload:
     """The whole prompt in one pass: linears for every prompt token, logits for the last one only."""
     q = s.heads * s.head_dim
     macs: dict[str, float] = {}
-    _add(macs, precision.mac_class, prompt * s.linear_params + s.vocab * s.hidden)
+    _add(macs, precision.mac_class, prompt * s.linear_params)
+    _add(macs, precision.head_class or precision.mac_class, s.vocab * s.hidden)
     _add(macs, "fp32", prompt * prompt * q * s.layers)  # causal: half of 2 x P^2 x q per layer
     weights = s.linear_params * precision.linear_bytes + s.vocab * s.hidden * precision.head_bytes
     weights += prompt * s.hidden * precision.embedding_bytes

@@ -37,8 +37,8 @@ def test_tiny_lm_counts_by_hand():
     # per layer: q 8x8=64, k and v 8x4=32 each, o 8x8=64, ffn 3x8x16=384 -> 576; 2 layers -> 1152
     assert TINY_LM.linear_params == 1152
     d = decode_workload(TINY_LM, context=10, precision=PRECISIONS["8da4w"])
-    # linears + lm_head (32x8=256) in int8; attention 2 x context x q(8) x layers = 320 in fp32
-    assert d.macs == {"int8": 1152 + 256, "fp32": 320}
+    # linears + lm_head (32x8=256) group-wise (int4 weights); attention 2 x context x q(8) x layers = 320 in fp32
+    assert d.macs == {"int8-grouped": 1152 + 256, "fp32": 320}
     # weights: (1152 + 256) int4 in groups of 32 + one int8 embedding row of 8
     assert d.weight_bytes == pytest.approx((1152 + 256) * INT4_G32 + 8)
     # KV cache: 2 (k, v) x 2 layers x 10 tokens x 1 head x 4 dims x 4 bytes
@@ -65,7 +65,8 @@ def test_precision_for_scheme():
     assert not [n for n in SCHEMES if n not in SCHEME_PRECISION], "a built-in scheme has no storage record"
     assert precision_for_scheme("int4-weight").mac_class == "fp32"  # weight-only: small bytes, fp32 arithmetic
     assert precision_for_scheme("et-8da4w").linear_bytes == INT4_G32
-    assert precision_for_scheme("8da4w").mac_class == "int8"
+    assert precision_for_scheme("8da4w").mac_class == "int8-grouped"
+    assert precision_for_scheme("8da4w").quantises_activations and precision_for_scheme("et-int8").quantises_activations
     assert precision_for_scheme("int8-dynamic").mac_class == "int8"
     assert precision_for_scheme("fp32").mac_class == "fp32"
     assert precision_for_scheme("no-such-scheme").mac_class == "fp32"
@@ -125,6 +126,35 @@ def test_peak_selection_by_isa():
     assert device_peaks(target())["int8"][1] == "peak_int8_dot"
     assert device_peaks(target(isa=("fp16",)))["fp16"][1] == "peak_fp16"
     assert device_peaks(target())["fp16"][1] == "peak_fp32"  # no FP16 arithmetic: fp16 runs at the fp32 rate
+
+
+def test_group_wise_int4_macs_run_at_the_kernel_share_of_the_int8_peak():
+    from edgedistill.measure.energy import GROUPED_MAC_SHARE
+
+    # 1 GMAC at i8mm 1000 GMAC/s x 64/138 x eta 0.5 vs the same MACs counted as plain int8 (1000 x 0.5)
+    i8mm = target(isa=("dotprod", "i8mm"))
+    grouped = model_workload(i8mm, Workload({"int8-grouped": 1e9}, 0.0, 0, 1e3))
+    plain = model_workload(i8mm, Workload({"int8": 1e9}, 0.0, 0, 1e3))
+    assert grouped["t_comp_ms"]["central"] == pytest.approx(1e3 / (1000 * 64 / 138 * 0.5))
+    assert plain["t_comp_ms"]["central"] == pytest.approx(2.0)
+    assert grouped["grouped_mac_share"] == GROUPED_MAC_SHARE and "grouped_mac_share" not in plain
+    # the band scales alike: lo uses eta 1.0
+    assert grouped["t_comp_ms"]["lo"] == pytest.approx(1e3 / (1000 * 64 / 138))
+    # without i8mm the dotprod kernel's share of the SDOT peak: 500 x 128/208 x 0.5
+    dot = model_workload(target(), Workload({"int8-grouped": 1e9}, 0.0, 0, 1e3))
+    assert dot["t_comp_ms"]["central"] == pytest.approx(1e3 / (500 * 128 / 208 * 0.5))
+    # the i8mm kernel still beats the dotprod one on the same core, by less than the 2x of the raw peaks
+    assert 1.0 < dot["t_comp_ms"]["central"] / grouped["t_comp_ms"]["central"] < 2.0
+
+
+def test_lm_head_class_can_differ_from_the_linears():
+    from edgedistill.measure.workload import Precision
+
+    p = Precision("8da4w + 8da8w head", "int8-grouped", INT4_G32, 1, 1, head_class="int8")
+    d = decode_workload(TINY_LM, context=10, precision=p)
+    assert d.macs == {"int8-grouped": 1152, "int8": 256, "fp32": 320}
+    pre = prefill_workload(TINY_LM, prompt=6, precision=p)
+    assert pre.macs["int8-grouped"] == 6 * 1152 and pre.macs["int8"] == 256
 
 
 def test_device_figure_does_not_depend_on_the_host_calibration():

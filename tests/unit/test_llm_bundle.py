@@ -115,7 +115,7 @@ def test_decode_macs_count_every_linear_weight_once():
             "num_key_value_heads": 1, "head_dim": 4, "vocab_size": 10}
     # per layer: q 8x8, k and v 8x4, o 8x8, gate/up/down 3 x 8x16; plus the 8x10 output head
     linear = 2 * (64 + 2 * 32 + 64 + 3 * 128) + 80
-    assert decode_macs(info, 5, "8da4w") == {"fp32": 2 * 5 * 8 * 2, "int8": linear}
+    assert decode_macs(info, 5, "8da4w") == {"fp32": 2 * 5 * 8 * 2, "int8-grouped": linear}
     assert decode_macs(info, 5, "fp32") == {"fp32": 2 * 5 * 8 * 2 + linear}
 
 
