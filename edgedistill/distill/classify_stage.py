@@ -200,7 +200,10 @@ class ClassificationRun:
                               f"so it has no logits for [distill] {what}; for cross-task transfer use feature "
                               "losses (fitnets) + hard_ce, or build a classifier teacher with 'edgedistill teacher "
                               "classifier'")
-        refuse_token_losses(self.vocab, sorted(n for n, e in strategy.entries.items() if e.needs & {"hidden", "qkv"}))
+        token_level = sorted(n for n, e in strategy.entries.items() if e.needs & {"hidden", "qkv"})
+        if not token_level and strategy.teacher_hidden_indices():  # the strategy itself matches token states
+            token_level = [f"strategy {spec.strategy}"]
+        refuse_token_losses(self.vocab, token_level)
         strategy.bind_tokenizer(self.tokenizer)
         return strategy
 

