@@ -72,8 +72,27 @@ class StudentSpec:
     """Cut the student from this model (a packaged name like [teacher] package, or a local folder) instead of
     the teacher: it keeps its own tokenizer and width, and learns the teacher's sentence embeddings through a
     training-only linear projection. Only sentence-level losses (cosine, mse) apply."""
+    vocab: Literal["full", "trim"] = "full"
+    """"trim" keeps only the word pieces the training text (plus ``vocab_extra_texts``) uses; the student ships a
+    smaller embedding table and its own tokenizer (see ``edgedistill.models.vocab_student``)."""
+    vocab_min_count: int = 1
+    """With ``vocab = "trim"``: keep pieces seen at least this often (single characters are always kept)."""
+    vocab_max_size: int | None = None
+    """With ``vocab = "trim"``: at most this many rows (special tokens and characters first, then by frequency)."""
+    vocab_extra_texts: str | None = None
+    """With ``vocab = "trim"``: a UTF-8 text file, one sentence per line, whose pieces are kept too."""
 
     def validate(self, where: str) -> None:
+        if self.vocab != "trim":
+            for key, default in (("vocab_min_count", 1), ("vocab_max_size", None), ("vocab_extra_texts", None)):
+                if getattr(self, key) != default:
+                    _fail(where, key, f"only applies with vocab = \"trim\" (vocab is {self.vocab!r})")
+        if self.vocab_min_count < 1:
+            _fail(where, "vocab_min_count", f"expected >= 1, got {self.vocab_min_count}")
+        if self.vocab_max_size is not None and self.vocab_max_size < 16:
+            _fail(where, "vocab_max_size", f"expected >= 16 rows, got {self.vocab_max_size}")
+        if self.vocab_extra_texts is not None and not self.vocab_extra_texts.strip():
+            _fail(where, "vocab_extra_texts", "expected a path to a text file, got an empty string")
         if self.layers is not None and self.num_layers is not None:
             raise RecipeError(f"{where} give either 'layers' or 'num_layers', not both")
         if self.layers is not None:
@@ -294,6 +313,9 @@ class Recipe:
 
         self.export.targets = resolve_targets(self.export.targets, self.base_dir, f"{where} [export] key 'targets'")
         self.bench.targets = resolve_targets(self.bench.targets, self.base_dir, f"{where} [bench] key 'targets'")
+        extra = self.student.vocab_extra_texts
+        if extra is not None and not self.resolve(extra).is_file():
+            _fail(f"{where} [student]", "vocab_extra_texts", f"no such file {str(self.resolve(extra))!r}")
 
     @property
     def base_dir(self) -> Path:

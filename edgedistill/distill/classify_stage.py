@@ -36,6 +36,14 @@ from ..models.classifier import (
 from ..models.loading import load_encoder
 from ..models.student import build_student, count_parameters, plan_student
 from ..models.teacher import resolve_model
+from ..models.vocab_student import (
+    backend_of,
+    oov_stats,
+    plan_vocab,
+    refuse_token_losses,
+    trim_model,
+    write_vocab_files,
+)
 from ..progress import say
 from ..workspace import set_threads
 from . import multi_teacher, parallel
@@ -110,6 +118,12 @@ class ClassificationRun:
             base_folder = resolve_model(r.student.base, r, "[student] base").folder
             check_tokenizers(r, ws.teacher_ref.folder, base_folder)
             self.base, self.tokenizer = load_encoder(base_folder)
+        self.vocab = None
+        """The student's trimmed vocabulary (``[student] vocab = "trim"``): it tokenizes everything the student sees."""
+        self.full_tokenizer = self.tokenizer
+        if r.student.vocab == "trim":
+            self.vocab = plan_vocab(self.tokenizer, self.train_texts, r.student, r)
+            self.tokenizer = self.vocab.tokenizer
         self.pad_id = self.tokenizer.pad_token_id or 0
         val_texts, val_labels = labelled_split(ws, "validation", label2id)
         pick = np.sort(np.random.default_rng(0).permutation(len(val_texts))[: r.distill.eval_sentences])
@@ -127,6 +141,8 @@ class ClassificationRun:
         tok = lambda texts: self.tokenizer(list(texts), truncation=True, max_length=r.teacher.max_length)  # noqa: E731
         self.enc = tok(self.train_texts)
         self.enc_val = tok([val_texts[i] for i in pick])
+        self.vocab_validation = (oov_stats(backend_of(self.full_tokenizer), backend_of(self.tokenizer),
+                                           [val_texts[i] for i in pick]) if self.vocab is not None else None)
         self.enc_test = tok(self.test_texts)
         self.plan = plan_student(r.student, (self.base or self.teacher).config)
         n_teacher = self.teacher.config.num_hidden_layers
@@ -140,6 +156,12 @@ class ClassificationRun:
         """Teacher-assistant chain records of the last ``train`` (empty without assistants)."""
 
     def build_student(self, plan):
+        student = self._cut_student(plan)
+        if self.vocab is not None:
+            trim_model(student, self.vocab.trimmed.new_to_old)
+        return student
+
+    def _cut_student(self, plan):
         r = self.ws.recipe
         calib = [self.train_texts[i] for i in self.ws.sample("train", r.student.calibration_sentences)
                  if i < len(self.train_texts)] or self.train_texts[:32]
@@ -178,6 +200,10 @@ class ClassificationRun:
                               f"so it has no logits for [distill] {what}; for cross-task transfer use feature "
                               "losses (fitnets) + hard_ce, or build a classifier teacher with 'edgedistill teacher "
                               "classifier'")
+        token_level = sorted(n for n, e in strategy.entries.items() if e.needs & {"hidden", "qkv"})
+        if not token_level and strategy.teacher_hidden_indices():  # the strategy itself matches token states
+            token_level = [f"strategy {spec.strategy}"]
+        refuse_token_losses(self.vocab, token_level)
         strategy.bind_tokenizer(self.tokenizer)
         return strategy
 
@@ -285,6 +311,8 @@ def run_classify(ws) -> Path:
         with atomic_dir(keep) as tmp:
             student0.save_pretrained(tmp, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)
+            if run.vocab is not None:
+                write_vocab_files(tmp, run.vocab.trimmed)
         raise TrainingError(f"{e}; the last good checkpoint (step {e.best_step}) is in {keep}") from None
     if not main:
         return ws.student_dir
@@ -327,6 +355,8 @@ def run_classify(ws) -> Path:
         "losses": res.history,
         "evals": res.evals,
     }
+    if run.vocab is not None:
+        record["vocab"] = {**run.vocab.record, "validation": run.vocab_validation}
     if "exits" in last:
         record["early_exits"] = {"layers": strategy.layers, "files": [exits.WEIGHTS, exits.META],
                                  "test_accuracy": last["exits"]}
@@ -335,6 +365,8 @@ def run_classify(ws) -> Path:
     with atomic_dir(ws.student_dir) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
+        if run.vocab is not None:
+            write_vocab_files(tmp, run.vocab.trimmed)
         write_json_atomic(tmp / "distill.json", record)
         if "exits" in last:
             strategy.save_extras(tmp, last["exits"])

@@ -15,6 +15,7 @@ from ..models.encode import embed_torch
 from ..models.loading import load_encoder
 from ..models.student import build_student, count_parameters, plan_student, save_student
 from ..models.teacher import resolve_model
+from ..models.vocab_student import oov_stats, plan_vocab, refuse_token_losses, trim_model
 from ..progress import say
 from ..workspace import Workspace, set_threads
 from . import parallel
@@ -71,6 +72,12 @@ def run_embedding(ws: Workspace) -> Path:
     calib = [train_texts[i] for i in ws.sample("train", r.student.calibration_sentences)]
     student = build_student(base, base_tok, plan, calib, r.teacher.max_length, r.student.ffn_selection,
                             device=runtime(r.distill).device)
+    vocab, full_tok = None, base_tok
+    if r.student.vocab == "trim":
+        # From here on the student reads its own, smaller vocabulary; the teacher keeps the full one.
+        vocab = plan_vocab(base_tok, train_texts, r.student, r)
+        trim_model(student, vocab.trimmed.new_to_old)
+        base_tok = vocab.tokenizer
     layer_map = resolve_layer_map(r.distill.layer_map, plan.layers, plan.teacher_layers, r.distill.layer_map_mode)
     strategy = get_strategy(r.distill.strategy)(r.distill.losses, layer_map, r.teacher.pooling, r.teacher.normalize)
     if r.student.base and strategy.needs_hidden:
@@ -78,8 +85,12 @@ def run_embedding(ws: Workspace) -> Path:
         raise RecipeError(f"[distill] losses {hidden} match token-level teacher states, which needs the teacher's "
                           f"tokenizer and layers; a student cut from [student] base = {r.student.base!r} has its own: "
                           "use sentence-level losses (cosine, mse) only")
+    refuse_token_losses(vocab, sorted(n for n, e in strategy.entries.items() if "hidden" in e.needs))
     n_teacher, n_student = count_parameters(teacher), count_parameters(student)
     cut_from = f"base {r.student.base}" if r.student.base else "teacher"
+    if vocab is not None:
+        say(f"vocabulary: {vocab.record['kept_rows']} of {vocab.full_rows} pieces kept "
+            f"(counted over {vocab.counted_sentences} sentences)")
     say(f"student: {cut_from} layers {plan.layers} of {plan.teacher_layers}, FFN {plan.intermediate_size} of "
         f"{plan.teacher_intermediate_size} ({r.student.ffn_selection}), {n_student / 1e6:.1f}M params "
         f"(teacher {n_teacher / 1e6:.1f}M); {describe_layer_map(layer_map, r.distill)}; "
@@ -132,8 +143,13 @@ def run_embedding(ws: Workspace) -> Path:
         "losses": result.history,
         "evals": result.evals,
     }
+    if vocab is not None:
+        from ..models.vocab_student import backend_of
+
+        record["vocab"] = {**vocab.record,
+                           "validation": oov_stats(backend_of(full_tok), backend_of(base_tok), val_texts)}
     with atomic_dir(ws.student_dir) as tmp:
-        save_student(student, base_tok, base_folder, tmp)
+        save_student(student, base_tok, base_folder, tmp, vocab=vocab.trimmed if vocab is not None else None)
         write_json_atomic(tmp / "distill.json", record)
     if checkpoints is not None:
         checkpoints.remove()  # the student folder now holds the result

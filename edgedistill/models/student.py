@@ -155,9 +155,14 @@ def build_student(teacher, tokenizer, plan: StudentPlan, calibration_texts, max_
     return student
 
 
-def save_student(student, tokenizer, teacher_folder: Path, dest: Path) -> None:
+def save_student(student, tokenizer, teacher_folder: Path, dest: Path, vocab=None) -> None:
+    """``vocab``: the student's :class:`~edgedistill.models.vocab.VocabTrim` when its vocabulary was trimmed."""
     student.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
+    if vocab is not None:
+        from .vocab_student import write_vocab_files
+
+        write_vocab_files(Path(dest), vocab)
     for rel in _ST_FILES:
         src = Path(teacher_folder) / rel
         if src.is_file():

@@ -275,6 +275,10 @@ class ClassificationExporter:
         self.ws, self.student_dir = ws, Path(student_dir)
         self.tok, self.texts, self.ref, self.rows, self.labels = reference(ws, student_dir)
         self.exit_graphs: dict = {}
+        from ..models.vocab_student import held_out_report
+
+        self.vocab = held_out_report(ws, student_dir, self.texts)
+        """Kept rows and out-of-vocabulary rates on the parity sentences (held-out test text)."""
 
     def prepare(self, onnx_schemes: list[str]) -> None:
         if not (onnx_schemes and exit_layers(self.student_dir)):
@@ -295,7 +299,7 @@ class ClassificationExporter:
         return check_parity(self.ref, got, scheme, target, self.rows, self.labels)
 
     def manifest_fields(self, scheme, model_path: Path, target, pte: bool) -> tuple[dict, dict]:
-        fields = manifest_fields(self.student_dir, None, self.tok)
+        fields = {**manifest_fields(self.student_dir, None, self.tok), "vocab": self.vocab}
         graphs = None if pte else self.exit_graphs.get(scheme.name)
         if not graphs:
             return fields, {}
@@ -328,16 +332,20 @@ def _bench_quality(ws, student_dir: Path, exported: dict, threads: int) -> dict:
 
 
 def _bench_extras(ws, manifest: dict, bundle: Path, entries: list[dict], threads: list[int]) -> dict:
-    """The early-exit table (accuracy and mean latency per threshold) of a bundle that has exits."""
+    """The student's vocabulary on the test split and the early-exit table (accuracy and mean latency per
+    threshold) of a bundle that has exits."""
+    from .embedding_bench import vocab_extras
+
+    vocab = vocab_extras(ws)
     if not manifest.get("early_exits"):
-        return {}
+        return vocab
     from ..models.classifier import labelled_split
     from .classification_bench import exit_table
 
     texts, y = labelled_split(ws, "test", {n: i for i, n in enumerate(manifest["labels"])})
     lat = (next((m for m in entries if m["name"] == "student-onnx-int8"), {}).get("latency") or {})
     chained = bool(manifest["early_exits"].get("rest"))
-    return {"early_exits": {
+    return {**vocab, "early_exits": {
         "layers": manifest["early_exits"]["layers"],
         "note": ("exit segments (exit_k.onnx, exit_rest.onnx, chained): texts stop at the first confident exit; "
                  "mean latency of one text, 1 thread, this process, first 200 test texts" if chained else

@@ -53,6 +53,10 @@ class EmbeddingExporter:
     def __init__(self, ws, student_dir: Path):
         self.recipe = ws.recipe
         self.tok, self.texts, self.ref, self.probe, self.rows, self.labels = reference(ws, student_dir)
+        from ..models.vocab_student import held_out_report
+
+        self.vocab = held_out_report(ws, student_dir, self.texts)
+        """Kept rows and out-of-vocabulary rates on the parity sentences (held-out test text)."""
 
     def prepare(self, onnx_schemes: list[str]) -> None:
         return None  # an encoder ships its one graph
@@ -77,6 +81,7 @@ class EmbeddingExporter:
             "labels": None,
             "pooling": t.pooling,
             "normalize": t.normalize,
+            "vocab": self.vocab,
         }, {}
 
 
@@ -104,6 +109,12 @@ def _bench_quality(ws, student_dir: Path, exported: dict, threads: int) -> dict:
     return evaluate(ws, student_dir, exported, threads)
 
 
+def _bench_extras(ws, manifest: dict, bundle: Path, entries: list[dict], threads: list[int]) -> dict:
+    from .embedding_bench import vocab_extras
+
+    return vocab_extras(ws)
+
+
 TASK = register_task(Task(
     name=EMBEDDING,
     bundle_task="sentence-embedding",
@@ -121,5 +132,5 @@ TASK = register_task(Task(
     distill=_distill,
     exporter=EmbeddingExporter,
     bench_quality=_bench_quality,
-    bench_extras=lambda ws, manifest, bundle, entries, threads: {},
+    bench_extras=_bench_extras,
 ))

@@ -60,3 +60,11 @@ def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str,
             results[f"{family}-pytorch"]["probe_val_accuracy"] = probe.val_accuracy
     results["_test_sentences"] = len(test_texts)
     return results
+
+
+def vocab_extras(ws: Workspace) -> dict:
+    """The bench report's ``vocab`` block: the student's kept rows and out-of-vocabulary rates on the test split
+    (``{"mode": "full"}`` for a student with its source's whole vocabulary)."""
+    from ..models.vocab_student import held_out_report
+
+    return {"vocab": {**held_out_report(ws, ws.student_dir, ws.texts("test")), "held_out": "test split"}}
