@@ -104,7 +104,6 @@ class FilledCacheLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         inner = self.lm.model
-        s = input_ids.shape[1]
         last = torch.ops.aten._local_scalar_dense(cache_position[-1])  # not .item(): that fails to decompose
         torch._check(last >= 0)
         torch._check(last < self.max_cache_len)
