@@ -2,8 +2,14 @@
 
 One ``forward(input_ids [1, s], cache_position [s])`` method serves both the
 prefill (s tokens) and each decode step (s = 1); the KV cache lives inside the
-program as mutable buffers. Gotchas handled here (see research/deps.md):
-export must stay ``strict`` (non-strict export fails in lowering); the
+program as mutable buffers. Two attentions: ``filled`` (the default;
+:mod:`edgedistill.llm.filled_attention`) reads only the cache slots filled so
+far, so a decode step costs the context used, not ``max_cache_len``; ``static``
+is HF's static-cache wrapper (every slot, every step), kept for decoders the
+filled forward does not know, which fall back to it. Gotchas handled here (see
+research/deps.md): the HF wrapper's export must stay ``strict`` (non-strict
+fails in lowering), the filled forward's must not (strict export keeps its
+``_local_scalar_dense`` as ``aten.item``, which then fails to decompose); the
 embedding's ``padding_idx`` must go before int8 embedding quantisation, or
 ExecuTorch cannot fuse ``embedding_byte``; the tied output matrix is untied for
 8da4w so the embedding (int8) and lm_head (int4) quantise separately.
@@ -40,8 +46,34 @@ def quantize_8da4w(model, group_size: int = 32):
     return model
 
 
-def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256) -> Path:
-    """Write ``out`` (.pte); the model is copied, not changed."""
+ATTENTIONS = ("filled", "static")
+"""``filled``: :mod:`edgedistill.llm.filled_attention` (decode reads only the filled cache slots; Llama-style
+decoders); ``static``: HF's static-cache wrapper (attends over all ``max_cache_len`` slots, any HF decoder)."""
+
+
+def _export_static(model, max_cache_len: int, seq):
+    from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
+
+    wrapper = TorchExportableModuleForDecoderOnlyLM(model, batch_size=1, max_cache_len=max_cache_len)
+    return wrapper.export(input_ids=torch.tensor([[1, 2]], dtype=torch.long),
+                          cache_position=torch.tensor([0, 1], dtype=torch.long),
+                          dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}})
+
+
+def _export_filled(model, max_cache_len: int, seq):
+    from .filled_attention import FilledCacheLM
+
+    # the filled length is read from cache_position (.item()): dynamo must keep it as a symbolic scalar
+    with torch._dynamo.config.patch(capture_scalar_outputs=True):
+        return torch.export.export(FilledCacheLM(model, max_cache_len),
+                                   (torch.tensor([[1, 2]], dtype=torch.long), torch.tensor([0, 1], dtype=torch.long)),
+                                   dynamic_shapes=({1: seq}, {0: seq}), strict=False).run_decompositions({})
+
+
+def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256,
+               attention: str = "filled") -> Path:
+    """Write ``out`` (.pte); the model is copied, not changed. ``attention="filled"`` falls back to ``static``
+    for decoders it does not know (see :func:`edgedistill.llm.filled_attention.unsupported_reason`)."""
     scheme = scheme.removeprefix("et-")  # the canonical scheme names work too
     if scheme not in SCHEMES:
         raise RecipeError(f"[export] key 'scheme': expected one of {SCHEMES}, got {scheme!r}")
@@ -50,8 +82,12 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     et.require("exporting a causal LM to ExecuTorch", export=True)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
-    from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
+    from .filled_attention import unsupported_reason
 
+    if attention not in ATTENTIONS:
+        raise RecipeError(f"[export] attention: expected one of {ATTENTIONS}, got {attention!r}")
+    if attention == "filled" and unsupported_reason(model):
+        attention = "static"
     model = copy.deepcopy(model).eval().float()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -66,16 +102,16 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     seq = torch.export.Dim("seq", min=1, max=max_cache_len - 1)
     with torch.no_grad():
         try:
-            wrapper = TorchExportableModuleForDecoderOnlyLM(model, batch_size=1, max_cache_len=max_cache_len)
-            ep = wrapper.export(input_ids=torch.tensor([[1, 2]], dtype=torch.long),
-                                cache_position=torch.tensor([0, 1], dtype=torch.long),
-                                dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}})
+            ep = (_export_filled if attention == "filled" else _export_static)(model, max_cache_len, seq)
         except Exception as e:
-            raise ModelError(f"torch.export of the causal LM failed ({type(e).__name__}: {str(e)[:200]})") from None
+            raise ModelError(f"torch.export of the causal LM failed ({type(e).__name__}: {str(e)[:2000]})") from None
         prog = to_edge_transform_and_lower(
             ep, partitioner=[XnnpackPartitioner()],
             compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
-        ).to_executorch(ExecutorchBackendConfig(extract_delegate_segments=True, do_quant_fusion_and_const_prop=True))
+        ).to_executorch(ExecutorchBackendConfig(
+            extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
+            # the filled-cache forward writes its cache with index_put: in place, not a copy of the buffer
+            run_reinplace_pass=attention == "filled"))
     return write_bytes_atomic(out, prog.buffer)
 
 
