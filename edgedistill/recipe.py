@@ -16,6 +16,7 @@ from typing import Any, Literal
 from .errors import RecipeError
 from .fileutil import sha256_json
 from .schema import as_dict, load_toml, parse_sections, parse_table
+from .schema import fail_key as _fail
 
 RECIPE_VERSION = 1
 
@@ -26,10 +27,6 @@ DEFAULT_BENCH_MODELS = [
     "student-onnx",
     "student-onnx-int8",
 ]
-
-
-def _fail(where: str, key: str, msg: str) -> None:
-    raise RecipeError(f"{where} key {key!r}: {msg}")
 
 
 def check_model_source(spec, where: str) -> None:
@@ -190,10 +187,10 @@ class DistillSpec:
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str = "[distill]") -> DistillSpec:
         """A [distill] table (a recipe's, or keyword arguments) with common and strategy keys side by side."""
-        from .distill.options import build_options, split_table
+        from .distill.options import split_table
 
         common, own, opts_cls = split_table(table, {f.name for f in dataclasses.fields(cls)} - {"options"}, where)
-        options = build_options(opts_cls, own, where)
+        options = parse_table(opts_cls, own, where)
         spec = parse_table(cls, common, where)
         spec.options = options
         options.cross_check(spec, where)

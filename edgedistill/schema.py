@@ -105,6 +105,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     raise RecipeError(f"{where}: expected {_describe(tp)}, got {_shown(value)}")
 
 
+def fail_key(where: str, key: str, msg: str) -> None:
+    """Raise the one-line error of a bad value: ``recipe.toml: [distill] key 'peers': expected 2..16, got 40``."""
+    raise RecipeError(f"{where} key {key!r}: {msg}")
+
+
 def parse_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     """Build dataclass ``cls`` from ``table``; ``where`` prefixes every error.
 

@@ -72,16 +72,6 @@ def split_table(table: dict[str, Any], common: set[str], where: str) -> tuple[di
     return rest, mine, opts_cls
 
 
-def build_options(cls: type, values: dict[str, Any], where: str, spec=None):
-    """The options dataclass from already-typed ``values`` (Python callers) or parsed TOML."""
-    from ..schema import parse_table
-
-    opts = parse_table(cls, values, where)
-    if spec is not None:
-        opts.cross_check(spec, where)
-    return opts
-
-
 def as_flat(spec) -> dict[str, Any]:
     """A DistillSpec as the flat ``[distill]`` table a recipe writes (common keys, then options; TOML has no
     null, so an unset key is left out)."""

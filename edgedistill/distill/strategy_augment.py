@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..schema import fail_key as _fail
 from .augment import AugmentSpec, augment_features
 from .strategies import register_strategy
-from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, check_needs
 from .strategy_self import _StudentTeacher
 
 _HINT = "token edits break the alignment with token-level targets: use logit and label losses,"

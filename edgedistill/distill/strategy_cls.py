@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..errors import RecipeError
+from ..tasks.classification_options import ClassificationOptions
 from .losses import Outputs, get_loss
 from .losses_features import block_qkv
-from ..tasks.classification_options import ClassificationOptions, _fail  # noqa: F401 (strategies extend them)
 from .protocol import StrategyBase
 from .strategies import register_strategy
 from .teacher_cache import TeacherTargets

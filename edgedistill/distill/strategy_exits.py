@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, RecipeError
+from ..schema import fail_key as _fail
 from .losses import Outputs, get_loss
 from .strategies import register_strategy
-from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, check_needs
 from .strategy_self import _Fixed
 from .trainer import _features
 

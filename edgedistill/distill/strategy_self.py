@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..schema import fail_key as _fail
 from .losses import Outputs
 from .strategies import register_strategy
-from .strategy_cls import ClassificationOptions, ClassificationStrategy, _fail, check_needs
+from .strategy_cls import ClassificationOptions, ClassificationStrategy, check_needs
 
 _LOGITS_ONLY = frozenset({"logits", "labels"})
 

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..distill.options import NoOptions
-from ..errors import RecipeError
-
-
-def _fail(where: str, key: str, msg: str) -> None:
-    raise RecipeError(f"{where} key {key!r}: {msg}")
+from ..schema import fail_key as _fail
 
 
 @dataclass
