@@ -27,6 +27,8 @@ from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atom
 from ..progress import say
 
 REST = "rest"
+FORMAT = 2
+"""Bumped when the segments' graphs change (2: attention fusable), so cached segments are rebuilt."""
 CHAIN_INPUTS = ["hidden_in", "attention_mask"]
 
 
@@ -40,8 +42,13 @@ def chain_schemes(schemes: list[str]) -> list[str]:
 def _additive(mask):
     import torch
 
-    m = mask.to(torch.float32)
-    return ((1.0 - m) * torch.finfo(torch.float32).min).view(m.shape[0], 1, 1, m.shape[1])
+    # Written as transformers 4's SDPA mask (Unsqueeze, Unsqueeze, Expand, Cast, Sub, Cast, Where): the only
+    # pattern onnxruntime's attention fusion still matches when the scores are scaled by a Mul, as
+    # transformers 5 does. Any other form leaves every block's attention unfused (~25% slower per block).
+    b, s = mask.shape
+    ext = mask[:, None, None, :].expand(b, 1, s, s).to(torch.float32)
+    inv = 1.0 - ext
+    return inv.masked_fill(inv.to(torch.bool), torch.finfo(torch.float32).min)
 
 
 def segments(model, exits, input_names: list[str]) -> list[tuple[str, object]]:
@@ -123,14 +130,14 @@ def chain_variants(student_dir: Path, out_dir: Path, schemes: list[str], max_len
     if not schemes:
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = sha256_file(weights_file(student_dir)) + "+" + sha256_file(student_dir / WEIGHTS)
+    key = f"{FORMAT}:{sha256_file(weights_file(student_dir))}+{sha256_file(student_dir / WEIGHTS)}"
     info_path = out_dir / "chain.json"
     try:
         info = json.loads(info_path.read_text())
     except (OSError, ValueError):
         info = {}
     if info.get("source") != key:
-        info = {"source": key, "segments": [], "schemes": {}}
+        info = {"source": key, "segments": [], "schemes": {}, "attention_fused": {}}
     model, tok, exits = load(student_dir)
     names = input_names_for(tok)
     parts = segments(model, exits, names)
@@ -143,16 +150,20 @@ def chain_variants(student_dir: Path, out_dir: Path, schemes: list[str], max_len
                                        "exporter a second, different sequence length."], padding=True,
                                       truncation=True, max_length=max_length, return_tensors="pt").items()}
         cfg = model.config
+        fused = {}
         for k, (name, module) in enumerate(parts):
             dest = out_dir / f"seg-{name}-fp32.onnx"
             with scratch_file(out_dir, f"seg-{name}-raw.onnx") as raw, atomic_output(dest) as tmp:
                 ref = _export_segment(module, name, k == 0, names, feats, raw, opset)
                 try:  # the same fusions as the full student, so that the chain is compared like for like
-                    optimize(raw, tmp, cfg.model_type, cfg.num_attention_heads, cfg.hidden_size,
-                             len(module.blocks))
+                    fused[name] = optimize(raw, tmp, cfg.model_type, cfg.num_attention_heads, cfg.hidden_size,
+                                           len(module.blocks))["attention_fused"]
                 except Exception as e:  # noqa: BLE001 (an unfusable segment still runs, only slower)
                     say(f"segment {name}: fusions skipped ({type(e).__name__}: {e})")
                     Path(tmp).write_bytes(Path(raw).read_bytes())
+                    fused[name] = False
+                if not fused[name]:
+                    say(f"segment {name}: attention left unfused, so stopping there saves less than it could")
             feed = ({n: feats[n].numpy() for n in names} if k == 0 else
                     {"hidden_in": feats["hidden_in"].numpy(), "attention_mask": feats["attention_mask"].numpy()})
             got = ort.open(dest, 1).run(feed)["logits"]
@@ -161,7 +172,7 @@ def chain_variants(student_dir: Path, out_dir: Path, schemes: list[str], max_len
                 raise ModelError(f"{dest}: early-exit segment {name} disagrees with PyTorch (max abs diff {diff:.3g})")
             if "hidden_out" in ref:
                 feats["hidden_in"] = ref["hidden_out"]
-        info = {"source": key, "segments": seg_names, "schemes": {}}
+        info = {"source": key, "segments": seg_names, "schemes": {}, "attention_fused": fused}
     paths: dict[str, dict[str, Path]] = {}
     for scheme in schemes:
         paths[scheme] = {}

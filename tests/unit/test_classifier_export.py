@@ -229,6 +229,9 @@ def test_early_exit_student_ships_its_exits(exits_run, quant, capsys):
         assert m["early_exits"]["rest"] == "exit_rest.onnx"
         assert set(m["files"]) >= {"exit_0.onnx", "exit_1.onnx", "exit_rest.onnx"}
         assert m["early_exits"]["graph_top1_agreement"] == {"0": 1.0, "1": 1.0, "rest": 1.0}
+        # every segment's attention is fused like the full graph's: an unfused block costs ~25% more
+        chain = json.loads((out / "export" / "student-exits" / "chain.json").read_text())
+        assert chain["attention_fused"] == {"0": True, "1": True, "rest": True}
         from edgedistill.runtime import Bundle as B
 
         assert list(B.open(bundle)._exit_runs) == [0, 1, "rest"]
