@@ -9,9 +9,12 @@ Steps (each reuses its cache when re-run):
 2. export the student int8 for `phone` (parity gate + bundle);
 3. build the alternatives: mpnet itself as int8 ONNX, and all-MiniLM-L6-v2 as an int8 bundle
    (the off-the-shelf small model);
-4. bench all of them against mpnet in PyTorch fp32, in one run: each model in its own fresh
-   processes, a logistic-regression sentiment probe fitted on each model's own embeddings, modelled
-   device energy for phone, tablet and watch.
+4. distil Model2Vec from the same mpnet in its own venv (benchmarks/model2vec_peer.py; skipped, saying
+   why, when that venv is missing) and wrap its static table as an ONNX bundle;
+5. bench all of them against mpnet in PyTorch fp32, in one run: each model in its own fresh
+   processes, a logistic-regression sentiment probe fitted on each model's own embeddings, the
+   Spearman correlation of each model's pairwise cosine similarities with mpnet's on the test split,
+   modelled device energy for phone, tablet and watch.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # the peer module beside this script, when run as python benchmarks/headline.py
+
+import model2vec_peer  # noqa: E402
 GOALS = {"size_ratio": 25.0, "latency_p50_speedup": 20.0, "quality_retention": 0.95}
 
 
@@ -53,8 +60,8 @@ def _verdict(head: dict, names: dict[str, str]) -> list[str]:
         lines.append(f"- {key}: {shown} (goal >= {want}): {'met' if got >= goal else 'NOT met'}")
     vs = head.get("vs_teacher", {})
     student = vs.get(names["student"], {})
-    for alt in ("teacher_int8", "minilm"):
-        other = vs.get(names[alt], {})
+    for alt in ("teacher_int8", "minilm", "model2vec"):
+        other = vs.get(names.get(alt), {})
         if not other:
             continue
         better = [k for k in ("size_ratio", "latency_p50_speedup", "quality_retention")
@@ -87,6 +94,8 @@ def main() -> int:
     ap.add_argument("--reuse-student", action="store_true",
                     help="use OUT/student even if it was distilled by another edgedistill version (the parsed "
                          "recipe's hash then differs through new defaults)")
+    ap.add_argument("--model2vec-python", default=str(model2vec_peer.DEFAULT_PYTHON),
+                    help="python of the venv holding model2vec (benchmarks/model2vec_peer.py); 'none' skips the peer")
     args = ap.parse_args()
 
     from edgedistill import api
@@ -104,7 +113,15 @@ def main() -> int:
         api.distill(recipe, out)
     bundle = api.export(recipe, out, targets=["phone"])[0]
     alt = _alternatives(recipe, out)
-    report = api.bench(recipe, out / "compare", models=[bundle, alt["teacher_int8"], alt["minilm_bundle"]],
+    m2v, m2v_skipped = None, None
+    if args.model2vec_python != "none":
+        try:
+            m2v = model2vec_peer.build(alt["teacher"], out, Path(args.model2vec_python), recipe.teacher.max_length)
+        except (FileNotFoundError, subprocess.CalledProcessError) as e:
+            m2v_skipped = f"Model2Vec peer skipped: {e}"
+            print(m2v_skipped, file=sys.stderr)
+    report = api.bench(recipe, out / "compare", models=[bundle, alt["teacher_int8"], alt["minilm_bundle"]]
+                       + ([m2v] if m2v else []),
                        teacher=alt["teacher"], targets=["phone", "tablet", "watch"], tokenizer=alt["teacher"])
     names = [m["name"] for m in report["models"]]
     label = {"teacher": names[0], "student": names[1], "teacher_int8": names[2], "minilm": names[3]}
@@ -113,6 +130,15 @@ def main() -> int:
                                  label["student"]: "distilled student (2 blocks of all-MiniLM-L6-v2), int8 bundle",
                                  label["teacher_int8"]: "all-mpnet-base-v2, int8-dynamic ONNX",
                                  label["minilm"]: "all-MiniLM-L6-v2 (off the shelf), int8 bundle"}
+    if m2v:
+        label["model2vec"] = names[4]
+        report["headline_models"][label["model2vec"]] = (f"Model2Vec distilled from all-mpnet-base-v2 "
+                                                         f"({model2vec_peer.PCA_DIMS}-d static table, fp16), ONNX")
+        head["vs_model2vec"] = model2vec_peer.versus(report, label["student"], label["model2vec"])
+    else:
+        head["vs_model2vec"] = {"skipped": m2v_skipped or "--model2vec-python none"}
+    # The second quality measure: does each model rank sentence pairs like mpnet (any width)?
+    head["spearman_vs_teacher"] = {m["name"]: m["quality"].get("spearman_vs_teacher") for m in report["models"]}
     report["goals"] = GOALS
     report["verdict"] = _verdict(head, label)
     report["distill"] = json.loads((out / "student" / "distill.json").read_text())
@@ -126,7 +152,8 @@ def main() -> int:
     with open(results / "headline.md", "a") as f:
         f.write(appendix(report))
     print(json.dumps({k: head.get(k) for k in ("size_ratio", "latency_p50_speedup", "quality_retention",
-                                               "energy_kind", "energy_ratio")}, indent=2))
+                                               "vs_model2vec", "spearman_vs_teacher", "energy_kind",
+                                               "energy_ratio")}, indent=2))
     print("\n".join(report["verdict"]))
     return 0
 

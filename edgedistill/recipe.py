@@ -116,8 +116,18 @@ class DataSpec:
     """Train / validation / test shares out of their sum, assigned by a hash of each example's id."""
     probe_min_abs_score: float = 0.5
     """For score-labelled data: the probe ignores examples with |score| below this."""
+    extra_texts: list[Literal["brown", "chatterbot"]] = field(default_factory=list)
+    """Unlabelled text sources added to the distillation set only (train; never validation/test): see
+    ``edgedistill.data.extra`` (the names are its registered sources)."""
+    extra_texts_limit: int | None = None
+    """At most this many extra sentences in all (a deterministic subset): bounds the teacher pass."""
 
     def validate(self, where: str) -> None:
+        if len(set(self.extra_texts)) != len(self.extra_texts):
+            _fail(where, "extra_texts", f"a source is named twice: {self.extra_texts}")
+        if self.extra_texts_limit is not None and (self.extra_texts_limit < 1 or not self.extra_texts):
+            _fail(where, "extra_texts_limit", f"expected >= 1 with a non-empty extra_texts, got "
+                  f"{self.extra_texts_limit} (extra_texts = {self.extra_texts})")
         if self.source == "vader" and self.path is not None:
             _fail(where, "path", "the 'vader' source is fetched automatically; remove 'path'")
         if self.source != "vader" and self.path is None:

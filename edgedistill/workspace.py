@@ -58,6 +58,24 @@ class Workspace:
     def texts(self, split: str) -> list[str]:
         return [ex.text for ex in getattr(self.splits, split)]
 
+    @cached_property
+    def extra_texts(self) -> dict[str, list[str]]:
+        """``[data] extra_texts``: source -> unlabelled sentences for the distillation set, none of them a
+        sentence of the labelled splits (see :mod:`edgedistill.data.extra`)."""
+        d = self.recipe.data
+        if not d.extra_texts:
+            return {}
+        from .data.extra import load_extra
+
+        s = self.splits
+        labelled = {" ".join(ex.text.split()) for part in (s.train, s.validation, s.test) for ex in part}
+        return load_extra(d.extra_texts, d.extra_texts_limit, labelled)
+
+    def distill_texts(self) -> list[str]:
+        """What the student is distilled on: the train split, then the extra texts (positions below
+        ``len(texts("train"))`` are the train split's, so :meth:`sample` positions stay valid)."""
+        return self.texts("train") + [t for texts in self.extra_texts.values() for t in texts]
+
     def sample(self, split: str, n: int) -> np.ndarray:
         """Up to ``n`` positions of a split, a fixed pseudo-random choice in ascending order.
 

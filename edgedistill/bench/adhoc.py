@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import ModelError
 from ..models.encode import batched_embed
 from ..progress import say
+from ..quality import batch_dependence
 from ..quality.metrics import paired_difference_se
 from ..recipe import Recipe
 from ..targets import list_targets, load_target
@@ -87,6 +88,9 @@ def _quality(ws: Workspace, runs: dict[str, tuple], threads: int, teacher: str |
         probe = ws.fit_probe(on) if len(te.idx) >= 5 else None
         ref = embs.get(teacher, embs[name])
         out[name] = _metrics(embs[name], ref, probe, te, r.bench.spearman_sentences)
+        if src.backend != "torch":  # exported files only, as in the run-folder bench
+            out[name]["batch_dependence"] = batch_dependence.max_abs_diff(
+                embed, tok, batch_dependence.mixed_lengths(tok, texts, max_len), max_len)
         if teacher not in embs:  # no teacher, or one without a tokenizer: nothing to compare against
             out[name].pop("cosine_to_teacher", None)
             out[name].pop("spearman_vs_teacher", None)
@@ -190,7 +194,7 @@ def run_bench_models(recipe: Recipe, paths: list[str | Path], out: str | Path, t
                              tokenized=all(tok is not None for _, tok in runs.values())),
         "target": {"name": main_target.name, "description": main_target.description},
         "models": entries,
-        "quality": {"test_sentences": len(ws.texts("test")),
+        "quality": {"test_sentences": len(ws.texts("test")), "batch_dependence": batch_dependence.PROTOCOL,
                     "metric": "probe_accuracy (each model's own probe)" if any(
                         "probe_accuracy" in m["quality"] for m in entries) else None},
         "energy": {"measured": False, "energy_kind": ENERGY_KIND, "targets": [t.name for t in device_targets],

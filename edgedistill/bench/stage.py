@@ -26,6 +26,7 @@ from ..measure.grid import Timed, layout, plan
 from ..report.html import render_html
 from ..measure.latency import measure
 from ..measure.macs import EncoderShape
+from ..quality.batch_dependence import PROTOCOL as BATCH_PROTOCOL
 from ..report.results import REPORT_SCHEMA, build_headline, render_markdown
 
 
@@ -138,7 +139,7 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
         "target": {"name": tgt.name, "description": tgt.description, "bundle": str(bundle),
                    "parity": manifest.get("parity")},
         "models": entries,
-        "quality": {"test_sentences": quality["_test_sentences"],
+        "quality": {"test_sentences": quality["_test_sentences"], "batch_dependence": BATCH_PROTOCOL,
                     "student_pytorch": {k: v for k, v in quality["student-pytorch"].items() if not k.startswith("_")},
                     "metric": task.quality_metric if any(task.quality_metric in q for k, q in quality.items()
                                                          if not k.startswith("_")) else None},

@@ -58,6 +58,9 @@ from .strategy_cls import ClassificationStrategy, TeacherCache
 from .device import runtime
 from .teacher_cache import teacher_logits, teacher_targets
 
+UNLABELLED = -100
+"""The class id of a ``[data] extra_texts`` sentence: label losses skip rows below 0 (:mod:`.losses_logits`)."""
+
 
 def build_classifier_student(teacher, tokenizer, plan, calibration_texts, max_length: int, selection: str,
                              device=None):
@@ -104,6 +107,13 @@ class ClassificationRun:
         else:
             label2id = None
         self.train_texts, self.train_labels = labelled_split(ws, "train", label2id)
+        self.labelled_train = len(self.train_texts)
+        present = set(self.train_labels.tolist())
+        extra = [t for texts in ws.extra_texts.values() for t in texts]
+        if extra:
+            # [data] extra_texts: the teacher supervises them; the label losses skip their rows (labels < 0).
+            self.train_texts = self.train_texts + extra
+            self.train_labels = np.concatenate([self.train_labels, np.full(len(extra), UNLABELLED, np.int64)])
         if not self.teacher_has_head:
             # A teacher from another task: only its encoder's states are used; the head is a placeholder.
             encoder, self.teacher_tokenizer = load_encoder(ws.teacher_ref.folder)
@@ -130,9 +140,8 @@ class ClassificationRun:
         self.val_labels = val_labels[pick]
         self.test_texts, self.test_labels = labelled_split(ws, "test", label2id)
         n_cls = self.teacher.config.num_labels
-        present = set(self.train_labels.tolist())
-        if len(self.train_texts) < r.distill.batch_size or not len(pick) or not len(self.test_texts):
-            raise DataError(f"[data] {r.data.source}: {len(self.train_texts)} labelled training sentences, "
+        if self.labelled_train < r.distill.batch_size or not len(pick) or not len(self.test_texts):
+            raise DataError(f"[data] {r.data.source}: {self.labelled_train} labelled training sentences, "
                             f"{len(pick)} validation, {len(self.test_texts)} test; classification distillation "
                             "needs labels (or scores) in every split")
         if max(present) >= n_cls:
@@ -200,6 +209,12 @@ class ClassificationRun:
                               f"so it has no logits for [distill] {what}; for cross-task transfer use feature "
                               "losses (fitnets) + hard_ce, or build a classifier teacher with 'edgedistill teacher "
                               "classifier'")
+        untaught = teacher_free or not (strategy.needs_logits or strategy.needs_hidden or strategy.needs_qkv)
+        if len(self.train_texts) > self.labelled_train and (untaught or spec.options.curriculum != "none"):
+            why = "no loss of this run learns from a teacher's outputs" if untaught else \
+                "a curriculum ranks sentences by their label's teacher loss"
+            raise RecipeError(f"[data] extra_texts {self.ws.recipe.data.extra_texts} adds unlabelled sentences, "
+                              f"but {why}: remove extra_texts or use a teacher loss without curriculum")
         token_level = sorted(n for n, e in strategy.entries.items() if e.needs & {"hidden", "qkv"})
         if not token_level and strategy.teacher_hidden_indices():  # the strategy itself matches token states
             token_level = [f"strategy {spec.strategy}"]
@@ -292,7 +307,9 @@ def run_classify(ws) -> Path:
     run = ClassificationRun(ws)
     student0 = run.initial_student
     n_teacher, n_student = count_parameters(run.teacher), count_parameters(student0)
-    say(f"classification: {len(run.train_texts)} labelled training sentences; student keeps teacher layers "
+    unlabelled = len(run.train_texts) - run.labelled_train
+    say(f"classification: {run.labelled_train} labelled training sentences"
+        + (f" + {unlabelled} unlabelled ([data] extra_texts)" if unlabelled else "") + "; student keeps teacher layers "
         f"{run.plan.layers} of {run.plan.teacher_layers} ({n_student / 1e6:.1f}M params, teacher "
         f"{n_teacher / 1e6:.1f}M); {describe_layer_map(run.layer_map, r.distill, run.layer_map_mode)}; "
         f"losses {dict(r.distill.losses)}; {threads} threads")
@@ -333,6 +350,8 @@ def run_classify(ws) -> Path:
                     "layers": run.plan.teacher_layers, "params": n_teacher, "test_accuracy": teacher_acc},
         "student": {"kept_teacher_layers": run.plan.layers, "intermediate_size": run.plan.intermediate_size,
                     "params": n_student, "layer_map": {str(k): v for k, v in run.layer_map.items()}},
+        "data": {"source": r.data.source, "splits": ws.splits.sizes(),
+                 "extra_texts": {name: len(texts) for name, texts in ws.extra_texts.items()}},
         "strategy": r.distill.strategy,
         "loss_weights": strategy.weights,
         "final_weights": strategy.final_weights,

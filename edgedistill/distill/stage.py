@@ -55,9 +55,11 @@ def run_embedding(ws: Workspace) -> Path:
     t0 = time.perf_counter()
     teacher, tokenizer = ws.teacher
     splits = ws.splits
+    extra = {name: len(texts) for name, texts in ws.extra_texts.items()}
     say(f"data: {r.data.source}, {sum(splits.sizes().values())} sentences "
         f"(train {len(splits.train)} / validation {len(splits.validation)} / test {len(splits.test)}; "
-        "distillation sees train only)")
+        "distillation sees train only)"
+        + (f"; plus unlabelled {', '.join(f'{c} {n}' for n, c in extra.items())} for distillation" if extra else ""))
     # The student is cut from the teacher, or from another model (its own tokenizer and width).
     base, base_tok, base_folder = teacher, tokenizer, ws.teacher_ref.folder
     if r.student.base:
@@ -65,7 +67,7 @@ def run_embedding(ws: Workspace) -> Path:
         base, base_tok = load_encoder(ref.folder)
         base_folder = ref.folder
     plan = plan_student(r.student, base.config)
-    train_texts = ws.texts("train")
+    train_texts = ws.distill_texts()
     if len(train_texts) < r.distill.batch_size:
         raise DataError(f"only {len(train_texts)} training sentences for batch_size {r.distill.batch_size}; "
                         "use more data or a smaller [distill] batch_size")
@@ -129,7 +131,7 @@ def run_embedding(ws: Workspace) -> Path:
                     "kept_teacher_layers": plan.layers, "intermediate_size": plan.intermediate_size,
                     "ffn_selection": r.student.ffn_selection, "params": n_student,
                     "layer_map": {str(k): v for k, v in layer_map.items()}},
-        "data": {"source": r.data.source, "splits": splits.sizes()},
+        "data": {"source": r.data.source, "splits": splits.sizes(), "extra_texts": extra},
         "strategy": r.distill.strategy,
         "loss_weights": strategy.weights,
         "steps": result.steps,

@@ -81,6 +81,10 @@ def _cos(v) -> str:
     return "–" if v is None else f"{v:.4f}"
 
 
+def _sci(v) -> str:
+    return "–" if v is None else f"{v:.2g}"
+
+
 def _mb(b) -> float | None:
     return None if b is None else b / 1e6
 
@@ -254,10 +258,13 @@ def _models_table(r: dict) -> str:
                     + (f"<td class='n'>{num(_mb(_lat(m, threads[0] if threads else None).get('weights_bytes')))}</td>"
                        if weights else "") +
                     f"<td class='n'>{_pct(quality_value(q), quality_se(q))}</td>"
-                    f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}"
+                    f"<td class='n'>{_cos(q.get('cosine_to_teacher'))}</td>"
+                    f"<td class='n'>{_sci(q.get('batch_dependence'))}"
                     "</td></tr>")
     return (f"<h3>Models {MEASURED}</h3><table><thead><tr><th>model</th><th>role</th><th>runtime</th><th>quant</th>"
-            f"<th>size MB</th>{head}<th>peak RSS MB</th>{weights_head}<th>{escape(metric_label(r))} ± SE</th><th>cos to teacher</th></tr></thead>"
+            f"<th>size MB</th>{head}<th>peak RSS MB</th>{weights_head}<th>{escape(metric_label(r))} ± SE</th>"
+            "<th>cos to teacher</th>"
+            "<th>batch dependence<br><span class='sub'>max abs diff alone vs in a batch of 16</span></th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{_notes(models)}")
 
 

@@ -21,15 +21,18 @@ Schema (``schema_version`` 2), top-level keys:
   ``noisy``, ``samples_ms``), ``latency_grid`` (a list with one cell per (batch, seq) of
   ``settings.grid``, each ``batch_size``, ``seq_length``, ``threads`` and the fields above except
   ``samples_ms``), ``quality`` (``probe_accuracy``, ``probe_accuracy_se``, ``probe_test_n``,
-  ``cosine_to_teacher``, ``spearman_vs_teacher``), optionally ``quality_note`` (why quality was
+  ``cosine_to_teacher``, ``spearman_vs_teacher``; exported models add ``batch_dependence``, the max abs
+  difference of a sentence's output alone vs inside a padded batch of 16, protocol in
+  ``quality.batch_dependence``), optionally ``quality_note`` (why quality was
   skipped), and, when the encoder shape is known, ``params``, ``macs``, ``energy`` per target.
 * ``settings``: ``batch_size`` and ``seq_length`` of the headline cell, ``grid``
   (``batch_sizes``, ``seq_lengths``, ``threads`` the grid was measured at), ``threads``, ``warmup``,
   ``runs``, ``repeats``.
 * classification runs (``task = "classification"``, ``quality.metric = "accuracy"``): each model's
   ``quality`` holds ``accuracy``, ``accuracy_se``, ``test_n``, ``agreement_with_teacher`` instead of the
-  probe figures; the headline adds ``accuracy_retention`` (= ``quality_retention``); a bundle with early
-  exits adds ``early_exits`` (``layers``, ``note``, ``thresholds``: accuracy and exit share per threshold).
+  probe figures (and ``batch_dependence`` on the logits); the headline adds ``accuracy_retention``
+  (= ``quality_retention``); a bundle with early exits adds ``early_exits`` (``layers``, ``note``,
+  ``thresholds``: accuracy and exit share per threshold).
 * ``host``, ``target``, ``quality``, ``distill``, ``energy``, ``recipe``, ``mode`` (absent for a run
   folder, ``"models"`` for ``--model``), and ``files`` (where the reports were written).
 
@@ -39,6 +42,7 @@ reports are still read by ``edgedistill report``.
 
 from __future__ import annotations
 
+from ..quality.batch_dependence import PROTOCOL as BATCH_PROTOCOL
 from ..quality.metrics import paired_difference_se
 from ..measure.device_model import energy_ratios
 from ..measure.energy import ENERGY_KIND, sig2
@@ -157,7 +161,7 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     head = "| model | runtime | quant | size MB | " + " | ".join(f"p50 ms {t} thr" for t in threads) + \
-           f" | peak RSS MB | weights MB | {metric_label(report)} | cos to teacher |"
+           f" | peak RSS MB | weights MB | {metric_label(report)} | cos to teacher | batch dependence |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for m in report["models"]:
         q = m["quality"]
@@ -168,12 +172,15 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {m['name']} | {runtime_label(m)} | {m['quantization']} | {m['size_bytes'] / 1e6:.2f} | "
                      + " | ".join(lat) + f" | {m['latency'][threads[0]]['peak_rss_mb']:.0f} | "
                      f"{_fmt(_mb(m['latency'][threads[0]].get('weights_bytes')), '.2f')} | {acc_s} | "
-                     f"{_fmt(q.get('cosine_to_teacher'), '.4f')} |")
+                     f"{_fmt(q.get('cosine_to_teacher'), '.4f')} | {_fmt(q.get('batch_dependence'), '.2g')} |")
     noisy = [f"{m['name']} @{t} thr" for m in report["models"] for t in threads if m["latency"][t].get("noisy")]
     if noisy:
         lines += ["", f"**Noisy measurement**: per-process p50s differ by more than 10% for {', '.join(noisy)}; "
                       "re-run on an idle machine before trusting those ratios."]
     lines += [f"- {m['name']}: quality {m['quality_note']}" for m in report["models"] if m.get("quality_note")]
+    if any(m["quality"].get("batch_dependence") is not None for m in report["models"]):
+        lines += ["", f"Batch dependence: {report['quality'].get('batch_dependence') or BATCH_PROTOCOL} "
+                      "(exported models; ~1e-6 means batching does not change a sentence's output)."]
     lines += _grid_table(report)
     if report.get("mode") == "models":
         return "\n".join(lines + _models_headline(h) + _energy_table(report)

@@ -18,6 +18,7 @@ def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threa
 
     from ..models.classifier import config_labels, is_classifier_folder, labelled_split
     from ..models.loading import load_tokenizer
+    from ..quality import batch_dependence
     from ..quality.metrics import accuracy_se
 
     r = ws.recipe
@@ -25,6 +26,7 @@ def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threa
     label2id = {v: k for k, v in config_labels(cfg).items()}
     texts, labels = labelled_split(ws, "test", label2id)
     logits: dict[str, np.ndarray] = {}
+    dependence: dict[str, float | None] = {}
     if is_classifier_folder(ws.teacher_ref.folder):
         logits["teacher-pytorch"] = torch_logits(ws.teacher_ref.folder, texts, r.teacher.max_length)
     logits["student-pytorch"] = torch_logits(student_dir, texts, r.teacher.max_length)
@@ -34,6 +36,8 @@ def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threa
             continue  # an encoder teacher (cross-task transfer) has no labels to predict
         run = logits_runner(Path(path), threads)
         logits[name] = runner_logits(run, toks[family], texts, r.teacher.max_length, desc=f"{name} (test)")
+        batch = batch_dependence.mixed_lengths(toks[family], texts, r.teacher.max_length)
+        dependence[name] = batch_dependence.max_abs_diff(run, toks[family], batch, r.teacher.max_length)
     teacher_top = logits["teacher-pytorch"].argmax(1) if "teacher-pytorch" in logits else None
     results: dict = {}
     for name, z in logits.items():
@@ -43,6 +47,8 @@ def evaluate(ws, student_dir: Path, exported: dict[str, tuple[str, Path]], threa
              "_correct": correct}
         if teacher_top is not None:
             q["agreement_with_teacher"] = float((z.argmax(1) == teacher_top).mean())
+        if name in dependence:
+            q["batch_dependence"] = dependence[name]
         results[name] = q
     results.setdefault("teacher-pytorch", {})
     results["_test_sentences"] = len(texts)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import backends
 from ..models.encode import batched_embed, embed_torch
 from ..models.loading import load_encoder
+from ..quality import batch_dependence
 from ..quality.metrics import accuracy_se, mean_cosine, pairwise_spearman
 from ..workspace import Workspace
 
@@ -23,7 +24,8 @@ def _metrics(emb: np.ndarray, teacher_test: np.ndarray, probe, test_set, spearma
     out: dict = {}
     if emb.shape[1] == teacher_test.shape[1]:
         out["cosine_to_teacher"] = mean_cosine(emb, teacher_test)
-        out["spearman_vs_teacher"] = pairwise_spearman(emb, teacher_test, limit=spearman_n)
+    # Pairwise similarities compare within each model's own space, so any width can be ranked against the teacher.
+    out["spearman_vs_teacher"] = pairwise_spearman(emb, teacher_test, limit=spearman_n)
     if probe is not None:
         correct = probe.correct(emb[test_set.idx], test_set.labels)
         acc = float(correct.mean())
@@ -54,6 +56,9 @@ def evaluate(ws: Workspace, student_dir: Path, onnx_models: dict[str, tuple[str,
         embedder = backends.open_file(path, threads).output("sentence_embedding")
         emb = batched_embed(embedder, tokenizers[family], test_texts, t.max_length, desc=f"{name} (test)")
         results[name] = _metrics(emb, teacher_test, probes[family], te, n)
+        batch = batch_dependence.mixed_lengths(tokenizers[family], test_texts, t.max_length)
+        results[name]["batch_dependence"] = batch_dependence.max_abs_diff(embedder, tokenizers[family], batch,
+                                                                          t.max_length)
     for family, probe in probes.items():
         if probe is not None:
             results[f"{family}-pytorch"]["probe_C"] = probe.C

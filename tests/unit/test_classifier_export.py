@@ -276,6 +276,9 @@ def test_bench_of_an_early_exit_run_reports_accuracy_per_threshold(exits_run):
     assert "## Early exits (blocks [0, 1])" in (out / "report" / "report.md").read_text()
     assert all(row["mean_ms"] > 0 for row in e["thresholds"]) and e["thresholds"][0]["speedup"] == 1.0
     assert "exit segments" in e["note"]
+    # batch dependence of the exported classifier's logits (int8-dynamic: scales per call)
+    q = next(m for m in rep["models"] if m["name"] == "student-onnx-int8")["quality"]
+    assert q["batch_dependence"] >= 0 and "batch_dependence" not in rep["models"][0]["quality"]
 
 
 def test_classifier_benchmark_script_runs_as_a_script():

@@ -53,6 +53,11 @@ def test_run_writes_student_bundle_and_report(tiny_run):
     assert h["energy_kind"] == "modelled-v2" and set(h["energy_ratio"]) == set(list_targets())
     for band in h["energy_ratio"].values():
         assert 0 < band["lo"] <= band["central"] <= band["hi"]
+    # batch dependence per exported scheme: fp32 graphs are batch-invariant, int8-dynamic is not
+    dep = {m["name"]: m["quality"].get("batch_dependence") for m in r["models"]}
+    assert dep["teacher-pytorch"] is None and dep["student-onnx"] < 1e-5
+    assert dep["student-onnx-int8"] > dep["student-onnx"] and "batch_dependence" in r["quality"]
+    assert "| batch dependence |" in (run_dir / "report" / "report.md").read_text()
     student = r["models"][-1]
     assert student["macs"]["int8"] > 0 and student["params"]["total"] > 0
     assert student["energy"]["watch"]["energy_kind"] == "modelled-v2"

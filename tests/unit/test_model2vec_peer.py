@@ -1,0 +1,97 @@
+"""benchmarks/model2vec_peer.py: a Model2Vec folder becomes a bundle that computes Model2Vec's embedding,
+benched like any model; the headline's vs_model2vec block. (No model2vec install needed: the folder is
+written here in Model2Vec's save format.)"""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "model2vec_peer.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("model2vec_peer", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def peer():
+    return _load()
+
+
+def fake_model2vec(tiny_teacher: Path, folder: Path, dims: int = 8) -> Path:
+    """What Model2Vec's save_pretrained writes: fp16 table, config, tokenizer.json, plus our distill_info."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True)
+    vocab = json.loads((tiny_teacher / "tokenizer.json").read_text())["model"]["vocab"]
+    table = np.random.default_rng(0).normal(size=(len(vocab), dims)).astype(np.float16)
+    save_file({"embeddings": table}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"normalize": True, "hidden_dim": dims}))
+    shutil.copyfile(tiny_teacher / "tokenizer.json", folder / "tokenizer.json")
+    (folder / "distill_info.json").write_text(json.dumps({"model2vec": "test", "pca_dims": dims, "seconds": 0}))
+    return folder
+
+
+def test_bundle_computes_the_masked_mean_of_table_rows(peer, tiny_teacher, tmp_path):
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    from edgedistill.bench.kinds import detect
+    from edgedistill.models.encode import batched_embed
+    from edgedistill.models.loading import load_tokenizer
+    from edgedistill.measure.runners import load
+
+    m2v = fake_model2vec(tiny_teacher, tmp_path / "m2v")
+    bundle = peer.to_bundle(m2v, tiny_teacher, tmp_path / "bundle", max_length=32)
+    src = detect(bundle)  # a verified bundle, run by onnxruntime
+    assert src.backend == "onnxruntime" and src.quantization == "fp16-table" and src.normalize is True
+    texts = ["the film was great", "a dull and boring plot that goes on", "so"]
+    embed = load(src.backend, src.model_file, 1, "mean", True).embed
+    got = batched_embed(embed, load_tokenizer(bundle), texts, 32, batch_size=2)
+    # Model2Vec's own rule: tokens without special tokens, mean of their rows, L2-normalised
+    table = load_file(str(m2v / "model.safetensors"))["embeddings"].astype(np.float32)
+    tok = Tokenizer.from_file(str(m2v / "tokenizer.json"))
+    want = np.stack([table[tok.encode(t, add_special_tokens=False).ids].mean(0) for t in texts])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_missing_venv_is_a_clear_error(peer, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Model2Vec venv"):
+        peer.distil(tmp_path, tmp_path / "out", python=tmp_path / "nope" / "python")
+
+
+def test_versus_block(peer):
+    def model(name, acc, se, p50, size, rho):
+        return {"name": name, "size_bytes": size, "latency": {"2": {"p50_ms": p50}},
+                "quality": {"probe_accuracy": acc, "probe_accuracy_se": se, "spearman_vs_teacher": rho}}
+
+    report = {"settings": {"threads": [2, 1]},
+              "models": [model("ours", 0.83, 0.008, 2.4, 15e6, 0.8), model("m2v", 0.78, 0.009, 0.1, 15e6, 0.7)]}
+    v = peer.versus(report, "ours", "m2v")
+    assert v["quality_delta"] == pytest.approx(5.0) and v["quality_delta_se"] == pytest.approx(100 * (0.008 ** 2 +
+                                                                                                  0.009 ** 2) ** 0.5)
+    assert v["quality_delta_beyond_one_se"] is True and v["latency_ratio"] == pytest.approx(24.0)
+    assert v["spearman_vs_teacher"] == {"ours": 0.8, "model2vec": 0.7} and v["size_ratio"] == 1.0
+
+
+def test_headline_script_imports_with_the_peer(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("headline", SCRIPT.parent / "headline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = {"student": "s", "teacher_int8": "t8", "minilm": "mini", "model2vec": "m2v"}
+    head = {"vs_teacher": {"s": {"size_ratio": 28, "latency_p50_speedup": 50, "quality_retention": 0.92},
+                           "m2v": {"size_ratio": 28, "latency_p50_speedup": 900, "quality_retention": 0.85}}}
+    lines = mod._verdict(head, names)
+    assert any(line.startswith("- vs m2v: the distilled student is better on size_ratio, quality_retention and "
+                               "worse on latency_p50_speedup") for line in lines), lines
+    sys.modules.pop("model2vec_peer", None)
