@@ -17,6 +17,7 @@ from .bundle import created_with as _created_with, write_bundle, write_zip
 from .onnx import input_names_for, optimize
 from .parity import failure_message
 from .quant import QuantContext
+from ..distill.qat_schemes import check_export_scheme, get_qat
 from .schemes import check_scheme_fits, get_scheme, get_task_scheme
 
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
@@ -145,6 +146,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     task = task_of(r)
     check_folder(student_dir, task.name, r)
     loaded = [load_target(t) for t in (targets or r.export.targets)]
+    qat = get_qat(r.distill.qat, "encoder")
+    if qat.export_scheme and not quant and r.export.quantization == "auto":
+        say(f"[distill] qat = {qat.name!r}: every target exports {qat.export_scheme} (the scheme training emulated)")
     plan = {}
     for t in loaded:
         own = get_task_scheme(t.export.quantization, "encoder", f"{t.path} [export] quantization")
@@ -153,7 +157,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
                               f"backend is {t.export.backend!r}; set backend = \"{own.backend}\" or name a "
                               f"{t.export.backend} scheme")
         scheme = get_task_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
-                                           else t.export.quantization), "encoder", "[export] quantization / --quant")
+                                           else qat.export_scheme or t.export.quantization), "encoder",
+                                 "[export] quantization / --quant")
+        check_export_scheme(qat.name, scheme.name, "--quant")
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()
