@@ -56,6 +56,11 @@ for _s in (
     QatScheme("int8", "encoder", "int8-dynamic", "onnxruntime's int8-dynamic, emulated: int8 symmetric weights per "
               "output channel, uint8 activations per tensor from each call's min/max, uint8 per-tensor embedding "
               "tables and embedding LayerNorm", prepare=_ENC + "prepare_int8", release=_ENC + "release"),
+    QatScheme("int8-static", "encoder", "int8-static", "onnxruntime's int8-static, emulated: int8 symmetric "
+              "per-channel weights and int8 asymmetric inputs on the Linears outside the fused attention, the input "
+              "ranges observed during training (moving min/max) and exported instead of calibration; uint8 "
+              "embedding tables", prepare="edgedistill.distill.qat_static:prepare_int8_static",
+              release="edgedistill.distill.qat_static:release"),
     QatScheme("8da4w", "causal-lm", "et-8da4w", "torchao QAT of the export's 8da4w: int8 per-token asymmetric "
               "activations, int4 symmetric weights in groups of 32 (linears incl. lm_head), int8 per-row "
               "embedding", prepare=_LM + "prepare_8da4w", release=_LM + "release"),

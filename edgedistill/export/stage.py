@@ -129,9 +129,23 @@ def _calibration(ws: Workspace, student_dir: Path):
         train = ws.texts("train")
         texts = [train[i] for i in ws.sample("train", r.export.calibration_sentences)]
         tok = load_tokenizer(student_dir, padding_side=None)
-        return QuantContext(tok, texts, r.teacher.max_length, list(input_names))
+        return QuantContext(tok, texts, r.teacher.max_length, list(input_names),
+                            activation_ranges=qat_ranges(student_dir))
 
     return make
+
+
+def qat_ranges(model_dir: Path) -> list:
+    """(weight, rmin, rmax) of a student trained with ``qat = "int8-static"`` (none otherwise)."""
+    from ..distill.qat_static import read_ranges
+
+    named = read_ranges(model_dir)
+    if not named:
+        return []
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(weights_file(Path(model_dir))))
+    return [(weights[name], lo, hi) for name, (lo, hi) in named]
 
 
 def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,

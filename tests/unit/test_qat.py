@@ -154,3 +154,50 @@ def test_qat_key_is_validated_in_one_line():
     assert get_qat("8da4w", "causal-lm").export_scheme == "et-8da4w"
     for s in QAT_SCHEMES.values():  # every record names a real export scheme
         assert s.export_scheme is None or get_scheme(s.export_scheme).name == s.export_scheme
+
+
+def test_int8_static_export_uses_the_qat_ranges_and_matches_fake_quant_model(tmp_path):
+    from edgedistill.distill.qat_static import CONFIG_KEY, prepare_int8_static
+    from edgedistill.distill.qat_static import release as release_static
+    from edgedistill.export.quant import QuantContext
+    from edgedistill.export.stage import qat_ranges
+
+    folder = build_tiny_bert(tmp_path / "teacher", layers=2)
+    model, tok = load_encoder(folder, attn_implementation="eager")
+    _spread(model)
+    feats = tok(TEXTS, padding=True, return_tensors="pt")
+    prepare_int8_static(model)
+    kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+    assert kinds["encoder.layer.0.attention.self.query"] == "Linear"  # fused Attention: fp32 in the file
+    assert kinds["encoder.layer.0.output.dense"] == "StaticInt8Linear"
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(5):
+        loss = (_embed(model, feats) - 0.1).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    keys = set(model.state_dict())
+    release_static(model).eval()
+    ranges = getattr(model.config, CONFIG_KEY)
+    assert len(ranges) == 7 and "pooler.dense" in ranges  # 3 per block, and the pooler the graph does not use
+    assert all(lo <= 0 <= hi and hi > lo for lo, hi in ranges.values())
+    assert set(model.state_dict()) == keys - {n for n in keys if n.endswith("act_range")}
+    student = tmp_path / "student"
+    model.save_pretrained(student, safe_serialization=True)
+    tok.save_pretrained(student)
+
+    calib = ["bad", "good"]  # two short sentences: a calibration far from the training distribution
+    got = {}
+    for label, ranges in (("qat", qat_ranges(student)), ("calibrated", [])):
+        paths = onnx_variants(student, tmp_path / label, RECIPE, ["int8-static"],
+                              calibration=lambda n, r=ranges: QuantContext(tok, calib, 32, n,
+                                                                           activation_ranges=r))["paths"]
+        got[label] = _ort(paths["int8-static"], feats)["sentence_embedding"]
+    model, _ = load_encoder(student, attn_implementation="eager")
+    with torch.no_grad():
+        fake = _embed(prepare_int8_static(model).eval(), feats).numpy()  # the ranges come back from config.json
+    err_qat, err_calibrated = np.abs(fake - got["qat"]).max(), np.abs(fake - got["calibrated"]).max()
+    assert err_qat < 1e-4 and err_qat < err_calibrated / 20  # the file uses training's ranges, not calibration's
+    scheme = get_scheme("int8-static")
+    assert _cos(fake, got["qat"]).min() >= scheme.min_cosine
