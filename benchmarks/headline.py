@@ -86,6 +86,17 @@ def appendix(report: dict) -> str:
             + f"\nEnd to end: {report['wall_seconds_end_to_end'] / 60:.1f} min. Produced by `{report['command']}`.\n")
 
 
+def qad_block(recipe, out: Path, steps: int | None, teacher_probe: float | None) -> dict:
+    """PTQ vs QAD of the recipe (benchmarks/qad.py), with probe retention against the teacher's accuracy."""
+    sys.path.insert(0, str(HERE))
+    from qad import compare
+
+    block = compare(recipe, out, steps)
+    if teacher_probe:
+        block["retention"] = {v: block[v].get("probe_test_accuracy", 0.0) / teacher_probe for v in ("ptq", "qad")}
+    return block
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default=str(ROOT / "examples" / "headline.toml"))
@@ -96,6 +107,10 @@ def main() -> int:
                          "recipe's hash then differs through new defaults)")
     ap.add_argument("--model2vec-python", default=str(model2vec_peer.DEFAULT_PYTHON),
                     help="python of the venv holding model2vec (benchmarks/model2vec_peer.py); 'none' skips the peer")
+    ap.add_argument("--qad", action="store_true",
+                    help="also distil the recipe with [distill] qat = 'none' and 'int8' (benchmarks/qad.py) and add "
+                         "headline.qad: PTQ vs QAD probe retention of the exported int8 files")
+    ap.add_argument("--qad-steps", type=int, default=None, help="training steps of each --qad variant")
     args = ap.parse_args()
 
     from edgedistill import api
@@ -139,12 +154,15 @@ def main() -> int:
         head["vs_model2vec"] = {"skipped": m2v_skipped or "--model2vec-python none"}
     # The second quality measure: does each model rank sentence pairs like mpnet (any width)?
     head["spearman_vs_teacher"] = {m["name"]: m["quality"].get("spearman_vs_teacher") for m in report["models"]}
+    if args.qad:
+        head["qad"] = qad_block(recipe, out / "qad", args.qad_steps,
+                                report["models"][0]["quality"].get("probe_accuracy"))
     report["goals"] = GOALS
     report["verdict"] = _verdict(head, label)
     report["distill"] = json.loads((out / "student" / "distill.json").read_text())
     report["distill"].pop("losses", None)
     report["wall_seconds_end_to_end"] = time.perf_counter() - t0
-    report["command"] = "python benchmarks/headline.py"
+    report["command"] = "python benchmarks/headline.py" + (" --qad" if args.qad else "")
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "headline.json").write_text(json.dumps(report, indent=2) + "\n")

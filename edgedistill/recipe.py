@@ -168,6 +168,9 @@ class DistillSpec:
     """Stop after this many evaluations without a better validation metric; 0 never stops early."""
     layer_map_mode: Literal["copied", "uniform", "last_k"] = "copied"
     """Default student->teacher layer map when ``layer_map`` is empty (see docs/recipes.md, `layer_map_mode`)."""
+    qat: str = "none"
+    """Quantization-aware distillation: ``int8`` trains through the int8-dynamic export's fake quantization
+    (see ``edgedistill.distill.qat_schemes``); ``none`` quantizes after training."""
     options: Any = field(default=None, metadata={"parsed": False})
     """The strategy's own keys, typed by its ``Options`` dataclass (see ``edgedistill.distill.options``); the
     recipe writes them flat in [distill] beside the keys above. None means the strategy's defaults."""
@@ -211,6 +214,9 @@ class DistillSpec:
 
         check_device_spec(self.device, where)
         check_precision_spec(self.precision, where)
+        from .distill.qat_schemes import get_qat
+
+        get_qat(self.qat, "encoder", where)
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             _fail(where, "checkpoint_every", f"expected steps >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
         if not 1 <= self.grad_accum_steps <= self.batch_size:
@@ -320,6 +326,11 @@ class Recipe:
 
         self.export.targets = resolve_targets(self.export.targets, self.base_dir, f"{where} [export] key 'targets'")
         self.bench.targets = resolve_targets(self.bench.targets, self.base_dir, f"{where} [bench] key 'targets'")
+        if self.export.quantization != "auto":
+            from .distill.qat_schemes import check_export_scheme
+            from .export.schemes import canonical
+
+            check_export_scheme(self.distill.qat, canonical(self.export.quantization), f"{where} [export] quantization")
         extra = self.student.vocab_extra_texts
         if extra is not None and not self.resolve(extra).is_file():
             _fail(f"{where} [student]", "vocab_extra_texts", f"no such file {str(self.resolve(extra))!r}")

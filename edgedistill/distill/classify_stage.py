@@ -53,6 +53,7 @@ from .checkpoint import Checkpoints, stage_checkpoints
 from .cls_trainer import ClsResult, NonFiniteLoss, accuracy, logits_of, train_classifier
 from .compat import check_tokenizers
 from .curriculum import curriculum_batches, easy_first
+from .qat_schemes import get_qat
 from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .strategy_cls import ClassificationStrategy, TeacherCache
 from .device import runtime
@@ -281,6 +282,8 @@ class ClassificationRun:
                              "test_accuracy": rec["test_accuracy"]})
                 continue
             student = strategy.prepare_student(student)
+            qat = get_qat(spec.qat, "encoder")
+            qat.prepare_fn()(student)  # fake quantization of the export scheme, also in validation and test
             label = f"{desc} (generation {gen}/{spec.options.generations})" if spec.options.generations > 1 else desc
             order_by = cache.logits if cache.logits is not None or spec.options.curriculum == "none" \
                 else self.teacher_logits_train()
@@ -293,7 +296,7 @@ class ClassificationRun:
             extras = strategy.evaluate_extras(student, self.enc_test, self.test_labels, self.pad_id) if main else None
             if extras is not None:
                 gens[-1]["exits"] = extras
-            student = deliverable(student)
+            student = qat.release_fn()(deliverable(student))
             if store is not None and main:
                 summary = {k: v for k, v in vars(res).items() if k != "best_state"}
                 store.finish(student.state_dict(), {"result": summary, "test_accuracy": test_acc})
@@ -353,6 +356,7 @@ def run_classify(ws) -> Path:
         "data": {"source": r.data.source, "splits": ws.splits.sizes(),
                  "extra_texts": {name: len(texts) for name, texts in ws.extra_texts.items()}},
         "strategy": r.distill.strategy,
+        "qat": r.distill.qat,
         "loss_weights": strategy.weights,
         "final_weights": strategy.final_weights,
         "options": strategy.loss_params,

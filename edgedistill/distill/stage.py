@@ -22,6 +22,7 @@ from . import parallel
 from .checkpoint import stage_checkpoints
 from .compat import check_tokenizers
 from .device import runtime
+from .qat_schemes import get_qat
 from .strategies import describe_layer_map, get_strategy, resolve_layer_map
 from .trainer import train
 
@@ -111,10 +112,15 @@ def run_embedding(ws: Workspace) -> Path:
     checkpoints = stage_checkpoints(ws)
     if checkpoints is not None and not checkpoints.check() and parallel.current().is_main:
         checkpoints.start()
+    qat = get_qat(r.distill.qat, "encoder")
+    if qat.export_scheme:
+        say(f"quantization-aware distillation: {qat.description}")
+    qat.prepare_fn()(student)
     result = train(student, base_tok, strategy, train_texts, targets, val_texts, val_targets, r.distill,
                    r.teacher.max_length, r.teacher.pooling, r.teacher.normalize,
                    store=checkpoints.gen(1) if checkpoints is not None else None,
                    log_path=ws.run_dir / "train_log.jsonl")
+    qat.release_fn()(student)  # plain modules again: the export quantizes the trained weights the same way
     if not parallel.current().is_main:
         return ws.student_dir
     say(f"distilled {result.steps} steps in {result.seconds:.0f} s ({result.sentences_per_second:.0f} sentences/s); "
@@ -134,6 +140,7 @@ def run_embedding(ws: Workspace) -> Path:
         "data": {"source": r.data.source, "splits": splits.sizes(), "extra_texts": extra},
         "strategy": r.distill.strategy,
         "loss_weights": strategy.weights,
+        "qat": {"scheme": qat.name, "export_scheme": qat.export_scheme},
         "steps": result.steps,
         "best_step": result.best_step,
         "metrics": {"best_val_cosine": result.best_val_cosine,

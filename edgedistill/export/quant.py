@@ -31,6 +31,9 @@ class QuantContext:
     max_length: int = 128
     input_names: Sequence[str] = ()
     batch_size: int = 16
+    activation_ranges: Sequence[tuple[np.ndarray, float, float]] = ()
+    """(Linear weight [out, in], rmin, rmax): the input range of the MatMul holding that weight, observed by
+    quantization-aware training (``[distill] qat = "int8-static"``); it replaces calibration for that input."""
 
     def feeds(self) -> Iterator[dict[str, np.ndarray]]:
         texts = list(self.texts)
@@ -42,7 +45,8 @@ class QuantContext:
     def fingerprint(self) -> str:
         """Changes whenever the calibration would (cache key for calibrated schemes)."""
         return sha256_json({"texts": list(self.texts), "max_length": self.max_length,
-                            "inputs": list(self.input_names), "batch": self.batch_size})
+                            "inputs": list(self.input_names), "batch": self.batch_size,
+                            "ranges": [[float(lo), float(hi)] for _, lo, hi in self.activation_ranges]})
 
 
 def fp32(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
@@ -97,6 +101,7 @@ def int8_static(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
         model = onnx.load(str(src))
         _type_matmul_inputs(model)
         onnx.save(model, str(typed))
+        overrides = _range_overrides(model, ctx.activation_ranges)
         with _quiet():
             # MatMul/Gemm only: static QDQ of every op (LayerNorm, Add, Softmax
             # inputs) destroyed BERT's accuracy in the research (cosine 0.27).
@@ -105,11 +110,41 @@ def int8_static(src: Path, dest: Path, ctx: QuantContext | None = None) -> None:
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
-                                           "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]})
+                                           "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
+                                           **({"TensorQuantOverrides": overrides} if overrides else {})})
         _int8_embeddings(tmp, dest)
     finally:
         typed.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
+
+
+def _range_overrides(model, ranges) -> dict:
+    """onnxruntime ``TensorQuantOverrides`` giving each QAT-observed range to the input of the MatMul (or Gemm)
+    whose weight initializer is that Linear's weight. A range whose weight is not in the graph is of a module the
+    graph does not use (a BERT pooler under an embedding graph); a MatMul with no range is an error (the export
+    would calibrate it instead of using what training used)."""
+    if not ranges:
+        return {}
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    by_shape: dict[tuple, list[tuple[str, np.ndarray]]] = {}
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            w = numpy_helper.to_array(inits[node.input[1]])
+            transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+            w = w if transposed else w.T  # as a Linear stores it: [out, in]
+            by_shape.setdefault(w.shape, []).append((node.input[0], w))
+    out = {}
+    for weight, lo, hi in ranges:
+        for name, w in by_shape.get(tuple(weight.shape), []):
+            if np.allclose(w, weight, atol=1e-6):
+                out[name] = [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+    missing = sorted({name for group in by_shape.values() for name, _ in group} - set(out))
+    if missing:
+        raise ModelError(f"no quantization-aware range for the MatMul input {missing[0]!r} ({len(missing)} in all): "
+                         "the student's config.json qat_activation_ranges do not match its weights")
+    return out
 
 
 def _type_matmul_inputs(model) -> None:

@@ -17,6 +17,7 @@ from .bundle import created_with as _created_with, write_bundle, write_zip
 from .onnx import input_names_for, optimize
 from .parity import failure_message
 from .quant import QuantContext
+from ..distill.qat_schemes import check_export_scheme, get_qat
 from .schemes import check_scheme_fits, get_scheme, get_task_scheme
 
 CALIBRATION_SENTENCES = 128  # et-int8-static: a fixed sample of the training split
@@ -128,9 +129,23 @@ def _calibration(ws: Workspace, student_dir: Path):
         train = ws.texts("train")
         texts = [train[i] for i in ws.sample("train", r.export.calibration_sentences)]
         tok = load_tokenizer(student_dir, padding_side=None)
-        return QuantContext(tok, texts, r.teacher.max_length, list(input_names))
+        return QuantContext(tok, texts, r.teacher.max_length, list(input_names),
+                            activation_ranges=qat_ranges(student_dir))
 
     return make
+
+
+def qat_ranges(model_dir: Path) -> list:
+    """(weight, rmin, rmax) of a student trained with ``qat = "int8-static"`` (none otherwise)."""
+    from ..distill.qat_static import read_ranges
+
+    named = read_ranges(model_dir)
+    if not named:
+        return []
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(weights_file(Path(model_dir))))
+    return [(weights[name], lo, hi) for name, (lo, hi) in named]
 
 
 def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | None = None,
@@ -145,6 +160,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
     task = task_of(r)
     check_folder(student_dir, task.name, r)
     loaded = [load_target(t) for t in (targets or r.export.targets)]
+    qat = get_qat(r.distill.qat, "encoder")
+    if qat.export_scheme and not quant and r.export.quantization == "auto":
+        say(f"[distill] qat = {qat.name!r}: every target exports {qat.export_scheme} (the scheme training emulated)")
     plan = {}
     for t in loaded:
         own = get_task_scheme(t.export.quantization, "encoder", f"{t.path} [export] quantization")
@@ -153,7 +171,9 @@ def run_export(ws: Workspace, targets: list[str] | None = None, quant: str | Non
                               f"backend is {t.export.backend!r}; set backend = \"{own.backend}\" or name a "
                               f"{t.export.backend} scheme")
         scheme = get_task_scheme(quant or (r.export.quantization if r.export.quantization != "auto"
-                                           else t.export.quantization), "encoder", "[export] quantization / --quant")
+                                           else qat.export_scheme or t.export.quantization), "encoder",
+                                 "[export] quantization / --quant")
+        check_export_scheme(qat.name, scheme.name, "--quant")
         check_scheme_fits(scheme, t)
         plan[t.name] = (t, scheme)
     t0 = time.perf_counter()

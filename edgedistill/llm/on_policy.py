@@ -15,6 +15,7 @@ import torch
 
 from ..distill.device import model_device
 from .losses import chunked_token_loss
+from .qat import output_weight
 from .topk_cache import teacher_topk
 
 
@@ -61,7 +62,8 @@ def on_policy_loss(student, teacher, seq: list[int], prompt_len: int, *, k: int,
     t_logp, t_idx = (t.to(ids.device) for t in teacher_topk(teacher, ids, k))
     where = generated_positions(prompt_len, len(seq))
     hidden = student.model(input_ids=ids, use_cache=False).last_hidden_state[0, where]
-    parts = chunked_token_loss(hidden, student.lm_head.weight, t_logp=t_logp[0, where], t_idx=t_idx[0, where],
+    hidden, head = output_weight(student, hidden)
+    parts = chunked_token_loss(hidden, head, t_logp=t_logp[0, where], t_idx=t_idx[0, where],
                                loss=loss, temperature=temperature, tail=tail, chunk=chunk, **params)
     return parts.kd
 

@@ -94,8 +94,9 @@ def progressive_shrink(teacher, teacher_sha: str, stages: list[int], *, calib: n
         raise RecipeError(f"[student] key 'stage_teacher': expected one of {STAGE_TEACHERS}, got {stage_teacher!r}")
     current, current_sha, orig = teacher, teacher_sha, list(range(teacher.config.num_hidden_layers))
     reports: list[StageReport] = []
+    # intermediate stages train in fp32: only the last (the [distill] training) is quantization-aware
     stage_cfg = replace(cfg, mode="kd", max_steps=stage_steps, warmup_steps=min(cfg.warmup_steps, stage_steps),
-                        eval_every=min(cfg.eval_every, stage_steps))
+                        eval_every=min(cfg.eval_every, stage_steps), qat="none")
     for i, n in enumerate(stages):
         last = i == len(stages) - 1
         student, plan = plan_student(current, calib, num_layers=n, importance=importance,

@@ -206,4 +206,11 @@ def load_llm_recipe(path: str | Path) -> LLMRecipe:
     base = path.resolve().parent
     (recipe.export.target,) = resolve_targets([recipe.export.target], base, f"{path}: [export] key 'target'")
     recipe.bench.targets = resolve_targets(recipe.bench.targets, base, f"{path}: [bench] key 'targets'")
+    from ..distill.qat_schemes import get_qat
+
+    qat = get_qat(recipe.distill.qat, "causal-lm")
+    if qat.export_scheme and qat.export_scheme not in recipe.export.schemes:
+        raise RecipeError(f"{path}: [distill] qat = {qat.name!r} trains for the {qat.export_scheme!r} export, but "
+                          f"[export] schemes {recipe.export.schemes} lacks it: add {qat.export_scheme!r} or set "
+                          "qat = 'none'")
     return recipe

@@ -112,6 +112,12 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
                                    hidden_map=hidden_map, log_path=log_path, store=store)
     after = evaluate_lm(student.to(dev), ctx.test, teacher_top1=ctx.test_top1, desc="student test")
+    quantized = None
+    if dist.qat != "none":  # what the QAT scheme's export ships, measured on the same blocks
+        from .qat import quantized_eval
+
+        quantized = quantized_eval(student, ctx.test, ctx.test_top1).as_dict()
+        say(f"student: held-out ppl as {dist.qat} {quantized['ppl']:.2f} (fake-quant = the export's quantization)")
     student.to("cpu")
     say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
         f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")
@@ -121,9 +127,10 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
         "teacher": {"source": ctx.ref.source, "sha256": ctx.ref.sha256, "test": ctx.teacher_test.as_dict()},
         "student": {"layers": plan.layers, "intermediate_size": plan.intermediate_size, "importance": plan.method,
                     "scores": plan.scores, "test_before": before.as_dict(), "test_after": after.as_dict(),
+                    "test_after_quantized": quantized,
                     "stages": None if chain is None else [r.as_dict() for r in chain.stages]},
         "distill": {"mode": dist.mode, "loss": dist.loss, "top_k": dist.top_k, "temperature": dist.temperature,
-                    "tail": dist.tail, "ce_weight": dist.ce_weight, **extra, **result.as_dict()},
+                    "tail": dist.tail, "ce_weight": dist.ce_weight, "qat": dist.qat, **extra, **result.as_dict()},
         "data": {"source": d.source, "block_size": d.block_size, "train_blocks": len(ctx.train),
                  "val_blocks": len(ctx.val), "test_blocks": len(ctx.test)},
         "elapsed_s": round(time.time() - t_start, 1),

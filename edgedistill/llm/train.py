@@ -27,6 +27,7 @@ from ..errors import TrainingError
 from .evaluate import evaluate_lm
 from .losses import TAILS, TOKEN_LOSSES, chunked_token_loss
 from .on_policy import on_policy_loss, sample_continuation
+from .qat import output_weight
 
 MODES = ("kd", "nokd", "on_policy", "seq_kd")
 
@@ -70,6 +71,9 @@ class TrainConfig:
     """Where training, the teacher's top-k pass and generation run: auto (the GPU when present), cpu, cuda, cuda:N."""
     precision: str = "fp32"
     """fp32, bf16 autocast, or fp16 autocast with a gradient scaler (GPU only)."""
+    qat: str = "none"
+    """Quantization-aware distillation: ``8da4w`` trains through torchao's fake quantization of the et-8da4w
+    export (:mod:`edgedistill.llm.qat`); ``none`` quantizes after training."""
 
     def validate(self, where: str = "[distill]") -> None:
         from ..errors import RecipeError
@@ -80,6 +84,9 @@ class TrainConfig:
 
         check_device_spec(self.device, where)
         check_precision_spec(self.precision, where)
+        from ..distill.qat_schemes import get_qat
+
+        get_qat(self.qat, "causal-lm", where)
         if self.mode != "nokd":
             TOKEN_LOSSES.lookup(self.loss)
         if not 0.0 <= self.on_policy_fraction <= 1.0:
@@ -153,12 +160,13 @@ def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=
         with torch.no_grad():
             t_states = teacher.model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
         feat = hidden_transfer(out.hidden_states, t_states, hidden_map)
+    hidden, head = output_weight(student, hidden)  # the lm_head's fake quantization under QAT
     b, t, h = hidden.shape
     labels = torch.full((b, t), -100, dtype=torch.long, device=ids.device)
     labels[:, :-1] = ids[:, 1:]
     want_ce = cfg.mode == "nokd" or cfg.ce_weight > 0
     parts = chunked_token_loss(
-        hidden.reshape(b * t, h), student.lm_head.weight,
+        hidden.reshape(b * t, h), head,
         labels=labels.reshape(-1) if want_ce else None,
         t_logp=None if cfg.mode == "nokd" else logp.reshape(b * t, -1),
         t_idx=None if cfg.mode == "nokd" else idx.reshape(b * t, -1),
@@ -236,6 +244,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     The loop itself (NaN stop, best weights, checkpoints, progress) is :func:`edgedistill.distill.loop.train_loop`.
     """
     from ..distill.loop import Metric, train_loop
+    from ..distill.qat_schemes import get_qat
 
     cfg.validate()
     rt = runtime(cfg)
@@ -265,6 +274,8 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         teacher.eval()
     if cfg.gradient_checkpointing:
         student.gradient_checkpointing_enable()
+    qat = get_qat(cfg.qat, "causal-lm")
+    qat.prepare_fn()(student)  # before the loop: checkpoints and best weights are of the prepared model
     for p in {student.get_input_embeddings().weight, student.lm_head.weight} if cfg.freeze_embeddings else ():
         p.requires_grad_(False)
     jsd = {"beta": cfg.beta} if cfg.loss == "jsd" else {}
@@ -304,6 +315,7 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
                      Metric("ppl", validate, higher_is_better=False, with_loss=True), strategy_state=counters,
                      desc=f"train ({cfg.mode})", store=store, log_path=log_path, optim=_optimizer(cfg),
                      step_fields=lambda: {"tokens": counters.step_tokens})
+    qat.release_fn()(student)  # plain modules again; the export quantizes the trained weights the same way
     best = next(e for e in res.evals if e["step"] == res.best_step)
     return student, TrainResult(best_step=res.best_step, best_val=best, steps=res.steps, train_tokens=counters.tokens,
                                 train_seconds=round(res.train_seconds, 2),
