@@ -63,7 +63,7 @@ class LLMDataSpec:
                 raise RecipeError(f"{where} key {key!r}: expected >= 0, got {getattr(self, key)}")
         if self.chat_ratio > 0 and self.chat_prompts < 1:
             raise RecipeError(f"{where} key 'chat_prompts': chat_ratio > 0 needs at least one, got 0")
-        if not 1 <= self.chat_answer_tokens <= self.block_size - 8:
+        if self.chat_answer_tokens < 1 or (self.wants_chat and self.chat_answer_tokens > self.block_size - 8):
             raise RecipeError(f"{where} key 'chat_answer_tokens': expected 1..block_size - 8 "
                               f"({self.block_size - 8}), got {self.chat_answer_tokens}")
 

@@ -233,8 +233,10 @@ def test_chat_recipe_keys_are_checked():
     for kw, key in (({"chat_ratio": 1.0}, "chat_ratio"), ({"chat_ratio": -0.1}, "chat_ratio"),
                     ({"chat_ratio": 0.3, "chat_prompts": 0}, "chat_prompts"),
                     ({"chat_eval_prompts": -1}, "chat_eval_prompts"),
-                    ({"chat_answer_tokens": 250}, "chat_answer_tokens")):
+                    ({"chat_answer_tokens": 250, "chat_eval_prompts": 4}, "chat_answer_tokens"),
+                    ({"chat_answer_tokens": 0}, "chat_answer_tokens")):
         with pytest.raises(RecipeError, match=f"\\[data\\] key '{key}'"):
             LLMDataSpec(**kw).validate("[data]")
     assert not LLMDataSpec().wants_chat and LLMDataSpec(chat_eval_prompts=8).wants_chat
+    LLMDataSpec(block_size=16).validate("[data]")  # no chat asked for: a short block is fine
 
