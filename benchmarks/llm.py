@@ -4,8 +4,10 @@ Teacher (fp32) held-out perplexity on Brown test text; the pruned student
 before training; the student after each method at the same step budget
 (``nokd`` hard labels, ``kd`` top-k forward KL, ``kd_ce`` the two mixed,
 ``progressive`` teacher-assistant chain, ``seq_kd``, ``on_policy``), ``nokd``,
-``kd`` and ``kd_ce`` over several seeds for the run-to-run noise; greedy replies of teacher and KD student to chatterbot
-prompts side by side; the KD student and the teacher exported to 8da4w
+``kd`` and ``kd_ce`` over several seeds for the run-to-run noise; every run with ``--chat-ratio`` of each
+batch chat (prompt + the teacher's cached answer, loss on the answer) and its chat measured on held-out
+prompts (``chat_nonempty_rate``, ``chat_rougeL_vs_teacher`` in the headline, from ``kd_ce`` seed 0); greedy
+replies of teacher and KD student to chatterbot prompts side by side; the KD student and the teacher exported to 8da4w
 bundles and timed by the product's LLM bench in this run (a fresh process per
 model, thread count and repeat; 1 and 2 threads). Phases are written as they
 finish (``partial`` until the end); ``--reuse DIR`` resumes an interrupted run.
@@ -32,6 +34,7 @@ import torch
 from edgedistill.measure.calibrate import cpu_name
 from edgedistill.cache import cache_dir
 from edgedistill.fileutil import atomic_dir, write_json_atomic, write_text_atomic
+from edgedistill.llm.chat_eval import chat_markdown
 from edgedistill.llm.chatterbot import load_prompts, report_prompts
 from edgedistill.llm.generate import EagerLM, Sampling, generate_text
 from edgedistill.llm.recipe import LLMDataSpec, LLMDistillSpec, LLMRecipe, LLMStudentSpec, LLMTeacherSpec
@@ -43,7 +46,9 @@ SEEDED = ("nokd", "kd", "kd_ce")
 
 def base_recipe(a) -> LLMRecipe:
     data = LLMDataSpec(source="brown", block_size=a.block, max_train_blocks=a.train_blocks, val_blocks=a.val_blocks,
-                       test_blocks=a.test_blocks)
+                       test_blocks=a.test_blocks, chat_ratio=a.chat_ratio, chat_prompts=a.chat_prompts,
+                       chat_instructions=a.chat_prompts, chat_eval_prompts=a.chat_eval,
+                       chat_answer_tokens=a.chat_answer_tokens)
     student = LLMStudentSpec(num_layers=a.layers, importance="cosine", calibration_blocks=a.calib)
     dist = LLMDistillSpec(mode="kd", loss="forward_kl", top_k=32, learning_rate=a.lr, warmup_steps=a.warmup,
                           max_steps=a.steps, batch_size=a.batch, eval_every=a.eval_every, gen_tokens=a.gen_tokens,
@@ -98,11 +103,13 @@ def render_md(res: dict) -> str:
              "", f"Host: {res['host']}. Budget: {json.dumps(h['budget'])}.", "",
              "| headline | value |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in h.items() if k != "budget"]
-    lines += ["", "| method | seed | layers | ppl before | ppl after | agreement | steps | train s | tok/s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| method | seed | layers | ppl before | ppl after | agreement | chat non-empty | chat ROUGE-L | "
+              "steps | train s | tok/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
+        c = r.get("chat") or {}
         lines.append(f"| {r['method']} | {r['seed']} | {len(r['layers'])} | {r['ppl_before']:.2f} | "
-                     f"{r['ppl_after']:.2f} | {r['agreement']} | {r['steps']} | {r['train_seconds']} | "
+                     f"{r['ppl_after']:.2f} | {r['agreement']} | {c.get('chat_nonempty_rate', '')} | "
+                     f"{c.get('chat_rougeL_vs_teacher', '')} | {r['steps']} | {r['train_seconds']} | "
                      f"{r['tokens_per_s']} |")
         for st in r.get("stages") or []:
             lines.append(f"|  stage {st['num_layers']} layers {st['layers']} | | | {st['ppl_before']:.2f} | "
@@ -115,6 +122,10 @@ def render_md(res: dict) -> str:
                   f"({e['repeats']} repeats, medians).", "", e["bench_table"], "",
                   f"Teacher fp32 weight bytes: {e['teacher_fp32_bytes']:,}; teacher 8da4w .pte "
                   f"{e['teacher_pte_bytes']:,}; KD student 8da4w .pte {e['student_pte_bytes']:,}."]
+    chat_run = pick_chat_run(res["runs"])
+    if chat_run is not None:
+        lines += ["", f"Chat of the `{chat_run['method']}` student (seed {chat_run['seed']}); "
+                  f"`chat_ratio` {res['args']['chat_ratio']}.", "", *chat_markdown(chat_run["chat"])]
     lines += ["", "## Greedy replies (chat template), teacher vs KD student", ""]
     for r in res["generations"]:
         lines += [f"**{r['topic']}**: {r['prompt']}", "", f"- teacher: {r['teacher']!r}",
@@ -141,6 +152,10 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=32)
     ap.add_argument("--seq-kd-prompts", type=int, default=256)
     ap.add_argument("--reply-tokens", type=int, default=32)
+    ap.add_argument("--chat-ratio", type=float, default=0.25, help="[data] chat_ratio of every method's runs")
+    ap.add_argument("--chat-prompts", type=int, default=256, help="train chat prompts (and instruction prompts)")
+    ap.add_argument("--chat-eval", type=int, default=32, help="held-out chat prompts measured per run")
+    ap.add_argument("--chat-answer-tokens", type=int, default=64)
     ap.add_argument("--prompt-tokens", type=int, default=64, help="timed prompt (prefill) length")
     ap.add_argument("--decode", type=int, default=32, help="decode steps timed per bench run")
     ap.add_argument("--repeats", type=int, default=3, help="bench runs per model and thread count (medians)")
@@ -156,6 +171,7 @@ def main() -> None:
         a.steps, a.block, a.batch, a.train_blocks, a.val_blocks, a.test_blocks = 4, 64, 2, 16, 2, 4
         a.calib, a.warmup, a.eval_every, a.gen_tokens, a.seq_kd_prompts = 2, 1, 4, 8, 8
         a.reply_tokens, a.prompt_tokens, a.decode, a.repeats, a.cache_len = 8, 16, 8, 1, 64
+        a.chat_prompts, a.chat_eval, a.chat_answer_tokens = 8, 4, 8
         a.out = a.out if a.out != "benchmarks/results/llm" else "benchmarks/results/llm_smoke"
     methods = [m for m in a.methods.split(",") if m]
     bad = [m for m in methods if m not in METHODS]
@@ -227,7 +243,7 @@ def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | Non
            "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
            "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
            "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
-           "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"]}
+           "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"], "chat": rep.get("chat")}
     if done is not None:
         done.mkdir(parents=True, exist_ok=True)
         if keep:
@@ -255,12 +271,27 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,
     }
+    chat_run = pick_chat_run(runs)
+    if chat_run is not None:
+        h["chat_nonempty_rate"] = chat_run["chat"]["chat_nonempty_rate"]
+        h["chat_rougeL_vs_teacher"] = chat_run["chat"]["chat_rougeL_vs_teacher"]
+        h["chat_method"] = chat_run["method"]
     if export:
         h["size_ratio"] = round(export["teacher_fp32_bytes"] / export["student_pte_bytes"], 3)
         # 1 thread: the figure least disturbed by a shared host; every thread count is in decode_speedup_by_threads
         h["decode_speedup_same_scheme"] = round(export["decode_speedup"]["1"], 3)
         h["decode_speedup_by_threads"] = {t: round(x, 3) for t, x in export["decode_speedup"].items()}
     return h
+
+
+def pick_chat_run(runs: list[dict]) -> dict | None:
+    """The run whose chat metrics the headline reports: seed 0 of kd_ce, else of kd, else the first measured."""
+    measured = [r for r in runs if (r.get("chat") or {}).get("chat_nonempty_rate") is not None]
+    for m in ("kd_ce", "kd"):
+        for r in measured:
+            if r["method"] == m and r["seed"] == 0:
+                return r
+    return measured[0] if measured else None
 
 
 def export_and_time(a, ctx, kd_student) -> dict:

@@ -37,8 +37,9 @@ def generate_text(lm, tokenizer, prompt: str, sampling: Sampling, chat: bool = F
     if not prompt.strip():
         raise DataError("empty prompt: give some text")
     if chat and getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            tokenize=True, return_dict=False)
+        from .chat_data import chat_ids  # the one template path, shared with chat distillation
+
+        ids = chat_ids(tokenizer, prompt)
     else:
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     stops = {t for t in (tokenizer.eos_token_id,) if t is not None}

@@ -46,16 +46,18 @@ def make_prompts(dist: LLMDistillSpec, tok, train: np.ndarray, n: int) -> list[l
 
 def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDistillSpec,
           val_teacher_top1: np.ndarray | None = None, hidden_map: dict[int, int] | None = None, log_path=None,
-          store=None):
+          store=None, chat=None):
     """(best student, TrainResult, extra report fields) for ``dist.mode``.
 
     ``hidden_map`` (student block -> tutor block) feeds ``hidden_weight``'s hidden-state transfer; ``store``
-    (a checkpoint GenerationStore) makes the training resumable."""
+    (a checkpoint GenerationStore) makes the training resumable; ``chat`` (a :class:`.chat_data.ChatMix`)
+    mixes chat prompts with the teacher's answers into every batch, and in ``on_policy`` mode its prompts
+    are the ones the student continues."""
     cfg = dist.train_config()
     k = dist.top_k
     extra: dict = {}
     live = {"teacher": tutor.model, "hidden_map": hidden_map} if cfg.hidden_weight > 0 else {}
-    log = {"log_path": log_path, "store": store}
+    log = {"log_path": log_path, "store": store, "chat": chat}
     if live:
         extra["hidden_map"] = {str(i): j for i, j in hidden_map.items()}
     if dist.mode == "kd":
@@ -67,8 +69,11 @@ def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDi
         return (*train_causal(student, train, val, cfg, val_teacher_top1=val_teacher_top1, **live, **log), extra)
     if dist.mode == "on_policy":
         topk = topk_of(tutor, train, k) if dist.on_policy_fraction < 1 else None
-        prompts = make_prompts(dist, tutor.tokenizer, train, 512)
-        extra = {"prompts": dist.prompts, "n_prompts": len(prompts), "gen_tokens": dist.gen_tokens,
+        if chat is not None and chat.examples:  # GKD on the chat prompts, in their template
+            prompts, source = [e.prompt for e in chat.examples], "chat"
+        else:
+            prompts, source = make_prompts(dist, tutor.tokenizer, train, 512), dist.prompts
+        extra = {"prompts": source, "n_prompts": len(prompts), "gen_tokens": dist.gen_tokens,
                  "on_policy_fraction": dist.on_policy_fraction}
         return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1,
                               teacher=tutor.model, prompts=prompts, top_k=k, **log), extra)

@@ -79,13 +79,11 @@ def text_prompts(blocks: np.ndarray, n: int, prompt_tokens: int, seed: int = 0) 
 
 def chat_prompt_ids(tokenizer, texts: list[str], max_tokens: int) -> list[list[int]]:
     """User turns in the tokenizer's chat template (plain text if it has none), cut to ``max_tokens``."""
+    from .chat_data import chat_ids
+
     out = []
     for text in texts:
-        if getattr(tokenizer, "chat_template", None):
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=False)
-        else:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = chat_ids(tokenizer, text)
         if ids:
             out.append(list(ids)[-max_tokens:])
     return out

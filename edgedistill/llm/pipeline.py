@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import ModelError
 from ..fileutil import write_json_atomic, write_text_atomic
 from ..progress import progress, say
+from .chat_eval import chat_markdown
 from .generate import EagerLM, Sampling, generate_text
 from .recipe import LLMRecipe
 
@@ -153,6 +154,10 @@ def headline(distill: dict, bench: dict, bundles: dict, teacher_fp32: int | None
         h["size_ratio"] = teacher_fp32 / bundles["et-8da4w"]["model_bytes"]
     for name, r in bench.get("ratios", {}).items():
         h.setdefault("decode_speedup_same_scheme", {})[name] = r["decode_speedup"]
+    chat = distill.get("chat") or {}
+    for key in ("chat_nonempty_rate", "chat_agreement", "chat_rougeL_vs_teacher"):
+        if key in chat:
+            h[key] = chat[key]
     return h
 
 
@@ -165,7 +170,8 @@ def markdown(report: dict, bench_table: str) -> str:
                 is not None else "") + "."]
     if "size_ratio" in h:
         lines.append(f"Teacher fp32 weights / student et-8da4w .pte: {h['size_ratio']:.2f}x.")
-    lines += ["", "## Bench (energy is modelled, not measured)", "", bench_table, "", "## Greedy outputs", ""]
+    lines += ["", *chat_markdown(report["distill"].get("chat") or {}),
+              "## Bench (energy is modelled, not measured)", "", bench_table, "", "## Greedy outputs", ""]
     for row in report["greedy_outputs"]:
         lines.append(f"**Prompt:** {row['prompt']}")
         lines.append("")

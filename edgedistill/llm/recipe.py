@@ -39,12 +39,37 @@ class LLMDataSpec:
     max_train_blocks: int | None = None
     val_blocks: int = 32
     test_blocks: int = 64
+    chat_ratio: float = 0.0
+    """Share of each training batch that is chat: a chat-template prompt + the teacher's cached answer,
+    cross-entropy on the answer tokens only (:mod:`.chat_data`)."""
+    chat_prompts: int = 256
+    """Train prompts (chatterbot user turns and instruction prompts) the teacher answers once (cached)."""
+    chat_instructions: int = 256
+    """Instruction prompts (summarise, continue, rewrite ...) over train-split passages added to the pool."""
+    chat_eval_prompts: int = 0
+    """Held-out prompts (never trained on) for the chat metrics after training; 0 = no chat metrics."""
+    chat_answer_tokens: int = 64
+    """Most tokens of one greedy answer (teacher's and student's); a prompt may use block_size minus this."""
 
     def validate(self, where: str) -> None:
         if not 8 <= self.block_size <= 8192:
             raise RecipeError(f"{where} key 'block_size': expected 8..8192, got {self.block_size}")
         if len(self.split) != 3 or any(s < 1 for s in self.split):
             raise RecipeError(f"{where} key 'split': expected three positive shares, got {self.split}")
+        if not 0.0 <= self.chat_ratio <= 0.9:
+            raise RecipeError(f"{where} key 'chat_ratio': expected 0..0.9 (some prose stays), got {self.chat_ratio}")
+        for key in ("chat_prompts", "chat_instructions", "chat_eval_prompts"):
+            if getattr(self, key) < 0:
+                raise RecipeError(f"{where} key {key!r}: expected >= 0, got {getattr(self, key)}")
+        if self.chat_ratio > 0 and self.chat_prompts < 1:
+            raise RecipeError(f"{where} key 'chat_prompts': chat_ratio > 0 needs at least one, got 0")
+        if self.chat_answer_tokens < 1 or (self.wants_chat and self.chat_answer_tokens > self.block_size - 8):
+            raise RecipeError(f"{where} key 'chat_answer_tokens': expected 1..block_size - 8 "
+                              f"({self.block_size - 8}), got {self.chat_answer_tokens}")
+
+    @property
+    def wants_chat(self) -> bool:
+        return self.chat_ratio > 0 or self.chat_eval_prompts > 0
 
 
 @dataclass

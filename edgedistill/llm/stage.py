@@ -20,6 +20,8 @@ from ..progress import say
 from ..schema import as_dict
 from .blocks import cached_blocks, tokenizer_hash
 from .brown import Document, brown_blocks, split_documents
+from .chat_data import ChatMix, build_chat_set
+from .chat_eval import evaluate_chat
 from .evaluate import eval_subset, evaluate_lm
 from .methods import Tutor, teach, topk_of
 from .progressive import progressive_shrink
@@ -109,8 +111,12 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
         hidden_map = hidden_block_map(plan.layers if chain is None else chain.tutor_layers)
         by = "teacher" if chain is None or chain.teacher is ctx.teacher else "previous stage's"
         say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> {by} block {hidden_map}")
+    chat_set = chat_data(ctx, recipe) if recipe.data.wants_chat else None
+    mix = None
+    if chat_set is not None and recipe.data.chat_ratio > 0:
+        mix = ChatMix(chat_set.train, recipe.data.chat_ratio, chat_set.pad_id, recipe.data.block_size)
     student, result, extra = teach(student, tutor, ctx.train, ctx.val, dist, val_teacher_top1=ctx.val_top1,
-                                   hidden_map=hidden_map, log_path=log_path, store=store)
+                                   hidden_map=hidden_map, log_path=log_path, store=store, chat=mix)
     after = evaluate_lm(student.to(dev), ctx.test, teacher_top1=ctx.test_top1, desc="student test")
     quantized = None
     if dist.qat != "none":  # what the QAT scheme's export ships, measured on the same blocks
@@ -118,9 +124,19 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
 
         quantized = quantized_eval(student, ctx.test, ctx.test_top1).as_dict()
         say(f"student: held-out ppl as {dist.qat} {quantized['ppl']:.2f} (fake-quant = the export's quantization)")
-    student.to("cpu")
     say(f"student: held-out ppl after training {after.ppl:.2f} (teacher {ctx.teacher_test.ppl:.2f}), "
         f"agreement {after.agreement:.3f}, {result.tokens_per_s:.0f} train tokens/s")
+    chat = None
+    if chat_set is not None:
+        chat = {"ratio": recipe.data.chat_ratio, "train_prompts": len(chat_set.train) if mix else 0,
+                "answers_generated": chat_set.generated, "answers_cache": str(chat_set.folder)}
+        if chat_set.held_out:
+            chat.update(evaluate_chat(student, ctx.tok, chat_set.held_out, chat_set.stops, chat_set.pad_id,
+                                      recipe.data.chat_answer_tokens))
+            say(f"chat (held-out {chat['prompts']} prompts): non-empty {chat['chat_nonempty_rate']:.1%} (teacher "
+                f"{chat['teacher_nonempty_rate']:.1%}), agreement {chat['chat_agreement']:.3f}, "
+                f"ROUGE-L vs teacher {chat['chat_rougeL_vs_teacher']:.3f}")
+    student.to("cpu")
     d = recipe.data
     report = {
         "recipe": recipe.name,
@@ -135,7 +151,22 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
                  "val_blocks": len(ctx.val), "test_blocks": len(ctx.test)},
         "elapsed_s": round(time.time() - t_start, 1),
     }
+    if chat is not None:
+        report["chat"] = chat
     return student, report
+
+
+def chat_data(ctx: LLMContext, recipe: LLMRecipe):
+    """The recipe's chat prompts with the teacher's answers (generated once, cached): ``chat_prompts`` train
+    and ``chat_eval_prompts`` held-out ones."""
+    d = recipe.data
+    chat = build_chat_set(ctx.tutor, ctx.train, n_train=d.chat_prompts if d.chat_ratio > 0 else 0,
+                          n_held_out=d.chat_eval_prompts, n_instructions=d.chat_instructions,
+                          max_new_tokens=d.chat_answer_tokens, max_prompt_tokens=d.block_size - d.chat_answer_tokens,
+                          seed=0)  # not the training seed: every run of a recipe is measured on the same prompts
+    say(f"chat: {len(chat.train)} train / {len(chat.held_out)} held-out prompts, teacher answers "
+        f"{chat.generated} generated now, the rest cached ({chat.folder})")
+    return chat
 
 
 def llm_checkpoints(recipe: LLMRecipe, teacher_sha: str, out: Path) -> Checkpoints | None:

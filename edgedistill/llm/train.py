@@ -212,28 +212,44 @@ def _optimizer(cfg: TrainConfig):
     return make
 
 
-def _stream(n_blocks: int, n_real: int, n_gen: int, n_prompts: int):
-    """The batch order for :func:`.loop.train_loop`: each step's rows are ``n_real`` train blocks (>= 0) and
-    ``n_gen`` prompts encoded as ``-1 - prompt``, all drawn from the loop's seeded Generator, so that replaying
-    the stream on resume also replays which prompts each step continued."""
+def _stream(n_blocks: int, n_real: int, n_gen: int, n_prompts: int, n_chat: int = 0, n_examples: int = 0):
+    """The batch order for :func:`.loop.train_loop`: each step's rows are ``n_real`` train blocks (>= 0),
+    ``n_chat`` chat examples encoded as ``n_blocks + example`` and ``n_gen`` prompts encoded as ``-1 - prompt``,
+    all drawn from the loop's seeded Generator, so that replaying the stream on resume also replays which
+    prompts each step continued."""
 
     def make(rng: np.random.Generator):
         order, pos = rng.permutation(n_blocks), 0
+        chat_order, chat_pos = (rng.permutation(n_examples), 0) if n_chat else (None, 0)
         while True:
             if pos + n_real > len(order):
                 order, pos = rng.permutation(n_blocks), 0
             sel = np.sort(order[pos : pos + n_real])
             pos += n_real
+            chat = np.zeros(0, dtype=np.int64)
+            if n_chat:  # every chat example once per pass, like the blocks
+                if chat_pos + n_chat > len(chat_order):
+                    chat_order, chat_pos = rng.permutation(n_examples), 0
+                chat = n_blocks + chat_order[chat_pos : chat_pos + n_chat].astype(np.int64)
+                chat_pos += n_chat
             picks = rng.integers(0, n_prompts, n_gen) if n_gen else np.zeros(0, dtype=np.int64)
-            yield np.concatenate([sel.astype(np.int64), -1 - picks.astype(np.int64)])
+            yield np.concatenate([sel.astype(np.int64), chat, -1 - picks.astype(np.int64)])
 
     return make
+
+
+def chat_rows(cfg: TrainConfig, chat) -> int:
+    """Rows of each batch that are chat examples (``chat``: a :class:`.chat_data.ChatMix` or None)."""
+    if chat is None or chat.ratio <= 0:
+        return 0
+    return max(1, round(chat.ratio * cfg.batch_size))
 
 
 def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg: TrainConfig,
                  topk=None, val_teacher_top1: np.ndarray | None = None, teacher=None,
                  prompts: list[list[int]] | None = None, top_k: int = 32,
-                 hidden_map: dict[int, int] | None = None, log_path=None, store=None) -> tuple[object, TrainResult]:
+                 hidden_map: dict[int, int] | None = None, log_path=None, store=None,
+                 chat=None) -> tuple[object, TrainResult]:
     """Train ``student`` in place; returns (best student, result). ``topk`` is the train split's TopK.
 
     ``on_policy`` mode also needs the live ``teacher`` (scoring top ``top_k``) and ``prompts`` (token ids);
@@ -241,6 +257,8 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     Training runs on ``cfg.device`` (the live teacher goes there too); the student comes back on the CPU.
     ``log_path``: one JSON line per step (loss terms, seconds, tokens, peak GPU memory on a GPU).
     ``store``: a :class:`edgedistill.distill.checkpoint.GenerationStore` to checkpoint into and resume from.
+    ``chat``: a :class:`.chat_data.ChatMix`: a share ``chat.ratio`` of each batch is prompt + teacher answer
+    sequences trained with cross-entropy on the answer tokens only (sequence-level KD).
     The loop itself (NaN stop, best weights, checkpoints, progress) is :func:`edgedistill.distill.loop.train_loop`.
     """
     from ..distill.loop import Metric, train_loop
@@ -255,7 +273,13 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         raise TrainingError("mode 'seq_kd' trains on teacher-generated blocks: build them with "
                             "edgedistill.llm.seq_kd and train in mode 'nokd' or 'kd' on them")
     n_gen = round(cfg.on_policy_fraction * cfg.batch_size) if cfg.mode == "on_policy" else 0
-    n_real = cfg.batch_size - n_gen
+    n_chat = chat_rows(cfg, chat)
+    n_real = cfg.batch_size - n_gen - n_chat
+    if n_real < 0:
+        raise TrainingError(f"batch_size {cfg.batch_size} cannot hold {n_gen} generated and {n_chat} chat rows: "
+                            "raise batch_size or lower on_policy_fraction / chat_ratio")
+    if n_chat and not chat.examples:
+        raise TrainingError("chat_ratio > 0 needs at least one chat example")
     if n_gen and (teacher is None or not prompts):
         raise TrainingError("mode 'on_policy' needs the teacher model and at least one prompt")
     if cfg.mode == "kd" or (cfg.mode == "on_policy" and n_real):
@@ -281,7 +305,9 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     jsd = {"beta": cfg.beta} if cfg.loss == "jsd" else {}
 
     def batch_loss(rows: np.ndarray, frac: float):
-        real, picks = rows[rows >= 0], -1 - rows[rows < 0]
+        n_blocks = len(train_blocks)
+        real, picks = rows[(rows >= 0) & (rows < n_blocks)], -1 - rows[rows < 0]
+        chats = rows[rows >= n_blocks] - n_blocks
         loss, info = torch.zeros((), device=rt.device), {}
         counters.step_tokens = 0
         if len(real):
@@ -293,6 +319,17 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
             loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
             loss = loss * (len(real) / cfg.batch_size)
             counters.step_tokens += ids.numel()
+        if len(chats):
+            from .chat_data import answer_batch
+
+            ids, labels = (torch.from_numpy(x).to(rt.device) for x in answer_batch(
+                [chat.examples[j] for j in chats], chat.pad_id, chat.max_len))
+            hidden = student.model(input_ids=ids, use_cache=False).last_hidden_state
+            ce = chunked_token_loss(hidden.reshape(-1, hidden.shape[-1]), student.lm_head.weight,
+                                    labels=labels.reshape(-1), chunk=cfg.chunk).ce
+            loss = loss + ce * (len(chats) / cfg.batch_size)
+            info["chat_ce"] = ce.item()
+            counters.step_tokens += int((labels != -100).sum())
         if len(picks):
             gen_loss = 0.0
             for j in picks:
@@ -311,7 +348,8 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         student.train()
         return r.as_dict()
 
-    res = train_loop(student, [], cfg, _stream(len(train_blocks), n_real, n_gen, len(prompts or ())), batch_loss,
+    stream = _stream(len(train_blocks), n_real, n_gen, len(prompts or ()), n_chat, len(chat.examples) if n_chat else 0)
+    res = train_loop(student, [], cfg, stream, batch_loss,
                      Metric("ppl", validate, higher_is_better=False, with_loss=True), strategy_state=counters,
                      desc=f"train ({cfg.mode})", store=store, log_path=log_path, optim=_optimizer(cfg),
                      step_fields=lambda: {"tokens": counters.step_tokens})

@@ -19,7 +19,8 @@ def bench():
 
 def _args(**kw):
     d = dict(block=64, train_blocks=16, val_blocks=2, test_blocks=4, layers=15, calib=2, lr=3e-4, warmup=1,
-             steps=10, batch=2, eval_every=5, gen_tokens=8, seq_kd_prompts=8)
+             steps=10, batch=2, eval_every=5, gen_tokens=8, seq_kd_prompts=8, chat_ratio=0.25, chat_prompts=8,
+             chat_eval=4, chat_answer_tokens=8)
     return argparse.Namespace(**(d | kw))
 
 
@@ -99,3 +100,28 @@ def test_the_script_runs_from_the_command_line():
 
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "--reuse" in out.stdout and "--prompt-tokens" in out.stdout
+
+
+def test_every_method_trains_with_the_chat_mix_and_the_headline_reports_kd_ce_chat(bench):
+    from types import SimpleNamespace
+
+    base = bench.base_recipe(_args())
+    base.data.validate("[data]")
+    for m in ("nokd", "kd_ce", "on_policy"):
+        d = bench.method_recipe(base, m, 0, [20, 15]).data
+        assert (d.chat_ratio, d.chat_prompts, d.chat_eval_prompts, d.chat_answer_tokens) == (0.25, 8, 4, 8)
+    chat = lambda rate: {"chat_nonempty_rate": rate, "chat_rougeL_vs_teacher": rate / 2, "chat_agreement": 0.4,  # noqa: E731
+                         "teacher_nonempty_rate": 1.0, "nonempty_by_source": {"chatterbot": rate}, "prompts": 4,
+                         "max_new_tokens": 8, "examples": [{"prompt": "Hi?", "teacher": "Hello!", "student": ""}]}
+    runs = [{"method": m, "seed": s, "ppl_before": 700.0, "ppl_after": 100.0, "chat": chat(r)}
+            for m, s, r in (("kd", 0, 0.5), ("kd_ce", 1, 0.7), ("kd_ce", 0, 0.9))]
+    ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
+    h = bench.headline(_args(seeds=2), ctx, runs, ["kd", "kd_ce"], [20, 15], None)
+    assert h["chat_nonempty_rate"] == 0.9 and h["chat_rougeL_vs_teacher"] == 0.45 and h["chat_method"] == "kd_ce"
+    assert bench.pick_chat_run(runs[:1])["method"] == "kd" and bench.pick_chat_run([{**runs[0], "chat": None}]) is None
+    for r in runs:
+        r.update(layers=[0], agreement=0.5, steps=4, train_seconds=1.0, tokens_per_s=2.0, stages=None)
+    md = bench.render_md({"smoke": False, "host": "x", "headline": h, "runs": runs, "export": None, "generations": [],
+                          "args": {"chat_ratio": 0.25}})
+    assert "| `chat_nonempty_rate` | 0.9 |" in md and "| Hi? | Hello! | *(empty)* |" in md
+    assert "| kd_ce | 0 | 1 | 700.00 | 100.00 | 0.5 | 0.9 | 0.45 |" in md
