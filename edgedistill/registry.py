@@ -33,3 +33,11 @@ class Registry(dict[str, T]):
         if name not in self:
             raise RecipeError(f"{self.where}: unknown {self.kind} {name!r} (registered: {', '.join(sorted(self))})")
         return self[name]
+
+
+def resolve(ref: str):
+    """``"package.module:name"`` -> that object, imported on first use (records name heavy code lazily)."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -15,12 +15,12 @@ whose weights the export scheme then quantizes.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import RecipeError
 from ..registry import Registry
+from ..registry import resolve as _resolve
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class QatScheme:
 
     def release_fn(self) -> Callable:
         return _resolve(self.release) if self.release else (lambda model: model)
-
-
-def _resolve(ref: str) -> Callable:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 QAT_SCHEMES: Registry[QatScheme] = Registry("qat scheme", "[distill] key 'qat'")

@@ -20,12 +20,12 @@ Implementation signatures:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import GateError, RecipeError
 from ..registry import Registry
+from ..registry import resolve as _resolve
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ class Scheme:
     @property
     def needs_calibration(self) -> bool:  # the pre-record name, kept for callers
         return self.calibrated
-
-
-def _resolve(ref: str) -> Callable:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 SCHEMES: Registry[Scheme] = Registry("quantization", "[export] quantization / --quant / schemes")
