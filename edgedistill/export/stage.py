@@ -14,7 +14,7 @@ from ..progress import say
 from ..targets import load_target
 from ..workspace import Workspace, set_threads
 from .bundle import created_with as _created_with, write_bundle, write_zip
-from .onnx import input_names_for, optimize
+from .onnx import GRAPH_FORMAT, input_names_for, optimize
 from .parity import failure_message
 from .quant import QuantContext
 from ..distill.qat_schemes import check_export_scheme, get_qat
@@ -45,14 +45,16 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         except ValueError:
             info = {}
     opt = out_dir / "model-fp32-opt.onnx"
-    if info.get("source_sha256") != src_sha or info.get("task", "embedding") != task or not opt.is_file():
+    if (info.get("source_sha256") != src_sha or info.get("task", "embedding") != task or not opt.is_file()
+            or info.get("graph_format") != GRAPH_FORMAT):
         say(f"exporting {model_dir} to ONNX ({task}) and fusing attention/LayerNorm/GELU")
         # Both temporaries are removed on any failure (a full disk too); only the fused graph is kept.
         with scratch_file(out_dir, "model-fp32.onnx") as raw, atomic_output(opt) as tmp:
             exp = spec.export_graph(Path(model_dir), raw, recipe)
             fused = optimize(raw, tmp, exp["model_type"], exp["num_heads"], exp["hidden_size"], exp["num_layers"])
             spec.finish_graph(tmp)
-        info = {"source_sha256": src_sha, "task": task, "export": exp, "optimize": fused, "schemes": {}}
+        info = {"source_sha256": src_sha, "task": task, "graph_format": GRAPH_FORMAT, "export": exp,
+                "optimize": fused, "schemes": {}}
     paths = {"fp32": opt}
     opt_sha = sha256_file(opt)
     for name in schemes:

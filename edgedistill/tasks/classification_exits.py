@@ -27,8 +27,9 @@ from ..fileutil import atomic_output, scratch_file, sha256_file, write_json_atom
 from ..progress import say
 
 REST = "rest"
-FORMAT = 2
-"""Bumped when the segments' graphs change (2: attention fusable), so cached segments are rebuilt."""
+FORMAT = 3
+"""Bumped when the segments' graphs change (2: attention fusable; 3: residual Sum, no SkipLayerNormalization),
+so cached segments are rebuilt."""
 CHAIN_INPUTS = ["hidden_in", "attention_mask"]
 
 

@@ -41,6 +41,22 @@ def test_fp32_export_matches_pytorch_with_dynamic_axes(exported, tiny_teacher):
         assert np.max(np.abs(got - ref)) < 1e-4
 
 
+def test_no_skip_layernorm_in_any_session(exported, tmp_path):
+    """The slow SkipLayerNormalization CPU kernel is avoided in the file and after a default session's own
+    fusions (an app opening the bundle with plain onnxruntime settings gets the fast graph too)."""
+    import onnx
+    import onnxruntime as ort
+
+    d, info, fused = exported
+    assert fused["residual_sums"] == 2 * info["num_layers"], fused
+    for name in ("opt.onnx", "int8.onnx"):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"session-{name}")
+        ort.InferenceSession(str(d / name), so, providers=["CPUExecutionProvider"])
+        ops = {n.op_type for n in onnx.load(str(tmp_path / f"session-{name}")).graph.node}
+        assert "SkipLayerNormalization" not in ops and "Sum" in ops and "LayerNormalization" in ops, (name, ops)
+
+
 def test_int8_is_smaller_and_passes_parity(exported, tiny_teacher):
     d, _, _ = exported
     assert (d / "int8.onnx").stat().st_size < 0.6 * (d / "opt.onnx").stat().st_size
