@@ -86,6 +86,27 @@ def test_headline_ratios_and_markdown():
     assert "**6.00x** smaller" in md and "**8.00x** faster" in md and "97.5%" in md
 
 
+def test_speedups_are_paired_by_round():
+    from edgedistill.report.results import ratios
+
+    def timed(name, per_process):
+        m = _model(name, 100, sorted(per_process)[len(per_process) // 2], 0.8)
+        m["latency"] = {"2": {**m["latency"]["2"], "p50_ms_per_process": per_process, "noisy": True}}
+        return m
+
+    # The host slowed down in round 2 for both: the absolute p50s spread 50% but every round says 8x.
+    r = ratios(timed("t", [16.0, 24.0, 16.8]), timed("s", [2.0, 3.0, 2.1]), "2")
+    assert r["latency_p50_speedup"] == pytest.approx(8.0) and not r["latency_noisy"]
+    assert r["latency_p50_speedup_rounds"] == [8.0, 8.0, 8.0]
+    # A fast teacher round next to a slow student round: the same-round ratios disagree, so it is noisy.
+    r = ratios(timed("t", [16.0, 16.0, 16.0]), timed("s", [2.0, 3.0, 2.0]), "2")
+    assert r["latency_p50_speedup"] == pytest.approx(8.0) and r["latency_noisy"]
+    # From 5 rounds the spread is the interquartile range: one round hit by a burst does not void the others,
+    # but rounds that disagree throughout still do.
+    assert not ratios(timed("t", [16.0] * 5), timed("s", [2.0, 2.05, 2.0, 3.0, 1.98]), "2")["latency_noisy"]
+    assert ratios(timed("t", [16.0] * 5), timed("s", [2.0, 2.6, 1.6, 3.0, 2.2]), "2")["latency_noisy"]
+
+
 def test_a_speedup_from_noisy_timings_is_never_printed_as_a_headline(capsys):
     from edgedistill.report.html import render_html
     from edgedistill.report.summary import print_summary
