@@ -129,7 +129,8 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     chat = None
     if chat_set is not None:
         chat = {"ratio": recipe.data.chat_ratio, "train_prompts": len(chat_set.train) if mix else 0,
-                "answers_generated": chat_set.generated, "answers_cache": str(chat_set.folder)}
+                "answers_generated": chat_set.generated, "answers_closed_at_sentence": chat_set.closed,
+                "answers_cache": str(chat_set.folder)}
         if chat_set.held_out:
             chat.update(evaluate_chat(student, ctx.tok, chat_set.held_out, chat_set.stops, chat_set.pad_id,
                                       recipe.data.chat_answer_tokens))
@@ -165,7 +166,8 @@ def chat_data(ctx: LLMContext, recipe: LLMRecipe):
                           max_new_tokens=d.chat_answer_tokens, max_prompt_tokens=d.block_size - d.chat_answer_tokens,
                           seed=0)  # not the training seed: every run of a recipe is measured on the same prompts
     say(f"chat: {len(chat.train)} train / {len(chat.held_out)} held-out prompts, teacher answers "
-        f"{chat.generated} generated now, the rest cached ({chat.folder})")
+        f"{chat.generated} generated now, the rest cached ({chat.folder}); {chat.closed} train answers cut off by "
+        f"chat_answer_tokens closed at their last sentence end")
     return chat
 
 

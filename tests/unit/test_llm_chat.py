@@ -13,6 +13,7 @@ from edgedistill.llm.chat_data import (
     answer_batch,
     build_chat_set,
     chat_ids,
+    close_at_sentence,
     chat_prompt_pool,
     instruction_prompts,
     is_held_out,
@@ -170,6 +171,22 @@ def test_build_chat_set_splits_encodes_and_answers(tmp_path):
     assert not {e.text for e in cs.train} & {e.text for e in cs.held_out}
     assert all(not is_held_out(e.text) for e in cs.train) and all(is_held_out(e.text) for e in cs.held_out)
     assert cs.train[0].prompt == chat_ids(tok, cs.train[0].text)
+
+
+def test_an_answer_cut_by_the_cap_ends_at_its_last_sentence_then_the_stop():
+    class Pieces:  # decode of one id is its piece, as for a BPE vocabulary
+        words = {1: " The", 2: " cat", 3: " sat", 4: ".", 5: " It", 6: " ran", 7: "!\")", 8: " and"}
+
+        def decode(self, ids):
+            return "".join(self.words[i] for i in ids)
+
+    tok, eos = Pieces(), 99
+    cut = [1, 2, 3, 4, 5, 6, 3, 7, 8, 2, 3, 8]  # "The cat sat. It ran sat!") and cat sat and" at the 12-token cap
+    assert close_at_sentence(cut, [eos], tok, 12) == ([1, 2, 3, 4, 5, 6, 3, 7, eos], True)
+    assert close_at_sentence(cut, [eos], tok, 16) == (cut, False)  # under the cap: the teacher chose to end there
+    assert close_at_sentence([1, 2, 3, eos], [eos], tok, 4) == ([1, 2, 3, eos], False)  # stopped by itself
+    early = [1, 4] + [2] * 10  # the only sentence end is before MIN_CLOSED_ANSWER tokens: left open
+    assert close_at_sentence(early, [eos], tok, 12) == (early, False)
 
 
 # ---- training
