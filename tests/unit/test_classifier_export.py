@@ -289,3 +289,18 @@ def test_classifier_benchmark_script_runs_as_a_script():
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "--quick" in out.stdout and "accuracy_retention" in out.stdout
+
+
+def test_the_early_exit_threshold_keeps_a_standard_error_of_margin():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "classifier_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"threshold": 0.85, "loss_vs_full": 0.009, "loss_se": 0.004, "mean_ms": 1.0},  # within 1 pt, not 1 SE up
+            {"threshold": 0.9, "loss_vs_full": 0.005, "loss_se": 0.004, "mean_ms": 1.2},
+            {"threshold": 0.95, "loss_vs_full": 0.001, "loss_se": 0.002, "mean_ms": 1.4}]
+    assert bench.choose_threshold(rows) == 0.9
+    assert bench.choose_threshold([{**r, "loss_se": 0.02} for r in rows]) is None
