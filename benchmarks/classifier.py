@@ -201,7 +201,7 @@ def _merge_exits(path: Path, tasks: dict, seconds: float, note: str) -> int:
         res["headline"]["early_exit"][task] = _exit_headline(t)
     res["early_exit_measured"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                   "seconds": seconds, "note": note,
-                                  "command": "python benchmarks/classifier.py --exits-only " + " ".join(sys.argv[1:])}
+                                  "command": "python benchmarks/classifier.py " + " ".join(sys.argv[1:])}
     path.write_text(json.dumps(res, indent=2, default=str) + "\n")
     path.with_suffix(".md").write_text(render(res))
     print(f"early exits re-measured into {path} and .md")

@@ -228,9 +228,8 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Headline (student bundle vs teacher)", ""]
     lines.append(f"- size: **{_fmt(h.get('size_ratio'), '.2f')}x** smaller than the teacher's fp32 weights")
     speed = speedup_text(h)
-    lines.append(f"- latency p50 ({threads[0]} threads): " + speed.replace(f"{h['latency_p50_speedup']:.2f}x",
-                                                                          f"**{h['latency_p50_speedup']:.2f}x**")
-                 + " than the teacher in PyTorch fp32"
+    lines.append(f"- latency p50 vs the teacher in PyTorch fp32 ({threads[0]} threads): "
+                 + speed.replace(f"{h['latency_p50_speedup']:.2f}x", f"**{h['latency_p50_speedup']:.2f}x**")
                  + (f" ({speedup_text(h, 'latency_p50_speedup_1_thread', noisy_key='latency_noisy_1_thread')} "
                     "at 1 thread)" if h.get("latency_p50_speedup_1_thread") else ""))
     if h.get("quality_retention") is not None:
