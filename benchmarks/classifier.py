@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import torch_blocked  # noqa: E402
 
+from edgedistill.fileutil import write_text_atomic  # noqa: E402
 from edgedistill.report.results import speedup_text  # noqa: E402
 
 METHODS = {"kd": {"kd": 1.0}, "kd_hard_mix": {"kd": 0.5, "hard_ce": 0.5}, "fitnets": {"kd": 1.0, "fitnets": 1.0}}
@@ -60,7 +61,7 @@ if b.manifest.get("early_exits"):
     b.predict(texts[:4])  # warm-up
     ths = [None] + json.loads(sys.argv[3])
     got = {str(th): {"labels": [], "exits": [], "ms": 0.0} for th in ths}
-    # Every threshold runs each text back to to back, in a rotating order: a shared host that changes speed
+    # Every threshold runs each text back to back, in a rotating order: a shared host that changes speed
     # during the loop slows all thresholds alike, so their mean times stay comparable.
     for i, t in enumerate(texts):
         k = i % len(ths)
@@ -191,6 +192,12 @@ def _exit_headline(t: dict) -> dict:
             "within_1_point_on_test": e["within_1_point_on_test"]}
 
 
+def _write_results(path: Path, res: dict) -> None:
+    """classifier.json and .md, each written under a temporary name and renamed: a failed run keeps the old pair."""
+    write_text_atomic(path, json.dumps(res, indent=2, default=str) + "\n")
+    write_text_atomic(path.with_suffix(".md"), render(res))
+
+
 def _merge_exits(path: Path, tasks: dict, seconds: float, note: str) -> int:
     """``--exits-only``: the new early-exit blocks go into the stored results; everything else stays."""
     if not path.is_file():
@@ -202,8 +209,7 @@ def _merge_exits(path: Path, tasks: dict, seconds: float, note: str) -> int:
     res["early_exit_measured"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                   "seconds": seconds, "note": note,
                                   "command": "python benchmarks/classifier.py " + " ".join(sys.argv[1:])}
-    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    path.with_suffix(".md").write_text(render(res))
+    _write_results(path, res)
     print(f"early exits re-measured into {path} and .md")
     return 0
 
@@ -407,8 +413,7 @@ def main(argv=None) -> int:
                         "max_length": a.max_length, "methods": a.methods},
            "seconds": time.perf_counter() - t0, "note": a.note}
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "classifier.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    (a.out / "classifier.md").write_text(render(res))
+    _write_results(a.out / "classifier.json", res)
     print(f"wrote {a.out}/classifier.json and .md")
     return 0
 
