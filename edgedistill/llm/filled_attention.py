@@ -55,6 +55,29 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+def _rotate_half_matrix(head_dim: int) -> torch.Tensor:
+    """``R`` with ``x @ R == cat(-x[..., h:], x[..., :h])`` (HF's ``rotate_half``), ``h = head_dim // 2``."""
+    h = head_dim // 2
+    r = torch.zeros(head_dim, head_dim)
+    idx = torch.arange(h)
+    r[idx + h, idx] = -1.0
+    r[idx, idx + h] = 1.0
+    return r
+
+
+def _same_rope(family, ours, heads: int, kv_heads: int, head_dim: int) -> bool:
+    """Whether our rotation reproduces the family's helper on a random probe (else the family's is used)."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(3, heads, head_dim, generator=g), torch.randn(3, kv_heads, head_dim, generator=g)
+    cos, sin = torch.randn(3, head_dim, generator=g), torch.randn(3, head_dim, generator=g)
+    try:
+        want = family(q, k, cos, sin, unsqueeze_dim=1)
+    except (TypeError, RuntimeError):
+        return False
+    got = ours(q, k, cos, sin, unsqueeze_dim=1)
+    return all(torch.allclose(a, b, atol=1e-5) for a, b in zip(want, got, strict=True))
+
+
 class FilledCacheLM(nn.Module):
     """``forward(input_ids [1, s], cache_position [s]) -> logits [1, s, vocab]``; KV cache in buffers."""
 
@@ -72,35 +95,54 @@ class FilledCacheLM(nn.Module):
         attn0 = model.model.layers[0].self_attn
         self.scaling = getattr(attn0, "scaling", self.head_dim ** -0.5)
         # the model family's own rotary helper: families differ in how they rotate (e.g. partial rotary)
-        self._rope = sys.modules[type(attn0).__module__].apply_rotary_pos_emb
+        family_rope = sys.modules[type(attn0).__module__].apply_rotary_pos_emb
+        self.register_buffer("rotate_half_t", _rotate_half_matrix(self.head_dim).T.contiguous(), persistent=False)
+        self._rope = self._linear_rope if _same_rope(family_rope, self._linear_rope, self.heads, self.kv_heads,
+                                                      self.head_dim) else family_rope
         self.n_layers = len(model.model.layers)
         dtype = next(model.parameters()).dtype
         if not dtype.is_floating_point:  # quantised weights: the activations stay fp32
             dtype = torch.float32
+        # keys stored transposed ([kv_heads, head_dim, max_len]) and values [kv_heads, max_len, head_dim]: the
+        # filled prefix of each is then a plain slice that feeds bmm as is, batched over KV heads; a [max_len,
+        # kv_heads, head_dim] layout needed a permute_copy of the whole filled cache per layer and step (the
+        # portable kernel's per-element indexing was ~40% of a decode step, measured with ETDump)
         for i in range(self.n_layers):
-            for kv in ("k", "v"):
-                self.register_buffer(f"{kv}_cache_{i}", torch.zeros(max_cache_len, self.kv_heads, self.head_dim,
-                                                                    dtype=dtype), persistent=False)
+            self.register_buffer(f"k_cache_{i}", torch.zeros(self.kv_heads, self.head_dim, max_cache_len, dtype=dtype),
+                                 persistent=False)
+            self.register_buffer(f"v_cache_{i}", torch.zeros(self.kv_heads, max_cache_len, self.head_dim, dtype=dtype),
+                                 persistent=False)
 
-    def _attention(self, i: int, attn, x, cos, sin, cache_position, end, allowed):
-        s = x.shape[1]
-        q = attn.q_proj(x).view(1, s, self.heads, self.head_dim)
-        k = attn.k_proj(x).view(1, s, self.kv_heads, self.head_dim)
-        v = attn.v_proj(x).view(1, s, self.kv_heads, self.head_dim)
-        q, k = self._rope(q, k, cos, sin, unsqueeze_dim=2)  # [1, s, heads, head_dim] layout throughout
+    def _attention(self, i: int, attn, x, cos, sin, cache_position, end, bias):
+        # Shapes say -1 for the token dimension wherever XNNPACK should take the op: its partitioner rejects a
+        # reshape to a symbolic size, and each op left outside splits the layer into one more delegate call
+        # (each re-shaped per step). Batch indexing (q[0]) and rotate_half's slices stay outside too, hence the
+        # [tokens, heads, head_dim] layout from the start and the rotation as a matrix (see _linear_rope).
+        q = attn.q_proj(x).view(-1, self.heads, self.head_dim)
+        k = attn.k_proj(x).view(-1, self.kv_heads, self.head_dim)
+        v = attn.v_proj(x).view(-1, self.kv_heads, self.head_dim)
+        q, k = self._rope(q, k, cos, sin, unsqueeze_dim=1)
         k_cache, v_cache = getattr(self, f"k_cache_{i}"), getattr(self, f"v_cache_{i}")
-        k_cache.index_put_((cache_position,), k[0])
-        v_cache.index_put_((cache_position,), v[0])
-        keys = k_cache[:end].permute(1, 2, 0).unsqueeze(1)  # [kv_heads, 1, head_dim, end]
-        values = v_cache[:end].transpose(0, 1).unsqueeze(1)  # [kv_heads, 1, end, head_dim]
+        k_cache[:, :, cache_position] = k.permute(1, 2, 0)  # index_put_ of the new columns only
+        v_cache[:, cache_position] = v.transpose(0, 1)
+        keys = k_cache[:, :, :end]  # [kv_heads, head_dim, end]
+        values = v_cache[:, :end]  # [kv_heads, end, head_dim]
         group = self.heads // self.kv_heads
-        # query head h reads KV head h // group (HF's repeat_kv order): broadcast over the group, no K/V copies
-        q = q[0].view(s, self.kv_heads, group, self.head_dim).permute(1, 2, 0, 3)  # [kv_heads, group, s, hd]
-        scores = torch.matmul(q, keys) * self.scaling  # [kv_heads, group, s, end]
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        out = torch.matmul(probs, values).permute(2, 0, 1, 3).contiguous()  # [s, kv_heads, group, head_dim]
-        return attn.o_proj(out.view(1, s, self.heads * self.head_dim))
+        # query head h reads KV head h // group (HF's repeat_kv order): the group's queries are rows of one bmm
+        # per KV head, so K/V are neither repeated nor broadcast (an expand_copy per layer and step otherwise)
+        q = (q * self.scaling).view(-1, self.kv_heads, group, self.head_dim).permute(1, 2, 0, 3)
+        scores = torch.bmm(q.reshape(self.kv_heads, -1, self.head_dim), keys)  # [kv_heads, group * s, end]
+        scores = scores.view(self.kv_heads, group, -1, scores.shape[-1]) + bias
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype).view(self.kv_heads, -1, scores.shape[-1])
+        out = torch.bmm(probs, values).view(self.kv_heads, group, -1, self.head_dim).permute(2, 0, 1, 3)
+        return attn.o_proj(out.contiguous().view(1, -1, self.heads * self.head_dim))
+
+    def _linear_rope(self, q, k, cos, sin, unsqueeze_dim=1):
+        """HF's ``apply_rotary_pos_emb`` with ``rotate_half`` as a constant matrix: rotate_half's two slices of a
+        dynamic-length tensor are not XNNPACK ops, a linear layer is (and its result is exact: one term per entry)."""
+        cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+        rot = self.rotate_half_t.to(q.dtype)
+        return (q * cos + nn.functional.linear(q, rot) * sin, k * cos + nn.functional.linear(k, rot) * sin)
 
     def forward(self, input_ids: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         inner = self.lm.model
@@ -110,10 +152,12 @@ class FilledCacheLM(nn.Module):
         end = last + 1
         h = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(h, cache_position.unsqueeze(0))
+        cos, sin = cos.view(-1, self.head_dim), sin.view(-1, self.head_dim)  # [s, head_dim]: q, k have no batch
         # position p may read cache slots 0..p (all filled slots at decode: the mask is all true then)
         allowed = torch.arange(end, dtype=cache_position.dtype).unsqueeze(0) <= cache_position.unsqueeze(1)
+        bias = torch.zeros(allowed.shape, dtype=h.dtype).masked_fill(~allowed, float("-inf"))  # once, not per layer
         for i, layer in enumerate(inner.layers):
             h = h + self._attention(i, layer.self_attn, layer.input_layernorm(h), cos, sin, cache_position, end,
-                                    allowed)
+                                    bias)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return self.lm.lm_head(inner.norm(h))
