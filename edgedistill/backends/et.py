@@ -159,6 +159,27 @@ def memory() -> dict:
             "arena_note": "the ExecuTorch runtime does not report its memory here; see peak RSS"}
 
 
+LLM_CUSTOM_OPS = b"llama::custom_sdpa"
+"""An operator name that only programs exported with ExecuTorch's LLM kernels carry (see load_llm_custom_ops)."""
+
+
+def needs_llm_custom_ops(path: str | Path) -> bool:
+    """Whether the program calls ExecuTorch's ``llama::`` LLM kernels (its operator table names them)."""
+    import mmap
+
+    with Path(path).open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m.find(LLM_CUSTOM_OPS) >= 0
+
+
+def load_llm_custom_ops() -> None:
+    """Register ExecuTorch's LLM kernels (``llama::custom_sdpa``, ``llama::update_cache``) for export and for the
+    Python runtime; ~3 s of imports, so only for programs that need them."""
+    try:
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
+    except (ImportError, OSError, AssertionError) as e:
+        raise ModelError(f"ExecuTorch's LLM kernels (llama::custom_sdpa) cannot be loaded: {e}") from None
+
+
 def open_lm(path: str | Path, max_cache_len: int, threads: int | None = None) -> PteLM:
     if threads:
         set_threads(threads)  # XNNPACK's pool, before the first program loads
@@ -177,6 +198,8 @@ class PteLM:
         import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed::embedding_byte)
         from executorch.runtime import Runtime
 
+        if needs_llm_custom_ops(path):
+            load_llm_custom_ops()
         _state["loaded"] = True
         try:
             self.method = Runtime.get().load_program(path).load_method("forward")

@@ -46,9 +46,12 @@ def quantize_8da4w(model, group_size: int = 32):
     return model
 
 
-ATTENTIONS = ("filled", "static")
+ATTENTIONS = ("filled", "custom", "static")
 """``filled``: :mod:`edgedistill.llm.filled_attention` (decode reads only the filled cache slots; Llama-style
-decoders); ``static``: HF's static-cache wrapper (attends over all ``max_cache_len`` slots, any HF decoder)."""
+decoders; standard ATen ops, so any ExecuTorch runtime); ``custom``: the same forward on ExecuTorch's
+``llama::update_cache`` / ``llama::custom_sdpa`` kernels (the cache is read in place; the program then needs a
+runtime that links those kernels, see :data:`edgedistill.llm.filled_attention.KERNELS`); ``static``: HF's
+static-cache wrapper (attends over all ``max_cache_len`` slots, any HF decoder)."""
 
 
 def _export_static(model, max_cache_len: int, seq):
@@ -60,12 +63,12 @@ def _export_static(model, max_cache_len: int, seq):
                           dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}})
 
 
-def _export_filled(model, max_cache_len: int, seq):
+def _export_filled(model, max_cache_len: int, seq, kernels: str = "aten"):
     from .filled_attention import FilledCacheLM
 
     # the filled length is read from cache_position (.item()): dynamo must keep it as a symbolic scalar
     with torch._dynamo.config.patch(capture_scalar_outputs=True):
-        return torch.export.export(FilledCacheLM(model, max_cache_len),
+        return torch.export.export(FilledCacheLM(model, max_cache_len, kernels),
                                    (torch.tensor([[1, 2]], dtype=torch.long), torch.tensor([0, 1], dtype=torch.long)),
                                    dynamic_shapes=({1: seq}, {0: seq}), strict=False).run_decompositions({})
 
@@ -86,8 +89,12 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
 
     if attention not in ATTENTIONS:
         raise RecipeError(f"[export] attention: expected one of {ATTENTIONS}, got {attention!r}")
-    if attention == "filled" and unsupported_reason(model):
+    if attention in ("filled", "custom") and unsupported_reason(model):
         attention = "static"
+    if attention == "custom":
+        from ..backends.et import load_llm_custom_ops
+
+        load_llm_custom_ops()
     model = copy.deepcopy(model).eval().float()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -102,7 +109,8 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     seq = torch.export.Dim("seq", min=1, max=max_cache_len - 1)
     with torch.no_grad():
         try:
-            ep = (_export_filled if attention == "filled" else _export_static)(model, max_cache_len, seq)
+            ep = (_export_static(model, max_cache_len, seq) if attention == "static" else
+                  _export_filled(model, max_cache_len, seq, "llama" if attention == "custom" else "aten"))
         except Exception as e:
             raise ModelError(f"torch.export of the causal LM failed ({type(e).__name__}: {str(e)[:2000]})") from None
         prog = to_edge_transform_and_lower(

@@ -32,6 +32,11 @@ from torch import nn
 
 FAMILIES = ("llama", "qwen2", "mistral")
 """Decoders whose layer is exactly norm -> attention (+ residual) -> norm -> MLP (+ residual), plain RoPE."""
+KERNELS = ("aten", "llama")
+"""``aten``: standard ATen ops only (any ExecuTorch runtime, the native C++ runner included); ``llama``:
+ExecuTorch's ``llama::update_cache`` / ``llama::custom_sdpa`` kernels (read the cache in place; need a runtime that
+links them: the Python pybindings after ``executorch.extension.llm.custom_ops``, ExecuTorch's Android/iOS LLM
+runtimes; not the native SDK runner)."""
 _LAYER_PARTS = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn")
 _ATTN_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -81,8 +86,11 @@ def _same_rope(family, ours, heads: int, kv_heads: int, head_dim: int) -> bool:
 class FilledCacheLM(nn.Module):
     """``forward(input_ids [1, s], cache_position [s]) -> logits [1, s, vocab]``; KV cache in buffers."""
 
-    def __init__(self, model, max_cache_len: int):
+    def __init__(self, model, max_cache_len: int, kernels: str = "aten"):
         super().__init__()
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels: expected one of {KERNELS}, got {kernels!r}")
+        self.kernels = kernels
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(reason)
@@ -108,12 +116,15 @@ class FilledCacheLM(nn.Module):
         # kv_heads, head_dim] layout needed a permute_copy of the whole filled cache per layer and step (the
         # portable kernel's per-element indexing was ~40% of a decode step, measured with ETDump)
         for i in range(self.n_layers):
-            self.register_buffer(f"k_cache_{i}", torch.zeros(self.kv_heads, self.head_dim, max_cache_len, dtype=dtype),
-                                 persistent=False)
-            self.register_buffer(f"v_cache_{i}", torch.zeros(self.kv_heads, max_cache_len, self.head_dim, dtype=dtype),
-                                 persistent=False)
+            if kernels == "llama":  # the layout ExecuTorch's update_cache / custom_sdpa take: [1, max_len, heads, dim]
+                k_shape = v_shape = (1, max_cache_len, self.kv_heads, self.head_dim)
+            else:
+                k_shape, v_shape = (self.kv_heads, self.head_dim, max_cache_len), (self.kv_heads, max_cache_len,
+                                                                                  self.head_dim)
+            self.register_buffer(f"k_cache_{i}", torch.zeros(k_shape, dtype=dtype), persistent=False)
+            self.register_buffer(f"v_cache_{i}", torch.zeros(v_shape, dtype=dtype), persistent=False)
 
-    def _attention(self, i: int, attn, x, cos, sin, cache_position, end, bias):
+    def _attention(self, i: int, attn, x, cos, sin, cache_position, start, end, bias):
         # Shapes say -1 for the token dimension wherever XNNPACK should take the op: its partitioner rejects a
         # reshape to a symbolic size, and each op left outside splits the layer into one more delegate call
         # (each re-shaped per step). Batch indexing (q[0]) and rotate_half's slices stay outside too, hence the
@@ -123,6 +134,12 @@ class FilledCacheLM(nn.Module):
         v = attn.v_proj(x).view(-1, self.kv_heads, self.head_dim)
         q, k = self._rope(q, k, cos, sin, unsqueeze_dim=1)
         k_cache, v_cache = getattr(self, f"k_cache_{i}"), getattr(self, f"v_cache_{i}")
+        if self.kernels == "llama":
+            # in-place cache writes and a causal attention that reads the cache where it lies (no slice copies)
+            torch.ops.llama.update_cache(k.unsqueeze(0), k_cache, start)
+            torch.ops.llama.update_cache(v.unsqueeze(0), v_cache, start)
+            out = torch.ops.llama.custom_sdpa(q.unsqueeze(0), k_cache, v_cache, start, None, 0.0, True, self.scaling)
+            return attn.o_proj(out.view(1, -1, self.heads * self.head_dim))
         k_cache[:, :, cache_position] = k.permute(1, 2, 0)  # index_put_ of the new columns only
         v_cache[:, cache_position] = v.transpose(0, 1)
         keys = k_cache[:, :, :end]  # [kv_heads, head_dim, end]
@@ -150,14 +167,21 @@ class FilledCacheLM(nn.Module):
         torch._check(last >= 0)
         torch._check(last < self.max_cache_len)
         end = last + 1
+        start = None
+        if self.kernels == "llama":  # positions are consecutive: the first one and the count say where to write
+            start = torch.ops.aten._local_scalar_dense(cache_position[0])
+            torch._check_is_size(start)
+            torch._check(start < self.max_cache_len)
         h = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(h, cache_position.unsqueeze(0))
         cos, sin = cos.view(-1, self.head_dim), sin.view(-1, self.head_dim)  # [s, head_dim]: q, k have no batch
         # position p may read cache slots 0..p (all filled slots at decode: the mask is all true then)
-        allowed = torch.arange(end, dtype=cache_position.dtype).unsqueeze(0) <= cache_position.unsqueeze(1)
-        bias = torch.zeros(allowed.shape, dtype=h.dtype).masked_fill(~allowed, float("-inf"))  # once, not per layer
+        bias = None
+        if self.kernels == "aten":
+            allowed = torch.arange(end, dtype=cache_position.dtype).unsqueeze(0) <= cache_position.unsqueeze(1)
+            bias = torch.zeros(allowed.shape, dtype=h.dtype).masked_fill(~allowed, float("-inf"))  # once per call
         for i, layer in enumerate(inner.layers):
-            h = h + self._attention(i, layer.self_attn, layer.input_layernorm(h), cos, sin, cache_position, end,
-                                    bias)
+            h = h + self._attention(i, layer.self_attn, layer.input_layernorm(h), cos, sin, cache_position, start,
+                                    end, bias)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return self.lm.lm_head(inner.norm(h))

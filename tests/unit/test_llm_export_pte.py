@@ -69,6 +69,7 @@ def test_unknown_attention_is_a_recipe_error(tmp_path):
 
 @pytest.mark.e2e  # three ExecuTorch exports: ~1-2 min on a quiet 2-core machine
 def test_filled_pte_greedy_equals_eager_and_static(tiny, tmp_path):
+    from edgedistill.backends.et import needs_llm_custom_ops
     from edgedistill.llm.export_pte import export_pte
     from edgedistill.llm.generate import PteLM
 
@@ -82,6 +83,39 @@ def test_filled_pte_greedy_equals_eager_and_static(tiny, tmp_path):
     assert list(stream(PteLM(static, 48), prompt, Sampling(max_new_tokens=30))) == eager
     # up to the last cache slot: the bound given to export holds
     assert len(list(stream(lm, prompt, Sampling(max_new_tokens=100)))) == 48 - len(prompt) + 1
+    assert not needs_llm_custom_ops(filled)
     q = export_pte(tiny, tmp_path / "q.pte", "8da4w", max_cache_len=48)
     assert q.stat().st_size < filled.stat().st_size
     assert len(list(stream(PteLM(q, 48), prompt, Sampling(max_new_tokens=10)))) == 10
+
+
+def test_custom_kernel_forward_equals_hf_logits_prefill_and_decode():
+    pytest.importorskip("executorch")
+    from edgedistill.backends.et import load_llm_custom_ops
+
+    load_llm_custom_ops()
+    model = tiny_llama(layers=2, seed=3)
+    ref, ours = FilledCacheLM(model, 32), FilledCacheLM(model, 32, kernels="llama")
+    ids = torch.tensor([[5, 9, 7, 11, 6]])
+    with torch.no_grad():
+        a, b = ref(ids, torch.arange(5)), ours(ids, torch.arange(5))
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+        for pos, tok in enumerate([8, 12, 4], start=5):  # decode steps write at pos and read 0..pos
+            step = torch.tensor([[tok]]), torch.tensor([pos])
+            torch.testing.assert_close(ours(*step), ref(*step), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.e2e  # one ExecuTorch export, ~30 s
+def test_custom_kernel_pte_greedy_equals_eager(tiny, tmp_path):
+    from edgedistill.backends.et import needs_llm_custom_ops
+    from edgedistill.llm.export_pte import export_pte
+    from edgedistill.llm.generate import PteLM
+
+    prompt = [2, 5, 6, 7, 9]
+    eager = list(stream(EagerLM(tiny, 48), prompt, Sampling(max_new_tokens=30)))
+    custom = export_pte(tiny, tmp_path / "custom.pte", "fp32", max_cache_len=48, attention="custom")
+    assert needs_llm_custom_ops(custom)
+    lm = PteLM(custom, 48)  # registers the kernels itself
+    assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager
+    assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager  # the cache is overwritten from 0
+    assert len(list(stream(lm, prompt, Sampling(max_new_tokens=100)))) == 48 - len(prompt) + 1
