@@ -27,15 +27,11 @@ ATTENTIONS = ("static", "filled")
 
 
 def worker(spec: dict) -> dict:
-    """In a fresh process: load the program with ``threads`` XNNPACK threads, prefill, greedy decode.
-
-    ``custom_ops``: register ExecuTorch's LLM kernels (custom_sdpa, update_cache) first, which programs
-    exported with optimum-executorch's ``--use_custom_sdpa --use_custom_kv_cache`` need to load."""
+    """In a fresh process: load the program with ``threads`` XNNPACK threads, prefill, greedy decode. Programs
+    that call ExecuTorch's LLM kernels (ours with ``attention="custom"``, optimum-executorch's with
+    ``--use_custom_sdpa --use_custom_kv_cache``) get them registered by :func:`edgedistill.backends.et.open_lm`."""
     from edgedistill.backends import et
 
-    if spec.get("custom_ops"):
-        et.set_threads(spec["threads"])  # the pool is sized before anything touches the runtime
-        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
     lm = et.open_lm(spec["path"], spec["cache_len"], spec["threads"])
     ids = spec["prompt"]
     lm.step(ids, 0)  # warm-up: first-run allocations and XNNPACK setup
@@ -78,6 +74,15 @@ def _models(a):
         yield f"student-{n // 2}L", build_student(teacher, evenly_spaced(n, n // 2)), tok
 
 
+def student_vs_teacher(models: dict) -> dict:
+    """Per attention and thread count: the student's median decode tok/s over the teacher's ({} without both)."""
+    student = next((m for m in models if m.startswith("student")), None)
+    if "teacher" not in models or student is None:
+        return {}
+    t, s = models["teacher"]["threads"], models[student]["threads"]
+    return {att: {n: s[n][att] / t[n][att] for n in t if n in s} for att in ATTENTIONS}
+
+
 def _markdown(res: dict) -> str:
     lines = ["# LLM decode: static-cache vs filled-cache ExecuTorch export (8da4w, XNNPACK)", "",
              f"{res['cpu']}; KV cache {res['cache_len']}, {res['prompt_tokens']}-token prompt, "
@@ -89,6 +94,10 @@ def _markdown(res: dict) -> str:
         for t, c in r["threads"].items():
             lines.append(f"| {m} | {t} | {c['static']:.1f} | {c['filled']:.1f} | {c['speedup']:.2f}x | "
                          f"{r['greedy_equal']} |")
+    if res.get("student_vs_teacher"):
+        lines += ["", "Student / teacher decode tok/s (ratio of the medians above; the models ran apart, not paired): "
+                  + "; ".join(f"{att} " + ", ".join(f"{t} thread(s) {r:.2f}x" for t, r in by_t.items())
+                              for att, by_t in res["student_vs_teacher"].items())]
     lines += ["", "| model | static .pte bytes | filled .pte bytes |", "|---|---|---|"]
     lines += [f"| {m} | {r['bytes']['static']:,} | {r['bytes']['filled']:,} |" for m, r in res["models"].items()]
     return "\n".join(lines) + "\n"
@@ -153,6 +162,7 @@ def main(argv=None) -> int:
                                "greedy_same_count": same, "tokens": tokens,
                                "text": {att: tok.decode(tokens[att]) for att in ATTENTIONS}, "export_s": export_s}
     res["loadavg_end"] = os.getloadavg()[0]
+    res["student_vs_teacher"] = student_vs_teacher(res["models"])
     out = Path(a.out)
     write_json_atomic(out.with_suffix(".json"), res)
     write_text_atomic(out.with_suffix(".md"), _markdown(res))

@@ -1,4 +1,4 @@
-"""benchmarks/llm_vs_optimum.py: the paired ratio, headline and greedy agreement on fake timings and tokens."""
+"""benchmarks/llm_vs_optimum.py (and llm_decode.py): paired ratio, headline, greedy agreement on fake timings and tokens."""
 
 import importlib.util
 from pathlib import Path
@@ -33,10 +33,15 @@ def test_paired_ratio_rejects_unpaired_lists(bench):
         bench.paired_ratio([], [])
 
 
-def test_headline_takes_the_worse_thread_count(bench):
-    h = bench.headline({"1": {"ratio": 1.3}, "2": {"ratio": 0.9}})
-    assert h == {"decode_vs_optimum_executorch": 0.9,
-                 "decode_vs_optimum_executorch_by_threads": {"1": 1.3, "2": 0.9}}
+def test_headline_takes_the_worse_thread_count_of_the_default_export(bench):
+    h = bench.headline({"filled": {"1": {"ratio": 1.3}, "2": {"ratio": 0.9}},
+                        "custom": {"1": {"ratio": 1.1}, "2": {"ratio": 1.05}}})
+    assert h == {"decode_vs_optimum_executorch": 0.9, "ours_attention": "filled",
+                 "decode_vs_optimum_executorch_by_threads": {"1": 1.3, "2": 0.9},
+                 "decode_vs_optimum_executorch_by_attention": {"filled": 0.9, "custom": 1.05}}
+    # only the custom-kernel export measured: it is the headline, and says so
+    h = bench.headline({"custom": {"1": {"ratio": 1.1}}})
+    assert h["decode_vs_optimum_executorch"] == 1.1 and h["ours_attention"] == "custom"
 
 
 def test_agreement_counts_prefix_and_positions(bench):
@@ -50,3 +55,27 @@ def test_optimum_export_command_pins_the_8da4w_settings(bench):
     for flag in ("--qlinear 8da4w", "--qlinear_group_size 32", "--qembedding 8w", "--max_seq_len 512",
                  "--recipe xnnpack", "--use_custom_kv_cache", "--use_custom_sdpa"):
         assert flag in cmd
+
+
+def test_merge_headline_adds_the_keys_and_their_source_to_the_llm_results(bench, tmp_path):
+    import json
+
+    llm = tmp_path / "llm.json"
+    llm.write_text(json.dumps({"headline": {"teacher_ppl": 54.1}, "runs": [1]}))
+    h = bench.headline({"filled": {"1": {"ratio": 0.9}}, "custom": {"1": {"ratio": 1.1}}})
+    bench.merge_headline(llm, h, tmp_path / "llm_vs_optimum.json")
+    got = json.loads(llm.read_text())
+    assert got["runs"] == [1] and got["headline"]["teacher_ppl"] == 54.1  # the rest stays
+    assert got["headline"]["decode_vs_optimum_executorch"] == 0.9
+    assert got["headline"]["decode_vs_optimum_executorch_by_attention"] == {"filled": 0.9, "custom": 1.1}
+    assert "llm_vs_optimum.json" in got["headline"]["decode_vs_optimum_executorch_source"]
+
+
+def test_llm_decode_student_vs_teacher_is_the_ratio_of_medians_per_attention():
+    spec = importlib.util.spec_from_file_location("bench_llm_decode", SCRIPT.parent / "llm_decode.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    models = {"teacher": {"threads": {"1": {"static": 20.0, "filled": 200.0}}},
+              "student-15L": {"threads": {"1": {"static": 44.0, "filled": 380.0}}}}
+    assert mod.student_vs_teacher(models) == {"static": {"1": pytest.approx(2.2)}, "filled": {"1": pytest.approx(1.9)}}
+    assert mod.student_vs_teacher({"teacher": models["teacher"]}) == {}
