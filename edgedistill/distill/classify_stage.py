@@ -293,6 +293,8 @@ class ClassificationRun:
                                    batches=self.batches(spec, order_by))
             test_acc = accuracy(student, self.enc_test, self.test_labels, self.pad_id) if main else None
             gens.append({"generation": gen, "result": res, "test_accuracy": test_acc})
+            if main:
+                strategy.calibrate_extras(student, self.enc_val, self.val_labels, self.pad_id)
             extras = strategy.evaluate_extras(student, self.enc_test, self.test_labels, self.pad_id) if main else None
             if extras is not None:
                 gens[-1]["exits"] = extras

@@ -83,6 +83,9 @@ class StrategyBase:
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`checkpoint_state` saved."""
 
+    def calibrate_extras(self, model, enc: dict, labels, pad_id: int) -> None:
+        """After training, fit what the strategy adds on validation data (early exits' temperatures)."""
+
     def evaluate_extras(self, model, enc: dict, labels, pad_id: int) -> dict[str, Any] | None:
         """Test figures of what the strategy adds to the student (early exits), or None."""
         return None

@@ -6,9 +6,16 @@ head trains with the recipe's losses (with ``kd`` the teacher's cached logits te
 ``hard_ce`` the run is teacher-free); each exit trains with hard CE and with KD from the final
 head's detached logits (Be Your Own Teacher, Zhang et al. 2019), scaled by ``exit_weight``.
 
+After training each exit is calibrated on the validation split: one temperature per exit, fitted so
+that its softmax predicts whether the final head gives the same answer (temperature scaling, Guo et
+al. 2017, with the final head's answer as the target), then folded into the exit's last layer. An
+exit's top probability then reads as "how likely the full model agrees", the quantity an
+``exit_threshold`` is meant to bound; without it shallow exits on a hard task (15 Brown genres) were
+under-confident where they agreed and the threshold that kept accuracy stopped few texts early.
+
 The exits are saved next to the student (``early_exits.safetensors`` + ``early_exits.json`` with
-each exit's test accuracy), so the student itself stays a plain ``...ForSequenceClassification``
-and a device can stop at the first exit that is accurate or confident enough.
+each exit's test accuracy and temperature), so the student itself stays a plain
+``...ForSequenceClassification`` and a device can stop at the first exit that is confident enough.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class LayerwiseSelfStrategy(ClassificationStrategy):
                               "(set [student] layers or num_layers)")
         self.exit_weight = spec.options.exit_weight
         self.model: ExitModel | None = None
+        self.temperatures: dict[str, float] = {}
         self._kd, self._ce = get_loss("kd").fn, get_loss("hard_ce").fn
 
     def prepare_student(self, student) -> ExitModel:
@@ -123,12 +131,16 @@ class LayerwiseSelfStrategy(ClassificationStrategy):
         parts["exit_kd"], parts["exit_ce"] = float(kd_sum.detach()) / n, float(ce_sum.detach()) / n
         return total + self.exit_weight * (kd_sum + ce_sum) / n, parts
 
+    def calibrate_extras(self, model, enc: dict, labels: np.ndarray, pad_id: int) -> None:
+        """Fit each exit's temperature on validation texts (see the module doc) and fold it into the exit."""
+        self.temperatures = calibrate_exits(model.student, model.exits, enc, pad_id)
+
     def evaluate_extras(self, model, enc: dict, labels: np.ndarray, pad_id: int) -> dict[str, float]:
         """Test accuracy of each exit (keyed by block index) and of the final head ("final")."""
         return exit_accuracies(model.student, model.exits, enc, labels, pad_id)
 
     def save_extras(self, folder: Path, accuracies: dict[str, float] | None) -> None:
-        save_exits(self.model.exits, folder, accuracies)
+        save_exits(self.model.exits, folder, accuracies, self.temperatures)
 
 
 def exit_logits(student, exits: ExitHeads, **feats) -> dict[str, torch.Tensor]:
@@ -137,21 +149,55 @@ def exit_logits(student, exits: ExitHeads, **feats) -> dict[str, torch.Tensor]:
     return {**{str(i): z for i, z in exits(out.hidden_states).items()}, "final": out.logits}
 
 
-def exit_accuracies(student, exits, enc: dict, labels: np.ndarray, pad_id: int, batch_size: int = 128):
+def _all_logits(student, exits, enc: dict, n: int, pad_id: int, batch_size: int = 128) -> dict[str, torch.Tensor]:
     was = student.training
     student.eval()
-    correct: dict[str, int] = {}
+    parts: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode():
-        for start in range(0, len(labels), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(labels)))
-            y = torch.as_tensor(labels[idx])
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(start + batch_size, n))
             for name, z in exit_logits(student, exits, **_features(enc, idx, pad_id)).items():
-                correct[name] = correct.get(name, 0) + int((z.argmax(-1) == y).sum())
+                parts.setdefault(name, []).append(z.float())
     student.train(was)
-    return {k: v / max(len(labels), 1) for k, v in correct.items()}
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def save_exits(exits: ExitHeads, folder: Path, accuracies: dict[str, float] | None = None) -> None:
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+"""The grid an exit's temperature is chosen from (log-spaced; a grid keeps the fit deterministic)."""
+
+
+def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """The temperature T minimising the negative log-likelihood of ``target`` under softmax(logits / T)."""
+    nll = [float(torch.nn.functional.cross_entropy(logits / t, target)) for t in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(nll))])
+
+
+def calibrate_exits(student, exits: ExitHeads, enc: dict, pad_id: int) -> dict[str, float]:
+    """Each exit's temperature for agreement with the final head on ``enc``, folded into its last linear
+    layer (so every runtime applies it for free); returns them by exit layer. No texts: nothing changes."""
+    n = len(enc["input_ids"])
+    if n == 0:
+        return {}
+    z = _all_logits(student, exits, enc, n, pad_id)
+    target = z.pop("final").argmax(-1)
+    temps = {}
+    with torch.no_grad():
+        for name, logits in z.items():
+            t = temps[name] = fit_temperature(logits, target)
+            last = exits.heads[name][2]
+            last.weight.div_(t)
+            last.bias.div_(t)
+    return temps
+
+
+def exit_accuracies(student, exits, enc: dict, labels: np.ndarray, pad_id: int, batch_size: int = 128):
+    z = _all_logits(student, exits, enc, len(labels), pad_id, batch_size)
+    y = torch.as_tensor(labels)
+    return {k: int((v.argmax(-1) == y).sum()) / max(len(labels), 1) for k, v in z.items()}
+
+
+def save_exits(exits: ExitHeads, folder: Path, accuracies: dict[str, float] | None = None,
+               temperatures: dict[str, float] | None = None) -> None:
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -160,7 +206,10 @@ def save_exits(exits: ExitHeads, folder: Path, accuracies: dict[str, float] | No
     first = exits.heads[str(exits.layers[0])]
     meta = {"layers": exits.layers, "hidden_size": first[0].in_features, "num_labels": first[2].out_features,
             "pooling": "cls", "head": "dense -> tanh -> linear on hidden_states[layer + 1][:, 0]",
-            "test_accuracy": accuracies or {}}
+            "test_accuracy": accuracies or {},
+            "temperature": temperatures or {},
+            "calibration": ("each exit's logits divided by its temperature (already folded into the weights), fitted "
+                            "on validation texts to the final head's answers") if temperatures else "none"}
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
 
 

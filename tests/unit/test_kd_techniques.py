@@ -89,6 +89,45 @@ def test_exit_loss_by_hand():
     assert final.grad[0].tolist() == pytest.approx([-0.5, 0.5])
 
 
+def test_fit_temperature_recovers_the_scale_of_calibrated_logits():
+    from edgedistill.distill.strategy_exits import fit_temperature
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(4000, 5, generator=g) * 2
+    target = torch.multinomial(torch.softmax(true, -1), 1, generator=g)[:, 0]  # labels drawn from softmax(true)
+    # logits 3x too sharp: the fitted temperature undoes it (within the grid's step and sampling noise)
+    assert fit_temperature(true * 3, target) == pytest.approx(3.0, rel=0.12)
+    assert fit_temperature(true / 2, target) == pytest.approx(0.5, rel=0.12)
+
+
+def test_calibration_folds_the_temperature_into_the_exit_and_keeps_its_answers():
+    from edgedistill.distill.strategy_exits import calibrate_exits
+
+    exits = ExitHeads([0], 2, 2)
+    torch.manual_seed(0)
+
+    class _Student(torch.nn.Module):  # the exit reads the first id, the final head answers the second
+        def forward(self, input_ids, attention_mask, output_hidden_states=True):
+            h = torch.nn.functional.one_hot(input_ids[:, 0], 2).float() * 2 - 1
+            final = torch.nn.functional.one_hot(input_ids[:, 1], 2).float()
+            return SimpleNamespace(logits=final, hidden_states=(None, h.unsqueeze(1)))
+
+    with torch.no_grad():
+        exits.heads["0"][0].weight.copy_(torch.eye(2) * 5)
+        exits.heads["0"][0].bias.zero_()
+        exits.heads["0"][2].weight.copy_(torch.eye(2) * 10)
+        exits.heads["0"][2].bias.zero_()
+    # the two ids agree on 3 texts in 4: a calibrated exit says 0.75 (margin ln 3), not its raw ~1.0 (margin 20)
+    enc = {"input_ids": [[i % 2, i % 2 if i % 4 else 1 - i % 2] for i in range(64)], "attention_mask": [[1, 1]] * 64}
+    before = exits.heads["0"](torch.tensor([[1.0, -1.0]]))
+    temps = calibrate_exits(_Student(), exits, enc, pad_id=0)
+    after = exits.heads["0"](torch.tensor([[1.0, -1.0]]))
+    assert temps["0"] == pytest.approx(20 / math.log(3), rel=0.05)  # over-confident exit softened...
+    torch.testing.assert_close(after, before / temps["0"])  # ...by its own weights
+    assert after.argmax(-1) == before.argmax(-1)
+    assert calibrate_exits(_Student(), exits, {"input_ids": [], "attention_mask": []}, pad_id=0) == {}
+
+
 def test_self_layerwise_needs_two_layers_and_logit_losses():
     with pytest.raises(RecipeError, match="at least 2 layers"):
         LayerwiseSelfStrategy(DistillSpec(strategy="self_layerwise", losses={"hard_ce": 1.0}), {0: 0}, _cfg(1), _cfg())
@@ -108,7 +147,9 @@ def test_self_layerwise_trains_exits_and_saves_them_via_the_cli(tmp_path, clf_te
     assert acc["final"] == pytest.approx(rec["metrics"]["test_accuracy"])
     student = AutoModelForSequenceClassification.from_pretrained(folder)  # still a plain HF classifier
     exits = load_exits(folder)
-    assert exits.layers == [0] and json.loads((folder / "early_exits.json").read_text())["test_accuracy"] == acc
+    meta = json.loads((folder / "early_exits.json").read_text())
+    assert exits.layers == [0] and meta["test_accuracy"] == acc
+    assert set(meta["temperature"]) == {"0"} and meta["temperature"]["0"] > 0  # calibrated on validation
     _, tok = load_classifier(folder)
     with torch.no_grad():
         z = exit_logits(student.eval(), exits, **tok(["a great movie"], return_tensors="pt"))
