@@ -119,3 +119,22 @@ def test_custom_kernel_pte_greedy_equals_eager(tiny, tmp_path):
     assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager
     assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager  # the cache is overwritten from 0
     assert len(list(stream(lm, prompt, Sampling(max_new_tokens=100)))) == 48 - len(prompt) + 1
+
+
+def test_rotate_half_as_a_matrix_is_hf_rotate_half_and_other_rotations_keep_their_helper():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
+
+    from edgedistill.llm.filled_attention import _rotate_half_matrix, _same_rope
+
+    x = torch.randn(3, 4, 8)
+    torch.testing.assert_close(x @ _rotate_half_matrix(8), rotate_half(x), rtol=0, atol=0)  # exact
+    w = FilledCacheLM(tiny_llama(layers=1), 16)
+    assert w._rope == w._linear_rope  # Llama's helper is reproduced, so the matrix form is used
+    assert _same_rope(apply_rotary_pos_emb, w._linear_rope, 4, 2, 8)
+
+    def partial(q, k, cos, sin, unsqueeze_dim=1):  # a family that rotates only half of each head
+        h = q.shape[-1] // 2
+        q2, k2 = apply_rotary_pos_emb(q[..., :h], k[..., :h], cos[..., :h], sin[..., :h], unsqueeze_dim)
+        return torch.cat([q2, q[..., h:]], -1), torch.cat([k2, k[..., h:]], -1)
+
+    assert not _same_rope(partial, w._linear_rope, 4, 2, 8)
