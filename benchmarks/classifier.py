@@ -296,7 +296,8 @@ def _early_exit(task, data, teacher_dir, ml, base, bench, work, a) -> dict:
     from edgedistill.models.classifier import config_labels, labelled_split
 
     r = recipe(work / "exits.toml", f"{task}-exits", data, str(teacher_dir), ml,
-               {**base, "strategy": "self_layerwise", "losses": {"kd": 1.0, "hard_ce": 0.5}, "exit_weight": EXIT_WEIGHT},
+               {**base, "strategy": "self_layerwise", "losses": {"kd": 1.0, "hard_ce": 0.5},
+                "exit_weight": EXIT_WEIGHT},
                f"layers = {EXIT_LAYERS}\nintermediate_size = 768", bench)
     run = work / "exits"
     _distill(r, run, a)

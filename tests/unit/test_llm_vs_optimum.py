@@ -1,4 +1,4 @@
-"""benchmarks/llm_vs_optimum.py (and llm_decode.py): paired ratio, headline, greedy agreement on fake timings and tokens."""
+"""benchmarks/llm_vs_optimum.py and llm_decode.py: paired ratio, headline, greedy agreement on fake timings."""
 
 import importlib.util
 from pathlib import Path
