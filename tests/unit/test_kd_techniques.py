@@ -98,6 +98,8 @@ def test_fit_temperature_recovers_the_scale_of_calibrated_logits():
     # logits 3x too sharp: the fitted temperature undoes it (within the grid's step and sampling noise)
     assert fit_temperature(true * 3, target) == pytest.approx(3.0, rel=0.12)
     assert fit_temperature(true / 2, target) == pytest.approx(0.5, rel=0.12)
+    # an exit that always agrees would be sharpened without end: the grid's floor stops it short of 1.0 probabilities
+    assert fit_temperature(true, true.argmax(-1)) == pytest.approx(0.25)
 
 
 def test_calibration_folds_the_temperature_into_the_exit_and_keeps_its_answers():
