@@ -8,17 +8,22 @@ context length, which made the teacher's 8da4w ``.pte`` decode at ~20 tok/s.
 [1, s], cache_position [s]) -> logits [1, s, vocab]`` with the cache as
 mutable buffers, but:
 
-* writes the new keys/values with ``index_put_`` on a ``[max_cache_len, kv_heads,
-  head_dim]`` buffer, which ExecuTorch's re-inplace pass turns into an in-place
-  write (no copy of the whole cache per layer);
-* attends to ``cache[:cache_position[-1] + 1]`` only (a data-dependent length,
-  bounded for export with ``torch._check``), so decode costs the filled length;
-* groups the query heads over their shared KV head instead of repeating K/V
-  (grouped-query attention without ``repeat_kv`` copies).
+* writes the new keys/values with ``index_put_`` into caches laid out for the
+  attention's matmuls (keys ``[kv_heads, head_dim, max_cache_len]``, values
+  ``[kv_heads, max_cache_len, head_dim]``), which ExecuTorch's re-inplace pass
+  turns into in-place writes (no copy of the whole cache per layer);
+* attends to ``cache[..., :cache_position[-1] + 1]`` only (a data-dependent
+  length, bounded for export with ``torch._check``), so decode costs the filled
+  length, and the filled prefix feeds ``bmm`` without a permute;
+* runs each KV head's group of query heads as the rows of one ``bmm`` (grouped-
+  query attention without ``repeat_kv`` copies or broadcasts);
+* keeps XNNPACK's partitions whole: ``-1`` token dimensions in reshapes, no
+  batch indexing, ``rotate_half`` as a matrix (see ``_attention``).
 
-Only standard ATen ops are used, so the program runs on any ExecuTorch runtime,
-the native C++ runner included (ExecuTorch's ``llama::custom_sdpa`` kernels
-ship only in a libtorch-linked library). It reuses the HF model's own modules
+With ``kernels="aten"`` (the default) only standard ATen ops are used, so the
+program runs on any ExecuTorch runtime, the native C++ runner included;
+``kernels="llama"`` calls ExecuTorch's ``llama::update_cache`` / ``custom_sdpa``
+instead (see :data:`KERNELS`). It reuses the HF model's own modules
 (embedding, projections, norms, MLP, rotary embedding, head), so quantising the
 HF model first (8da4w) carries over unchanged.
 """
@@ -57,6 +62,8 @@ def unsupported_reason(model) -> str | None:
             return f"decoder layer {type(layer).__name__} is not Llama-style"
         if hasattr(layer.self_attn, "q_norm") or hasattr(layer.self_attn, "k_norm"):
             return "per-head q/k norms"
+    if getattr(cfg, "partial_rotary_factor", 1.0) != 1.0:
+        return "partial rotary embedding"
     return None
 
 
@@ -174,7 +181,7 @@ class FilledCacheLM(nn.Module):
             torch._check(start < self.max_cache_len)
         h = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(h, cache_position.unsqueeze(0))
-        cos, sin = cos.view(-1, self.head_dim), sin.view(-1, self.head_dim)  # [s, head_dim]: q, k have no batch
+        cos, sin = cos.view(-1, cos.shape[-1]), sin.view(-1, sin.shape[-1])  # [s, rotary dim]: q, k have no batch
         # position p may read cache slots 0..p (all filled slots at decode: the mask is all true then)
         bias = None
         if self.kernels == "aten":

@@ -55,6 +55,9 @@ def test_unsupported_decoders_named():
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=40, n_positions=32))
     assert "not a Llama-style decoder" in unsupported_reason(gpt2)
     assert unsupported_reason(tiny_llama(layers=1)) is None
+    partial = tiny_llama(layers=1)
+    partial.config.partial_rotary_factor = 0.5  # cos/sin would not span the head: the static export takes it
+    assert unsupported_reason(partial) == "partial rotary embedding"
     with pytest.raises(ValueError, match="Llama-style"):
         FilledCacheLM(gpt2, 16)
 
