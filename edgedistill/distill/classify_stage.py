@@ -295,9 +295,9 @@ class ClassificationRun:
             gens.append({"generation": gen, "result": res, "test_accuracy": test_acc})
             if main:
                 strategy.calibrate_extras(student, self.enc_val, self.val_labels, self.pad_id)
-            extras = strategy.evaluate_extras(student, self.enc_test, self.test_labels, self.pad_id) if main else None
-            if extras is not None:
-                gens[-1]["exits"] = extras
+                extras = strategy.evaluate_extras(student, self.enc_test, self.test_labels, self.pad_id)
+                if extras is not None:
+                    gens[-1]["exits"] = extras
             student = qat.release_fn()(deliverable(student))
             if store is not None and main:
                 summary = {k: v for k, v in vars(res).items() if k != "best_state"}

@@ -109,7 +109,8 @@ class FilledCacheLM(nn.Module):
         self.max_cache_len = max_cache_len
         attn0 = model.model.layers[0].self_attn
         self.scaling = getattr(attn0, "scaling", self.head_dim ** -0.5)
-        # the model family's own rotary helper: families differ in how they rotate (e.g. partial rotary)
+        # rotate_half as a matrix where it reproduces the family's own rotary helper (checked on a probe); a family
+        # that rotates otherwise keeps its helper, at the cost of two portable slices per layer
         family_rope = sys.modules[type(attn0).__module__].apply_rotary_pos_emb
         self.register_buffer("rotate_half_t", _rotate_half_matrix(self.head_dim).T.contiguous(), persistent=False)
         self._rope = self._linear_rope if _same_rope(family_rope, self._linear_rope, self.heads, self.kv_heads,

@@ -92,7 +92,7 @@ def test_filled_pte_greedy_equals_eager_and_static(tiny, tmp_path):
     assert len(list(stream(PteLM(q, 48), prompt, Sampling(max_new_tokens=10)))) == 10
 
 
-def test_custom_kernel_forward_equals_hf_logits_prefill_and_decode():
+def test_custom_kernel_forward_equals_the_aten_forward_prefill_and_decode():  # aten vs HF: the test above
     pytest.importorskip("executorch")
     from edgedistill.backends.et import load_llm_custom_ops
 
