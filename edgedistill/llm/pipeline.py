@@ -158,6 +158,10 @@ def headline(distill: dict, bench: dict, bundles: dict, teacher_fp32: int | None
     for key in ("chat_nonempty_rate", "chat_agreement", "chat_rougeL_vs_teacher"):
         if key in chat:
             h[key] = chat[key]
+    trim = distill.get("output_vocab")
+    if trim:  # the bundles hold the trimmed student: its cost, measured on the same held-out text
+        h["output_vocab"] = {k: trim[k] for k in ("kept", "full_size", "tokens_per_full_token", "test_ppl_full",
+                                                  "test_ppl_trimmed", "chat") if k in trim}
     return h
 
 
@@ -170,6 +174,15 @@ def markdown(report: dict, bench_table: str) -> str:
                 is not None else "") + "."]
     if "size_ratio" in h:
         lines.append(f"Teacher fp32 weights / student et-8da4w .pte: {h['size_ratio']:.2f}x.")
+    if h.get("output_vocab"):
+        o = h["output_vocab"]
+        chat = o.get("chat") or {}
+        lines.append(f"Trimmed vocabulary: {o['kept']:,} of {o['full_size']:,} tokens, "
+                     f"{o['tokens_per_full_token']:.3f} "
+                     f"tokens per full-vocabulary token on held-out text; perplexity per full-vocabulary token "
+                     f"{o['test_ppl_full']:.2f} before trimming, {o['test_ppl_trimmed']:.2f} after"
+                     + (f"; chat non-empty {chat['chat_nonempty_rate']:.1%}, ROUGE-L vs teacher "
+                        f"{chat['chat_rougeL_vs_teacher']:.3f} after trimming" if chat else "") + ".")
     lines += ["", *chat_markdown(report["distill"].get("chat") or {}),
               "## Bench (energy is modelled, not measured)", "", bench_table, "", "## Greedy outputs", ""]
     for row in report["greedy_outputs"]:

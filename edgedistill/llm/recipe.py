@@ -84,8 +84,20 @@ class LLMStudentSpec:
     stage_steps: int = 50
     """KD steps for each intermediate stage (the last stage trains with [distill])."""
     stage_teacher: Literal["previous", "teacher"] = "previous"
+    output_vocab: Literal["full", "trim"] = "full"
+    """``trim``: after training, keep only the tokens of the training split (plus specials and single
+    characters) in the embedding, the output head and the tokenizer (:mod:`.output_vocab`)."""
+    output_vocab_min_count: int = 1
+    """``trim``: a token is kept when the training split holds it at least this often."""
+    output_vocab_max_size: int | None = None
+    """``trim``: at most this many tokens (the most frequent; specials and single characters always stay)."""
 
     def validate(self, where: str) -> None:
+        if self.output_vocab_min_count < 1:
+            raise RecipeError(f"{where} key 'output_vocab_min_count': expected >= 1, got {self.output_vocab_min_count}")
+        if self.output_vocab_max_size is not None and self.output_vocab_max_size < 256:
+            raise RecipeError(f"{where} key 'output_vocab_max_size': expected >= 256 (or leave it out), "
+                              f"got {self.output_vocab_max_size}")
         if self.layers is not None and self.num_layers is not None:
             raise RecipeError(f"{where} give either 'layers' or 'num_layers', not both")
         if self.stages is not None:

@@ -138,6 +138,14 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
                 f"{chat['teacher_nonempty_rate']:.1%}), agreement {chat['chat_agreement']:.3f}, "
                 f"ROUGE-L vs teacher {chat['chat_rougeL_vs_teacher']:.3f}")
     student.to("cpu")
+    trim = None
+    if s.output_vocab == "trim":
+        from .trim_student import trim_student
+
+        student, ov, small_json, trim = trim_student(
+            student, ctx.tok, load_blocks(recipe, ctx.tok)["train"], ctx.test, s,
+            chat_train=mix.examples if mix else (), chat_set=chat_set,
+            chat_answer_tokens=recipe.data.chat_answer_tokens)
     d = recipe.data
     report = {
         "recipe": recipe.name,
@@ -154,7 +162,28 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     }
     if chat is not None:
         report["chat"] = chat
+    if trim is not None:
+        report["output_vocab"] = trim
+        report[TRIMMED_KEY] = (ov, small_json)  # for save_student; not JSON, popped before writing
     return student, report
+
+
+TRIMMED_KEY = "_output_vocab"
+
+
+def save_student(student, tok, report: dict, dest: Path) -> Path:
+    """The student folder (HF model + tokenizer + llm_distill.json), written atomically; a trimmed student
+    gets its own tokenizer.json and output_vocab.json (:mod:`.output_vocab`)."""
+    from . import output_vocab
+
+    trimmed = report.pop(TRIMMED_KEY, None)
+    with atomic_dir(dest) as tmp:
+        student.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if trimmed is not None:
+            output_vocab.write(tmp, *trimmed)
+        write_json_atomic(tmp / "llm_distill.json", report)
+    return dest
 
 
 def chat_data(ctx: LLMContext, recipe: LLMRecipe):
@@ -194,11 +223,7 @@ def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
     student, report = distill_llm(ctx, recipe, log_path=out / "train_log.jsonl",
                                   store=None if checkpoints is None else checkpoints.gen(1))
     report["elapsed_s"] = round(time.time() - t_start, 1)
-    dest = out / "student"
-    with atomic_dir(dest) as tmp:
-        student.save_pretrained(tmp, safe_serialization=True)
-        ctx.tok.save_pretrained(tmp)
-        write_json_atomic(tmp / "llm_distill.json", report)
+    dest = save_student(student, ctx.tok, report, out / "student")
     if checkpoints is not None:
         checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
     return dest

@@ -53,10 +53,16 @@ def trim(tokenizer_json: dict, counts: Counter, min_count: int = 1, max_size: in
                       key=lambda i: (-counts[i], i))
     if max_size is not None:
         frequent = frequent[:max(0, max_size - len(special) - len(chars))]
-    keep = sorted(special | chars | set(frequent))
+    return renumber(tokenizer_json, sorted(special | chars | set(frequent)))
+
+
+def renumber(tokenizer_json: dict, keep: list[int]) -> VocabTrim:
+    """The tokenizer with only the ``keep`` ids (sorted), renumbered densely in their old order; special-token
+    ids in ``added_tokens`` and the post-processor follow. A BPE model's merges are the caller's to filter."""
+    id_to_tok = {i: t for t, i in tokenizer_json["model"]["vocab"].items()}
     old_to_new = {old: new for new, old in enumerate(keep)}
     out = copy.deepcopy(tokenizer_json)
-    out["model"]["vocab"] = {id_to_tok[old]: new for new, old in enumerate(keep)}
+    out["model"]["vocab"] = {id_to_tok[old]: new for new, old in enumerate(keep) if old in id_to_tok}
     for t in out.get("added_tokens", []):
         t["id"] = old_to_new[t["id"]]
     post = out.get("post_processor") or {}

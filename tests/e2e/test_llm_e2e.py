@@ -31,6 +31,7 @@ test_blocks = 4
 num_layers = 4
 importance = "cosine"
 calibration_blocks = 2
+output_vocab = "trim"
 [distill]
 top_k = 16
 max_steps = 2
@@ -61,8 +62,13 @@ def test_llm_distill_on_the_real_teacher(tmp_path, monkeypatch, capsys):
     # the teacher is a working LM on real text; a 4-of-30-layer student before training is not
     assert report["teacher"]["test"]["ppl"] < 200 < report["student"]["test_before"]["ppl"]
     assert report["distill"]["tokens_per_s"] > 0
+    # the vocabulary was trimmed to the Brown training split: smaller, any text still encodes (the chat
+    # template, unicode and line breaks below) and the training text tokenises as the teacher's did
+    trim = report["output_vocab"]
+    assert 10_000 < trim["kept"] < trim["full_size"] == 49_152 and 0.95 < trim["held_out_coverage"] < 1
+    assert 1 < trim["tokens_per_full_token"] < 1.05 and trim["test_ppl_trimmed"] > 1
     # the student ships as an int8 ONNX bundle; the torch-free runtime tokenises the chat template exactly as
-    # transformers does for the real SmolLM2 tokenizer, and generates
+    # transformers does for the student's (trimmed) SmolLM2 tokenizer, and generates
     from transformers import AutoTokenizer
 
     from edgedistill.runtime import CausalLM, Sampling
@@ -77,6 +83,7 @@ def test_llm_distill_on_the_real_teacher(tmp_path, monkeypatch, capsys):
                                        tokenize=True, return_dict=False)
         assert lm.encode(prompt, chat=True) == list(want)
         assert lm.encode(prompt) == tok(prompt, add_special_tokens=False)["input_ids"]
+        assert max(want) < trim["kept"] and tok.decode(lm.encode(prompt)) == prompt
     text = lm.generate("The history of the city", Sampling(max_new_tokens=8))
     # a 2-step student may pick a stop token at once; the loop must still have run the prompt
     assert lm.stats["prompt_tokens"] == len(lm.encode("The history of the city")) and lm.stats["prefill_s"] > 0

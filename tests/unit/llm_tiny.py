@@ -75,3 +75,36 @@ def trained_tiny_llama(folder: Path, layers: int = 2, steps: int = 60) -> Path:
     model.eval().save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_bpe_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer (the kind output-vocabulary trimming works on) trained on :func:`tiny_text`
+    plus a few words the text never uses, so that some merges build tokens a trimmed vocabulary drops."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(tiny_text(40, words=40) + [" ".join(WORDS)] * 3 + ["elephant giraffe zebra"] * 20,
+                           trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+
+
+def save_tiny_bpe_llama(folder: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A tiny random Llama over :func:`tiny_bpe_tokenizer`, saved with it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    import torch
+
+    tok = tiny_bpe_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=True, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder

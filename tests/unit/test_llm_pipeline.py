@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from llm_tiny import save_tiny_llama, tiny_text, tiny_tokenizer
+from llm_tiny import save_tiny_bpe_llama, save_tiny_llama, tiny_text, tiny_tokenizer
 
 from edgedistill.cli import main
 from edgedistill.errors import ModelError
@@ -10,7 +10,7 @@ from edgedistill.llm.stage import check_shared_tokenizer
 from edgedistill.llm.teacher import load_causal_lm
 
 
-def _recipe(tmp_path, teacher, **distill):
+def _recipe(tmp_path, teacher, student: str = "", **distill):
     (tmp_path / "text.txt").write_text("\n\n".join(tiny_text(120, words=40)))
     d = {"mode": "kd", "loss": "forward_kl", "top_k": 4, "max_steps": 6, "batch_size": 4, "eval_every": 3,
          "learning_rate": 3e-3, "warmup_steps": 1, **distill}
@@ -18,7 +18,7 @@ def _recipe(tmp_path, teacher, **distill):
     path = tmp_path / "llm.toml"
     path.write_text(f'name = "tiny"\nkind = "llm"\n[teacher]\npath = "{teacher}"\n'
                     f'[data]\nsource = "txt"\npath = "text.txt"\nblock_size = 16\nval_blocks = 8\ntest_blocks = 8\n'
-                    f'[student]\nnum_layers = 2\nimportance = "cosine"\ncalibration_blocks = 4\n'
+                    f'[student]\nnum_layers = 2\nimportance = "cosine"\ncalibration_blocks = 4\n{student}'
                     f"[distill]\n{body}\n")
     return path
 
@@ -35,6 +35,37 @@ def test_cli_llm_distill_end_to_end(tmp_path, capsys):
     assert model.config.num_hidden_layers == 2 and tok.eos_token == "</s>"
 
 
+def test_trimmed_output_vocabulary_student_distills_exports_and_generates(tmp_path):
+    """output_vocab = "trim": a smaller vocabulary in the student folder, its quality cost measured on the
+    same held-out text, and a bundle whose greedy text equals the eager trimmed student's."""
+    from edgedistill import api
+    from edgedistill.llm import output_vocab
+    from edgedistill.llm.generate import EagerLM, Sampling, generate_text
+
+    teacher = save_tiny_bpe_llama(tmp_path / "teacher", layers=4)
+    recipe = _recipe(tmp_path, teacher, student='output_vocab = "trim"\noutput_vocab_min_count = 2\n')
+    assert main(["llm", "distill", str(recipe), "-o", str(tmp_path / "run")]) == 0
+    folder = tmp_path / "run" / "student"
+    rec = json.loads((folder / "llm_distill.json").read_text())["output_vocab"]
+    full_tok = load_causal_lm(teacher)[1]
+    model, tok = load_causal_lm(folder)
+    assert rec["kept"] == model.config.vocab_size == len(tok) < rec["full_size"] == len(full_tok)
+    assert 0 < rec["held_out_coverage"] <= 1 and rec["tokens_per_full_token"] >= 1
+    assert rec["test_ppl_full"] > 1 and rec["test_ppl_trimmed"] > 1
+    sweep = {r["min_count"]: r for r in rec["sweep"]}  # the other choices, measured on the same text
+    assert {1, 2, 3, 5, 10} <= set(sweep) and sweep[2]["test_ppl_trimmed"] == rec["test_ppl_trimmed"]
+    assert sweep[1]["kept"] >= sweep[2]["kept"] >= sweep[10]["kept"]
+    assert sweep[1]["tokens_per_full_token"] <= sweep[10]["tokens_per_full_token"]
+    plan = output_vocab.read(folder)
+    assert len(plan.new_to_old) == rec["kept"] and plan.min_count == 2
+    text = "the elephant sat on the red mat"  # 'elephant' is not in the training text
+    assert max(tok.encode(text)) < rec["kept"] and tok.decode(tok.encode(text)) == text
+    bundle = api.llm_export(folder, tmp_path / "bundle", scheme="et-fp32", max_cache_len=32)
+    eager = generate_text(EagerLM(model, 32), tok, "the big cat", Sampling(max_new_tokens=8))
+    assert eager.strip()  # a comparison of real text
+    assert api.generate(api.open_llm(bundle), "the big cat", max_tokens=8).strip() == eager.strip()
+
+
 @pytest.mark.parametrize("change,message", [
     ({"loss": "nope"}, "unknown token KD loss 'nope'"),
     ({"mode": "maybe"}, "key 'mode'"),
@@ -46,6 +77,18 @@ def test_bad_llm_recipe_values_are_one_line_errors(tmp_path, capsys, change, mes
     assert main(["llm", "distill", str(recipe)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgedistill: error:") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("student,message", [
+    ('output_vocab = "small"\n', "key 'output_vocab'"),
+    ("output_vocab_min_count = 0\n", "key 'output_vocab_min_count': expected >= 1"),
+    ("output_vocab_max_size = 10\n", "key 'output_vocab_max_size': expected >= 256"),
+])
+def test_bad_output_vocab_keys_are_one_line_errors(tmp_path, capsys, student, message):
+    recipe = _recipe(tmp_path, tmp_path / "missing", student=student)
+    assert main(["llm", "distill", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
 
 
 def test_missing_teacher_and_unknown_keys(tmp_path, capsys):

@@ -88,6 +88,33 @@ def test_bpe_ids_equal_python(native_bin):
     assert native_ids(native_bin, found[0], [t.encode() for t in texts], special=False) == want
 
 
+def test_trimmed_bpe_ids_equal_python(native_bin, tmp_path):
+    """A trimmed causal-LM tokenizer (edgedistill.llm.output_vocab: fewer merges, renumbered ids) reads the
+    same in C++, including the words whose tokens were dropped and now fall back to smaller pieces."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from edgedistill.llm import output_vocab
+
+    found = sorted(LLM_CACHE.glob("SmolLM2*/tokenizer.json"))
+    if not found:
+        pytest.skip("no SmolLM2 tokenizer.json in the cache (edgedistill llm runs fetch it)")
+    full_json = json.loads(found[0].read_text())
+    tk = Tokenizer.from_file(str(found[0]))
+    texts = ADVERSARIAL + SENTENCES
+    counts = output_vocab.count_ids([e.ids for e in tk.encode_batch(SENTENCES[::2], add_special_tokens=False)],
+                                    len(full_json["model"]["vocab"]))
+    plan = output_vocab.plan(full_json, counts)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(output_vocab.trimmed_tokenizer_json(full_json, plan.new_to_old)))
+    small = Tokenizer.from_file(str(path))
+    want = [e.ids for e in small.encode_batch(texts, add_special_tokens=False)]
+    full = tk.encode_batch(texts, add_special_tokens=False)
+    assert want != [[plan.old_to_new.get(i, -1) for i in e.ids] for e in full]  # some words do fall back
+    assert native_ids(native_bin, path, [t.encode() for t in texts], special=False) == want
+
+
 def test_invalid_utf8_is_a_clear_error(native_bin):
     got = native_ids(native_bin, minilm_tokenizer(), [b"\xff\xfehello", b"ok", b"ab\xc3(", b"\xed\xa0\x80"])
     assert got[0] == "error: invalid UTF-8 at byte 0" and got[2] == "error: invalid UTF-8 at byte 2"
