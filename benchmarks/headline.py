@@ -143,7 +143,8 @@ def main() -> int:
     head = report["headline"]
     blocks = len(json.loads((out / "student" / "distill.json").read_text())["student"]["kept_teacher_layers"])
     report["headline_models"] = {"teacher": "all-mpnet-base-v2, PyTorch fp32",
-                                 label["student"]: f"distilled student ({blocks} blocks of all-MiniLM-L6-v2), int8 bundle",
+                                 label["student"]: f"distilled student ({blocks} blocks of all-MiniLM-L6-v2), "
+                                                   "int8 bundle",
                                  label["teacher_int8"]: "all-mpnet-base-v2, int8-dynamic ONNX",
                                  label["minilm"]: "all-MiniLM-L6-v2 (off the shelf), int8 bundle"}
     if m2v:
