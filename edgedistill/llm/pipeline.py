@@ -178,8 +178,8 @@ def markdown(report: dict, bench_table: str) -> str:
         o = h["output_vocab"]
         chat = o.get("chat") or {}
         lines.append(f"Trimmed vocabulary: {o['kept']:,} of {o['full_size']:,} tokens, "
-                     f"{o['tokens_per_full_token']:.3f} "
-                     f"tokens per full-vocabulary token on held-out text; perplexity per full-vocabulary token "
+                     f"{o['tokens_per_full_token']:.3f} tokens per full-vocabulary token on held-out text; "
+                     f"perplexity per full-vocabulary token "
                      f"{o['test_ppl_full']:.2f} before trimming, {o['test_ppl_trimmed']:.2f} after"
                      + (f"; chat non-empty {chat['chat_nonempty_rate']:.1%}, ROUGE-L vs teacher "
                         f"{chat['chat_rougeL_vs_teacher']:.3f} after trimming" if chat else "") + ".")
