@@ -114,15 +114,14 @@ def trim_causal_lm(model, new_to_old: list[int]):
     """Keep the embedding and output rows of the kept ids (new-id order), in place; special ids follow."""
     import torch
 
-    where = {old: new for new, old in enumerate(new_to_old)}
-    index = torch.tensor(new_to_old, dtype=torch.long)
+    from ..models.vocab_student import gathered_embedding
+
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     tied = head is not None and head.weight is emb.weight
-    new_emb = torch.nn.Embedding(len(new_to_old), emb.weight.shape[1],
-                                 padding_idx=where.get(emb.padding_idx) if emb.padding_idx is not None else None)
-    new_emb.weight = torch.nn.Parameter(emb.weight.detach()[index].clone(), requires_grad=emb.weight.requires_grad)
+    new_emb, where = gathered_embedding(emb, new_to_old)
     model.set_input_embeddings(new_emb)
     if head is not None:
+        index = torch.tensor(new_to_old, dtype=torch.long)
         new_head = torch.nn.Linear(head.weight.shape[1], len(new_to_old), bias=head.bias is not None)
         new_head.weight = new_emb.weight if tied else torch.nn.Parameter(head.weight.detach()[index].clone())
         if head.bias is not None:

@@ -103,17 +103,24 @@ def refuse_token_losses(sv: StudentVocab | None, token_losses: list[str]) -> Non
                       "without vocab_max_size, or sentence-level losses only")
 
 
-def trim_model(model, new_to_old: list[int]) -> None:
-    """Keep the word-embedding rows of the kept ids (new-id order) and shrink ``config.vocab_size``."""
+def gathered_embedding(old, new_to_old: list[int]):
+    """A new ``nn.Embedding`` holding ``old``'s rows of the kept ids (new-id order), its padding row remapped;
+    returns it with the old -> new id map. Shared by the encoder and the causal-LM trims."""
     import torch
 
-    old = model.get_input_embeddings()
-    weight = trim_embedding(old.weight.detach(), new_to_old).clone()
     where = {o: n for n, o in enumerate(new_to_old)}
-    new = torch.nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=where.get(old.padding_idx))
+    weight = trim_embedding(old.weight.detach(), new_to_old).clone()
+    new = torch.nn.Embedding(weight.shape[0], weight.shape[1],
+                             padding_idx=where.get(old.padding_idx) if old.padding_idx is not None else None)
     new.weight = torch.nn.Parameter(weight, requires_grad=old.weight.requires_grad)
+    return new, where
+
+
+def trim_model(model, new_to_old: list[int]) -> None:
+    """Keep the word-embedding rows of the kept ids (new-id order) and shrink ``config.vocab_size``."""
+    new, where = gathered_embedding(model.get_input_embeddings(), new_to_old)
     model.set_input_embeddings(new)
-    model.config.vocab_size = weight.shape[0]
+    model.config.vocab_size = new.weight.shape[0]
     if getattr(model.config, "pad_token_id", None) is not None:
         model.config.pad_token_id = where.get(model.config.pad_token_id, 0)
 
