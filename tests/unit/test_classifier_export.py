@@ -304,3 +304,43 @@ def test_the_early_exit_threshold_keeps_a_standard_error_of_margin():
             {"threshold": 0.95, "loss_vs_full": 0.001, "loss_se": 0.002, "mean_ms": 1.4}]
     assert bench.choose_threshold(rows) == 0.9
     assert bench.choose_threshold([{**r, "loss_se": 0.02} for r in rows]) is None
+
+
+def test_exits_only_merge_replaces_one_task_and_keeps_the_others_provenance(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "classifier_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def block(th, rows):
+        row = {"threshold": th, "accuracy": 0.8, "mean_ms": 1.0, "loss_vs_full": 0.005, "loss_se": 0.003,
+               "exit_share": {"0": 1.0}}
+        return {"texts": 10, "student_layers": [0, 1], "chosen_on": "validation",
+                "validation": {"texts": 10, "rows": [row], "threshold": th}, "full": {**row, "threshold": None},
+                "thresholds": [row], "chosen": row, "within_1_point_on_test": True, "speedup": 1.5, "rows": rows,
+                "graph": "g"}
+
+    old_stamp = {"created": "2026-01-01T00:00:00Z", "seconds": 1.0, "note": "", "command": "python old"}
+    task = {"rows": 100, "classes": 2, "teacher": {"val_accuracy": 0.9, "test_accuracy": 0.9}, "best_method": "kd",
+            "methods": {"kd": {"best_val_accuracy": 0.8, "test_accuracy": 0.8}}, "schemes": {},
+            "bench": {"size_ratio": 2.0, "latency_p50_speedup": 3.0, "quality_retention": 0.9}}
+    res = {"quick": False, "host": "h", "seconds": 60.0, "tasks": {
+               "a": {**task, "early_exit": {**block(0.9, 100), "measured": old_stamp}},
+               "b": {**task, "early_exit": {**block(0.8, 100), "measured": old_stamp}}},
+           "settings": {"rows_per_task": 100, "teacher_epochs": 4, "kd_steps": 600, "max_length": 64},
+           "headline": {k: 1 for k in ("size_ratio", "latency_p50_speedup", "accuracy_retention", "schemes_ok",
+                                       "predict_labels_ok")} | {"early_exit": {}}}
+    path = tmp_path / "classifier.json"
+    path.write_text(json.dumps(res))
+    monkeypatch.setattr("sys.argv", ["classifier.py", "--exits-only", "--tasks", "b"])
+    assert bench._merge_exits(path, {"b": {"early_exit": block(0.95, 500)}}, 2.0, "more rows") == 0
+    got = json.loads(path.read_text())
+    assert got["tasks"]["a"]["early_exit"]["measured"] == old_stamp
+    assert got["tasks"]["b"]["early_exit"]["measured"]["command"].endswith("--exits-only --tasks b")
+    assert got["headline"]["early_exit"]["b"]["threshold"] == 0.95 and got["headline"]["early_exit"]["b"]["rows"] == 500
+    md = path.with_suffix(".md").read_text()
+    assert "10 test texts of 500 rows (its own teacher" in md and "by `python old`" in md
