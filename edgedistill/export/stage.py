@@ -66,7 +66,9 @@ def onnx_variants(model_dir: Path, out_dir: Path, recipe, schemes: list[str], ca
         key = opt_sha if ctx is None else f"{opt_sha}+{ctx.fingerprint()}"
         dest = out_dir / f"model-{name}.onnx"
         if info["schemes"].get(name) != key or not dest.is_file():
-            say(f"quantizing {opt.name} ({name}{f', {len(ctx.texts)} calibration sentences' if ctx else ''})")
+            how = ("" if ctx is None else f", {len(ctx.texts)} calibration sentences" if not ctx.activation_ranges
+                   else f", the {len(ctx.activation_ranges)} activation ranges learned in training")
+            say(f"quantizing {opt.name} ({name}{how})")
             with atomic_output(dest) as tmp:
                 scheme.fn(opt, tmp, ctx)
             info["schemes"][name] = key
