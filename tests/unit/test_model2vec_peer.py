@@ -95,3 +95,18 @@ def test_headline_script_imports_with_the_peer(monkeypatch):
     assert any(line.startswith("- vs m2v: the distilled student is better on size_ratio, quality_retention and "
                                "worse on latency_p50_speedup") for line in lines), lines
     sys.modules.pop("model2vec_peer", None)
+
+
+def test_headline_verdict_says_when_the_speed_up_is_noisy(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("headline", SCRIPT.parent / "headline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = {"student": "s"}
+    head = {"size_ratio": 30.0, "latency_p50_speedup": 49.3, "quality_retention": 0.93, "latency_noisy": True,
+            "vs_teacher": {"s": {"latency_p50_speedup_rounds": [47.1, 58.6, 49.3]}}}
+    lines = mod._verdict(head, names)
+    assert "- latency_p50_speedup: 49.3x (goal >= 20x): met; flagged noisy (per-round ratios 47.1-58.6x)" in lines[1]
+    assert "noisy" not in lines[0] and lines[2].endswith("NOT met")
+    assert "noisy" not in mod._verdict({**head, "latency_noisy": False}, names)[1]
+    sys.modules.pop("model2vec_peer", None)

@@ -183,6 +183,23 @@ def test_trimmed_embedding_student_exports_and_runtime_falls_back_to_unk(emb_run
     assert emb.shape[0] == 2 and np.isfinite(emb).all()
 
 
+def test_headline_vocab_block_reads_the_trimmed_student(emb_run, monkeypatch):
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("headline", bench / "headline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    recipe, out = emb_run
+    block = mod.vocab_block(load_recipe(recipe), out)
+    rec = json.loads((out / "student" / "distill.json").read_text())["vocab"]
+    assert block["mode"] == "trim" and block["kept_rows"] == rec["kept_rows"] < block["full_rows"]
+    assert block["held_out"] == "test split" and block["texts"] > 0 and 0.0 <= block["oov_rate"] < 0.05
+    sys.modules.pop("model2vec_peer", None)
+
+
 def test_trimmed_classifier_exports_and_passes_parity(setup, tmp_path):
     tmp, teacher, data = setup
     clf = classifier_teacher(teacher, tmp_path / "clf")
