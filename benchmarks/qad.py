@@ -7,10 +7,10 @@ Distils the recipe's student twice, ``[distill] qat = "none"`` (quantized after 
 ``qat`` of the export scheme (``int8`` for int8-dynamic: trained through its fake quantization;
 ``int8-static``: also learns the activation ranges the export then uses, where PTQ calibrates them on
 training sentences), exports both with that scheme's ONNX, and scores the exported files, not the
-PyTorch students: cosine to the teacher
-on validation sentences, and a sentiment probe fitted on each file's own embeddings (C chosen on
-validation; accuracy on validation and test). ``benchmarks/headline.py --qad`` adds the same block
-to the headline report. Writes OUT/qad.json.
+PyTorch students: the Spearman correlation of pairwise cosines with the teacher's (and the cosine to
+the teacher when the widths match) on validation sentences, and a sentiment probe fitted on each
+file's own embeddings (C chosen on validation; accuracy on validation and test).
+``benchmarks/headline.py --qad`` adds the same block to the headline report. Writes OUT/qad.json.
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ def main() -> int:
     out = Path(args.out)
     block = compare(load_recipe(args.recipe), out, args.steps, args.scheme)
     block["command"] = "python benchmarks/qad.py " + " ".join(sys.argv[1:])
+    from edgedistill.fileutil import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "qad.json").write_text(json.dumps(block, indent=2) + "\n")
+    write_text_atomic(out / "qad.json", json.dumps(block, indent=2) + "\n")
     print(json.dumps(block, indent=2))
     return 0
 
