@@ -94,14 +94,13 @@ def appendix(report: dict) -> str:
 
 
 def vocab_block(recipe, out: Path) -> dict:
-    """The student's kept word-embedding rows and what the trimmed vocabulary loses on the test sentences."""
-    from edgedistill.models.vocab_student import held_out_report
+    """The student's kept word-embedding rows and what the trimmed vocabulary loses on the test sentences (the
+    ``vocab`` block an `edgedistill bench` report carries; the comparison bench here runs without the recipe's
+    workspace, so it is computed beside it)."""
+    from edgedistill.tasks.embedding_bench import vocab_extras
     from edgedistill.workspace import Workspace
 
-    ws = Workspace(recipe, out)
-    v = held_out_report(ws, out / "student", ws.texts("test"))
-    keys = ("mode", "kept_rows", "full_rows", "oov_rate", "unk_rate", "length_ratio", "texts")
-    return {**{k: v[k] for k in keys if k in v}, "held_out": "test split"}
+    return vocab_extras(Workspace(recipe, out))["vocab"]
 
 
 def qad_block(recipe, out: Path, steps: int | None, teacher_probe: float | None) -> dict:

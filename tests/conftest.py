@@ -10,6 +10,21 @@ from pathlib import Path
 
 import pytest
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, module_name: str | None = None, monkeypatch=None):
+    """``benchmarks/NAME.py`` as a module (the scripts are not a package); with ``monkeypatch``, benchmarks/ is on
+    ``sys.path`` while the test runs, for scripts that import their siblings."""
+    import importlib.util
+
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(module_name or name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EDGEDISTILL_PROGRESS"] = "0"

@@ -8,7 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import classification_recipe, classifier_teacher, synthetic_rows, tiny_recipe, write_jsonl
+from conftest import (
+    classification_recipe,
+    classifier_teacher,
+    load_benchmark,
+    synthetic_rows,
+    tiny_recipe,
+    write_jsonl,
+)
 
 from edgedistill import api
 from edgedistill.cli import main
@@ -292,13 +299,7 @@ def test_classifier_benchmark_script_runs_as_a_script():
 
 
 def test_the_early_exit_threshold_keeps_a_standard_error_of_margin():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "classifier_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("classifier", "classifier_bench")
     rows = [{"threshold": 0.85, "loss_vs_full": 0.009, "loss_se": 0.004, "mean_ms": 1.0},  # within 1 pt, not 1 SE up
             {"threshold": 0.9, "loss_vs_full": 0.005, "loss_se": 0.004, "mean_ms": 1.2},
             {"threshold": 0.95, "loss_vs_full": 0.001, "loss_se": 0.002, "mean_ms": 1.4}]
@@ -307,14 +308,7 @@ def test_the_early_exit_threshold_keeps_a_standard_error_of_margin():
 
 
 def test_exits_only_merge_replaces_one_task_and_keeps_the_others_provenance(tmp_path, monkeypatch):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "classifier_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "classifier.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("classifier", "classifier_bench")
 
     def block(th, rows):
         row = {"threshold": th, "accuracy": 0.8, "mean_ms": 1.0, "loss_vs_full": 0.005, "loss_se": 0.003,

@@ -2,7 +2,6 @@
 benched like any model; the headline's vs_model2vec block. (No model2vec install needed: the folder is
 written here in Model2Vec's save format.)"""
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -10,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "model2vec_peer.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("model2vec_peer", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("model2vec_peer")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +80,7 @@ def test_versus_block(peer):
 
 
 def test_headline_script_imports_with_the_peer(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("headline", SCRIPT.parent / "headline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("headline", monkeypatch=monkeypatch)
     names = {"student": "s", "teacher_int8": "t8", "minilm": "mini", "model2vec": "m2v"}
     head = {"vs_teacher": {"s": {"size_ratio": 28, "latency_p50_speedup": 50, "quality_retention": 0.92},
                            "m2v": {"size_ratio": 28, "latency_p50_speedup": 900, "quality_retention": 0.85}}}
@@ -98,10 +91,7 @@ def test_headline_script_imports_with_the_peer(monkeypatch):
 
 
 def test_headline_verdict_says_when_the_speed_up_is_noisy(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("headline", SCRIPT.parent / "headline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("headline", monkeypatch=monkeypatch)
     names = {"student": "s"}
     head = {"size_ratio": 30.0, "latency_p50_speedup": 49.3, "quality_retention": 0.93, "latency_noisy": True,
             "vs_teacher": {"s": {"latency_p50_speedup_rounds": [47.1, 58.6, 49.3]}}}

@@ -14,6 +14,7 @@ from conftest import (
     build_tiny_bert,
     classification_recipe,
     classifier_teacher,
+    load_benchmark,
     synthetic_rows,
     tiny_recipe,
     write_jsonl,
@@ -184,14 +185,9 @@ def test_trimmed_embedding_student_exports_and_runtime_falls_back_to_unk(emb_run
 
 
 def test_headline_vocab_block_reads_the_trimmed_student(emb_run, monkeypatch):
-    import importlib.util
     import sys
 
-    bench = Path(__file__).resolve().parents[2] / "benchmarks"
-    monkeypatch.syspath_prepend(str(bench))
-    spec = importlib.util.spec_from_file_location("headline", bench / "headline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("headline", monkeypatch=monkeypatch)
     recipe, out = emb_run
     block = mod.vocab_block(load_recipe(recipe), out)
     rec = json.loads((out / "student" / "distill.json").read_text())["vocab"]
