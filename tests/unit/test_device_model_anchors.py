@@ -1,21 +1,18 @@
 """benchmarks/device_model.py: anchors modelled under the conditions they were measured in, the result contract."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load():
     sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("device_model_bench", BENCH / "device_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("device_model", "device_model_bench")
 
 
 def test_with_cores_adds_per_core_peaks_by_the_targets_formula():

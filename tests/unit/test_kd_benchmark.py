@@ -1,19 +1,15 @@
 """benchmarks/kd_methods.py on a tiny budget: the result contract is written and consistent."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-from conftest import classifier_teacher, synthetic_rows, write_jsonl
+from conftest import classifier_teacher, load_benchmark, synthetic_rows, write_jsonl
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("kd_methods", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("kd_methods")
 
 
 def _tiny_teacher(tmp_path, tiny_teacher):

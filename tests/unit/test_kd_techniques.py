@@ -14,6 +14,7 @@ from conftest import (
     build_tiny_bert,
     classification_recipe,
     classifier_teacher,
+    load_benchmark,
 )
 from conftest import distill_spec as spec_of
 from transformers import AutoModelForSequenceClassification, BertConfig
@@ -298,9 +299,7 @@ def test_augmentation_strategies_train(run, strategy):
 
 
 def test_benchmark_runs_the_new_techniques(tmp_path, clf_teacher, tiny_teacher, data):
-    import importlib.util
     import shutil
-    from pathlib import Path
 
     teachers = []
     for name, folder in (("t1", clf_teacher), ("t2", classifier_teacher(tiny_teacher, tmp_path / "t2src", 2, 30))):
@@ -309,10 +308,7 @@ def test_benchmark_runs_the_new_techniques(tmp_path, clf_teacher, tiny_teacher, 
             {"train": {"unfreeze_layers": 0}, "val_accuracy": 0.5, "test_accuracy": 0.5, "best_epoch": 1,
              "seconds": 0}))
         teachers.append(tmp_path / name)
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "kd_methods.py"
-    spec = importlib.util.spec_from_file_location("kd_methods_new", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("kd_methods", "kd_methods_new")
     new = ["self_layerwise", "online_ensemble", "multi_teacher", "augment_self", "augment_kd"]
     assert set(new) <= set(mod.METHODS)
     out = tmp_path / "res" / "kd_methods"

@@ -1,20 +1,17 @@
 """benchmarks/llm.py helpers: every method gets the same step budget; the markdown renders the headline."""
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "llm.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_llm", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("llm", "bench_llm")
 
 
 def _args(**kw):

@@ -1,19 +1,16 @@
 """benchmarks/llm_vs_optimum.py and llm_decode.py: paired ratio, headline, greedy agreement on fake timings."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_vs_optimum.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_llm_vs_optimum", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("llm_vs_optimum", "bench_llm_vs_optimum")
 
 
 def test_paired_ratio_is_the_median_of_per_pair_ratios_not_a_ratio_of_medians(bench):
@@ -72,9 +69,7 @@ def test_merge_headline_adds_the_keys_and_their_source_to_the_llm_results(bench,
 
 
 def test_llm_decode_student_vs_teacher_is_the_ratio_of_medians_per_attention():
-    spec = importlib.util.spec_from_file_location("bench_llm_decode", SCRIPT.parent / "llm_decode.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("llm_decode", "bench_llm_decode")
     models = {"teacher": {"threads": {"1": {"static": 20.0, "filled": 200.0}}},
               "student-15L": {"threads": {"1": {"static": 44.0, "filled": 380.0}}}}
     assert mod.student_vs_teacher(models) == {"static": {"1": pytest.approx(2.2)}, "filled": {"1": pytest.approx(1.9)}}
@@ -84,9 +79,7 @@ def test_llm_decode_student_vs_teacher_is_the_ratio_of_medians_per_attention():
 
 
 def test_llm_decode_paired_ratio_divides_within_a_round():
-    spec = importlib.util.spec_from_file_location("bench_llm_decode", SCRIPT.parent / "llm_decode.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("llm_decode", "bench_llm_decode")
     run = lambda *v: [{"decode_tok_s": x} for x in v]  # noqa: E731
     runs = {("teacher", "filled", 1): run(200, 100, 200), ("s", "filled", 1): run(400, 250, 380)}
     assert mod.paired(runs, "s", "filled", 1) == {"median": 2.0, "min": 1.9, "max": 2.5}

@@ -1,20 +1,18 @@
 """benchmarks/remodel.py: stored reports get modelled-v2 device figures, measured numbers untouched, shapes checked."""
 
-import importlib.util
 import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+from conftest import load_benchmark
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load():
     sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("remodel", BENCH / "remodel.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("remodel")
 
 
 def _report(tmp_path, student_shape):
