@@ -36,6 +36,9 @@ class Outputs:
     """Per paired *student* layer: query, key, value ``[B, heads, T, head_dim]`` of that block's self-attention."""
     projector: Callable[[int, torch.Tensor], torch.Tensor] | None = None
     """Student side: learned map of a student layer's states to the teacher's width (FitNets regressor)."""
+    own_embedding: torch.Tensor | None = None
+    """Student side: the pooled embedding in the student's own space, before the training-only projection to
+    the teacher's width (None when there is no projection: then it is ``embedding``)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ def cosine_loss(s: Outputs, t: Outputs) -> torch.Tensor:
 def embedding_mse(s: Outputs, t: Outputs) -> torch.Tensor:
     """Mean squared error between sentence embeddings, summed over dimensions, batch mean."""
     return (s.embedding - t.embedding).pow(2).sum(-1).mean()
+
+
+@register_loss("pair_similarity", needs=("embedding",))
+def pair_similarity(s: Outputs, t: Outputs) -> torch.Tensor:
+    """MSE between the batch's pairwise cosine similarities in the student's own space and the teacher's."""
+    # Similarity-preserving KD (Tung & Mori 2019). The student's own space, not the projected one: the exported
+    # student ships without the projection, so its users rank sentences by cosines in that space, and a
+    # projection can map embeddings onto the teacher's while their own geometry stays poor.
+    own = s.own_embedding if s.own_embedding is not None else s.embedding
+    if len(own) < 2:
+        return own.sum() * 0.0  # one sentence has no pairs
+    a, b = F.normalize(own, dim=-1), F.normalize(t.embedding, dim=-1)
+    off = ~torch.eye(len(own), dtype=torch.bool, device=own.device)
+    return ((a @ a.T) - (b @ b.T))[off].pow(2).mean()
 
 
 @register_loss("hidden_mse", needs=("hidden",))

@@ -125,7 +125,8 @@ class EmbeddingStrategy(StrategyBase):
         out = student(input_ids=feats["input_ids"], attention_mask=feats["attention_mask"],
                       token_type_ids=feats.get("token_type_ids"), output_hidden_states=self.needs_hidden)
         mask = feats["attention_mask"]
-        s = Outputs(embedding=self.project(pool(out.last_hidden_state, mask, self.pooling, self.normalize)), mask=mask)
+        own = pool(out.last_hidden_state, mask, self.pooling, self.normalize)
+        s = Outputs(embedding=self.project(own), own_embedding=own, mask=mask)
         if self.needs_hidden:
             s.hidden = {i: out.hidden_states[i + 1] for i in self.layer_map}
         total = 0.0

@@ -31,6 +31,33 @@ def test_projection_starts_at_the_least_squares_fit():
     assert same.projection is None and same.extra_parameters() == []
 
 
+def test_pair_similarity_sees_the_students_own_embedding_through_the_strategy(cross_setup):
+    """With a projection to a wider teacher, ``pair_similarity`` compares the student's unprojected pairs (what
+    the exported student ranks by) while ``cosine`` compares the projected embedding."""
+    import torch
+    from transformers import AutoModel
+
+    from edgedistill.distill.losses import LOSSES, Outputs
+    from edgedistill.distill.strategies import EmbeddingStrategy
+    from edgedistill.models.encode import pool
+
+    _, _, base, _ = cross_setup
+    student = AutoModel.from_pretrained(base).eval()
+    g = torch.Generator().manual_seed(0)
+    feats = {"input_ids": torch.randint(5, 40, (4, 7), generator=g), "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+    teacher = Outputs(embedding=torch.nn.functional.normalize(torch.randn(4, 32, generator=g), dim=-1))
+    strat = EmbeddingStrategy({"cosine": 1.0, "pair_similarity": 1.0}, {}, "mean", True)
+    strat.attach(torch.randn(64, 16, generator=g), torch.randn(64, 32, generator=g))
+    with torch.no_grad():
+        total, parts = strat.loss(student, feats, teacher)
+        own = pool(student(**feats).last_hidden_state, feats["attention_mask"], "mean", True)
+        want = LOSSES["pair_similarity"].fn(Outputs(embedding=own), teacher).item()
+        projected = LOSSES["pair_similarity"].fn(Outputs(embedding=strat.project(own)), teacher).item()
+    assert parts["pair_similarity"] == pytest.approx(want, rel=1e-5) and abs(want - projected) > 1e-4
+    assert parts["cosine"] == pytest.approx(LOSSES["cosine"].fn(Outputs(embedding=strat.project(own)),
+                                                                teacher).item(), rel=1e-5)
+
+
 @pytest.fixture(scope="module")
 def cross_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cross")

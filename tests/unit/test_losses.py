@@ -43,10 +43,22 @@ def test_hidden_mse_ignores_padding_and_averages_layers():
     assert LOSSES["hidden_mse"].fn(s, t).item() == pytest.approx((0.5 + 0.0) / 2)
 
 
+def test_pair_similarity_compares_cosine_matrices_in_the_students_own_space():
+    own = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # pair cosines 0, 1/sqrt2, 1/sqrt2
+    teacher = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]])  # pair cosines 1, 0, 0
+    # squared differences 1, 1/2, 1/2, each pair twice among the 6 off-diagonal cells -> 2/3; the projected
+    # embedding (here equal to the teacher's, which would give 0) is not what is compared
+    got = LOSSES["pair_similarity"].fn(Outputs(embedding=teacher, own_embedding=own), Outputs(embedding=teacher))
+    assert got.item() == pytest.approx(2 / 3)
+    assert LOSSES["pair_similarity"].fn(Outputs(embedding=own), Outputs(embedding=teacher)).item() == pytest.approx(2 / 3)
+    assert LOSSES["pair_similarity"].fn(Outputs(embedding=own * 5), Outputs(embedding=own)).item() == pytest.approx(0)
+    assert LOSSES["pair_similarity"].fn(Outputs(embedding=own[:1]), Outputs(embedding=teacher[:1])).item() == 0.0
+
+
 def test_losses_are_differentiable():
     a = torch.randn(4, 8, requires_grad=True)
     b = torch.randn(4, 8)
-    for name in ("cosine", "mse"):
+    for name in ("cosine", "mse", "pair_similarity"):
         LOSSES[name].fn(Outputs(embedding=a), Outputs(embedding=b)).backward()
         assert a.grad is not None and torch.isfinite(a.grad).all()
         a.grad = None
