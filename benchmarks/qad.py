@@ -59,29 +59,38 @@ def _score(ws, onnx_path: Path, tok, val_idx: np.ndarray) -> dict:
     return out
 
 
-def compare(recipe, out: Path, steps: int | None = None, scheme: str = "int8-dynamic") -> dict:
-    """The ``qad`` block: per variant its ``scheme`` ONNX scores and distill record, then QAD minus PTQ."""
+def at_steps(recipe, steps: int | None, **changes):
+    """The recipe with ``[distill]`` changes, and ``max_steps`` (eval_every capped by it) when given."""
+    if steps is not None:
+        changes.update(max_steps=steps, eval_every=max(1, min(recipe.distill.eval_every, steps)))
+    return dataclasses.replace(recipe, distill=recipe.distill.replace(**changes))
+
+
+def distil_and_score(variant, out: Path, scheme: str = "int8-dynamic") -> dict:
+    """Distil ``variant`` into OUT, export its student with ``scheme``'s ONNX and score the exported file."""
     from edgedistill import api
     from edgedistill.export.stage import calibration_factory, onnx_variants
     from edgedistill.models.loading import load_tokenizer
     from edgedistill.workspace import Workspace
 
+    ws = Workspace(variant, out)
+    t0 = time.perf_counter()
+    student = api.distill(variant, out)
+    seconds = time.perf_counter() - t0
+    # Static scales come from calibration sentences after PTQ, from the ranges training learned after QAD.
+    path = onnx_variants(student, out / "export" / "student", variant, [scheme],
+                         calibration=calibration_factory(ws, student))["paths"]
+    val_idx = ws.sample("validation", variant.distill.eval_sentences)
+    record = json.loads((student / "distill.json").read_text())
+    return {**_score(ws, path[scheme], load_tokenizer(student), val_idx),
+            "best_val_cosine_pytorch": record["metrics"]["best_val_cosine"], "distill_seconds": seconds}
+
+
+def compare(recipe, out: Path, steps: int | None = None, scheme: str = "int8-dynamic") -> dict:
+    """The ``qad`` block: per variant its ``scheme`` ONNX scores and distill record, then QAD minus PTQ."""
     block = {"steps": steps or recipe.distill.max_steps, "export_scheme": scheme}
     for name, qat in (("ptq", "none"), ("qad", QAT_OF_SCHEME[scheme])):
-        changes = {"qat": qat} if steps is None else {"qat": qat, "max_steps": steps,
-                                                      "eval_every": max(1, min(recipe.distill.eval_every, steps))}
-        variant = dataclasses.replace(recipe, distill=recipe.distill.replace(**changes))
-        ws = Workspace(variant, out / name)
-        t0 = time.perf_counter()
-        student = api.distill(variant, out / name)
-        seconds = time.perf_counter() - t0
-        # Static scales come from calibration sentences after PTQ, from the ranges training learned after QAD.
-        path = onnx_variants(student, out / name / "export" / "student", variant, [scheme],
-                             calibration=calibration_factory(ws, student))["paths"]
-        val_idx = ws.sample("validation", variant.distill.eval_sentences)
-        record = json.loads((student / "distill.json").read_text())
-        block[name] = {"qat": qat, **_score(ws, path[scheme], load_tokenizer(student), val_idx),
-                       "best_val_cosine_pytorch": record["metrics"]["best_val_cosine"], "distill_seconds": seconds}
+        block[name] = {"qat": qat, **distil_and_score(at_steps(recipe, steps, qat=qat), out / name, scheme)}
     block["delta"] = {k: block["qad"][k] - block["ptq"][k] for k in block["ptq"]
                       if k.startswith(("val_", "probe_")) and k in block["qad"]}
     return block
@@ -100,6 +109,7 @@ def main() -> int:
     out = Path(args.out)
     block = compare(load_recipe(args.recipe), out, args.steps, args.scheme)
     block["command"] = "python benchmarks/qad.py " + " ".join(sys.argv[1:])
+    block["measured"] = time.strftime("%Y-%m-%d")
     from edgedistill.fileutil import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
