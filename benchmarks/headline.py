@@ -87,10 +87,54 @@ def appendix(report: dict) -> str:
     """What headline.md adds to the bench report's markdown: the models, the verdict, how it was produced."""
     return ("\n## Models\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in report["headline_models"].items())
             + "\n\n## Verdict\n\n" + "\n".join(report["verdict"]) + "\n"
+            + qad_markdown(report["headline"].get("qad"), report.get("distill", {}).get("steps"))
             + f"\nEnd to end: {report['wall_seconds_end_to_end'] / 60:.1f} min"
             + (f" (the bench of every model reused from `{report['bench_reused_from']}`)"
                if report.get("bench_reused_from") else "")
             + f". Produced by `{report['command']}`.\n")
+
+
+def qad_markdown(block: dict | None, student_steps: int | None = None) -> str:
+    """The PTQ vs QAD paragraph of headline.md (empty while the block is skipped or pending)."""
+    if not block or "ptq" not in block:
+        return ""
+    rows = [f"| {v.upper()} (qat = {block[v]['qat']!r}) | {block[v].get('probe_test_accuracy', 0) * 100:.1f}% | "
+            f"{block.get('retention', {}).get(v, 0) * 100:.1f}% | {block[v]['val_spearman_vs_teacher']:.4f} | "
+            f"{block[v]['distill_seconds'] / 60:.1f} min |" for v in ("ptq", "qad")]
+    return ("\n## Quantization-aware distillation\n\n"
+            f"The headline recipe distilled twice at {block['steps']} steps each"
+            + (f" (the headline student above trained {student_steps})" if student_steps != block["steps"] else "")
+            + f" and exported "
+            f"{block['export_scheme']}; scored on the exported files ({block.get('command', 'benchmarks/qad.py')}"
+            f"{', measured ' + block['measured'] if block.get('measured') else ''})."
+            + (f" {block['note']}" if block.get("note") else "") + "\n\n"
+            "| variant | probe test accuracy | retention vs mpnet | Spearman vs mpnet (validation) "
+            "| distill wall time |\n"
+            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def attach_qad(path: Path, note: str | None = None) -> dict:
+    """Store a finished ``benchmarks/qad.py`` run of the headline recipe as headline.qad of the stored results
+    (its distils take ~1 h; the comparison they join need not be benchmarked again)."""
+    from edgedistill.fileutil import write_text_atomic
+
+    results = HERE / "results"
+    report = json.loads((results / "headline.json").read_text())
+    record = Path(path).parent / "ptq" / "student" / "distill.json"  # qad.py's PTQ arm, written beside qad.json
+    ran, want = (json.loads(record.read_text())["recipe"]["name"] if record.is_file() else None,
+                 report["distill"]["recipe"]["name"])
+    if ran != want:
+        raise SystemExit(f"{path}: not a qad.py run of the headline recipe {want!r} ({record} names "
+                         f"{ran!r}); run `python benchmarks/qad.py --recipe examples/headline.toml` first")
+    block = with_retention(json.loads(Path(path).read_text()), report["headline"]["teacher"]["probe_accuracy"])
+    block.setdefault("measured", time.strftime("%Y-%m-%d", time.localtime(Path(path).stat().st_mtime)))
+    if note:
+        block["note"] = note
+    report["headline"]["qad"] = block
+    md = (results / "headline.md").read_text()
+    write_text_atomic(results / "headline.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(results / "headline.md", md[: md.index("\n## Models")] + appendix(report))
+    return block
 
 
 def vocab_block(recipe, out: Path) -> dict:
@@ -108,7 +152,11 @@ def qad_block(recipe, out: Path, steps: int | None, teacher_probe: float | None)
     sys.path.insert(0, str(HERE))
     from qad import compare
 
-    block = compare(recipe, out, steps)
+    return with_retention(compare(recipe, out, steps), teacher_probe)
+
+
+def with_retention(block: dict, teacher_probe: float | None) -> dict:
+    """The block with each variant's probe test accuracy as a share of the teacher's (mpnet fp32's)."""
     if teacher_probe:
         block["retention"] = {v: block[v].get("probe_test_accuracy", 0.0) / teacher_probe for v in ("ptq", "qad")}
     return block
@@ -131,7 +179,14 @@ def main() -> int:
                     help="take OUT/compare/report/report.json instead of benchmarking again when it is newer than "
                          "the student (re-assembles the results after a failure in a later step)")
     ap.add_argument("--qad-steps", type=int, default=None, help="training steps of each --qad variant")
+    ap.add_argument("--attach-qad", metavar="QAD_JSON",
+                    help="only store OUT/qad.json of `benchmarks/qad.py --recipe examples/headline.toml` as the "
+                         "qad block of the stored benchmarks/results/headline.json (nothing is distilled or timed)")
+    ap.add_argument("--qad-note", help="with --attach-qad: a sentence on how the run was made, kept in the block")
     args = ap.parse_args()
+    if args.attach_qad:
+        print(json.dumps(attach_qad(Path(args.attach_qad), args.qad_note)["retention"], indent=2))
+        return 0
 
     from edgedistill import api
     from edgedistill.fileutil import write_text_atomic

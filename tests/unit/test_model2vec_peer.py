@@ -100,3 +100,42 @@ def test_headline_verdict_says_when_the_speed_up_is_noisy(monkeypatch):
     assert "noisy" not in lines[0] and lines[2].endswith("NOT met")
     assert "noisy" not in mod._verdict({**head, "latency_noisy": False}, names)[1]
     sys.modules.pop("model2vec_peer", None)
+
+
+def test_headline_attach_qad_stores_the_block_with_retention(monkeypatch, tmp_path):
+    """--attach-qad: a finished qad.py run becomes headline.qad (retention vs the stored teacher probe) and a
+    table in headline.md; the rest of both files is kept."""
+    import json
+
+    mod = load_benchmark("headline", monkeypatch=monkeypatch)
+    results = tmp_path / "results"
+    results.mkdir()
+    report = {"headline": {"teacher": {"probe_accuracy": 0.9}, "size_ratio": 34.8, "qad": {"skipped": "x"}},
+              "headline_models": {"s": "student"}, "verdict": ["- size_ratio: met"], "wall_seconds_end_to_end": 60.0,
+              "command": "python benchmarks/headline.py", "distill": {"recipe": {"name": "headline"}, "steps": 6000}}
+    (results / "headline.json").write_text(json.dumps(report))
+    (results / "headline.md").write_text("# Bench\n\nthe table\n\n## Models\n\n- old\n")
+    variant = {"val_spearman_vs_teacher": 0.6, "distill_seconds": 600.0}
+    qad = {"steps": 3000, "export_scheme": "int8-dynamic", "command": "python benchmarks/qad.py",
+           "ptq": {"qat": "none", "probe_test_accuracy": 0.81, **variant},
+           "qad": {"qat": "int8", "probe_test_accuracy": 0.828, **variant}}
+    (tmp_path / "qad.json").write_text(json.dumps(qad))
+    monkeypatch.setattr(mod, "HERE", tmp_path)
+    with pytest.raises(SystemExit, match="not a qad.py run of the headline recipe 'headline'"):
+        mod.attach_qad(tmp_path / "qad.json")  # no PTQ arm record beside it
+    (tmp_path / "ptq" / "student").mkdir(parents=True)
+    (tmp_path / "ptq" / "student" / "distill.json").write_text(json.dumps({"recipe": {"name": "quickstart"}}))
+    with pytest.raises(SystemExit, match="names 'quickstart'"):
+        mod.attach_qad(tmp_path / "qad.json")
+    assert json.loads((results / "headline.json").read_text())["headline"]["qad"] == {"skipped": "x"}
+    (tmp_path / "ptq" / "student" / "distill.json").write_text(json.dumps({"recipe": {"name": "headline"}}))
+    block = mod.attach_qad(tmp_path / "qad.json", note="One core each.")
+    assert block["retention"] == {"ptq": pytest.approx(0.9), "qad": pytest.approx(0.92)}
+    stored = json.loads((results / "headline.json").read_text())
+    assert stored["headline"]["qad"]["retention"]["qad"] == pytest.approx(0.92)
+    assert stored["headline"]["size_ratio"] == 34.8 and "measured" in stored["headline"]["qad"]
+    md = (results / "headline.md").read_text()
+    assert md.startswith("# Bench\n\nthe table\n") and "- old" not in md and "- `s`: student" in md
+    assert "| QAD (qat = 'int8') | 82.8% | 92.0% | 0.6000 | 10.0 min |" in md
+    assert "3000 steps each (the headline student above trained 6000)" in md and "One core each." in md
+    sys.modules.pop("model2vec_peer", None)
