@@ -102,3 +102,80 @@ def test_llm_recipe_qat_needs_its_export_scheme(tmp_path):
     path.write_text(head.replace('"8da4w"\n[export]', '"int4"\n[export]') + 'schemes = ["et-8da4w"]\n')
     with pytest.raises(RecipeError, match="key 'qat': expected one of 'none', '8da4w'"):
         load_llm_recipe(path)
+
+
+def test_llm_qad_benchmark_scores_blocks_as_the_export_quantizes(qad_student):
+    """benchmarks/llm_qad.py: per-block NLLs average to the 8da4w test perplexity; the verdict needs the
+    bootstrap interval below zero and, with seeds, a gain larger than the PTQ arm's seed spread."""
+    import math
+
+    from conftest import load_benchmark
+
+    from edgedistill.llm.evaluate import evaluate_lm
+
+    bench = load_benchmark("llm_qad")
+    tok = tiny_tokenizer()
+    blocks = pack_blocks(tiny_text(12, words=40, seed=7), tok, 16)[:5]
+    q = prepare_8da4w(copy.deepcopy(qad_student[0]))
+    nll = bench.block_nll(q, blocks)
+    assert nll.shape == (len(blocks),)
+    assert math.exp(nll.mean()) == pytest.approx(evaluate_lm(q, blocks).ppl, rel=1e-4)
+
+    lower = np.array([4.0, 4.1, 3.9, 4.2, 4.0, 4.05])
+
+    def run(arm, seed, ppl, nll):
+        return {"arm": arm, "seed": seed, "steps": 10, "distill_seconds": 1.0, "ppl_float": 50.0,
+                "ppl_8da4w": ppl, "agreement_8da4w": 0.4, "_nll": nll}
+
+    runs = [run("ptq", 0, 60.0, lower + 0.1), run("qad", 0, 55.0, lower)]
+    block = bench.summarise(runs, teacher_ppl=40.0)
+    assert block["ppl_8da4w_delta"] == pytest.approx(-5.0) and block["seed_noise_ppl_8da4w"] is None
+    assert block["test_bootstrap_seed0"]["ci95"][1] < 0 and block["qad_better_beyond_noise"] is True
+    assert "_nll" not in block["runs"][0]
+    # a second PTQ seed 8 ppl away: the 5-ppl gain is inside the seed noise
+    noisy = bench.summarise(runs + [run("ptq", 1, 68.0, lower + 0.2), run("qad", 1, 63.0, lower + 0.1)], 40.0)
+    assert noisy["seed_noise_ppl_8da4w"] == pytest.approx(8.0) and noisy["qad_better_beyond_noise"] is False
+    # a mixed per-block difference: the interval straddles zero
+    mixed = bench.summarise([run("ptq", 0, 60.0, lower), run("qad", 0, 59.0, lower + np.array([.3, -.3] * 3))], 40.)
+    assert mixed["qad_better_beyond_noise"] is False
+
+
+def test_llm_qad_block_joins_the_stored_llm_headline(tmp_path):
+    import json
+
+    from conftest import load_benchmark
+
+    bench = load_benchmark("llm_qad")
+    stored = tmp_path / "llm.json"
+    stored.write_text(json.dumps({"headline": {"teacher_ppl": 54.1, "nokd_ppl": 103.1}, "runs": []}))
+    block = {"ppl_8da4w_delta": -3.0, "qad_better_beyond_noise": True, "runs": [{"arm": "ptq"}],
+             "examples_seed0": {}, "ptq": {"chat_nonempty_rate_8da4w": 1.0, "chat_rougeL_vs_teacher_8da4w": 0.23}}
+    bench.write_headline(block, stored)
+    head = json.loads(stored.read_text())["headline"]
+    assert head["teacher_ppl"] == 54.1 and head["nokd_ppl"] == 103.1
+    assert head["qad"]["ppl_8da4w_delta"] == -3.0 and "runs" not in head["qad"]
+    assert "llm_qad.py" in head["qad"]["source"]
+    # chat keys only where llm.py's own run left none, with their source
+    assert head["chat_nonempty_rate"] == 1.0 and head["chat_rougeL_vs_teacher"] == 0.23 and "PTQ" in head["chat_source"]
+    stored.write_text(json.dumps({"headline": {"chat_nonempty_rate": 0.97, "chat_rougeL_vs_teacher": 0.3}}))
+    bench.write_headline(block, stored)
+    head = json.loads(stored.read_text())["headline"]
+    assert head["chat_nonempty_rate"] == 0.97 and "chat_source" not in head
+
+
+def test_llm_qad_markdown_shows_both_arms_and_the_verdict():
+    from conftest import load_benchmark
+
+    bench = load_benchmark("llm_qad")
+    arm = {"ppl_8da4w": 204.5, "agreement_8da4w": 0.32, "ppl_float": 133.7, "chat_nonempty_rate_8da4w": 1.0,
+           "chat_agreement_8da4w": 0.46, "chat_rougeL_vs_teacher_8da4w": 0.23}
+    block = {"export_scheme": "et-8da4w", "steps": 200, "seeds": 1, "teacher_ppl": 54.1, "command": "x",
+             "measured": "2026-12-06", "ptq": arm, "qad": {**arm, "ppl_8da4w": 155.8}, "ppl_8da4w_delta": -48.7,
+             "test_bootstrap_seed0": {"ci95": [-56.4, -42.0]}, "seed_noise_ppl_8da4w": None,
+             "qad_better_beyond_noise": True,
+             "examples_seed0": {"ptq": [{"prompt": "a|b", "teacher": "t", "student": ""}],
+                                "qad": [{"prompt": "a|b", "teacher": "t", "student": "q"}]}}
+    md = bench.markdown(block)
+    assert "| QAD (qat = '8da4w') | 155.8 | 0.320 | 133.7 | 100% | 0.460 | 0.230 |" in md
+    assert "**-48.7** (test-block bootstrap 95% interval [-56.4, -42.0]; one seed per arm" in md and "**yes**" in md
+    assert "| a/b | t | *(empty)* | q |" in md
