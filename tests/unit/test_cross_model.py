@@ -44,7 +44,8 @@ def test_pair_similarity_sees_the_students_own_embedding_through_the_strategy(cr
     _, _, base, _ = cross_setup
     student = AutoModel.from_pretrained(base).eval()
     g = torch.Generator().manual_seed(0)
-    feats = {"input_ids": torch.randint(5, 40, (4, 7), generator=g), "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+    feats = {"input_ids": torch.randint(5, 40, (4, 7), generator=g),
+             "attention_mask": torch.ones(4, 7, dtype=torch.long)}
     teacher = Outputs(embedding=torch.nn.functional.normalize(torch.randn(4, 32, generator=g), dim=-1))
     strat = EmbeddingStrategy({"cosine": 1.0, "pair_similarity": 1.0}, {}, "mean", True)
     strat.attach(torch.randn(64, 16, generator=g), torch.randn(64, 32, generator=g))
