@@ -38,7 +38,7 @@ class Outputs:
     """Student side: learned map of a student layer's states to the teacher's width (FitNets regressor)."""
     own_embedding: torch.Tensor | None = None
     """Student side: the pooled embedding in the student's own space, before the training-only projection to
-    the teacher's width (None when there is no projection: then it is ``embedding``)."""
+    the teacher's width (the embedding strategy sets it; None elsewhere, where ``embedding`` is that space)."""
 
 
 @dataclass(frozen=True)
