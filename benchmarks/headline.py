@@ -103,7 +103,8 @@ def qad_markdown(block: dict | None, student_steps: int | None = None) -> str:
             f"{block[v]['distill_seconds'] / 60:.1f} min |" for v in ("ptq", "qad")]
     return ("\n## Quantization-aware distillation\n\n"
             f"The headline recipe distilled twice at {block['steps']} steps each"
-            + (f" (the headline student above trained {student_steps})" if student_steps != block["steps"] else "")
+            + (f" (the headline student above trained {student_steps})"
+               if student_steps not in (None, block["steps"]) else "")
             + f" and exported "
             f"{block['export_scheme']}; scored on the exported files ({block.get('command', 'benchmarks/qad.py')}"
             f"{', measured ' + block['measured'] if block.get('measured') else ''})."

@@ -148,7 +148,8 @@ def markdown(block: dict) -> str:
 
 
 def write_headline(block: dict, stored: Path) -> None:
-    """``block`` (less its per-run rows and answers) as ``headline.qad`` of the stored llm.json."""
+    """``block`` (less its per-run rows and answers) as ``headline.qad`` of the stored llm.json, and its
+    markdown as llm_qad.md beside it."""
     from edgedistill.fileutil import write_text_atomic
 
     doc = json.loads(stored.read_text())
@@ -163,6 +164,7 @@ def write_headline(block: dict, stored: Path) -> None:
                     chat_source="benchmarks/llm_qad.py: the recipe's PTQ student as its et-8da4w export quantizes "
                                 "it, on the recipe's held-out chat prompts")
     write_text_atomic(stored, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(stored.with_name("llm_qad.md"), markdown(block))
 
 
 def main() -> int:
@@ -178,11 +180,7 @@ def main() -> int:
     args = ap.parse_args()
     stored = HERE / "results" / "llm.json"
     if args.attach:
-        block = json.loads(Path(args.attach).read_text())
-        write_headline(block, stored)
-        from edgedistill.fileutil import write_text_atomic
-
-        write_text_atomic(stored.with_name("llm_qad.md"), markdown(block))
+        write_headline(json.loads(Path(args.attach).read_text()), stored)
         return 0
     import torch
 

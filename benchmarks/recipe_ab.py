@@ -6,7 +6,8 @@
 
 Each ``--variant NAME:SECTION.KEY=TOML_VALUE`` changes one key of the recipe (repeat a NAME to change
 several); ``--baseline`` also runs the recipe unchanged. Every variant is distilled, exported with
-the recipe's ONNX scheme and scored like ``benchmarks/qad.py`` scores its two arms: Spearman of pairwise
+one ONNX scheme (``--scheme``, default int8-dynamic) and scored like ``benchmarks/qad.py`` scores its
+two arms: Spearman of pairwise
 cosines with the teacher's (and the cosine when the widths match) on validation sentences, and a
 sentiment probe fitted on the file's own embeddings (validation accuracy to choose by, test accuracy
 to report). A quicker way than a full ``headline.py`` bench to choose a student on validation; its

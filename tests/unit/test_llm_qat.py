@@ -140,6 +140,18 @@ def test_llm_qad_benchmark_scores_blocks_as_the_export_quantizes(qad_student):
     assert mixed["qad_better_beyond_noise"] is False
 
 
+def _qad_block() -> dict:
+    """A finished llm_qad.py block (the stored run's figures)."""
+    arm = {"ppl_8da4w": 204.5, "agreement_8da4w": 0.32, "ppl_float": 133.7, "chat_nonempty_rate_8da4w": 1.0,
+           "chat_agreement_8da4w": 0.46, "chat_rougeL_vs_teacher_8da4w": 0.23}
+    return {"export_scheme": "et-8da4w", "steps": 200, "seeds": 1, "teacher_ppl": 54.1, "command": "x",
+            "measured": "2026-12-06", "ptq": arm, "qad": {**arm, "ppl_8da4w": 155.8}, "ppl_8da4w_delta": -48.7,
+            "test_bootstrap_seed0": {"ci95": [-56.4, -42.0]}, "seed_noise_ppl_8da4w": None,
+            "qad_better_beyond_noise": True, "runs": [{"arm": "ptq"}],
+            "examples_seed0": {"ptq": [{"prompt": "a|b", "teacher": "t", "student": ""}],
+                               "qad": [{"prompt": "a|b", "teacher": "t", "student": "q"}]}}
+
+
 def test_llm_qad_block_joins_the_stored_llm_headline(tmp_path):
     import json
 
@@ -148,13 +160,13 @@ def test_llm_qad_block_joins_the_stored_llm_headline(tmp_path):
     bench = load_benchmark("llm_qad")
     stored = tmp_path / "llm.json"
     stored.write_text(json.dumps({"headline": {"teacher_ppl": 54.1, "nokd_ppl": 103.1}, "runs": []}))
-    block = {"ppl_8da4w_delta": -3.0, "qad_better_beyond_noise": True, "runs": [{"arm": "ptq"}],
-             "examples_seed0": {}, "ptq": {"chat_nonempty_rate_8da4w": 1.0, "chat_rougeL_vs_teacher_8da4w": 0.23}}
+    block = {**_qad_block(), "ppl_8da4w_delta": -3.0}
     bench.write_headline(block, stored)
     head = json.loads(stored.read_text())["headline"]
     assert head["teacher_ppl"] == 54.1 and head["nokd_ppl"] == 103.1
     assert head["qad"]["ppl_8da4w_delta"] == -3.0 and "runs" not in head["qad"]
     assert "llm_qad.py" in head["qad"]["source"]
+    assert (tmp_path / "llm_qad.md").is_file()  # the markdown beside llm.json
     # chat keys only where llm.py's own run left none, with their source
     assert head["chat_nonempty_rate"] == 1.0 and head["chat_rougeL_vs_teacher"] == 0.23 and "PTQ" in head["chat_source"]
     stored.write_text(json.dumps({"headline": {"chat_nonempty_rate": 0.97, "chat_rougeL_vs_teacher": 0.3}}))
@@ -167,15 +179,7 @@ def test_llm_qad_markdown_shows_both_arms_and_the_verdict():
     from conftest import load_benchmark
 
     bench = load_benchmark("llm_qad")
-    arm = {"ppl_8da4w": 204.5, "agreement_8da4w": 0.32, "ppl_float": 133.7, "chat_nonempty_rate_8da4w": 1.0,
-           "chat_agreement_8da4w": 0.46, "chat_rougeL_vs_teacher_8da4w": 0.23}
-    block = {"export_scheme": "et-8da4w", "steps": 200, "seeds": 1, "teacher_ppl": 54.1, "command": "x",
-             "measured": "2026-12-06", "ptq": arm, "qad": {**arm, "ppl_8da4w": 155.8}, "ppl_8da4w_delta": -48.7,
-             "test_bootstrap_seed0": {"ci95": [-56.4, -42.0]}, "seed_noise_ppl_8da4w": None,
-             "qad_better_beyond_noise": True,
-             "examples_seed0": {"ptq": [{"prompt": "a|b", "teacher": "t", "student": ""}],
-                                "qad": [{"prompt": "a|b", "teacher": "t", "student": "q"}]}}
-    md = bench.markdown(block)
+    md = bench.markdown(_qad_block())
     assert "| QAD (qat = '8da4w') | 155.8 | 0.320 | 133.7 | 100% | 0.460 | 0.230 |" in md
     assert "**-48.7** (test-block bootstrap 95% interval [-56.4, -42.0]; one seed per arm" in md and "**yes**" in md
     assert "| a/b | t | *(empty)* | q |" in md
