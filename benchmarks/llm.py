@@ -7,11 +7,14 @@ before training; the student after each method at the same step budget
 ``kd`` and ``kd_ce`` over several seeds for the run-to-run noise; every run with ``--chat-ratio`` of each
 batch chat (prompt + the teacher's cached answer, loss on the answer) and its chat measured on held-out
 prompts (``chat_nonempty_rate``, ``chat_rougeL_vs_teacher`` in the headline, from ``kd_ce`` seed 0); greedy
-replies of teacher and KD student to chatterbot prompts side by side; the KD student and the teacher exported to 8da4w
-bundles and timed by the product's LLM bench in this run (a fresh process per
+replies of teacher and KD student to chatterbot prompts side by side; ``best_kd_method`` is the KD method
+(any but ``nokd``) with the lowest validation perplexity, ``best_kd_ppl`` its test perplexity, with the goals
+``best_kd_beats_nokd_beyond_noise`` and ``best_kd_within_1_5x_teacher``; the KD student and the teacher
+exported to 8da4w bundles and timed by the product's LLM bench in this run (a fresh process per
 model, thread count and repeat; 1 and 2 threads). Phases are written as they
 finish (``partial`` until the end); ``--reuse DIR`` resumes an interrupted run.
-Writes ``OUT.json`` (top-level ``headline``) and ``OUT.md``.
+Writes ``OUT.json`` (top-level ``headline``) and ``OUT.md``; the headline keys other scripts attach (``qad``
+from llm_qad.py, ``decode_vs_optimum_executorch*`` from llm_vs_optimum.py) are kept from the previous OUT.json.
 
     HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/llm.py --smoke          # minutes: checks the path only
     HF_HUB_OFFLINE=1 python benchmarks/llm.py --steps 200 --seeds 2 --reuse runs/llm-reuse  # hours on CPU
@@ -189,9 +192,11 @@ def main() -> None:
     res = {"headline": {}, "smoke": a.smoke, "host": host, "args": vars(a), "runs": runs, "generations": [],
            "export": None, "partial": True}
 
+    kept = attached(Path(a.out + ".json"))
+
     def write():
         # after every phase, so an interrupted run still leaves what it measured
-        res["headline"] = headline(a, ctx, runs, methods, stages, res["export"])
+        res["headline"] = headline(a, ctx, runs, methods, stages, res["export"]) | kept
         res["elapsed_s"] = round(time.time() - t0, 1)
         write_json_atomic(Path(a.out + ".json"), res)
         write_text_atomic(Path(a.out + ".md"), render_md(res))
@@ -243,7 +248,8 @@ def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | Non
            "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
            "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
            "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
-           "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"], "chat": rep.get("chat")}
+           "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"], "chat": rep.get("chat"),
+           "val_ppl": (d.get("best_val") or {}).get("ppl")}
     if done is not None:
         done.mkdir(parents=True, exist_ok=True)
         if keep:
@@ -271,6 +277,7 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,
     }
+    h.update(best_kd(runs, h["teacher_ppl"], h["nokd_ppl"], h["ppl_noise"]))
     chat_run = pick_chat_run(runs)
     if chat_run is not None:
         h["chat_nonempty_rate"] = chat_run["chat"]["chat_nonempty_rate"]
@@ -282,6 +289,38 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
         h["decode_speedup_same_scheme"] = round(export["decode_speedup"]["1"], 3)
         h["decode_speedup_by_threads"] = {t: round(x, 3) for t, x in export["decode_speedup"].items()}
     return h
+
+
+def best_kd(runs: list[dict], teacher_ppl: float, nokd_ppl: float | None, noise: float | None) -> dict:
+    """The KD method (any but nokd) with the lowest mean validation perplexity, and its mean test perplexity:
+    chosen on validation so that the test figure is not picked by the test set. Empty when no run has both."""
+    val = {}
+    for r in runs:
+        if r["method"] != "nokd" and r.get("val_ppl") is not None:
+            val.setdefault(r["method"], []).append(r["val_ppl"])
+    if not val:
+        return {}
+    method = min(val, key=lambda m: statistics.mean(val[m]))
+    test = statistics.mean(r["ppl_after"] for r in runs if r["method"] == method)
+    out = {"best_kd_method": method, "best_kd_ppl": test, "best_kd_val_ppl": statistics.mean(val[method]),
+           "best_kd_within_1_5x_teacher": test <= 1.5 * teacher_ppl}
+    if nokd_ppl is not None and noise is not None:
+        out["best_kd_beats_nokd_beyond_noise"] = nokd_ppl - test > noise
+    return out
+
+
+ATTACHED = ("qad", "decode_vs_optimum_executorch")
+"""Headline keys other scripts attach to llm.json (llm_qad.py --attach, llm_vs_optimum.py): their runs are apart
+from this one, each says its source, so a new run of this benchmark keeps them."""
+
+
+def attached(previous: Path) -> dict:
+    """The ATTACHED keys (and any key they prefix) of a stored llm.json's headline; {} when there is none."""
+    try:
+        head = json.loads(previous.read_text()).get("headline") or {}
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in head.items() if any(k.startswith(p) for p in ATTACHED)}
 
 
 def pick_chat_run(runs: list[dict]) -> dict | None:

@@ -122,3 +122,28 @@ def test_every_method_trains_with_the_chat_mix_and_the_headline_reports_kd_ce_ch
                           "args": {"chat_ratio": 0.25}})
     assert "| `chat_nonempty_rate` | 0.9 |" in md and "| Hi? | Hello! | *(empty)* |" in md
     assert "| kd_ce | 0 | 1 | 700.00 | 100.00 | 0.5 | 0.9 | 0.45 |" in md
+
+
+def test_best_kd_is_chosen_on_validation_and_reported_on_test(bench):
+    runs = [{"method": m, "seed": s, "ppl_after": t, "val_ppl": v}
+            for m, s, t, v in (("nokd", 0, 100.0, 90.0), ("nokd", 1, 101.0, 91.0), ("kd", 0, 95.0, 88.0),
+                               ("kd_ce", 0, 90.0, 89.0), ("kd_ce", 1, 92.0, 89.5), ("seq_kd", 0, 80.0, None))]
+    got = bench.best_kd(runs, teacher_ppl=60.0, nokd_ppl=100.5, noise=1.0)
+    # kd has the lowest validation ppl although kd_ce (and seq_kd, unvalidated) are lower on test
+    assert got["best_kd_method"] == "kd" and got["best_kd_ppl"] == 95.0 and got["best_kd_val_ppl"] == 88.0
+    assert got["best_kd_beats_nokd_beyond_noise"] is True and got["best_kd_within_1_5x_teacher"] is False
+    assert bench.best_kd(runs, teacher_ppl=64.0, nokd_ppl=95.5, noise=1.0)["best_kd_within_1_5x_teacher"] is True
+    assert bench.best_kd(runs, 64.0, 95.5, 1.0)["best_kd_beats_nokd_beyond_noise"] is False
+    assert bench.best_kd([{**r, "val_ppl": None} for r in runs], 60.0, 100.0, 1.0) == {}  # older records
+
+
+def test_a_new_run_keeps_the_blocks_other_scripts_attached(bench, tmp_path):
+    import json
+
+    stored = tmp_path / "llm.json"
+    assert bench.attached(stored) == {}
+    stored.write_text(json.dumps({"headline": {"kd_ppl": 1.0, "chat_source": "x", "qad": {"ppl": 2},
+                                               "decode_vs_optimum_executorch": 0.9,
+                                               "decode_vs_optimum_executorch_source": "y"}}))
+    assert bench.attached(stored) == {"qad": {"ppl": 2}, "decode_vs_optimum_executorch": 0.9,
+                                      "decode_vs_optimum_executorch_source": "y"}
