@@ -395,7 +395,12 @@ def llm_distill(recipe, out):
 @click.option("--max-cache-len", type=click.IntRange(min=2), default=None,
               help="Context (prompt + new tokens) of the static KV cache (default: 512, capped by the model).")
 @click.option("--zip", "zip_bundle", is_flag=True, help="Also write OUT.zip (one file to ship).")
-def llm_export(student, out, scheme, target, max_cache_len, zip_bundle):
+@click.option("--attention", type=click.Choice(["filled", "custom", "static"]), default="filled", show_default=True,
+              help="ExecuTorch schemes: 'filled' runs on any ExecuTorch runtime (the native runner included); "
+                   "'custom' uses ExecuTorch's LLM kernels (llama::custom_sdpa), faster decode where the app's "
+                   "runtime links them (ExecuTorch's Android/iOS LLM runtimes, the Python runtime), refused by "
+                   "the native runner; 'static' attends over the whole cache (any HF decoder). See docs/llm.md.")
+def llm_export(student, out, scheme, target, max_cache_len, zip_bundle, attention):
     """Export a causal-LM folder to a bundle: model.pte, tokenizer (+ chat template), generation config,
     manifest with the sha256 of every file.
 
@@ -406,7 +411,7 @@ def llm_export(student, out, scheme, target, max_cache_len, zip_bundle):
     from . import api
 
     click.echo(api.llm_export(student, out, scheme=scheme, target=target, max_cache_len=max_cache_len,
-                              zip_bundle=zip_bundle))
+                              zip_bundle=zip_bundle, attention=attention))
 
 
 @llm.command("bench")

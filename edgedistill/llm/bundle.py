@@ -56,15 +56,24 @@ def model_info(cfg, params: int, architecture: str = "") -> dict:
 
 
 def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "et-8da4w", target: str | None = None,
-                      max_cache_len: int | None = None, zip_bundle: bool = False) -> Path:
+                      max_cache_len: int | None = None, zip_bundle: bool = False, attention: str = "filled") -> Path:
     """Export the HF causal-LM folder ``student_dir`` with ``scheme`` into the bundle folder ``dest``.
 
-    ``scheme`` may be an old name (``8da4w``, ``onnx-int8``, ...); the manifest records the canonical one."""
+    ``scheme`` may be an old name (``8da4w``, ``onnx-int8``, ...); the manifest records the canonical one.
+    ``attention`` (edgedistill.llm.recipe.ATTENTIONS) is the ExecuTorch program's; an ONNX scheme takes only the
+    default. An ExecuTorch bundle records what its program needs: ``generation.json`` ``kernels`` is ``llama``
+    when it calls ExecuTorch's LLM kernels (the native runner refuses it, saying so), else ``aten``."""
     from ..targets import load_target
+    from .recipe import check_attention
     from .teacher import load_causal_lm
 
     spec = get_task_scheme(scheme, "causal-lm", "[export] key 'schemes' / --scheme")
     scheme = spec.name
+    check_attention(attention, "[export] key 'attention' / --attention")
+    if spec.backend != "executorch" and attention != "filled":
+        raise RecipeError(f"[export] key 'attention' / --attention: {attention!r} applies to ExecuTorch schemes "
+                          f"(et-*); {scheme!r} is an ONNX scheme (its past key/values are sized to the filled "
+                          "length already)")
     student_dir, dest = Path(student_dir), Path(dest)
     tgt = load_target(target) if target else None
     model, tok = load_causal_lm(student_dir)
@@ -77,7 +86,14 @@ def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}.export.", dir=dest.parent) as tmp:
-        model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache)
+        program = {}
+        if spec.backend == "executorch":
+            from .export_pte import effective_attention
+
+            program["attention"] = effective_attention(model, attention)
+            model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache, attention=attention)
+        else:
+            model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache)
         cfg = model.config
         manifest = {
             "kind": KIND, "task": "text-generation", "backend": spec.backend, "scheme": scheme,
@@ -85,7 +101,9 @@ def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "
             "target": {"name": tgt.name, "threads": tgt.device.threads} if tgt else {"name": "none"},
             "model": model_info(cfg, params, type(model).__name__),
             "sizes": {"model_bytes": model_path.stat().st_size, "fp32_weight_bytes": params * 4},
-            "generation": generation_config(model, tok, cache),
+            "generation": {**generation_config(model, tok, cache),
+                           **({"kernels": "llama" if program["attention"] == "custom" else "aten"} if program else {})},
+            **({"program": program} if program else {}),
             "source": {"student": str(student_dir.resolve()), "export_s": round(time.time() - t0, 1)},
         }
         extra = {GENERATION_FILE: (json.dumps(manifest["generation"], indent=2) + "\n").encode()}

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ModelError, RecipeError
 from ..fileutil import write_bytes_atomic
+from .recipe import ATTENTIONS  # noqa: F401  (re-exported: the list and its meaning live with the recipe key)
 
 SCHEMES = ("fp32", "8da4w")
 """This exporter's quantization step; the bundle schemes are et-fp32 and et-8da4w (edgedistill.export.schemes)."""
@@ -44,14 +45,6 @@ def quantize_8da4w(model, group_size: int = 32):
     quantize_(model, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
                                                            weight_granularity=PerGroup(group_size)))
     return model
-
-
-ATTENTIONS = ("filled", "custom", "static")
-"""``filled``: :mod:`edgedistill.llm.filled_attention` (decode reads only the filled cache slots; Llama-style
-decoders; standard ATen ops, so any ExecuTorch runtime); ``custom``: the same forward on ExecuTorch's
-``llama::update_cache`` / ``llama::custom_sdpa`` kernels (the cache is read in place; the program then needs a
-runtime that links those kernels, see :data:`edgedistill.llm.filled_attention.KERNELS`); ``static``: HF's
-static-cache wrapper (attends over all ``max_cache_len`` slots, any HF decoder)."""
 
 
 def _export_static(model, max_cache_len: int, seq):
@@ -85,12 +78,9 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     et.require("exporting a causal LM to ExecuTorch", export=True)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
-    from .filled_attention import unsupported_reason
+    from .recipe import check_attention
 
-    if attention not in ATTENTIONS:
-        raise RecipeError(f"[export] attention: expected one of {ATTENTIONS}, got {attention!r}")
-    if attention in ("filled", "custom") and unsupported_reason(model):
-        attention = "static"
+    attention = effective_attention(model, check_attention(attention, "[export] key 'attention'"))
     if attention == "custom":
         from ..backends.et import load_llm_custom_ops
 
@@ -123,11 +113,18 @@ def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int 
     return write_bytes_atomic(out, prog.buffer)
 
 
-def bundle_fp32(model, out: Path, max_cache_len: int) -> Path:
+def effective_attention(model, attention: str) -> str:
+    """The attention :func:`export_pte` gives ``model``: ``static`` for decoders the filled forward does not know."""
+    from .filled_attention import unsupported_reason
+
+    return "static" if attention in ("filled", "custom") and unsupported_reason(model) else attention
+
+
+def bundle_fp32(model, out: Path, max_cache_len: int, attention: str = "filled") -> Path:
     """The ``et-fp32`` scheme's causal-LM implementation (see edgedistill.export.schemes)."""
-    return export_pte(model, out, "fp32", max_cache_len=max_cache_len)
+    return export_pte(model, out, "fp32", max_cache_len=max_cache_len, attention=attention)
 
 
-def bundle_8da4w(model, out: Path, max_cache_len: int) -> Path:
+def bundle_8da4w(model, out: Path, max_cache_len: int, attention: str = "filled") -> Path:
     """The ``et-8da4w`` scheme's causal-LM implementation."""
-    return export_pte(model, out, "8da4w", max_cache_len=max_cache_len)
+    return export_pte(model, out, "8da4w", max_cache_len=max_cache_len, attention=attention)

@@ -52,30 +52,44 @@ def run_export_stage(recipe: LLMRecipe, out: str | Path) -> dict[str, Path]:
         t0 = time.time()
         say(f"export: student -> {scheme} bundle ({get_scheme(scheme).backend}, context {e.max_cache_len})")
         bundles[scheme] = export_llm_bundle(student, out / "bundles" / scheme, scheme, target=e.target,
-                                            max_cache_len=e.max_cache_len, zip_bundle=e.zip)
+                                            max_cache_len=e.max_cache_len, zip_bundle=e.zip,
+                                            attention=_attention(e, scheme))
         say(f"export: {bundles[scheme]} in {time.time() - t0:.0f} s")
     ts = recipe.bench.teacher_scheme
     if ts != "none":
         dest = out / "bundles" / f"teacher-{ts}"
         folder = _teacher_folder(recipe)
-        if reusable_bundle(dest, folder):
+        if reusable_bundle(dest, folder, e.max_cache_len, _attention(e, ts)):
             say(f"export: {dest} is up to date (teacher {ts})")
         else:
             t0 = time.time()
             say(f"export: teacher -> {ts} bundle (the same-scheme reference; 10+ minutes on 2 busy cores for "
                 "a 135M model, then reused)")
-            export_llm_bundle(folder, dest, ts, target=e.target, max_cache_len=e.max_cache_len)
+            # the same attention as the students': the same-scheme speed comparison is program against program
+            export_llm_bundle(folder, dest, ts, target=e.target, max_cache_len=e.max_cache_len,
+                              attention=_attention(e, ts))
             say(f"export: {dest} in {time.time() - t0:.0f} s")
         bundles[f"teacher-{ts}"] = dest
     return bundles
 
 
-def reusable_bundle(dest: Path, source: Path) -> bool:
-    """A teacher bundle from the same teacher folder that still verifies is not exported again."""
+def _attention(e, scheme: str) -> str:
+    """[export] attention for an ExecuTorch scheme; ONNX schemes take the default (they have no such choice)."""
+    from ..export.schemes import get_scheme
+
+    return e.attention if get_scheme(scheme).backend == "executorch" else "filled"
+
+
+def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, attention: str = "filled") -> bool:
+    """A teacher bundle from the same teacher folder, context and attention that still verifies is not exported
+    again."""
     from ..runtime.format import verify_bundle
 
     try:
-        return verify_bundle(dest)["source"]["student"] == str(source.resolve())
+        m = verify_bundle(dest)
+        return (m["source"]["student"] == str(source.resolve())
+                and (max_cache_len is None or m["generation"]["max_context"] == max_cache_len)
+                and (m.get("program") or {}).get("attention", "filled") == attention)
     except Exception:  # missing, tampered or foreign: export afresh
         return False
 

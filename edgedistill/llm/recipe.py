@@ -145,6 +145,20 @@ DEFAULT_PROMPTS = ["The history of the city begins", "Once upon a time, a small 
                    "The most important thing about science is"]
 
 
+ATTENTIONS = ("filled", "custom", "static")
+"""The ExecuTorch causal-LM program's attention (edgedistill.llm.export_pte): ``filled`` (the default) reads only
+the filled KV-cache slots with standard ATen ops, so every ExecuTorch runtime runs it, the native runner included;
+``custom`` calls ExecuTorch's ``llama::update_cache`` / ``llama::custom_sdpa`` kernels (linked by ExecuTorch's
+Android/iOS LLM runtimes and by the Python runtime here, not by the native runner); ``static`` is HF's
+static-cache export (every slot every step; any HF decoder)."""
+
+
+def check_attention(value, where: str) -> str:
+    if value not in ATTENTIONS:
+        raise RecipeError(f"{where}: expected one of {', '.join(ATTENTIONS)}, got {value!r}")
+    return value
+
+
 @dataclass
 class LLMExportSpec:
     schemes: list[str] = field(default_factory=lambda: ["et-8da4w"])
@@ -154,6 +168,9 @@ class LLMExportSpec:
     max_cache_len: int = 512
     """Static KV cache length = the bundle's context (prompt + new tokens)."""
     zip: bool = False
+    attention: str = "filled"
+    """ExecuTorch schemes' attention (:data:`ATTENTIONS`): ``custom`` runs on ExecuTorch's LLM kernels, faster
+    where the app's runtime links them; ONNX schemes ignore it."""
 
     def validate(self, where: str) -> None:
         from ..export.schemes import get_task_scheme, names
@@ -163,6 +180,7 @@ class LLMExportSpec:
         self.schemes = [get_task_scheme(n, "causal-lm", f"{where} key 'schemes'").name for n in self.schemes]
         if not 2 <= self.max_cache_len <= 32768:
             raise RecipeError(f"{where} key 'max_cache_len': expected 2..32768, got {self.max_cache_len}")
+        check_attention(self.attention, f"{where} key 'attention'")
 
 
 @dataclass

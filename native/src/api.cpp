@@ -178,6 +178,11 @@ ed_bundle* open_bundle(const char* path, const char* expect_id) {
       for (const Json& s : stops->arr) b->stop_ids.push_back(s.integer);
     if (const Json* bos = gen.get("bos_token_id"); bos && bos->is_integer()) b->bos_id = bos->integer;
     if (const Json* ab = gen.get("add_bos"); ab && ab->is_bool()) b->add_bos = ab->b;
+    // A program on ExecuTorch's LLM kernels would fail at its first step with "Missing operator": say why first.
+    if (const Json* k = gen.get("kernels"); k && k->is_string() && k->str != "aten")
+      throw BundleError(b->vb.path + ": its program calls ExecuTorch's LLM kernels (generation.json kernels '" +
+                        k->str + "': llama::custom_sdpa / update_cache, exported with attention 'custom'), which this "
+                        "runtime does not link; export it with 'edgedistill llm export --attention filled' (the default)");
     load_model(b.get());
     return b.release();
   }

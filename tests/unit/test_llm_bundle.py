@@ -38,6 +38,8 @@ def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
     # provenance from the shared bundle writer, as on encoder bundles
     assert man["created_by"].startswith("edgedistill ") and set(man["created_with"]) == {"executorch"}
     assert json.loads((bundle / "generation.json").read_text()) == man["generation"]
+    # the program's attention and the kernels it needs: the default runs on every ExecuTorch runtime
+    assert man["program"] == {"attention": "filled"} and man["generation"]["kernels"] == "aten"
     for path in (bundle, bundle.with_suffix(".zip")):
         assert api.verify_bundle(path)["kind"] == "causal-lm"
         assert main(["bundle", "verify", str(path)]) == 0
@@ -105,6 +107,10 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
         api.llm_export(tiny[1], tmp_path / "x", scheme="int3")
     with pytest.raises(RecipeError, match="max_cache_len"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="fp32", max_cache_len=100_000)
+    with pytest.raises(RecipeError, match="--attention: expected one of filled, custom, static, got 'flash'"):
+        api.llm_export(tiny[1], tmp_path / "x", scheme="et-fp32", attention="flash")
+    with pytest.raises(RecipeError, match="'custom' applies to ExecuTorch schemes .et-... 'int8-weight' is an ONNX"):
+        api.llm_export(tiny[1], tmp_path / "x", scheme="int8-weight", attention="custom")
     assert not (tmp_path / "x").exists()
 
 
@@ -150,6 +156,9 @@ def test_recipe_export_and_bench_sections(tiny, tmp_path):
         load_llm_recipe(bad)
     bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[bench]\nthreads = [0]\n')
     with pytest.raises(RecipeError, match="threads"):
+        load_llm_recipe(bad)
+    bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[export]\nattention = "sdpa"\n')
+    with pytest.raises(RecipeError, match=r"\[export\] key 'attention': expected one of filled, custom, static"):
         load_llm_recipe(bad)
 
 
@@ -272,3 +281,39 @@ def test_pte_bundle_without_executorch_points_at_the_onnx_schemes(tiny, monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
     with pytest.raises(ModelError, match="ExecuTorch .* needs the executorch package.*llm export --scheme int8-weight"):
         CausalLM.open(bundle)
+
+
+def test_the_cli_offers_every_attention_the_exporter_knows():
+    from edgedistill.cli import llm_export
+    from edgedistill.llm.recipe import ATTENTIONS
+
+    opt = next(p for p in llm_export.params if p.name == "attention")
+    assert tuple(opt.type.choices) == ATTENTIONS and opt.default == "filled"
+
+
+def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
+    from edgedistill.llm.pipeline import reusable_bundle
+
+    root, student, bundle = tiny
+    src = student  # the tiny bundle was exported from this folder, as the teacher's is from the teacher's
+    assert reusable_bundle(bundle, src, CONTEXT, "filled")
+    assert not reusable_bundle(bundle, src, CONTEXT * 2, "filled")
+    assert not reusable_bundle(bundle, src, CONTEXT, "custom")
+    assert not reusable_bundle(root / "absent", src)
+
+
+@pytest.mark.e2e  # one more ExecuTorch export (~30 s)
+def test_custom_attention_bundle_generates_like_eager_and_says_what_it_needs(tiny, tmp_path):
+    from edgedistill.runtime import CausalLM
+
+    _, student, _ = tiny
+    bundle = api.llm_export(student, tmp_path / "custom", scheme="et-fp32", max_cache_len=CONTEXT, attention="custom")
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert man["program"] == {"attention": "custom"} and man["generation"]["kernels"] == "llama"
+    from edgedistill.llm.teacher import load_causal_lm
+
+    model, tok = load_causal_lm(student)
+    want = generate_text(EagerLM(model, CONTEXT), tok, "the big cat sat", Sampling(max_new_tokens=12))
+    # the Python runtime registers ExecuTorch's LLM kernels itself for such a program
+    got = CausalLM.open(bundle).generate("the big cat sat", Sampling(max_new_tokens=12))
+    assert len(set(want.split())) >= 3 and got.strip() == want.strip()

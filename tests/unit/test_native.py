@@ -364,3 +364,26 @@ def test_jni_glue_compiles_and_runs_on_linux(native_bin, pte_bundle, tmp_path):
     got = np.array([[float(x) for x in line.split()] for line in lines[1:1 + len(texts)]])
     assert float(np.abs(got - b.embed(texts)).max()) <= 1e-5
     assert "is not the expected" in lines[-1]
+
+
+def test_a_bundle_on_executorchs_llm_kernels_is_refused_with_the_fix(native_bin, tmp_path):
+    import hashlib
+
+    from llm_tiny import trained_tiny_llama
+
+    from edgedistill import api
+    from edgedistill.runtime.format import manifest_bytes
+
+    bundle = api.llm_export(trained_tiny_llama(tmp_path / "student"), tmp_path / "b", scheme="et-fp32",
+                            max_cache_len=16)
+    # what an attention = "custom" export records (the program itself is not what the runtime reads first)
+    gen = json.loads((bundle / "generation.json").read_text()) | {"kernels": "llama"}
+    (bundle / "generation.json").write_text(json.dumps(gen))
+    man = json.loads((bundle / "manifest.json").read_text())
+    data = (bundle / "generation.json").read_bytes()
+    man["files"]["generation.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (bundle / "manifest.json").write_bytes(manifest_bytes(man))
+    assert api.verify_bundle(bundle)["generation"]["max_context"] == 16  # still a valid bundle
+    proc = run_native(native_bin, "generate", bundle, "--ids", "2,4,6", "--max-new-tokens", 4)
+    assert proc.returncode == 2 and "calls ExecuTorch's LLM kernels" in proc.stderr
+    assert "--attention filled" in proc.stderr
