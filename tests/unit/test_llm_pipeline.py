@@ -109,3 +109,25 @@ def test_tokenizer_mismatch_is_refused(tmp_path):
     with pytest.raises(ModelError, match="shared tokenizer"):
         check_shared_tokenizer(tiny_tokenizer(), other)
     check_shared_tokenizer(tiny_tokenizer(), tiny_tokenizer())
+
+
+def test_the_gpu_recipe_is_the_cpu_recipe_on_over_100x_the_tokens():
+    from pathlib import Path
+
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "llm"
+    cpu, gpu = load_llm_recipe(root / "recipe.toml"), load_llm_recipe(root / "gpu.toml")
+
+    def tokens(r):
+        return r.distill.max_steps * r.distill.batch_size * r.data.block_size
+
+    assert tokens(gpu) >= 100 * tokens(cpu)
+    assert gpu.distill.device == "cuda" and gpu.distill.precision == "bf16"
+    # the same model, losses, chat mix and held-out text: only the budget (and where it runs) differs
+    assert gpu.teacher == cpu.teacher and gpu.student == cpu.student and gpu.export == cpu.export
+    for key in ("mode", "loss", "top_k", "tail", "temperature", "ce_weight"):
+        assert getattr(gpu.distill, key) == getattr(cpu.distill, key), key
+    for key in ("source", "block_size", "val_blocks", "test_blocks", "chat_ratio", "chat_eval_prompts"):
+        assert getattr(gpu.data, key) == getattr(cpu.data, key), key
+    assert gpu.data.max_train_blocks is None  # all of Brown's train split
