@@ -434,7 +434,8 @@ def llm_bench(bundles, teacher_bundle, eager, out, threads, repeats, prompt_toke
 
     \b
     Example:
-      edgedistill llm bench runs/llm/bundles/et-8da4w --teacher-bundle runs/llm/bundles/teacher-et-8da4w -o runs/llm/bench
+      edgedistill llm bench runs/llm/bundles/et-8da4w \\
+          --teacher-bundle runs/llm/bundles/teacher-et-8da4w -o runs/llm/bench
     """
     from . import api
 

@@ -161,7 +161,8 @@ def run_report_stage(recipe: LLMRecipe, out: str | Path) -> dict:
 
 
 def headline(distill: dict, bench: dict, bundles: dict, teacher_fp32: int | None) -> dict:
-    h = {"teacher_ppl": distill["teacher"]["test"]["ppl"], "student_ppl_before": distill["student"]["test_before"]["ppl"],
+    h = {"teacher_ppl": distill["teacher"]["test"]["ppl"],
+         "student_ppl_before": distill["student"]["test_before"]["ppl"],
          "student_ppl": distill["student"]["test_after"]["ppl"],
          "student_agreement": distill["student"]["test_after"].get("agreement")}
     if "et-8da4w" in bundles and teacher_fp32:
