@@ -91,6 +91,8 @@ def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "
             from .export_pte import effective_attention
 
             program["attention"] = effective_attention(model, attention)
+            if program["attention"] != attention:  # a decoder the filled forward does not know: said, not hidden
+                program["fallback_from"] = attention
             model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache, attention=attention)
         else:
             model_path = spec.export_lm(model, Path(tmp) / spec.model_file, cache)

@@ -80,6 +80,13 @@ def _attention(e, scheme: str) -> str:
     return e.attention if get_scheme(scheme).backend == "executorch" else "filled"
 
 
+def requested_attention(manifest: dict) -> str:
+    """The attention a bundle was exported with (``program.fallback_from`` when the decoder fell back to
+    ``static``); bundles from before the key were all exported with the default."""
+    program = manifest.get("program") or {}
+    return program.get("fallback_from", program.get("attention", "filled"))
+
+
 def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, attention: str = "filled") -> bool:
     """A teacher bundle from the same teacher folder, context and attention that still verifies is not exported
     again."""
@@ -89,7 +96,7 @@ def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, 
         m = verify_bundle(dest)
         return (m["source"]["student"] == str(source.resolve())
                 and (max_cache_len is None or m["generation"]["max_context"] == max_cache_len)
-                and (m.get("program") or {}).get("attention", "filled") == attention)
+                and requested_attention(m) == attention)
     except Exception:  # missing, tampered or foreign: export afresh
         return False
 

@@ -300,6 +300,10 @@ def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
     assert not reusable_bundle(bundle, src, CONTEXT * 2, "filled")
     assert not reusable_bundle(bundle, src, CONTEXT, "custom")
     assert not reusable_bundle(root / "absent", src)
+    from edgedistill.llm.pipeline import requested_attention
+
+    assert requested_attention({}) == "filled"  # bundles from before the key
+    assert requested_attention({"program": {"attention": "static", "fallback_from": "custom"}}) == "custom"
 
 
 @pytest.mark.e2e  # one more ExecuTorch export (~30 s)
