@@ -119,7 +119,7 @@ def summarise(runs: list[dict], teacher_ppl: float) -> dict:
 
 def markdown(block: dict) -> str:
     """llm_qad.md: the two arms side by side, the verdict with its noise, three held-out answers of each."""
-    cell = lambda t: " ".join(str(t).split()).replace("|", "/") or "*(empty)*"  # noqa: E731
+    from edgedistill.llm.chat_eval import table_cell as cell
     rows = []
     for arm in ARMS:
         a = block[arm]

@@ -163,7 +163,7 @@ def main(argv=None) -> int:
                     help="the LLM benchmark's results, whose headline gets decode_vs_optimum_executorch (and where it "
                          "came from) when the file exists; '' to leave it alone")
     ap.add_argument("--attentions", nargs="+", choices=("filled", "custom"), default=["filled", "custom"],
-                    help="our exports to time (edgedistill.llm.export_pte ATTENTIONS)")
+                    help="our exports to time (edgedistill.llm.recipe.ATTENTIONS)")
     a = ap.parse_args(argv)
 
     from edgedistill.fileutil import write_json_atomic, write_text_atomic

@@ -129,11 +129,15 @@ def evaluate_chat(model, tokenizer, examples, stops: list[int], pad_id: int, max
     }
 
 
+def table_cell(text) -> str:
+    """One answer as a markdown table cell: whitespace folded, pipes escaped, an empty answer said so."""
+    return " ".join(str(text).split()).replace("|", "/") or "*(empty)*"
+
+
 def chat_markdown(chat: dict) -> list[str]:
     """Report lines: the metrics, then teacher and student answers side by side."""
     if not chat:
         return []
-    cell = lambda s: " ".join(s.split()).replace("|", "/") or "*(empty)*"  # noqa: E731
     lines = ["## Chat (held-out prompts, never trained on)", "",
              f"{chat['prompts']} prompts, greedy, up to {chat['max_new_tokens']} new tokens: non-empty answers "
              f"{chat['chat_nonempty_rate']:.1%} (teacher {chat['teacher_nonempty_rate']:.1%}; by source "
@@ -141,5 +145,6 @@ def chat_markdown(chat: dict) -> list[str]:
              + f"), agreement with the teacher's answer under teacher forcing {chat['chat_agreement']:.3f}, "
              f"ROUGE-L F1 vs the teacher's answer {chat['chat_rougeL_vs_teacher']:.3f}.", "",
              "| prompt | teacher | student |", "|---|---|---|"]
-    lines += [f"| {cell(x['prompt'])} | {cell(x['teacher'])} | {cell(x['student'])} |" for x in chat["examples"]]
+    lines += [f"| {table_cell(x['prompt'])} | {table_cell(x['teacher'])} | {table_cell(x['student'])} |"
+              for x in chat["examples"]]
     return lines + [""]

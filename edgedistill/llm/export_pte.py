@@ -24,7 +24,6 @@ import torch
 
 from ..errors import ModelError, RecipeError
 from ..fileutil import write_bytes_atomic
-from .recipe import ATTENTIONS  # noqa: F401  (re-exported: the list and its meaning live with the recipe key)
 
 SCHEMES = ("fp32", "8da4w")
 """This exporter's quantization step; the bundle schemes are et-fp32 and et-8da4w (edgedistill.export.schemes)."""

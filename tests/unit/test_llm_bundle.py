@@ -292,7 +292,7 @@ def test_the_cli_offers_every_attention_the_exporter_knows():
 
 
 def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
-    from edgedistill.llm.pipeline import reusable_bundle
+    from edgedistill.llm.pipeline import requested_attention, reusable_bundle
 
     root, student, bundle = tiny
     src = student  # the tiny bundle was exported from this folder, as the teacher's is from the teacher's
@@ -300,22 +300,19 @@ def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
     assert not reusable_bundle(bundle, src, CONTEXT * 2, "filled")
     assert not reusable_bundle(bundle, src, CONTEXT, "custom")
     assert not reusable_bundle(root / "absent", src)
-    from edgedistill.llm.pipeline import requested_attention
-
     assert requested_attention({}) == "filled"  # bundles from before the key
     assert requested_attention({"program": {"attention": "static", "fallback_from": "custom"}}) == "custom"
 
 
 @pytest.mark.e2e  # one more ExecuTorch export (~30 s)
 def test_custom_attention_bundle_generates_like_eager_and_says_what_it_needs(tiny, tmp_path):
+    from edgedistill.llm.teacher import load_causal_lm
     from edgedistill.runtime import CausalLM
 
     _, student, _ = tiny
     bundle = api.llm_export(student, tmp_path / "custom", scheme="et-fp32", max_cache_len=CONTEXT, attention="custom")
     man = json.loads((bundle / "manifest.json").read_text())
     assert man["program"] == {"attention": "custom"} and man["generation"]["kernels"] == "llama"
-    from edgedistill.llm.teacher import load_causal_lm
-
     model, tok = load_causal_lm(student)
     want = generate_text(EagerLM(model, CONTEXT), tok, "the big cat sat", Sampling(max_new_tokens=12))
     # the Python runtime registers ExecuTorch's LLM kernels itself for such a program
