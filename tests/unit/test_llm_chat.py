@@ -160,8 +160,9 @@ def test_answers_are_cached_resumed_and_keyed_by_the_settings(tmp_path):
 
 def test_build_chat_set_splits_encodes_and_answers(tmp_path):
     teacher, tok = tiny_llama(layers=2, seed=9), tiny_tokenizer()
+    # sorted: get_vocab's order changes between processes (a Rust hash map), and with it the hash-based split
     bot = [ChatPrompt("t", " ".join(["the cat sat"] * (1 + i % 3)) + f" {w}")
-           for i, w in enumerate(tok.get_vocab()) if not w.startswith("<")]
+           for i, w in enumerate(sorted(tok.get_vocab())) if not w.startswith("<")]
     tutor = Tutor(teacher, "a" * 64, tok, "tok")
     cs = build_chat_set(tutor, np.zeros((0, 8), dtype=np.int32), n_train=6, n_held_out=2, n_instructions=0,
                         max_new_tokens=4, max_prompt_tokens=9, chatterbot=bot, root=tmp_path)
