@@ -120,7 +120,8 @@ def render_md(res: dict) -> str:
                          f"{st['steps']} | | |")
     if res.get("export"):
         e = res["export"]
-        lines += ["", f"8da4w bundles, KV cache {e['cache_len']}, {e['prompt_tokens']}-token prompt then "
+        lines += ["", f"8da4w bundles ({e.get('attention', 'filled')} attention), KV cache {e['cache_len']}, "
+                  f"{e['prompt_tokens']}-token prompt then "
                   f"{e['decode_tokens']} greedy decode steps; one fresh process per model, thread count and repeat "
                   f"({e['repeats']} repeats, medians).", "", e["bench_table"], "",
                   f"Teacher fp32 weight bytes: {e['teacher_fp32_bytes']:,}; teacher 8da4w .pte "
@@ -338,7 +339,8 @@ def export_and_time(a, ctx, kd_student) -> dict:
     thread count and repeat, medians; the teacher bundle is reused while its source is unchanged."""
     from edgedistill.llm.bench import LLMModel, run_llm_bench
     from edgedistill.llm.bundle import export_llm_bundle
-    from edgedistill.llm.pipeline import reusable_bundle
+    from edgedistill.llm.pipeline import requested_attention, reusable_bundle
+    from edgedistill.runtime.format import verify_bundle
 
     out_dir = Path(a.pte_dir) if a.pte_dir else cache_dir("bench", "llm-pte")  # 100+ MB: not in the repo
     t_bundle = out_dir / f"teacher-8da4w-{a.cache_len}"
@@ -365,6 +367,7 @@ def export_and_time(a, ctx, kd_student) -> dict:
             "student_decode_spread": per("student-8da4w", "decode_spread"),
             "decode_speedup": rep["ratios"]["student-8da4w"]["decode_speedup"],
             "prompt_tokens": a.prompt_tokens, "decode_tokens": a.decode, "cache_len": a.cache_len,
+            "attention": requested_attention(verify_bundle(s_bundle)),  # both bundles: the exporter's default
             "repeats": a.repeats, "bench_table": rep["markdown_table"]}
 
 

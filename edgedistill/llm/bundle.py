@@ -56,19 +56,22 @@ def model_info(cfg, params: int, architecture: str = "") -> dict:
 
 
 def export_llm_bundle(student_dir: str | Path, dest: str | Path, scheme: str = "et-8da4w", target: str | None = None,
-                      max_cache_len: int | None = None, zip_bundle: bool = False, attention: str = "filled") -> Path:
+                      max_cache_len: int | None = None, zip_bundle: bool = False, attention: str | None = None) -> Path:
     """Export the HF causal-LM folder ``student_dir`` with ``scheme`` into the bundle folder ``dest``.
 
     ``scheme`` may be an old name (``8da4w``, ``onnx-int8``, ...); the manifest records the canonical one.
-    ``attention`` (edgedistill.llm.recipe.ATTENTIONS) is the ExecuTorch program's; an ONNX scheme takes only the
-    default. An ExecuTorch bundle records what its program needs: ``generation.json`` ``kernels`` is ``llama``
-    when it calls ExecuTorch's LLM kernels (the native runner refuses it, saying so), else ``aten``."""
+    ``attention`` (edgedistill.llm.recipe.ATTENTIONS; None: ``custom`` for ExecuTorch schemes) is the ExecuTorch
+    program's; an ONNX scheme takes only ``filled`` (what its past key/values do). An ExecuTorch bundle records what
+    its program needs: ``generation.json`` ``kernels`` is ``llama`` when it calls ExecuTorch's LLM kernels, else
+    ``aten``."""
     from ..targets import load_target
-    from .recipe import check_attention
+    from .recipe import DEFAULT_ATTENTION, check_attention
     from .teacher import load_causal_lm
 
     spec = get_task_scheme(scheme, "causal-lm", "[export] key 'schemes' / --scheme")
     scheme = spec.name
+    if attention is None:
+        attention = DEFAULT_ATTENTION if spec.backend == "executorch" else "filled"
     check_attention(attention, "[export] key 'attention' / --attention")
     if spec.backend != "executorch" and attention != "filled":
         raise RecipeError(f"[export] key 'attention' / --attention: {attention!r} applies to ExecuTorch schemes "

@@ -2,9 +2,10 @@
 
 One ``forward(input_ids [1, s], cache_position [s])`` method serves both the
 prefill (s tokens) and each decode step (s = 1); the KV cache lives inside the
-program as mutable buffers. Two attentions: ``filled`` (the default;
-:mod:`edgedistill.llm.filled_attention`) reads only the cache slots filled so
-far, so a decode step costs the context used, not ``max_cache_len``; ``static``
+program as mutable buffers. :mod:`edgedistill.llm.filled_attention` reads only
+the cache slots filled so far, so a decode step costs the context used, not
+``max_cache_len``: with ExecuTorch's LLM kernels (``custom``, the default) or
+with standard ATen ops only (``filled``); ``static``
 is HF's static-cache wrapper (every slot, every step), kept for decoders the
 filled forward does not know, which fall back to it. Gotchas handled here (see
 research/deps.md): the HF wrapper's export must stay ``strict`` (non-strict
@@ -66,8 +67,8 @@ def _export_filled(model, max_cache_len: int, seq, kernels: str = "aten"):
 
 
 def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256,
-               attention: str = "filled") -> Path:
-    """Write ``out`` (.pte); the model is copied, not changed. ``attention="filled"`` falls back to ``static``
+               attention: str = "custom") -> Path:
+    """Write ``out`` (.pte); the model is copied, not changed. ``custom`` and ``filled`` fall back to ``static``
     for decoders it does not know (see :func:`edgedistill.llm.filled_attention.unsupported_reason`)."""
     scheme = scheme.removeprefix("et-")  # the canonical scheme names work too
     if scheme not in SCHEMES:
@@ -119,11 +120,11 @@ def effective_attention(model, attention: str) -> str:
     return "static" if attention in ("filled", "custom") and unsupported_reason(model) else attention
 
 
-def bundle_fp32(model, out: Path, max_cache_len: int, attention: str = "filled") -> Path:
+def bundle_fp32(model, out: Path, max_cache_len: int, attention: str = "custom") -> Path:
     """The ``et-fp32`` scheme's causal-LM implementation (see edgedistill.export.schemes)."""
     return export_pte(model, out, "fp32", max_cache_len=max_cache_len, attention=attention)
 
 
-def bundle_8da4w(model, out: Path, max_cache_len: int, attention: str = "filled") -> Path:
+def bundle_8da4w(model, out: Path, max_cache_len: int, attention: str = "custom") -> Path:
     """The ``et-8da4w`` scheme's causal-LM implementation."""
     return export_pte(model, out, "8da4w", max_cache_len=max_cache_len, attention=attention)

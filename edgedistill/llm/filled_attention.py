@@ -20,9 +20,9 @@ mutable buffers, but:
 * keeps XNNPACK's partitions whole: ``-1`` token dimensions in reshapes, no
   batch indexing, ``rotate_half`` as a matrix (see ``_attention``).
 
-With ``kernels="aten"`` (the default) only standard ATen ops are used, so the
-program runs on any ExecuTorch runtime, the native C++ runner included;
-``kernels="llama"`` calls ExecuTorch's ``llama::update_cache`` / ``custom_sdpa``
+With ``kernels="aten"`` only standard ATen ops are used, so the program runs on
+any ExecuTorch runtime (the exporter's ``filled`` attention);
+``kernels="llama"`` (its ``custom`` attention, the default) calls ExecuTorch's ``llama::update_cache`` / ``custom_sdpa``
 instead (see :data:`KERNELS`). It reuses the HF model's own modules
 (embedding, projections, norms, MLP, rotary embedding, head), so quantising the
 HF model first (8da4w) carries over unchanged.
@@ -40,8 +40,8 @@ FAMILIES = ("llama", "qwen2", "mistral")
 KERNELS = ("aten", "llama")
 """``aten``: standard ATen ops only (any ExecuTorch runtime, the native C++ runner included); ``llama``:
 ExecuTorch's ``llama::update_cache`` / ``llama::custom_sdpa`` kernels (read the cache in place; need a runtime that
-links them: the Python pybindings after ``executorch.extension.llm.custom_ops``, ExecuTorch's Android/iOS LLM
-runtimes; not the native SDK runner)."""
+has them: the Python pybindings after ``executorch.extension.llm.custom_ops``, ExecuTorch's Android/iOS LLM
+runtimes, the native runner's own in ``native/src/llm_kernels.cpp``)."""
 _LAYER_PARTS = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn")
 _ATTN_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
 

@@ -87,7 +87,7 @@ def requested_attention(manifest: dict) -> str:
     return program.get("fallback_from", program.get("attention", "filled"))
 
 
-def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, attention: str = "filled") -> bool:
+def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, attention: str = "custom") -> bool:
     """A teacher bundle from the same teacher folder, context and attention that still verifies is not exported
     again."""
     from ..runtime.format import verify_bundle

@@ -145,12 +145,14 @@ DEFAULT_PROMPTS = ["The history of the city begins", "Once upon a time, a small 
                    "The most important thing about science is"]
 
 
-ATTENTIONS = ("filled", "custom", "static")
-"""The ExecuTorch causal-LM program's attention (edgedistill.llm.export_pte): ``filled`` (the default) reads only
-the filled KV-cache slots with standard ATen ops, so every ExecuTorch runtime runs it, the native runner included;
-``custom`` calls ExecuTorch's ``llama::update_cache`` / ``llama::custom_sdpa`` kernels (linked by ExecuTorch's
-Android/iOS LLM runtimes and by the Python runtime here, not by the native runner); ``static`` is HF's
-static-cache export (every slot every step; any HF decoder)."""
+ATTENTIONS = ("custom", "filled", "static")
+"""The ExecuTorch causal-LM program's attention (edgedistill.llm.export_pte): ``custom`` (the default) calls
+ExecuTorch's ``llama::update_cache`` / ``llama::custom_sdpa`` kernels, which read only the filled KV-cache slots in
+place (linked by ExecuTorch's Android/iOS LLM runtimes, the Python runtime and the native runner); ``filled`` reads
+the filled slots with standard ATen ops only, for an app whose ExecuTorch runtime has no LLM kernels (~15-20%
+slower decode); ``static`` is HF's static-cache export (every slot every step; any HF decoder)."""
+
+DEFAULT_ATTENTION = "custom"
 
 
 def check_attention(value, where: str) -> str:
@@ -168,9 +170,9 @@ class LLMExportSpec:
     max_cache_len: int = 512
     """Static KV cache length = the bundle's context (prompt + new tokens)."""
     zip: bool = False
-    attention: str = "filled"
-    """ExecuTorch schemes' attention (:data:`ATTENTIONS`): ``custom`` runs on ExecuTorch's LLM kernels, faster
-    where the app's runtime links them; ONNX schemes ignore it."""
+    attention: str = DEFAULT_ATTENTION
+    """ExecuTorch schemes' attention (:data:`ATTENTIONS`): ``custom`` runs on ExecuTorch's LLM kernels (the
+    fastest decode), ``filled`` on standard ops only; ONNX schemes ignore it."""
 
     def validate(self, where: str) -> None:
         from ..export.schemes import get_task_scheme, names

@@ -16,6 +16,7 @@
 
 #include "bundle.hpp"
 #include "edgedistill.h"
+#include "llm_kernels.hpp"
 #include "tokenizer.hpp"
 #include "unicode.hpp"
 
@@ -178,11 +179,14 @@ ed_bundle* open_bundle(const char* path, const char* expect_id) {
       for (const Json& s : stops->arr) b->stop_ids.push_back(s.integer);
     if (const Json* bos = gen.get("bos_token_id"); bos && bos->is_integer()) b->bos_id = bos->integer;
     if (const Json* ab = gen.get("add_bos"); ab && ab->is_bool()) b->add_bos = ab->b;
-    // A program on ExecuTorch's LLM kernels would fail at its first step with "Missing operator": say why first.
-    if (const Json* k = gen.get("kernels"); k && k->is_string() && k->str != "aten")
-      throw BundleError(b->vb.path + ": its program calls ExecuTorch's LLM kernels (generation.json kernels '" +
-                        k->str + "': llama::custom_sdpa / update_cache, exported with attention 'custom'), which this "
-                        "runtime does not link; export it with 'edgedistill llm export --attention filled' (the default)");
+    // "llama": ExecuTorch's LLM kernels (attention "custom"), which this runtime carries (llm_kernels.cpp); a name
+    // it does not know would fail at the first step with "Missing operator": say why first.
+    if (const Json* k = gen.get("kernels"); k && k->is_string() && k->str != "aten") {
+      if (k->str != "llama")
+        throw BundleError(b->vb.path + "/generation.json: kernels '" + k->str + "' are not in this runtime (aten, "
+                          "llama); re-export the bundle with this edgedistill version");
+      edgedistill::register_llm_kernels();
+    }
     load_model(b.get());
     return b.release();
   }

@@ -38,8 +38,8 @@ def test_bundle_manifest_hashes_every_file_and_verifies(tiny, capsys):
     # provenance from the shared bundle writer, as on encoder bundles
     assert man["created_by"].startswith("edgedistill ") and set(man["created_with"]) == {"executorch"}
     assert json.loads((bundle / "generation.json").read_text()) == man["generation"]
-    # the program's attention and the kernels it needs: the default runs on every ExecuTorch runtime
-    assert man["program"] == {"attention": "filled"} and man["generation"]["kernels"] == "aten"
+    # the program's attention and the kernels it needs: the default calls ExecuTorch's LLM kernels
+    assert man["program"] == {"attention": "custom"} and man["generation"]["kernels"] == "llama"
     for path in (bundle, bundle.with_suffix(".zip")):
         assert api.verify_bundle(path)["kind"] == "causal-lm"
         assert main(["bundle", "verify", str(path)]) == 0
@@ -107,7 +107,7 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
         api.llm_export(tiny[1], tmp_path / "x", scheme="int3")
     with pytest.raises(RecipeError, match="max_cache_len"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="fp32", max_cache_len=100_000)
-    with pytest.raises(RecipeError, match="--attention: expected one of filled, custom, static, got 'flash'"):
+    with pytest.raises(RecipeError, match="--attention: expected one of custom, filled, static, got 'flash'"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="et-fp32", attention="flash")
     with pytest.raises(RecipeError, match="'custom' applies to ExecuTorch schemes .et-... 'int8-weight' is an ONNX"):
         api.llm_export(tiny[1], tmp_path / "x", scheme="int8-weight", attention="custom")
@@ -158,7 +158,7 @@ def test_recipe_export_and_bench_sections(tiny, tmp_path):
     with pytest.raises(RecipeError, match="threads"):
         load_llm_recipe(bad)
     bad.write_text('name = "t"\nkind = "llm"\n[teacher]\npath = "x"\n[export]\nattention = "sdpa"\n')
-    with pytest.raises(RecipeError, match=r"\[export\] key 'attention': expected one of filled, custom, static"):
+    with pytest.raises(RecipeError, match=r"\[export\] key 'attention': expected one of custom, filled, static"):
         load_llm_recipe(bad)
 
 
@@ -285,10 +285,11 @@ def test_pte_bundle_without_executorch_points_at_the_onnx_schemes(tiny, monkeypa
 
 def test_the_cli_offers_every_attention_the_exporter_knows():
     from edgedistill.cli import llm_export
-    from edgedistill.llm.recipe import ATTENTIONS
+    from edgedistill.llm.recipe import ATTENTIONS, DEFAULT_ATTENTION
 
     opt = next(p for p in llm_export.params if p.name == "attention")
-    assert tuple(opt.type.choices) == ATTENTIONS and opt.default == "filled"
+    # no default on the option itself: None lets ONNX schemes take theirs; ExecuTorch schemes get DEFAULT_ATTENTION
+    assert tuple(opt.type.choices) == ATTENTIONS and opt.default is None and ATTENTIONS[0] == DEFAULT_ATTENTION
 
 
 def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
@@ -296,25 +297,24 @@ def test_teacher_bundle_is_reused_only_for_the_same_context_and_attention(tiny):
 
     root, student, bundle = tiny
     src = student  # the tiny bundle was exported from this folder, as the teacher's is from the teacher's
-    assert reusable_bundle(bundle, src, CONTEXT, "filled")
-    assert not reusable_bundle(bundle, src, CONTEXT * 2, "filled")
-    assert not reusable_bundle(bundle, src, CONTEXT, "custom")
+    assert reusable_bundle(bundle, src, CONTEXT, "custom") and reusable_bundle(bundle, src, CONTEXT)
+    assert not reusable_bundle(bundle, src, CONTEXT * 2, "custom")
+    assert not reusable_bundle(bundle, src, CONTEXT, "filled")
     assert not reusable_bundle(root / "absent", src)
     assert requested_attention({}) == "filled"  # bundles from before the key
     assert requested_attention({"program": {"attention": "static", "fallback_from": "custom"}}) == "custom"
 
 
 @pytest.mark.e2e  # one more ExecuTorch export (~30 s)
-def test_custom_attention_bundle_generates_like_eager_and_says_what_it_needs(tiny, tmp_path):
+def test_filled_attention_bundle_generates_like_eager_and_says_what_it_needs(tiny, tmp_path):
     from edgedistill.llm.teacher import load_causal_lm
     from edgedistill.runtime import CausalLM
 
     _, student, _ = tiny
-    bundle = api.llm_export(student, tmp_path / "custom", scheme="et-fp32", max_cache_len=CONTEXT, attention="custom")
+    bundle = api.llm_export(student, tmp_path / "filled", scheme="et-fp32", max_cache_len=CONTEXT, attention="filled")
     man = json.loads((bundle / "manifest.json").read_text())
-    assert man["program"] == {"attention": "custom"} and man["generation"]["kernels"] == "llama"
+    assert man["program"] == {"attention": "filled"} and man["generation"]["kernels"] == "aten"
     model, tok = load_causal_lm(student)
     want = generate_text(EagerLM(model, CONTEXT), tok, "the big cat sat", Sampling(max_new_tokens=12))
-    # the Python runtime registers ExecuTorch's LLM kernels itself for such a program
     got = CausalLM.open(bundle).generate("the big cat sat", Sampling(max_new_tokens=12))
     assert len(set(want.split())) >= 3 and got.strip() == want.strip()

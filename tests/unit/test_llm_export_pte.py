@@ -78,7 +78,7 @@ def test_filled_pte_greedy_equals_eager_and_static(tiny, tmp_path):
 
     prompt = [2, 5, 6, 7, 9]
     eager = list(stream(EagerLM(tiny, 48), prompt, Sampling(max_new_tokens=30)))
-    filled = export_pte(tiny, tmp_path / "filled.pte", "fp32", max_cache_len=48)  # the default attention
+    filled = export_pte(tiny, tmp_path / "filled.pte", "fp32", max_cache_len=48, attention="filled")
     static = export_pte(tiny, tmp_path / "static.pte", "fp32", max_cache_len=48, attention="static")
     lm = PteLM(filled, 48)
     assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager

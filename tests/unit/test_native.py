@@ -226,7 +226,8 @@ def test_onnx_bundle_is_refused_with_a_reason(native_bin, tiny_teacher, tmp_path
     assert proc.returncode == 2 and "backend 'onnxruntime' is not run by the native runtime" in proc.stderr
 
 
-def test_greedy_llm_tokens_equal_python_for_32_steps_also_from_8_threads(native_bin, tmp_path):
+@pytest.mark.parametrize("attention", ["filled", "custom"])
+def test_greedy_llm_tokens_equal_python_for_32_steps_also_from_8_threads(native_bin, tmp_path, attention):
     import ctypes
 
     from llm_tiny import trained_tiny_llama
@@ -235,7 +236,11 @@ def test_greedy_llm_tokens_equal_python_for_32_steps_also_from_8_threads(native_
     from edgedistill.runtime import CausalLM, Sampling
 
     student = trained_tiny_llama(tmp_path / "student")
-    bundle = api.llm_export(student, tmp_path / "bundle", scheme="et-fp32", target="phone", max_cache_len=48)
+    bundle = api.llm_export(student, tmp_path / "bundle", scheme="et-fp32", target="phone", max_cache_len=48,
+                            attention=attention)
+    # custom: the native runtime's own llama::update_cache / custom_sdpa against the wheel's in the Python runtime
+    assert json.loads((bundle / "generation.json").read_text())["kernels"] == {"filled": "aten", "custom": "llama"}[
+        attention]
     prompts = [[2, 4, 6, 7], [2, 5, 9], [2, 4, 6, 7, 8, 9, 10, 11], [2, 30]]
     lm = CausalLM.open(bundle)
     want = [list(lm.stream_ids(p, Sampling(max_new_tokens=32))) for p in prompts]
@@ -366,7 +371,7 @@ def test_jni_glue_compiles_and_runs_on_linux(native_bin, pte_bundle, tmp_path):
     assert "is not the expected" in lines[-1]
 
 
-def test_a_bundle_on_executorchs_llm_kernels_is_refused_with_the_fix(native_bin, tmp_path):
+def test_a_bundle_on_kernels_this_runtime_lacks_is_refused_with_the_fix(native_bin, tmp_path):
     import hashlib
 
     from llm_tiny import trained_tiny_llama
@@ -376,8 +381,8 @@ def test_a_bundle_on_executorchs_llm_kernels_is_refused_with_the_fix(native_bin,
 
     bundle = api.llm_export(trained_tiny_llama(tmp_path / "student"), tmp_path / "b", scheme="et-fp32",
                             max_cache_len=16)
-    # what an attention = "custom" export records (the program itself is not what the runtime reads first)
-    gen = json.loads((bundle / "generation.json").read_text()) | {"kernels": "llama"}
+    # a kernel set from a newer exporter (the program itself is not what the runtime reads first)
+    gen = json.loads((bundle / "generation.json").read_text()) | {"kernels": "mlx"}
     (bundle / "generation.json").write_text(json.dumps(gen))
     man = json.loads((bundle / "manifest.json").read_text())
     data = (bundle / "generation.json").read_bytes()
@@ -385,5 +390,5 @@ def test_a_bundle_on_executorchs_llm_kernels_is_refused_with_the_fix(native_bin,
     (bundle / "manifest.json").write_bytes(manifest_bytes(man))
     assert api.verify_bundle(bundle)["generation"]["max_context"] == 16  # still a valid bundle
     proc = run_native(native_bin, "generate", bundle, "--ids", "2,4,6", "--max-new-tokens", 4)
-    assert proc.returncode == 2 and "calls ExecuTorch's LLM kernels" in proc.stderr
-    assert "--attention filled" in proc.stderr
+    assert proc.returncode == 2 and "kernels 'mlx' are not in this runtime (aten, llama)" in proc.stderr
+    assert "re-export the bundle" in proc.stderr
