@@ -208,7 +208,8 @@ def pte_check() -> dict | None:
     path = ROOT / "results" / "llm.json"
     if not path.is_file():
         return None
-    pte = json.loads(path.read_text()).get("export", {}).get("teacher_pte_bytes")
+    # an interrupted (partial) llm.py run stores "export": null
+    pte = (json.loads(path.read_text()).get("export") or {}).get("teacher_pte_bytes")
     if not pte:
         return None
     s = SMOLLM2_135M
