@@ -87,7 +87,7 @@ def headline(cells: dict[str, dict[str, dict]]) -> dict:
             "decode_vs_optimum_executorch_by_attention": worst}
 
 
-def merge_headline(llm_json: Path, h: dict, source: Path) -> None:
+def merge_headline(llm_json: Path, h: dict, source: Path, measured: str | None = None) -> None:
     """Carry this run's ``decode_vs_optimum_executorch`` keys into the LLM benchmark's headline, saying which
     file and run they come from (the comparison needs optimum's venv, so it runs apart from the LLM benchmark)."""
     from edgedistill.fileutil import write_json_atomic
@@ -95,8 +95,26 @@ def merge_headline(llm_json: Path, h: dict, source: Path) -> None:
     res = json.loads(llm_json.read_text())
     res.setdefault("headline", {}).update({k: v for k, v in h.items() if k.startswith("decode_vs_optimum")})
     res["headline"]["decode_vs_optimum_executorch_source"] = (
-        f"{source} ({time.strftime('%Y-%m-%d', time.gmtime())}; our {h['ours_attention']} export)")
+        f"{source} (measured {measured or time.strftime('%Y-%m-%d', time.gmtime())}; our {h['ours_attention']} "
+        "export)")
     write_json_atomic(llm_json, res)
+
+
+def rehead(out: Path, llm_results: str, measured: str | None) -> dict:
+    """Re-derive a stored run's headline from its per-attention cells (after the default attention changed):
+    no timing, the same measurements; ``measured`` dates runs stored before the file recorded it."""
+    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+
+    res = json.loads(out.with_suffix(".json").read_text())
+    res["measured"] = res.get("measured") or measured
+    if not res["measured"]:
+        raise SystemExit(f"{out.with_suffix('.json')}: no 'measured' date stored; give --measured YYYY-MM-DD")
+    res["headline"] = headline(res["threads_by_attention"])
+    write_json_atomic(out.with_suffix(".json"), res)
+    write_text_atomic(out.with_suffix(".md"), _markdown(res))
+    if llm_results and Path(llm_results).is_file():
+        merge_headline(Path(llm_results), res["headline"], out.with_suffix(".json"), res["measured"])
+    return res
 
 
 def versions(python: str) -> dict:
@@ -120,7 +138,8 @@ def _markdown(res: dict) -> str:
     h = res["headline"]
     by_att = res["threads_by_attention"]
     lines = ["# LLM decode: our 8da4w teacher .pte vs optimum-executorch's 8da4w export", "",
-             f"{res['cpu']}; KV cache {res['cache_len']}, {res['prompt_tokens']}-token prompt, "
+             f"{res['cpu']}; measured {res.get('measured') or '(date not recorded)'}; KV cache {res['cache_len']}, "
+             f"{res['prompt_tokens']}-token prompt, "
              f"{res['new_tokens']} greedy new tokens, {res['rounds']} alternating process pair(s) per thread count; "
              f"load average {res['loadavg_start']} at start, {res['loadavg_end']} at end.", "",
              f"**decode_vs_optimum_executorch = {h['decode_vs_optimum_executorch']:.2f}** (our default export, "
@@ -167,7 +186,13 @@ def main(argv=None) -> int:
                          "came from) when the file exists; '' to leave it alone")
     ap.add_argument("--attentions", nargs="+", choices=("custom", "filled"), default=["custom", "filled"],
                     help="our exports to time (edgedistill.llm.recipe.ATTENTIONS)")
+    ap.add_argument("--rehead", action="store_true", help="no timing: re-derive OUT.json's headline from its stored "
+                    "cells with the current default attention (and carry it into --llm-results)")
+    ap.add_argument("--measured", help="with --rehead: the date of a stored run that did not record it")
     a = ap.parse_args(argv)
+    if a.rehead:
+        print(json.dumps(rehead(Path(a.out), a.llm_results, a.measured)["headline"], indent=1))
+        return 0
 
     from edgedistill.fileutil import write_json_atomic, write_text_atomic
     from edgedistill.llm.bench_worker import prompt_ids
@@ -205,7 +230,8 @@ def main(argv=None) -> int:
     paths = {**ours, "optimum": their_pte}
     res = {"cpu": cpu_name(), "teacher": {"folder": str(ref.folder), "sha256": ref.sha256, "source": ref.source},
            "cache_len": a.cache_len, "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens,
-           "rounds": a.rounds, "loadavg_start": os.getloadavg()[0]}
+           "rounds": a.rounds, "loadavg_start": os.getloadavg()[0],
+           "measured": time.strftime("%Y-%m-%d", time.gmtime())}
     runs = {(k, t): [] for k in paths for t in a.threads}
     for r in range(a.rounds):
         for t in a.threads:

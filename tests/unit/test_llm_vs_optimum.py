@@ -84,3 +84,37 @@ def test_llm_decode_paired_ratio_divides_within_a_round():
     runs = {("teacher", "filled", 1): run(200, 100, 200), ("s", "filled", 1): run(400, 250, 380)}
     assert mod.paired(runs, "s", "filled", 1) == {"median": 2.0, "min": 1.9, "max": 2.5}
     assert mod.paired(runs, "s", "filled", 2) is None
+
+
+def test_llm_decode_markdown_has_a_column_per_attention_timed():
+    mod = load_benchmark("llm_decode", "bench_llm_decode")
+    cell = {"filled": 200.0, "custom": 240.0, "prefill_tok_s": {}}
+    res = {"cpu": "x", "cache_len": 512, "prompt_tokens": 64, "new_tokens": 48, "repeats": 3, "loadavg_start": 0.1,
+           "loadavg_end": 0.2, "attentions": ["filled", "custom"],
+           "models": {"teacher": {"threads": {"1": cell}, "bytes": {"filled": 10, "custom": 9}, "greedy_equal": False,
+                                  "paired_vs_teacher": {}}}}
+    md = mod._markdown(res)
+    assert "filled vs custom" in md and "| teacher | 1 | 200.0 | 240.0 | - | - |" in md
+    assert "| teacher | 10 | 9 |" in md
+
+
+def test_rehead_rederives_a_stored_run_for_the_current_default_without_timing(bench, tmp_path):
+    import json
+
+    cell = lambda r: {"ratio": r, "quartiles": [r - 0.1, r + 0.1], "ours_tok_s": 100 * r, "optimum_tok_s": 100.0}  # noqa: E731
+    stored = {"cpu": "x", "cache_len": 512, "prompt_tokens": 64, "new_tokens": 48, "rounds": 9, "loadavg_start": 0.1,
+              "loadavg_end": 0.2, "threads_by_attention": {"filled": {"1": cell(0.8)}, "custom": {"1": cell(0.97)}},
+              "headline": {"decode_vs_optimum_executorch": 0.8, "ours_attention": "filled"}, "greedy_agreement": {},
+              "files": {}, "commands": {}}
+    out = tmp_path / "vs"
+    out.with_suffix(".json").write_text(json.dumps(stored))
+    llm = tmp_path / "llm.json"
+    llm.write_text(json.dumps({"headline": {"teacher_ppl": 54.1}}))
+    with pytest.raises(SystemExit, match="no 'measured' date stored"):
+        bench.rehead(out, str(llm), None)
+    res = bench.rehead(out, str(llm), "2026-12-06")
+    assert res["headline"]["decode_vs_optimum_executorch"] == 0.97 and res["headline"]["ours_attention"] == "custom"
+    got = json.loads(llm.read_text())["headline"]
+    assert got["decode_vs_optimum_executorch"] == 0.97 and got["teacher_ppl"] == 54.1
+    assert "measured 2026-12-06; our custom export" in got["decode_vs_optimum_executorch_source"]
+    assert "measured 2026-12-06" in out.with_suffix(".md").read_text()
