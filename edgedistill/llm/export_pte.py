@@ -25,6 +25,7 @@ import torch
 
 from ..errors import ModelError, RecipeError
 from ..fileutil import write_bytes_atomic
+from .recipe import DEFAULT_ATTENTION
 
 SCHEMES = ("fp32", "8da4w")
 """This exporter's quantization step; the bundle schemes are et-fp32 and et-8da4w (edgedistill.export.schemes)."""
@@ -67,7 +68,7 @@ def _export_filled(model, max_cache_len: int, seq, kernels: str = "aten"):
 
 
 def export_pte(model, out: str | Path, scheme: str = "fp32", max_cache_len: int = 256,
-               attention: str = "custom") -> Path:
+               attention: str = DEFAULT_ATTENTION) -> Path:
     """Write ``out`` (.pte); the model is copied, not changed. ``custom`` and ``filled`` fall back to ``static``
     for decoders it does not know (see :func:`edgedistill.llm.filled_attention.unsupported_reason`)."""
     scheme = scheme.removeprefix("et-")  # the canonical scheme names work too
@@ -120,11 +121,11 @@ def effective_attention(model, attention: str) -> str:
     return "static" if attention in ("filled", "custom") and unsupported_reason(model) else attention
 
 
-def bundle_fp32(model, out: Path, max_cache_len: int, attention: str = "custom") -> Path:
+def bundle_fp32(model, out: Path, max_cache_len: int, attention: str = DEFAULT_ATTENTION) -> Path:
     """The ``et-fp32`` scheme's causal-LM implementation (see edgedistill.export.schemes)."""
     return export_pte(model, out, "fp32", max_cache_len=max_cache_len, attention=attention)
 
 
-def bundle_8da4w(model, out: Path, max_cache_len: int, attention: str = "custom") -> Path:
+def bundle_8da4w(model, out: Path, max_cache_len: int, attention: str = DEFAULT_ATTENTION) -> Path:
     """The ``et-8da4w`` scheme's causal-LM implementation."""
     return export_pte(model, out, "8da4w", max_cache_len=max_cache_len, attention=attention)

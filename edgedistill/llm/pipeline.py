@@ -20,7 +20,7 @@ from ..fileutil import write_json_atomic, write_text_atomic
 from ..progress import progress, say
 from .chat_eval import chat_markdown
 from .generate import EagerLM, Sampling, generate_text
-from .recipe import LLMRecipe
+from .recipe import DEFAULT_ATTENTION, LLMRecipe
 
 REPORT_SCHEMA = "edgedistill.llm-report/1"
 
@@ -82,12 +82,13 @@ def _attention(e, scheme: str) -> str:
 
 def requested_attention(manifest: dict) -> str:
     """The attention a bundle was exported with (``program.fallback_from`` when the decoder fell back to
-    ``static``); bundles from before the key were all exported with the default."""
+    ``static``); bundles from before the key were all exported with ``filled``, the default then."""
     program = manifest.get("program") or {}
     return program.get("fallback_from", program.get("attention", "filled"))
 
 
-def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None, attention: str = "custom") -> bool:
+def reusable_bundle(dest: Path, source: Path, max_cache_len: int | None = None,
+                    attention: str = DEFAULT_ATTENTION) -> bool:
     """A teacher bundle from the same teacher folder, context and attention that still verifies is not exported
     again."""
     from ..runtime.format import verify_bundle
