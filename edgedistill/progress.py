@@ -57,5 +57,6 @@ def progress(iterable=None, **kw):
 
 
 def say(msg: str) -> None:
-    """A status line for the user (stderr, so stdout keeps only results)."""
-    print(msg, file=sys.stderr, flush=True)
+    """A status line for the user (stderr, so stdout keeps only results); above a live bar, not through it."""
+    tqdm.write(msg, file=sys.stderr)
+    sys.stderr.flush()

@@ -223,11 +223,17 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
             if metric.with_loss:
                 row.update(loss=value, **parts, **mem)
             res.evals.append({"step": step, **row})
-            if metric.better(val, res.best_value):
+            improved = metric.better(val, res.best_value)
+            if improved:
                 res.best_value, res.best_step, bad_evals = val, step, 0
                 res.best_state = _snapshot(student)
             else:
                 bad_evals += 1
+            if par.is_main:
+                # the curve, not just the end: a long run shows whether more steps still pay
+                label = metric.name if metric.name.startswith("val") else f"validation {metric.name}"
+                say(f"  step {step}/{spec.max_steps}: {label} {val:.4g}"
+                    + (" (best)" if improved else f" (best {res.best_value:.4g} at step {res.best_step})"))
             if patience and bad_evals >= patience and step < spec.max_steps:
                 say(f"early stop at step {step}: no better {metric.name} in {patience} evaluations "
                     f"(best {res.best_value:.4f} at step {res.best_step})")

@@ -46,7 +46,10 @@ def test_early_stopping_stops_after_patience_evaluations(run, capsys):
     _, _, gens = run.train(_spec(run, max_steps=40, eval_every=4, learning_rate=1e-12, early_stop_patience=2))
     res = gens[0]["result"]
     assert res.steps == 8 and [e["step"] for e in res.evals] == [0, 4, 8] and res.best_step == 0
-    assert "early stop at step 8: no better val_accuracy in 2 evaluations" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "early stop at step 8: no better val_accuracy in 2 evaluations" in err
+    # every evaluation is reported as it happens, with the best so far
+    assert "step 4/40: val_accuracy " in err and "(best " in err and "at step 0)" in err
     _, _, gens = run.train(_spec(run, max_steps=12, eval_every=4, learning_rate=1e-12))
     assert gens[0]["result"].steps == 12  # patience 0: never stops early
 
