@@ -267,8 +267,9 @@ def llm_models(dev: str):
     return teacher.to(dev), student
 
 
-def llm_kd(dev: str, batch: int, seq: int, steps: int, work: Path) -> dict:
-    """Our trainer: the teacher's top-32 cached through build_topk_cache, then train_causal (KD + CE)."""
+def llm_kd(dev: str, batch: int, seq: int, steps: int, work: Path, precision: str | None = None) -> dict:
+    """Our trainer: the teacher's top-32 cached through build_topk_cache, then train_causal (KD + CE).
+    ``precision`` defaults to bf16 on a GPU and fp32 on the CPU."""
     from edgedistill.llm.topk_cache import build_topk_cache
     from edgedistill.llm.train import TrainConfig, train_causal
 
@@ -283,7 +284,7 @@ def llm_kd(dev: str, batch: int, seq: int, steps: int, work: Path) -> dict:
     sync(dev)
     topk_s = time.perf_counter() - t0
     del teacher
-    precision = "bf16" if dev.startswith("cuda") else "fp32"
+    precision = precision or ("bf16" if dev.startswith("cuda") else "fp32")
     cfg = TrainConfig(mode="kd", ce_weight=1.0, max_steps=steps, batch_size=batch, eval_every=steps,
                       warmup_steps=1, device=dev, precision=precision)
     logp = work / f"llm-{dev.replace(':', '')}-{batch}x{seq}.jsonl"
