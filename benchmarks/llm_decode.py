@@ -138,13 +138,16 @@ def _markdown(res: dict) -> str:
              f"models interleaved within each round; load average {res['loadavg_start']:.2f} at start, "
              f"{res['loadavg_end']:.2f} at end.", "",
              "| model | threads | " + " | ".join(f"{att} tok/s" for att in atts)
-             + " | speedup filled/static | greedy tokens equal |", "|---|---|" + "---|" * len(atts) + "---|---|"]
+             + (" | speedup filled/static | greedy tokens equal |" if pair else " |"),
+             "|---|---|" + "---|" * len(atts) + ("---|---|" if pair else "")]
     num = lambda c, k: f"{c[k]:.1f}" if k in c else "-"  # noqa: E731
     for m, r in res["models"].items():
         for t, c in r["threads"].items():
-            sp = f"{c['speedup']:.2f}x" if "speedup" in c else "-"
-            same = r["greedy_equal"] if pair else "-"
-            lines.append(f"| {m} | {t} | " + " | ".join(num(c, att) for att in atts) + f" | {sp} | {same} |")
+            # the speedup and the token check compare static with filled; other pairs have neither
+            tail = " |"
+            if pair:
+                tail = (f" | {c['speedup']:.2f}x" if "speedup" in c else " | -") + f" | {r['greedy_equal']} |"
+            lines.append(f"| {m} | {t} | " + " | ".join(num(c, att) for att in atts) + tail)
     if res.get("student_vs_teacher_by_model"):
         lines += ["", "Student / teacher decode tok/s: ratio of the medians above, and in brackets the median "
                   "[min-max] of the per-round paired ratios; text-equivalent = that ratio / the student's tokens "

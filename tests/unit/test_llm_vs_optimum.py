@@ -94,7 +94,12 @@ def test_llm_decode_markdown_has_a_column_per_attention_timed():
            "models": {"teacher": {"threads": {"1": cell}, "bytes": {"filled": 10, "custom": 9}, "greedy_equal": False,
                                   "paired_vs_teacher": {}}}}
     md = mod._markdown(res)
-    assert "filled vs custom" in md and "| teacher | 1 | 200.0 | 240.0 | - | - |" in md
+    assert "filled vs custom" in md and "| teacher | 1 | 200.0 | 240.0 |\n" in md
+    assert "speedup filled/static" not in md  # that column compares static with filled only
+    teacher = {**res["models"]["teacher"], "greedy_equal": True, "bytes": {"static": 1, "filled": 2},
+               "threads": {"1": {"static": 100.0, "filled": 150.0, "speedup": 1.5}}}
+    pair = {**res, "attentions": ["static", "filled"], "models": {"teacher": teacher}}
+    assert "| teacher | 1 | 100.0 | 150.0 | 1.50x | True |" in mod._markdown(pair)
     assert "| teacher | 10 | 9 |" in md
 
 
