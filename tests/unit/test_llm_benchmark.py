@@ -17,7 +17,7 @@ def bench():
 def _args(**kw):
     d = dict(block=64, train_blocks=16, val_blocks=2, test_blocks=4, layers=15, calib=2, lr=3e-4, warmup=1,
              steps=10, batch=2, eval_every=5, gen_tokens=8, seq_kd_prompts=8, chat_ratio=0.25, chat_prompts=8,
-             chat_eval=4, chat_answer_tokens=8)
+             chat_eval=4, chat_answer_tokens=8, precision="fp32")
     return argparse.Namespace(**(d | kw))
 
 
@@ -35,6 +35,16 @@ def test_each_method_gets_the_same_budget(bench, method, mode):
     if method == "progressive":
         assert r.student.stages == [20, 15] and r.student.stage_steps == 5 and r.student.num_layers is None
     assert base.distill.seed == 0  # the base recipe is not changed
+
+
+def test_precision_reaches_every_run_and_the_budget(bench):
+    from types import SimpleNamespace
+
+    base = bench.base_recipe(_args(precision="bf16"))
+    assert {bench.method_recipe(base, m, 0, [20, 15]).distill.precision for m in bench.METHODS} == {"bf16"}
+    ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
+    h = bench.headline(_args(precision="bf16", seeds=1), ctx, [], [], [20, 15], None)
+    assert h["budget"]["precision"] == "bf16"
 
 
 def test_markdown_carries_the_headline(bench):
@@ -147,3 +157,24 @@ def test_a_new_run_keeps_the_blocks_other_scripts_attached(bench, tmp_path):
                                                "decode_vs_optimum_executorch_source": "y"}}))
     assert bench.attached(stored) == {"qad": {"ppl": 2}, "decode_vs_optimum_executorch": 0.9,
                                       "decode_vs_optimum_executorch_source": "y"}
+
+
+def test_a_longer_budget_is_attached_beside_the_full_comparison(bench, tmp_path):
+    import json
+
+    stored = tmp_path / "llm.json"
+    full = {"smoke": False, "host": "h", "args": {"chat_ratio": 0.25}, "export": None, "generations": [],
+            "runs": [], "headline": {"best_kd_ppl": 110.0, "budget": {"steps": 200}, "qad": {"ppl": 2}}}
+    stored.write_text(json.dumps(full))
+    long = {"headline": {"best_kd_ppl": 95.6, "nokd_ppl": 99.0, "budget": {"steps": 1000}, "size_ratio": None},
+            "runs": [{"method": "nokd", "seed": 0, "val_curve": [[0, 500.0], [100, 129.0]]},
+                     {"method": "kd_ce", "seed": 0}]}
+    bench.attach_long_budget(stored, long, tmp_path / "llm_long.json")
+    doc = json.loads(stored.read_text())
+    h = doc["headline"]
+    assert h["best_kd_ppl"] == 110.0 and h["qad"] == {"ppl": 2}  # the full comparison's own keys stay
+    lb = h["long_budget"]
+    assert lb["best_kd_ppl"] == 95.6 and lb["nokd_ppl"] == 99.0 and lb["budget"] == {"steps": 1000}
+    assert "size_ratio" not in lb and lb["val_curves"] == {"nokd-s0": [[0, 500.0], [100, 129.0]]}
+    assert "llm_long.json" in lb["source"] and "long_budget" in (tmp_path / "llm.md").read_text()
+    assert "long_budget" in bench.attached(stored)  # and a rerun of the full comparison keeps it
