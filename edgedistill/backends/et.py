@@ -198,7 +198,11 @@ class PteLM:
         import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed::embedding_byte)
         from executorch.runtime import Runtime
 
-        if needs_llm_custom_ops(path):
+        # The wheel's llama:: kernels are ATen code on torch's OpenMP pool; beside XNNPACK's own pool, two
+        # pools of spinning threads on the same cores halved 2-thread decode (student 351 -> 206 tok/s on 2
+        # cores). So those programs execute with torch at one thread: XNNPACK keeps the cores for the GEMMs.
+        self.serial_torch = needs_llm_custom_ops(path)
+        if self.serial_torch:
             load_llm_custom_ops()
         _state["loaded"] = True
         try:
@@ -212,4 +216,12 @@ class PteLM:
 
         x = torch.tensor([ids], dtype=torch.long)
         cp = torch.arange(pos, pos + len(ids), dtype=torch.long)
-        return self.method.execute([x, cp])[0][0, -1].float().numpy().copy()  # the runtime may reuse its buffer
+        prev = torch.get_num_threads()
+        if self.serial_torch and prev != 1:
+            torch.set_num_threads(1)
+        try:
+            out = self.method.execute([x, cp])
+        finally:
+            if self.serial_torch and prev != 1:
+                torch.set_num_threads(prev)
+        return out[0][0, -1].float().numpy().copy()  # the runtime may reuse its buffer

@@ -122,6 +122,22 @@ def test_custom_kernel_pte_greedy_equals_eager(tiny, tmp_path):
     assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager
     assert list(stream(lm, prompt, Sampling(max_new_tokens=30))) == eager  # the cache is overwritten from 0
     assert len(list(stream(lm, prompt, Sampling(max_new_tokens=100)))) == 48 - len(prompt) + 1
+    # the kernels run on torch's pool: during execute it holds one thread (XNNPACK keeps the cores), then is restored
+    seen, method = [], lm.method
+
+    class Spy:
+        def execute(self, args):
+            seen.append(torch.get_num_threads())
+            return method.execute(args)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lm.method = Spy()
+        assert list(stream(lm, prompt, Sampling(max_new_tokens=3))) == eager[:3]
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_rotate_half_as_a_matrix_is_hf_rotate_half_and_other_rotations_keep_their_helper():
