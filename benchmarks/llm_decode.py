@@ -230,6 +230,7 @@ def main(argv=None) -> int:
                     runs.setdefault((name, att, t), []).append(_run_worker(spec))
                     print(name, att, t, f"{runs[name, att, t][-1]['decode_tok_s']:.1f} tok/s", flush=True)
     res["loadavg_end"] = os.getloadavg()[0]
+    pair = "static" in atts and "filled" in atts  # the speedup and the token check compare these two only
     for name, plan in plans.items():
         tokens = {att: runs[name, att, a.threads[0]][0]["tokens"] for att in atts}
         cells = {}
@@ -237,16 +238,16 @@ def main(argv=None) -> int:
             c = {att: statistics.median(r["decode_tok_s"] for r in runs[name, att, t]) for att in atts}
             c["prefill_tok_s"] = {att: statistics.median(a.prompt_tokens / r["prefill_s"] for r in runs[name, att, t])
                                   for att in atts}
-            if "static" in atts and "filled" in atts:
+            if pair:
                 c["speedup"] = c["filled"] / c["static"]
             cells[str(t)] = c
         row = {"threads": cells, "bytes": {att: plan["paths"][att].stat().st_size for att in atts},
-               "greedy_equal": "static" in atts and "filled" in atts and tokens["static"] == tokens["filled"],
+               "greedy_equal": pair and tokens["static"] == tokens["filled"],
                "tokens": tokens,
                "text": {att: decoders[name].decode(tokens[att]) for att in atts}, "export_s": plan["export_s"],
                "paired_vs_teacher": {att: {str(t): paired(runs, name, att, t) for t in a.threads} for att in atts}
                if name != "teacher" else {}}
-        if "static" in atts and "filled" in atts:
+        if pair:
             row["greedy_agreeing_prefix"] = next((i for i, (x, y) in enumerate(
                 zip(tokens["static"], tokens["filled"])) if x != y), len(tokens["static"]))
         if plan["extra"]:

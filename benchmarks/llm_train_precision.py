@@ -25,9 +25,11 @@ HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
 
 
-def cpu_bf16_units() -> list[str]:
+def cpu_bf16_units(cpuinfo: str | None = None) -> list[str]:
+    """The bf16 matrix units named in the first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].splitlines()[0].split()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+        flags = text.split("flags", 2)[1].splitlines()[0].split()
     except (OSError, IndexError):
         return []
     return sorted(f for f in flags if f in ("amx_bf16", "avx512_bf16"))

@@ -216,12 +216,12 @@ class PteLM:
 
         x = torch.tensor([ids], dtype=torch.long)
         cp = torch.arange(pos, pos + len(ids), dtype=torch.long)
-        prev = torch.get_num_threads()
-        if self.serial_torch and prev != 1:
+        prev = torch.get_num_threads() if self.serial_torch else 1
+        if prev != 1:
             torch.set_num_threads(1)
         try:
             out = self.method.execute([x, cp])
         finally:
-            if self.serial_torch and prev != 1:
+            if prev != 1:
                 torch.set_num_threads(prev)
         return out[0][0, -1].float().numpy().copy()  # the runtime may reuse its buffer
