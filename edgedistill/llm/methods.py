@@ -61,8 +61,12 @@ def teach(student, tutor: Tutor, train: np.ndarray, val: np.ndarray, dist: LLMDi
     if live:
         extra["hidden_map"] = {str(i): j for i, j in hidden_map.items()}
     if dist.mode == "kd":
-        topk = topk_of(tutor, train, k)
-        say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
+        if live:  # the hidden-state transfer runs the teacher every step: its top-k comes from that pass
+            say(f"teacher top-{k}: from the live teacher's pass of each step (no cache)")
+            topk = None
+        else:
+            topk = topk_of(tutor, train, k)
+            say(f"teacher top-{k}: mean probability mass inside the top {k}: {topk.mean_top_mass():.3f}")
         return (*train_causal(student, train, val, cfg, topk=topk, val_teacher_top1=val_teacher_top1, **live, **log),
                 extra)
     if dist.mode == "nokd":

@@ -65,7 +65,12 @@ def teacher_topk(model, ids: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> t
         logp = torch.log_softmax(model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
         vals, idx = logp.topk(k, dim=-1)
         return vals.half(), idx.int()
-    hidden = body(input_ids=ids, use_cache=False).last_hidden_state
+    return head_topk(head, body(input_ids=ids, use_cache=False).last_hidden_state, k, chunk)
+
+
+@torch.no_grad()
+def head_topk(head, hidden: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`teacher_topk` from the final (normed) hidden states ``[B, T, H]`` and the output layer."""
     b, t, h = hidden.shape
     flat = hidden.reshape(b * t, h)
     vals, idx = [], []

@@ -28,6 +28,7 @@ from .evaluate import evaluate_lm
 from .losses import TAILS, TOKEN_LOSSES, chunked_token_loss
 from .on_policy import on_policy_loss, sample_continuation
 from .qat import output_weight
+from .topk_cache import head_topk
 
 MODES = ("kd", "nokd", "on_policy", "seq_kd")
 
@@ -65,8 +66,10 @@ class TrainConfig:
     gen_temperature: float = 1.0
     """Sampling temperature for generated continuations (0 = greedy)."""
     hidden_weight: float = 0.0
-    """Hidden-state transfer: weight of the MSE between each student block's output and the output of the
+    """Hidden-state transfer: weight of the distance between each student block's output and the output of the
     teacher block it was copied from (the live teacher runs every step; ``kd``/``nokd`` modes)."""
+    hidden_loss: str = "relative"
+    """That distance: ``relative`` (per token, squared error over the teacher state's squared norm) or ``mse``."""
     device: str = "auto"
     """Where training, the teacher's top-k pass and generation run: auto (the GPU when present), cpu, cuda, cuda:N."""
     precision: str = "fp32"
@@ -102,6 +105,9 @@ class TrainConfig:
             raise RecipeError(f"{where} key 'temperature': expected > 0, got {self.temperature}")
         if self.hidden_weight < 0:
             raise RecipeError(f"{where} key 'hidden_weight': expected >= 0, got {self.hidden_weight}")
+        if self.hidden_loss not in HIDDEN_LOSSES:
+            raise RecipeError(f"{where} key 'hidden_loss': expected one of {list(HIDDEN_LOSSES)}, "
+                              f"got {self.hidden_loss!r}")
         if self.hidden_weight > 0 and self.mode not in ("kd", "nokd"):
             raise RecipeError(f"{where} key 'hidden_weight': hidden-state transfer runs with mode 'kd' or 'nokd', "
                               f"not {self.mode!r}")
@@ -142,24 +148,41 @@ def hidden_block_map(copied_from: list[int]) -> dict[int, int]:
     return dict(list(enumerate(copied_from))[:-1])
 
 
-def hidden_transfer(s_states, t_states, hidden_map: dict[int, int]) -> torch.Tensor:
-    """Mean over mapped blocks of the MSE between student block i's output and teacher block j's output.
+def _relative_sq(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return ((s - t).pow(2).sum(-1) / t.pow(2).sum(-1).clamp_min(1e-6)).mean()
+
+
+def _mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (s - t).pow(2).mean()
+
+
+# Llama-style residual streams carry "massive activations" on a few tokens (SmolLM2, from block 11 on: a block's
+# first position has ~30,000x the squared norm of the others), so a plain MSE is mostly those tokens and the
+# last blocks; the relative form weighs every token and block alike.
+HIDDEN_LOSSES = {"relative": _relative_sq, "mse": _mse}
+
+
+def hidden_transfer(s_states, t_states, hidden_map: dict[int, int], kind: str = "relative") -> torch.Tensor:
+    """Mean over mapped blocks of the ``kind`` distance between student block i's and teacher block j's output.
 
     ``*_states`` are HF ``hidden_states`` tuples (index 0 = embeddings, i + 1 = block i)."""
-    terms = [(s_states[i + 1].float() - t_states[j + 1].float()).pow(2).mean() for i, j in hidden_map.items()]
+    dist = HIDDEN_LOSSES[kind]
+    terms = [dist(s_states[i + 1].float(), t_states[j + 1].float()) for i, j in hidden_map.items()]
     return torch.stack(terms).mean()
 
 
 def _step_loss(student, ids: torch.Tensor, logp, idx, cfg: TrainConfig, teacher=None,
-               hidden_map: dict[int, int] | None = None) -> tuple[torch.Tensor, dict]:
+               hidden_map: dict[int, int] | None = None, top_k: int = 32) -> tuple[torch.Tensor, dict]:
     want_states = cfg.hidden_weight > 0
     out = student.model(input_ids=ids, use_cache=False, output_hidden_states=want_states)
     hidden = out.last_hidden_state
     feat = None
     if want_states:
         with torch.no_grad():
-            t_states = teacher.model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
-        feat = hidden_transfer(out.hidden_states, t_states, hidden_map)
+            t_out = teacher.model(input_ids=ids, use_cache=False, output_hidden_states=True)
+            if logp is None and cfg.mode == "kd":  # no cache: the same teacher pass gives the KD targets
+                logp, idx = head_topk(teacher.lm_head, t_out.last_hidden_state, top_k, cfg.chunk)
+        feat = hidden_transfer(out.hidden_states, t_out.hidden_states, hidden_map, cfg.hidden_loss)
     hidden, head = output_weight(student, hidden)  # the lm_head's fake quantization under QAT
     b, t, h = hidden.shape
     labels = torch.full((b, t), -100, dtype=torch.long, device=ids.device)
@@ -283,13 +306,15 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
     if n_gen and (teacher is None or not prompts):
         raise TrainingError("mode 'on_policy' needs the teacher model and at least one prompt")
     if cfg.mode == "kd" or (cfg.mode == "on_policy" and n_real):
-        if topk is None:
+        if topk is None and not (cfg.mode == "kd" and cfg.hidden_weight > 0):
             raise TrainingError(f"mode {cfg.mode!r} needs the teacher's top-k targets for the train split")
-        if topk.logp.shape[:2] != train_blocks.shape:
+        if topk is not None and topk.logp.shape[:2] != train_blocks.shape:
             raise TrainingError(f"teacher top-k cache covers {topk.logp.shape[:2]} positions, "
                                 f"train blocks are {train_blocks.shape}: rebuild the cache")
         vocab = student.config.vocab_size
-        if int(np.asarray(topk.idx[:, :, 0]).max()) >= vocab:
+        # a live teacher's top-k may name any of its ids; a cache's largest id is known
+        top_id = teacher.config.vocab_size - 1 if topk is None else int(np.asarray(topk.idx[:, :, 0]).max())
+        if top_id >= vocab:
             raise TrainingError(f"teacher token ids exceed the student's vocabulary ({vocab}): KD needs a shared "
                                 "tokenizer")
     counters = _Counters(torch.Generator().manual_seed(cfg.seed))
@@ -313,10 +338,10 @@ def train_causal(student, train_blocks: np.ndarray, val_blocks: np.ndarray, cfg:
         if len(real):
             ids = torch.from_numpy(train_blocks[real].astype(np.int64)).to(rt.device)
             logp = idx = None
-            if cfg.mode != "nokd":
+            if cfg.mode != "nokd" and topk is not None:
                 logp = torch.from_numpy(np.asarray(topk.logp[real])).to(rt.device)
                 idx = torch.from_numpy(np.asarray(topk.idx[real])).to(rt.device)
-            loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map)
+            loss, info = _step_loss(student, ids, logp, idx, cfg, teacher, hidden_map, top_k)
             loss = loss * (len(real) / cfg.batch_size)
             counters.step_tokens += ids.numel()
         if len(chats):

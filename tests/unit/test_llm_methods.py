@@ -80,9 +80,25 @@ def test_hidden_transfer_by_hand():
 
     s = (torch.zeros(1, 2, 2), torch.ones(1, 2, 2), torch.full((1, 2, 2), 3.0))
     t = (torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), torch.full((1, 2, 2), 2.0), torch.ones(1, 2, 2))
-    # student block 0 -> teacher block 1 (|1 - 2|^2 = 1), block 1 -> teacher block 2 (|3 - 1|^2 = 4): mean 2.5
-    assert hidden_transfer(s, t, {0: 1, 1: 2}).item() == pytest.approx(2.5)
-    assert hidden_transfer(s, t, {1: 1}).item() == pytest.approx(1.0)
+    # mse: student block 0 -> teacher block 1 (|1 - 2|^2 = 1), block 1 -> teacher block 2 (|3 - 1|^2 = 4): mean 2.5
+    assert hidden_transfer(s, t, {0: 1, 1: 2}, "mse").item() == pytest.approx(2.5)
+    assert hidden_transfer(s, t, {1: 1}, "mse").item() == pytest.approx(1.0)
+    # relative, per token: block 0: 2 x 1 / (2 x 4) = 0.25; block 1: 2 x 4 / (2 x 1) = 4: mean 2.125
+    assert hidden_transfer(s, t, {0: 1, 1: 2}).item() == pytest.approx(2.125)
+
+
+def test_relative_hidden_transfer_weighs_every_token_alike():
+    import torch
+
+    from edgedistill.llm.train import hidden_transfer
+
+    t = torch.ones(1, 2, 4)
+    t[0, 0] *= 100.0  # a "massive activation" token
+    s = t * 0.9  # every token off by 10 %
+    states_s, states_t = (None, s), (None, t)
+    assert hidden_transfer(states_s, states_t, {0: 0}).item() == pytest.approx(0.01)
+    # the plain MSE is the big token's error: 10,000 x the small one's
+    assert hidden_transfer(states_s, states_t, {0: 0}, "mse").item() == pytest.approx((10.0 ** 2 + 0.1 ** 2) / 2)
 
 
 def test_hidden_state_transfer_through_the_stage_keeps_states_near_the_teacher(ctx):
@@ -104,7 +120,39 @@ def test_hidden_state_transfer_through_the_stage_keeps_states_near_the_teacher(c
     assert terms["strong"][-1] < terms["weak"][-1] / 2
 
 
+def test_hidden_transfer_takes_kd_targets_from_the_live_teacher_pass(ctx):
+    import torch
+
+    from edgedistill.llm.student import plan_student
+    from edgedistill.llm.topk_cache import teacher_topk
+    from edgedistill.llm.train import TrainConfig, _step_loss, hidden_block_map
+
+    tmp, teacher, c = ctx
+    student, plan = plan_student(c.teacher, c.train[:2], layers=[0, 2, 4])
+    ids = torch.from_numpy(c.train[:2].astype("int64"))
+    cfg = TrainConfig(mode="kd", ce_weight=1.0, hidden_weight=0.5, chunk=512)
+    hm = hidden_block_map(plan.layers)
+    logp, idx = teacher_topk(c.teacher, ids, 4)  # what the cache would hold
+    cached, _ = _step_loss(student, ids, logp, idx, cfg, c.teacher, hm, top_k=4)
+    live, info = _step_loss(student, ids, None, None, cfg, c.teacher, hm, top_k=4)
+    assert info["kd"] > 0 and live.item() == pytest.approx(cached.item(), rel=1e-5)
+    other, _ = _step_loss(student, ids, None, None, cfg, c.teacher, hm, top_k=2)
+    assert other.item() != pytest.approx(cached.item(), rel=1e-5)  # the live path does use top_k
+
+
+def test_kd_with_hidden_transfer_builds_no_topk_cache(ctx, monkeypatch):
+    import edgedistill.llm.methods as methods
+
+    tmp, teacher, c = ctx
+    monkeypatch.setattr(methods, "topk_of", lambda *a, **k: pytest.fail("a top-k cache was built"))
+    r = load_llm_recipe(_recipe(tmp, teacher, {"layers": [0, 2, 4], "num_layers": None}, ce_weight=1.0,
+                                hidden_weight=1.0))
+    report = distill_llm(c, r)[1]
+    assert report["distill"]["steps"] == 2 and report["distill"]["history"][-1]["kd"] > 0
+
+
 @pytest.mark.parametrize("distill,msg", [({"hidden_weight": -1.0}, "hidden_weight': expected >= 0"),
+                                         ({"hidden_loss": "cosine"}, "hidden_loss': expected one of"),
                                          ({"hidden_weight": 1.0, "mode": "on_policy"}, "mode 'kd' or 'nokd'")])
 def test_hidden_weight_bad_values(tmp_path, distill, msg):
     with pytest.raises(RecipeError, match=msg):
@@ -116,7 +164,8 @@ def test_hidden_transfer_after_progressive_shrinking_maps_through_the_stages(tmp
     # 8 layers: the first stage drops middle layers, so teacher and previous-stage block numbers differ
     tmp, teacher, c = _context(tmp_path_factory, 8)
     r = load_llm_recipe(_recipe(tmp, teacher, {"stages": [6, 4], "num_layers": None, "stage_steps": 1,
-                                               "stage_teacher": stage_teacher}, hidden_weight=1.0))
+                                               "stage_teacher": stage_teacher}, hidden_weight=1.0,
+                                    hidden_loss="mse"))  # so the first stage keeps layers the two maps tell apart
     report = distill_llm(c, r)[1]
     first, last = (st["layers"] for st in report["student"]["stages"])  # teacher layer numbers
     # the last stage is compared with the block it was copied from, counted in the model that teaches it
