@@ -21,18 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgedistill.distill.device import cpu_bf16_units
+
 HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
 
 
-def cpu_bf16_units(cpuinfo: str | None = None) -> list[str]:
-    """The bf16 matrix units named in the first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-        flags = text.split("flags", 2)[1].splitlines()[0].split()
-    except (OSError, IndexError):
-        return []
-    return sorted(f for f in flags if f in ("amx_bf16", "avx512_bf16"))
+def units(found: list[str] | None) -> str:
+    return "unknown" if found is None else ", ".join(found) or "none"
 
 
 def worker(precision: str, steps: int) -> None:
@@ -54,7 +50,7 @@ def paired(a: list[float], b: list[float]) -> dict:
 def markdown(res: dict) -> str:
     h = res["headline"]
     lines = ["# LLM KD training speed on the CPU: fp32 vs bf16 autocast", "",
-             f"`{res['command']}` on {res['host']} (bf16 units: {', '.join(res['cpu_bf16']) or 'none'}), "
+             f"`{res['command']}` on {res['host']} (bf16 units: {units(res['cpu_bf16'])}), "
              f"torch {res['torch']}, {res['measured']}. {res['rounds']} rounds, a fresh process per run, "
              f"{res['steps']} steps each (the first left out), batch 4 x 256, 15-layer SmolLM2-shaped student.", "",
              "| precision | train tok/s per run | median |", "|---|---|---|"]
@@ -95,7 +91,7 @@ def main() -> int:
            "tok_s": tok_s, "rounds": a.rounds, "steps": a.steps, "cpu_bf16": cpu_bf16_units(),
            "host": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
            "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
-           "command": "python benchmarks/llm_train_precision.py" + ("" if a.rounds == 3 else f" --rounds {a.rounds}")}
+           "command": " ".join(["python benchmarks/llm_train_precision.py", *sys.argv[1:]])}
     out = Path(a.out)
     write_json_atomic(out.with_suffix(".json"), res)
     write_text_atomic(out.with_suffix(".md"), markdown(res))

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from ..errors import RecipeError
+from ..progress import say
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -121,11 +123,38 @@ class Runtime:
         return peak_memory_gib(self.device)
 
 
+def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
+    """The bf16 matrix units (``amx_bf16``, ``avx512_bf16``) in the first ``flags`` line of /proc/cpuinfo (or of
+    ``cpuinfo``); None where there is no such line to read (not Linux on x86), so nothing is known."""
+    try:
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+        flags = text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    return sorted(f for f in flags if f in ("amx_bf16", "avx512_bf16"))
+
+
+_warned: set[str] = set()
+
+
+def warn_slow_cpu_bf16(precision: str, dev: torch.device, where: str = "[distill]") -> bool:
+    """Say once per process that bf16 training on an x86 CPU without bf16 units is emulated and slow."""
+    if precision != "bf16" or dev.type != "cpu" or cpu_bf16_units() != [] or where in _warned:
+        return False
+    _warned.add(where)
+    # Measured 2026-12-07 (benchmarks/results/llm_train_precision_epyc.md): an AMD EPYC VM without them trained
+    # the LLM student 12.6x slower in bf16 than in fp32; the AMX VM of llm_train_precision.md 1.29x faster.
+    say(f"warning: {where} precision = \"bf16\" on a CPU without bf16 units (no avx512_bf16 / amx_bf16 in "
+        "/proc/cpuinfo): autocast emulates it, many times slower than fp32 here; use precision = \"fp32\"")
+    return True
+
+
 def runtime(spec, where: str = "[distill]") -> Runtime:
     """The Runtime of a [distill] spec (any object with ``device``/``precision``; old specs mean auto/fp32)."""
     dev = resolve_device(getattr(spec, "device", "auto") or "auto", where)
     precision = getattr(spec, "precision", "fp32") or "fp32"
     check_precision(precision, dev, where)
+    warn_slow_cpu_bf16(precision, dev, where)
     return Runtime(dev, precision)
 
 

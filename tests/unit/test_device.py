@@ -90,6 +90,26 @@ def test_runtime_on_this_host(no_cuda):
         dv.runtime(TrainConfig(precision="fp16"))
 
 
+def test_cpu_bf16_units_from_cpuinfo():
+    info = "processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 avx512_bf16 sse\nvmx flags\t: amx_int8\n"
+    assert dv.cpu_bf16_units(info) == ["amx_bf16", "avx512_bf16"]
+    assert dv.cpu_bf16_units("processor\t: 0\nflags\t\t: fpu avx2\n") == []
+    assert dv.cpu_bf16_units("processor\t: 0\nFeatures\t: fp asimd bf16\n") is None  # not x86: nothing known
+
+
+@pytest.mark.parametrize("units,precision,warned", [([], "bf16", True), (["amx_bf16"], "bf16", False),
+                                                    (None, "bf16", False), ([], "fp32", False)])
+def test_bf16_on_a_cpu_without_bf16_units_is_warned_once(no_cuda, monkeypatch, capsys, units, precision, warned):
+    monkeypatch.setattr(dv, "cpu_bf16_units", lambda: units)
+    monkeypatch.setattr(dv, "_warned", set())
+    spec = LLMDistillSpec(precision=precision)
+    dv.runtime(spec), dv.runtime(spec)
+    err = capsys.readouterr().err
+    assert err.count("without bf16 units") == (1 if warned else 0)
+    if warned:
+        assert "[distill] precision" in err and 'use precision = "fp32"' in err
+
+
 def test_to_device_walks_batches_and_keeps_other_values():
     feats = {"input_ids": torch.ones(2, 3, dtype=torch.long), "n": 3}
     out = Outputs(embedding=torch.zeros(2, 4), hidden={1: torch.ones(2, 3, 4)}, mask=None)

@@ -12,6 +12,3 @@ def test_paired_ratio_and_markdown():
            "cpu_bf16": [], "host": "h", "torch": "t", "measured": "d", "command": "c"}
     md = b.markdown(res)
     assert "bf16 units: none" in md and "**1.7x**" in md and "| bf16 | 170.0, 160.0, 180.0 | 170.0 |" in md
-    info = "processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 avx512_bf16 sse\nvmx flags\t: amx_int8\n"
-    assert b.cpu_bf16_units(info) == ["amx_bf16", "avx512_bf16"]
-    assert b.cpu_bf16_units("flags\t\t: fpu avx2\n") == [] and b.cpu_bf16_units("no such line") == []
