@@ -1,0 +1,105 @@
+"""Screen one change to the LLM benchmark's best method (kd_ce) at a short budget: one arm per process.
+
+Each arm is ``benchmarks/llm.py``'s ``kd_ce`` run (the 15-layer cosine-importance student, 1,024 Brown train
+blocks, a quarter of each batch chat, 16 validation / 32 test blocks) with ``[distill]`` keys overridden by
+``--set KEY=VALUE``; it writes ``OUT/NAME.json`` and re-renders ``OUT.md`` from every arm in ``OUT/``. Run two
+arms at once pinned to one core each (their step times then compare; their perplexities compare anyway):
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/llm_screen.py base --steps 100 &
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/llm_screen.py hidden1 --steps 100 \\
+        --set hidden_weight=1 &
+
+Short budgets rank changes that pay early; one that pays only late (or only with more text) is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """``["hidden_weight=1", "hidden_loss=mse"]`` -> typed [distill] overrides (types from LLMDistillSpec)."""
+    from edgedistill.llm.recipe import LLMDistillSpec
+
+    kinds = {f.name: f.type for f in fields(LLMDistillSpec)}
+    out = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep or key not in kinds:
+            raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY one of LLMDistillSpec's fields")
+        kind = str(kinds[key])
+        out[key] = (int(value) if kind.startswith("int") else float(value) if kind.startswith("float")
+                    else value.lower() == "true" if kind.startswith("bool") else value)
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["# LLM screening arms (kd_ce with one change, short budget)", "",
+             "Each row: `benchmarks/llm.py`'s kd_ce run with the listed `[distill]` overrides; one seed (the seed "
+             "noise of kd_ce at 200 steps is 1.19 ppl, llm.json `ppl_noise`).", "",
+             "| arm | overrides | steps | validation ppl (step: ppl) | test ppl | s/step | chat non-empty | host |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["steps"], r["test_ppl"])):
+        curve = ", ".join(f"{s}: {p:g}" for s, p in r["curve"])
+        lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | {r['steps']} | "
+                     f"{curve} | **{r['test_ppl']:.1f}** | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
+                     f"{r['host']} |")
+    lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows)]
+    lines += [f"- {r['name']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="arm name (OUT/NAME.json)")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
+    ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
+    a = ap.parse_args()
+    overrides = parse_sets(a.set)
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import llm as bench
+
+    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.llm.stage import distill_llm, prepare_llm
+    from edgedistill.measure.calibrate import cpu_name
+
+    ns = argparse.Namespace(block=256, train_blocks=1024, val_blocks=16, test_blocks=32, chat_ratio=0.25,
+                            chat_prompts=256, chat_eval=32, chat_answer_tokens=64, layers=15, calib=4, lr=3e-4,
+                            warmup=10, steps=a.steps, batch=4, eval_every=a.eval_every, gen_tokens=32,
+                            seq_kd_prompts=256, precision=a.precision)
+    base = bench.base_recipe(ns)
+    ctx = prepare_llm(base)
+    recipe = bench.method_recipe(base, "kd_ce", 0, [20, 15])
+    recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
+    _, rep = distill_llm(ctx, recipe)
+    s, d = rep["student"], rep["distill"]
+    row = {"name": a.name, "overrides": overrides, "steps": d["steps"], "precision": a.precision,
+           "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
+           "best_step": d.get("best_step"),
+           "curve": [[e["step"], round(e["ppl"], 2)] for e in d.get("history") or () if "ppl" in e],
+           "s_per_step": round(d["train_seconds"] / d["steps"], 2),
+           "chat_nonempty_rate": (rep.get("chat") or {}).get("chat_nonempty_rate"),
+           "host": f"{cpu_name()}, {torch.get_num_threads()} thread(s)", "measured": time.strftime("%Y-%m-%d"),
+           "command": " ".join(["python benchmarks/llm_screen.py", *sys.argv[1:]])}
+    out = Path(a.out)
+    write_json_atomic(out / f"{a.name}.json", row)
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    write_text_atomic(out.with_suffix(".md"), markdown(rows))
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

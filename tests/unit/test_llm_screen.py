@@ -1,0 +1,25 @@
+"""benchmarks/llm_screen.py: typed overrides and the table (the training itself is llm.py's kd_ce path)."""
+
+import pytest
+from conftest import load_benchmark
+
+
+def test_overrides_are_typed_from_the_distill_spec_and_bad_keys_refused():
+    b = load_benchmark("llm_screen", "bench_llm_screen")
+    got = b.parse_sets(["hidden_weight=10", "hidden_loss=mse", "max_steps=5", "freeze_embeddings=false"])
+    assert got == {"hidden_weight": 10.0, "hidden_loss": "mse", "max_steps": 5, "freeze_embeddings": False}
+    assert isinstance(got["max_steps"], int) and isinstance(got["hidden_weight"], float)
+    for bad in ("no_such_key=1", "hidden_weight"):
+        with pytest.raises(SystemExit, match="KEY=VALUE"):
+            b.parse_sets([bad])
+
+
+def test_markdown_orders_by_test_ppl_and_shows_overrides():
+    b = load_benchmark("llm_screen", "bench_llm_screen")
+    row = {"name": "base", "overrides": {}, "steps": 100, "test_ppl": 124.5, "curve": [[0, 545.7], [100, 125.9]],
+           "s_per_step": 9.04, "chat_nonempty_rate": 1.0, "host": "h", "command": "c1"}
+    other = {**row, "name": "lr", "overrides": {"learning_rate": 0.001}, "test_ppl": 120.0, "command": "c2"}
+    md = b.markdown([row, other])
+    assert md.index("| lr |") < md.index("| base |")
+    assert '{"learning_rate": 0.001}' in md and "| (none) |" in md and "0: 545.7, 100: 125.9" in md
+    assert "**124.5**" in md and "`c1`; `c2`" in md
