@@ -14,11 +14,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _x86_without_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split()
-    except (OSError, IndexError):
-        return False  # not Linux on x86: nothing known
-    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+    from edgedistill.distill.device import cpu_flags
+
+    flags = cpu_flags()
+    return flags is not None and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
 
 
 # onnxruntime's u8 x s8 int8 kernels can saturate on x86 without VNNI (its docs advise reduce_range there), so an

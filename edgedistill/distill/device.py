@@ -123,15 +123,19 @@ class Runtime:
         return peak_memory_gib(self.device)
 
 
-def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
-    """The bf16 matrix units (``amx_bf16``, ``avx512_bf16``) in the first ``flags`` line of /proc/cpuinfo (or of
-    ``cpuinfo``); None where there is no such line to read (not Linux on x86), so nothing is known."""
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``); None where there is none (not Linux on x86)."""
     try:
         text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-        flags = text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split()
+        return set(text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split())
     except (OSError, IndexError):
         return None
-    return sorted(f for f in flags if f in ("amx_bf16", "avx512_bf16"))
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
+    """The bf16 matrix units (``amx_bf16``, ``avx512_bf16``) among :func:`cpu_flags`; None where nothing is known."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else sorted(flags & {"amx_bf16", "avx512_bf16"})
 
 
 _warned: set[str] = set()
@@ -139,7 +143,7 @@ _warned: set[str] = set()
 
 def warn_slow_cpu_bf16(precision: str, dev: torch.device, where: str = "[distill]") -> bool:
     """Say once per process that bf16 training on an x86 CPU without bf16 units is emulated and slow."""
-    if precision != "bf16" or dev.type != "cpu" or cpu_bf16_units() != [] or where in _warned:
+    if precision != "bf16" or dev.type != "cpu" or where in _warned or cpu_bf16_units() != []:
         return False
     _warned.add(where)
     # Measured 2026-12-07 (benchmarks/results/llm_train_precision_epyc.md): an AMD EPYC VM without them trained
