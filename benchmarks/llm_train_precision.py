@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgedistill.distill.device import cpu_bf16_units
+from edgedistill.hostcpu import cpu_bf16_units
 
 HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")

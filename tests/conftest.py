@@ -13,19 +13,6 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _x86_without_vnni() -> bool:
-    from edgedistill.distill.device import cpu_flags
-
-    flags = cpu_flags()
-    return flags is not None and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
-
-
-# onnxruntime's u8 x s8 int8 kernels can saturate on x86 without VNNI (its docs advise reduce_range there), so an
-# int8 ONNX model's outputs on such a host are not the fake-quant model's. Seen on an AVX2-only AMD EPYC VM.
-ort_int8_exact = pytest.mark.skipif(_x86_without_vnni(), reason="x86 CPU without VNNI: onnxruntime's u8s8 int8 "
-                                    "kernels saturate here (reduce_range); int8 parity is checked on VNNI hosts")
-
-
 def load_benchmark(name: str, module_name: str | None = None, monkeypatch=None):
     """``benchmarks/NAME.py`` as a module (the scripts are not a package); with ``monkeypatch``, benchmarks/ is on
     ``sys.path`` while the test runs, for scripts that import their siblings."""

@@ -35,9 +35,11 @@ def host_info() -> dict:
     import torch
     import transformers
 
+    from ..backends.ort import int8_kernels
+
     return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "transformers": transformers.__version__,
+            "transformers": transformers.__version__, "ort_int8_kernels": int8_kernels(),
             "rapl": rapl.available()}
 
 
@@ -90,7 +92,8 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                               teacher_variants and teacher_variants["paths"].get("int8-dynamic")),
         "student-onnx": ("student", "onnxruntime", "fp32", student_variants["paths"]["fp32"]),
         # The bundle's own runtime: an et-* bundle holds a .pte (the name is kept for the report contract).
-        "student-onnx-int8": ("student", manifest.get("backend", "onnxruntime"), scheme, bundle / manifest["model_file"]),
+        "student-onnx-int8": ("student", manifest.get("backend", "onnxruntime"), scheme,
+                              bundle / manifest["model_file"]),
     }
     models = {name: catalogue[name] for name in b.models}
 
@@ -148,9 +151,10 @@ def run_bench(ws: Workspace, target: str | None = None) -> dict:
                                                  "evals")},
         "energy": {"measured": False, "energy_kind": ENERGY_KIND, "targets": [t.name for t in device_targets],
                    "note": ENERGY_NOTE + "; this host " +
-                           ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the whole "
-                              "host's package energy per inference, labelled measured-rapl (host), never device energy"
-                              if host["rapl"] else "has no readable RAPL energy counters, so no host energy is reported")},
+                           ("exposes readable RAPL counters: each model's latency entry carries host_energy_mj, the "
+                            "whole host's package energy per inference, labelled measured-rapl (host), never device "
+                            "energy" if host["rapl"] else
+                            "has no readable RAPL energy counters, so no host energy is reported")},
     }
     report.update(task.bench_extras(ws, manifest, bundle, entries, threads))
     report["headline"] = build_headline(report, quality)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
 from ..errors import RecipeError
+from ..hostcpu import cpu_bf16_units
 from ..progress import say
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
@@ -121,21 +121,6 @@ class Runtime:
     def peak_memory_gib(self) -> float | None:
         """Peak GPU memory allocated since the last :meth:`reset_peak` (GiB); None on the CPU."""
         return peak_memory_gib(self.device)
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
-    """The first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``); None where there is none (not Linux on x86)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-        return set(text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split())
-    except (OSError, IndexError):
-        return None
-
-
-def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
-    """The bf16 matrix units (``amx_bf16``, ``avx512_bf16``) among :func:`cpu_flags`; None where nothing is known."""
-    flags = cpu_flags(cpuinfo)
-    return None if flags is None else sorted(flags & {"amx_bf16", "avx512_bf16"})
 
 
 _warned: set[str] = set()

@@ -200,6 +200,9 @@ def render_markdown(report: dict) -> str:
         "p50 = median of the per-process medians, [min-max] of those medians in brackets.",
         "",
     ]
+    if host.get("ort_int8_kernels", "default") != "default":
+        lines[-1:-1] = [f"onnxruntime int8 kernels here: {host['ort_int8_kernels']}; int8 ONNX latency on this "
+                        "host is that of the slower exact kernels, not the device's.", ""]
     head = "| model | runtime | quant | size MB | " + " | ".join(f"p50 ms {t} thr" for t in threads) + \
            f" | peak RSS MB | weights MB | {metric_label(report)} | cos to teacher | batch dependence |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]

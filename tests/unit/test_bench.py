@@ -84,6 +84,9 @@ def test_headline_ratios_and_markdown():
     report["headline"] = h
     md = render_markdown(report)
     assert "**6.00x** smaller" in md and "**8.00x** faster" in md and "97.5%" in md
+    assert "int8 kernels" not in md
+    report["host"]["ort_int8_kernels"] = "u8u8 (exact; ...)"  # an x86 host without VNNI: its int8 timings say so
+    assert "int8 ONNX latency on this host is that of the slower exact kernels" in render_markdown(report)
 
 
 def test_speedups_are_paired_by_round():

@@ -14,7 +14,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[2] / "edgedistill"
 TORCH_BACKENDS = {"edgedistill.backends.torch_eager"}
 """Backends that need torch to do anything: out of the torch-free set."""
-LEAVES = {"edgedistill.errors", "edgedistill.fileutil"}
+LEAVES = {"edgedistill.errors", "edgedistill.fileutil", "edgedistill.hostcpu"}
 """Leaf utilities (standard library only) the runtime may use. Keep this list short."""
 HEAVY = {"torch", "transformers"}
 

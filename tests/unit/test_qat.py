@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_bert, classifier_teacher, ort_int8_exact
+from conftest import build_tiny_bert, classifier_teacher
 
 from edgedistill.distill.qat import is_prepared, prepare_int8, release, uint8_per_tensor
 from edgedistill.distill.qat_schemes import QAT_SCHEMES, check_export_scheme, get_qat
@@ -68,7 +68,6 @@ def _ort(path: Path, feats) -> dict:
     return run_session(path, {k: v.numpy() for k, v in feats.items()})
 
 
-@ort_int8_exact
 def test_embedding_export_after_qad_matches_fake_quant_model(tmp_path):
     folder = build_tiny_bert(tmp_path / "teacher", layers=2)
     model, tok = load_encoder(folder, attn_implementation="eager")
@@ -96,7 +95,6 @@ def test_embedding_export_after_qad_matches_fake_quant_model(tmp_path):
     assert err_fake < 1e-4 and err_fake < err_fp32 / 20  # ... and the fake-quant model predicts it
 
 
-@ort_int8_exact
 def test_classifier_export_after_qad_matches_fake_quant_model(tmp_path):
     folder = classifier_teacher(build_tiny_bert(tmp_path / "enc", layers=2), tmp_path / "clf", scale=5.0)
     from edgedistill.models.classifier import load_classifier
@@ -158,7 +156,6 @@ def test_qat_key_is_validated_in_one_line():
         assert s.export_scheme is None or get_scheme(s.export_scheme).name == s.export_scheme
 
 
-@ort_int8_exact
 def test_int8_static_export_uses_the_qat_ranges_and_matches_fake_quant_model(tmp_path):
     from edgedistill.distill.qat_static import CONFIG_KEY, prepare_int8_static
     from edgedistill.distill.qat_static import release as release_static
