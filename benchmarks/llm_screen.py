@@ -44,11 +44,13 @@ def markdown(rows: list[dict]) -> str:
     lines = ["# LLM screening arms (kd_ce with one change, short budget)", "",
              "Each row: `benchmarks/llm.py`'s kd_ce run with the listed `[distill]` overrides; one seed (the seed "
              "noise of kd_ce at 200 steps is 1.19 ppl, llm.json `ppl_noise`).", "",
-             "| arm | overrides | steps | validation ppl (step: ppl) | test ppl | s/step | chat non-empty | host |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["steps"], r["test_ppl"])):
+             "| arm | overrides | train blocks | steps | validation ppl (step: ppl) | test ppl | s/step "
+             "| chat non-empty | host |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (-r.get("train_blocks", 1024), r["steps"], r["test_ppl"])):
         curve = ", ".join(f"{s}: {p:g}" for s, p in r["curve"])
-        lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | {r['steps']} | "
+        lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | "
+                     f"{r.get('train_blocks', 1024)} | {r['steps']} | "
                      f"{curve} | **{r['test_ppl']:.1f}** | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
                      f"{r['host']} |")
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows)]
@@ -61,6 +63,8 @@ def main() -> int:
     ap.add_argument("name", help="arm name (OUT/NAME.json)")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--train-blocks", type=int, default=1024,
+                    help="Brown train blocks (llm.py's 1,024; examples/llm/recipe.toml trains on 256)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
     ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
@@ -75,7 +79,7 @@ def main() -> int:
     from edgedistill.llm.stage import distill_llm, prepare_llm
     from edgedistill.measure.calibrate import cpu_name
 
-    ns = argparse.Namespace(block=256, train_blocks=1024, val_blocks=16, test_blocks=32, chat_ratio=0.25,
+    ns = argparse.Namespace(block=256, train_blocks=a.train_blocks, val_blocks=16, test_blocks=32, chat_ratio=0.25,
                             chat_prompts=256, chat_eval=32, chat_answer_tokens=64, layers=15, calib=4, lr=3e-4,
                             warmup=10, steps=a.steps, batch=4, eval_every=a.eval_every, gen_tokens=32,
                             seq_kd_prompts=256, precision=a.precision)
@@ -85,7 +89,8 @@ def main() -> int:
     recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
-    row = {"name": a.name, "overrides": overrides, "steps": d["steps"], "precision": a.precision,
+    row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks, "steps": d["steps"],
+           "precision": a.precision,
            "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
            "best_step": d.get("best_step"),
            "curve": [[e["step"], round(e["ppl"], 2)] for e in d.get("history") or () if "ppl" in e],
