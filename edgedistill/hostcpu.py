@@ -7,6 +7,7 @@ int8 kernels are exact here (:func:`ort_int8_saturates`, acted on in :mod:`edged
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -15,12 +16,24 @@ EXACT_INT8_ENV = "EDGEDISTILL_ORT_EXACT_INT8"
 """``1`` / ``0`` force onnxruntime's exact u8u8 int8 kernels on / off; unset, :func:`ort_int8_saturates` decides."""
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
     """The first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``); None where there is none (not Linux on x86)."""
+    return _host_flags() if cpuinfo is None else _parse_flags(cpuinfo)
+
+
+def _parse_flags(text: str) -> frozenset[str] | None:
     try:
-        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-        return set(text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split())
-    except (OSError, IndexError):
+        return frozenset(text.split("\nflags", 1)[1].split(":", 1)[1].splitlines()[0].split())
+    except IndexError:
+        return None
+
+
+@functools.cache
+def _host_flags() -> frozenset[str] | None:
+    # Read once per process: every onnxruntime session asks (ort_int8_saturates).
+    try:
+        return _parse_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
         return None
 
 

@@ -68,7 +68,7 @@ def session(model: bytes | str | Path, threads: int = 1, where: str | None = Non
 def int8_kernels() -> str:
     """Which int8 kernels :func:`session` gets on this host, for reports (latency of int8 models depends on it)."""
     if ort_int8_saturates():
-        return "u8u8 (exact; session.x64quantprecision on: this x86 CPU has no VNNI)"
+        return "u8u8 (exact; session.x64quantprecision on, for an x86 CPU without VNNI)"
     return "default"
 
 
