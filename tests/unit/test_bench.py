@@ -32,8 +32,8 @@ def test_workers_time_onnx_and_torch_in_fresh_processes(tiny_teacher, tmp_path):
     export_onnx(tiny_teacher, tmp_path / "m.onnx", "mean", True, 32)
     _, tok = load_encoder(tiny_teacher)
     inputs = make_inputs(tok, ["the movie was great"], 1, 16, tmp_path / "i.npz")
-    res = measure([Job("o", "onnx", str(tmp_path / "m.onnx"), 1, inputs), Job("t", "torch", str(tiny_teacher), 1, inputs)],
-                  warmup=1, runs=4, repeats=2)
+    res = measure([Job("o", "onnx", str(tmp_path / "m.onnx"), 1, inputs),
+                   Job("t", "torch", str(tiny_teacher), 1, inputs)], warmup=1, runs=4, repeats=2)
     for key in (("o", 1, 1, 16), ("t", 1, 1, 16)):
         r = res[key]
         assert r["processes"] == 2 and r["runs_per_process"] == 4
