@@ -142,7 +142,8 @@ def render_md(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (also the defaults benchmarks/llm_screen.py's arms start from)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=2, help="seeds for kd and nokd (the noise estimate)")
@@ -181,6 +182,11 @@ def main() -> None:
     ap.add_argument("--attach-to", metavar="LLM_JSON",
                     help="also store this run's perplexity and chat keys as headline.long_budget of that llm.json "
                          "(a longer budget for a few methods, beside the full comparison)")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
     a = ap.parse_args()
     if a.smoke:
         a.steps, a.block, a.batch, a.train_blocks, a.val_blocks, a.test_blocks = 4, 64, 2, 16, 2, 4

@@ -79,13 +79,12 @@ def main() -> int:
     from edgedistill.llm.stage import distill_llm, prepare_llm
     from edgedistill.measure.calibrate import cpu_name
 
-    ns = argparse.Namespace(block=256, train_blocks=a.train_blocks, val_blocks=16, test_blocks=32, chat_ratio=0.25,
-                            chat_prompts=256, chat_eval=32, chat_answer_tokens=64, layers=15, calib=4, lr=3e-4,
-                            warmup=10, steps=a.steps, batch=4, eval_every=a.eval_every, gen_tokens=32,
-                            seq_kd_prompts=256, precision=a.precision)
+    # llm.py's own defaults, with the 32 test blocks its recorded llm.json run used
+    ns = bench.parser().parse_args(["--steps", str(a.steps), "--eval-every", str(a.eval_every), "--train-blocks",
+                                    str(a.train_blocks), "--test-blocks", "32", "--precision", a.precision])
     base = bench.base_recipe(ns)
     ctx = prepare_llm(base)
-    recipe = bench.method_recipe(base, "kd_ce", 0, [20, 15])
+    recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
     recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
