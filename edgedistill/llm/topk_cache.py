@@ -1,11 +1,13 @@
 """The teacher's top-k next-token log-probs, computed once and cached on disk in shards.
 
-Key = hash of (teacher weights sha256, tokenizer, the token blocks, k, format
-version): a changed teacher, tokenizer, corpus or k gives a new folder, so a
-stale cache is never read. Inside, each shard of ``shard_blocks`` blocks is a
-pair of .npy files (fp16 log-probs, int32 ids) plus its sha256 in
-``manifest.json``; a shard that is missing or fails its hash is recomputed, so
-an interrupted run resumes where it stopped and a damaged file is never used.
+One folder per (teacher weights sha256, tokenizer, k, format version); inside, each shard of
+``shard_blocks`` consecutive blocks is named by the hash of its own tokens: a pair of .npy files
+(fp16 log-probs, int32 ids) and a ``.json`` with their sha256, written last. So a changed teacher,
+tokenizer or k never reads a stale file, a run on more (or fewer) blocks of the same text reuses every
+shard it shares with an earlier run (``max_train_blocks`` 256 -> 1,024 -> all computes only the new
+blocks), a shard that is missing or fails its hash is recomputed (an interrupted run resumes where it
+stopped, a damaged file is never used), and two runs filling the same folder at once never write the
+same file name half-way.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 
 from ..cache import cache_dir
 from ..distill.device import model_device
-from ..fileutil import sha256_bytes, sha256_file, sha256_json, write_json_atomic
+from ..fileutil import atomic_output, sha256_bytes, sha256_file, sha256_json, write_json_atomic
 from ..progress import progress
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: shards named by their tokens' hash (1: one folder per exact block array)."""
 TOPK_CHUNK = 2048
 """Positions per chunk of full-vocabulary teacher logits (2048 x 49k fp32 = 0.4 GB, twice that with the
 log-softmax); batches up to this many positions (the CPU's 4 x 256) take one pass as before."""
@@ -44,10 +47,15 @@ class TopK:
         return float(np.exp(self.logp.astype(np.float32)).sum(-1).mean())
 
 
-def cache_key(teacher_sha: str, tokenizer_sha: str, blocks: np.ndarray, k: int) -> str:
-    return sha256_json({"v": CACHE_VERSION, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
-                        "blocks": sha256_bytes(np.ascontiguousarray(blocks, dtype=np.int32).tobytes()),
-                        "shape": list(blocks.shape), "k": k})
+def cache_key(teacher_sha: str, tokenizer_sha: str, k: int) -> str:
+    """The folder's key: what the targets depend on besides the tokens themselves."""
+    return sha256_json({"v": CACHE_VERSION, "teacher": teacher_sha, "tokenizer": tokenizer_sha, "k": k})
+
+
+def shard_key(blocks: np.ndarray) -> str:
+    """A shard's file stem: the hash of its tokens (as int32) and their shape."""
+    arr = np.ascontiguousarray(blocks, dtype=np.int32)
+    return sha256_json({"blocks": sha256_bytes(arr.tobytes()), "shape": list(arr.shape)})[:32]
 
 
 @torch.no_grad()
@@ -82,50 +90,42 @@ def head_topk(head, hidden: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> tu
     return torch.cat(vals).reshape(b, t, k), torch.cat(idx).reshape(b, t, k)
 
 
-def _shard_ok(folder: Path, entry: dict | None) -> bool:
-    if not entry:
+def _shard_ok(folder: Path, stem: str) -> bool:
+    try:
+        files = json.loads((folder / f"{stem}.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    return all((folder / f).is_file() and sha256_file(folder / f) == h for f, h in entry.items())
+    return all((folder / f).is_file() and sha256_file(folder / f) == h for f, h in files.items())
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> str:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+    return sha256_file(path)
 
 
 def build_topk_cache(model, blocks: np.ndarray, *, teacher_sha: str, tokenizer_sha: str, k: int = 32,
                      batch_size: int = 4, shard_blocks: int = 64, root: Path | None = None) -> TopK:
     """The teacher's top-k for every block, reusing verified shards and computing the rest."""
-    key = cache_key(teacher_sha, tokenizer_sha, blocks, k)
-    folder = (root or cache_dir("llm-topk")) / key[:24]
+    folder = (root or cache_dir("llm-topk")) / cache_key(teacher_sha, tokenizer_sha, k)[:24]
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = folder / "manifest.json"
-    manifest = {}
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, OSError):
-            manifest = {}
-    if manifest.get("key") != key:
-        manifest = {"key": key, "k": k, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
-                    "shape": list(blocks.shape), "shard_blocks": shard_blocks, "shards": {}}
-    shard_blocks = manifest["shard_blocks"]
-    n = blocks.shape[0]
-    starts = list(range(0, n, shard_blocks))
-    todo = [s for s in starts if not _shard_ok(folder, manifest["shards"].get(str(s)))]
+    starts = list(range(0, blocks.shape[0], shard_blocks))
+    stems = [shard_key(blocks[s : s + shard_blocks]) for s in starts]
+    todo = [(s, stem) for s, stem in zip(starts, stems) if not _shard_ok(folder, stem)]
     if todo:
         model.eval()
         if model_device(model).type == "cuda":
             batch_size = max(batch_size, GPU_BATCH)
-        for s in progress(todo, desc=f"teacher top-{k}", unit="shard"):
+        for s, stem in progress(todo, desc=f"teacher top-{k}", unit="shard"):
             chunk = torch.from_numpy(blocks[s : s + shard_blocks].astype(np.int64))
             parts = [teacher_topk(model, chunk[b : b + batch_size], k) for b in range(0, len(chunk), batch_size)]
             # saved from the CPU: a cache filled on a GPU is the same files as one filled on a CPU
             logp = torch.cat([p[0].cpu() for p in parts]).numpy()
             idx = torch.cat([p[1].cpu() for p in parts]).numpy()
-            entry = {}
-            for name, arr in ((f"logp_{s:06d}.npy", logp), (f"idx_{s:06d}.npy", idx)):
-                tmp = folder / f".{name}.tmp.npy"
-                np.save(tmp, arr)
-                tmp.replace(folder / name)
-                entry[name] = sha256_file(folder / name)
-            manifest["shards"][str(s)] = entry
-            write_json_atomic(manifest_path, manifest)
-    logp = np.concatenate([np.load(folder / f"logp_{s:06d}.npy", mmap_mode="r") for s in starts])
-    idx = np.concatenate([np.load(folder / f"idx_{s:06d}.npy", mmap_mode="r") for s in starts])
+            files = {f"{stem}.{what}.npy": _save_npy(folder / f"{stem}.{what}.npy", arr)
+                     for what, arr in (("logp", logp), ("idx", idx))}
+            write_json_atomic(folder / f"{stem}.json", {"k": k, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
+                                                        "shape": list(chunk.shape), "files": files})
+    logp = np.concatenate([np.load(folder / f"{stem}.logp.npy", mmap_mode="r") for stem in stems])
+    idx = np.concatenate([np.load(folder / f"{stem}.idx.npy", mmap_mode="r") for stem in stems])
     return TopK(logp=logp, idx=idx, folder=folder, computed_shards=len(todo))

@@ -7,7 +7,7 @@ from llm_tiny import tiny_llama
 
 from edgedistill.errors import RecipeError
 from edgedistill.llm.losses import TOKEN_LOSSES, chunked_token_loss, topk_kd
-from edgedistill.llm.topk_cache import build_topk_cache
+from edgedistill.llm.topk_cache import build_topk_cache, shard_key
 
 # Teacher p = [0.5, 0.3, 0.2] over a 3-token vocabulary, cached as its top 2 (tail 0.2 = token 2);
 # student q = [0.25, 0.25, 0.5]. With one token in the tail the bucket form is the exact full-vocabulary value.
@@ -95,12 +95,30 @@ def test_topk_cache_reuse_and_staleness(tmp_path):
     again = build_topk_cache(model, blocks, **kw)
     assert again.computed_shards == 0 and calls["n"] == 3 and np.array_equal(again.idx, first.idx)
     # a damaged shard is recomputed, the others reused
-    (first.folder / "logp_000004.npy").write_bytes(b"junk")
+    (first.folder / f"{shard_key(blocks[4:8])}.logp.npy").write_bytes(b"junk")
     fixed = build_topk_cache(model, blocks, **kw)
     assert fixed.computed_shards == 1 and np.array_equal(fixed.logp, first.logp)
-    # another teacher, another k or other text: a fresh folder, nothing stale is read
+    (first.folder / f"{shard_key(blocks[8:])}.json").write_text("{not json")
+    assert build_topk_cache(model, blocks, **kw).computed_shards == 1
+    # another teacher or another k: a fresh folder, nothing stale is read
     for change in ({"teacher_sha": "b" * 64}, {"k": 3}):
         other = build_topk_cache(model, blocks, **{**kw, **change})
         assert other.folder != first.folder and other.computed_shards == 3
-    other = build_topk_cache(model, blocks[:, ::-1].copy(), **kw)
-    assert other.folder != first.folder
+    # other text: none of the shards match
+    assert build_topk_cache(model, blocks[:, ::-1].copy(), **kw).computed_shards == 3
+
+
+def test_topk_cache_reuses_the_shards_a_longer_or_shorter_run_shares(tmp_path):
+    model = tiny_llama(layers=2)
+    blocks = np.random.default_rng(1).integers(0, 30, size=(12, 8)).astype(np.int32)
+    kw = dict(teacher_sha="a" * 64, tokenizer_sha="t", k=4, batch_size=4, shard_blocks=4, root=tmp_path)
+    short = build_topk_cache(model, blocks[:8], **kw)  # e.g. max_train_blocks = 8, then all 12
+    assert short.computed_shards == 2
+    full = build_topk_cache(model, blocks, **kw)
+    assert full.computed_shards == 1 and np.array_equal(full.idx[:8], short.idx)
+    assert build_topk_cache(model, blocks[:4], **kw).computed_shards == 0
+    partial = build_topk_cache(model, blocks[:6], **kw)  # a shard boundary not shared: that shard only
+    assert partial.computed_shards == 1
+    assert np.allclose(partial.logp.astype(np.float32), full.logp[:6].astype(np.float32), atol=2e-3)
+    # the files of a shard computed twice at once (two runs) are written under temporary names, then renamed
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
