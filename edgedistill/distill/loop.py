@@ -198,11 +198,16 @@ def train_loop(student, extra_params: list, spec, make_stream: Callable[[np.rand
             scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(params, clip)
         if scaler is not None:
+            scale = scaler.get_scale()
             scaler.step(opt)  # skips the update when fp16 gradients overflowed
             scaler.update()
+            # update() lowers the scale exactly when it skipped the step: the schedule then waits too (as in
+            # HF's Trainer), so no update is lost to it and torch does not warn of a scheduler run ahead
+            if scaler.get_scale() >= scale:
+                sched.step()
         else:
             opt.step()
-        sched.step()
+            sched.step()
         opt.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(student)
