@@ -12,6 +12,8 @@ Writes ``OUT.json`` and ``OUT.md``.
     HF_HUB_OFFLINE=1 python benchmarks/llm_decode.py --student --reuse
     HF_HUB_OFFLINE=1 python benchmarks/llm_decode.py --student --trim-min-count 1 3 5 --attentions filled \
         --reuse --repeats 5 --out benchmarks/results/llm_decode_trim     # the trimmed-vocabulary students
+    HF_HUB_OFFLINE=1 python benchmarks/llm_decode.py --student --student-layers 15 16 17 18 --attentions custom \
+        --repeats 3 --out benchmarks/results/llm_decode_depth            # what each student depth decodes at
 
 All models are exported first, then timed in rounds (each round runs every model once per thread count), so
 that a slow patch of the host hits them alike; ``paired`` ratios divide a student's run by the teacher's of
@@ -82,8 +84,9 @@ def _models(a):
         return
     n = len(teacher.model.layers)
     layers = evenly_spaced(n, n // 2)
-    if a.student:
-        yield f"student-{n // 2}L", build_student(teacher, layers), tok, {}
+    for keep in (a.student_layers or [n // 2]) if a.student else ():
+        # decode speed depends on the depth, not on which layers are kept or their values
+        yield f"student-{keep}L", build_student(teacher, evenly_spaced(n, keep)), tok, {}
     for min_count in a.trim_min_count or ():
         model, small, record = _trimmed_student(teacher, tok, layers, min_count)
         yield f"student-{n // 2}L-trim{min_count}", model, small, record
@@ -181,6 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/llm_decode", help="where the .pte files are written (and reused)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing .pte in --work instead of exporting")
     ap.add_argument("--student", action="store_true", help="also the 15-layer student (every other teacher layer)")
+    ap.add_argument("--student-layers", type=int, nargs="+", metavar="N",
+                    help="with --student: students of these depths instead (evenly spaced teacher layers), to price "
+                         "each depth's decode speed against the teacher's")
     ap.add_argument("--trim-min-count", type=int, nargs="+", metavar="N",
                     help="also that student with its vocabulary trimmed to the Brown training split's tokens "
                          "seen N+ times (one model per N; edgedistill.llm.output_vocab)")

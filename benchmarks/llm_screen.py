@@ -44,13 +44,13 @@ def markdown(rows: list[dict]) -> str:
     lines = ["# LLM screening arms (kd_ce with one change, short budget)", "",
              "Each row: `benchmarks/llm.py`'s kd_ce run with the listed `[distill]` overrides; one seed (the seed "
              "noise of kd_ce at 200 steps is 1.19 ppl, llm.json `ppl_noise`).", "",
-             "| arm | overrides | train blocks | steps | validation ppl (step: ppl) | test ppl | s/step "
+             "| arm | overrides | layers | train blocks | steps | validation ppl (step: ppl) | test ppl | s/step "
              "| chat non-empty | host |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (-r.get("train_blocks", 1024), r["steps"], r["test_ppl"])):
         curve = ", ".join(f"{s}: {p:g}" for s, p in r["curve"])
         lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | "
-                     f"{r.get('train_blocks', 1024)} | {r['steps']} | "
+                     f"{r.get('layers', 15)} | {r.get('train_blocks', 1024)} | {r['steps']} | "
                      f"{curve} | **{r['test_ppl']:.1f}** | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
                      f"{r['host']} |")
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows)]
@@ -66,6 +66,7 @@ def main() -> int:
     ap.add_argument("--train-blocks", type=int, default=1024,
                     help="Brown train blocks (llm.py's 1,024; examples/llm/recipe.toml trains on 256)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--layers", type=int, default=15, help="student depth (llm.py's 15; more decode slower)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
     ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
     a = ap.parse_args()
@@ -81,7 +82,8 @@ def main() -> int:
 
     # llm.py's own defaults, with the 32 test blocks its recorded llm.json run used
     ns = bench.parser().parse_args(["--steps", str(a.steps), "--eval-every", str(a.eval_every), "--train-blocks",
-                                    str(a.train_blocks), "--test-blocks", "32", "--precision", a.precision])
+                                    str(a.train_blocks), "--test-blocks", "32", "--precision", a.precision,
+                                    "--layers", str(a.layers), "--stages", f"20,{a.layers}"])
     base = bench.base_recipe(ns)
     ctx = prepare_llm(base)
     recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
@@ -89,6 +91,7 @@ def main() -> int:
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
     row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks, "steps": d["steps"],
+           "layers": len(s["layers"]),
            "precision": a.precision,
            "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
            "best_step": d.get("best_step"),

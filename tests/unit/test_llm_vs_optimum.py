@@ -123,3 +123,20 @@ def test_rehead_rederives_a_stored_run_for_the_current_default_without_timing(be
     assert got["decode_vs_optimum_executorch"] == 0.97 and got["teacher_ppl"] == 54.1
     assert "measured 2026-12-06; our custom export" in got["decode_vs_optimum_executorch_source"]
     assert "measured 2026-12-06" in out.with_suffix(".md").read_text()
+
+
+def test_llm_decode_times_one_student_per_depth_asked(monkeypatch):
+    from types import SimpleNamespace
+
+    from llm_tiny import tiny_llama
+
+    from edgedistill.llm import teacher as teacher_mod
+
+    mod = load_benchmark("llm_decode", "bench_llm_decode")
+    monkeypatch.setattr(teacher_mod, "resolve_llm_teacher", lambda **kw: SimpleNamespace(folder="unused"))
+    monkeypatch.setattr(teacher_mod, "load_causal_lm", lambda folder: (tiny_llama(layers=6), "tok"))
+    a = SimpleNamespace(student=True, student_layers=[2, 4], trim_min_count=None)
+    got = {name: len(model.model.layers) for name, model, _, _ in mod._models(a)}
+    assert got == {"teacher": 6, "student-2L": 2, "student-4L": 4}
+    a.student_layers = None  # llm.py's student depth: half the teacher's layers
+    assert [name for name, *_ in mod._models(a)] == ["teacher", "student-3L"]
