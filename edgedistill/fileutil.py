@@ -142,6 +142,15 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_npy_atomic(path: str | os.PathLike, arr: Any) -> Path:
+    """``np.save`` through :func:`atomic_output` (numpy imported here: this module serves numpy-free callers)."""
+    import numpy as np
+
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder that replaces ``dest`` only on success.

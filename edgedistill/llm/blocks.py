@@ -12,7 +12,7 @@ import numpy as np
 
 from ..cache import cache_dir
 from ..errors import DataError
-from ..fileutil import sha256_json
+from ..fileutil import sha256_json, write_npy_atomic
 
 
 def tokenizer_hash(tokenizer) -> str:
@@ -57,7 +57,5 @@ def cached_blocks(name: str, texts: list[str], ids: list[str], tokenizer, block_
         except (ValueError, OSError):
             path.unlink(missing_ok=True)
     arr = pack_blocks(texts, tokenizer, block_size)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
+    write_npy_atomic(path, arr)  # a unique temporary name: two runs packing the same split never clash
     return arr

@@ -21,7 +21,7 @@ import torch
 
 from ..cache import cache_dir
 from ..distill.device import model_device
-from ..fileutil import atomic_output, sha256_bytes, sha256_file, sha256_json, write_json_atomic
+from ..fileutil import sha256_bytes, sha256_file, sha256_json, write_json_atomic, write_npy_atomic
 from ..progress import progress
 
 CACHE_VERSION = 2
@@ -98,12 +98,6 @@ def _shard_ok(folder: Path, stem: str) -> bool:
     return all((folder / f).is_file() and sha256_file(folder / f) == h for f, h in files.items())
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> str:
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr)
-    return sha256_file(path)
-
-
 def build_topk_cache(model, blocks: np.ndarray, *, teacher_sha: str, tokenizer_sha: str, k: int = 32,
                      batch_size: int = 4, shard_blocks: int = 64, root: Path | None = None) -> TopK:
     """The teacher's top-k for every block, reusing verified shards and computing the rest."""
@@ -122,7 +116,7 @@ def build_topk_cache(model, blocks: np.ndarray, *, teacher_sha: str, tokenizer_s
             # saved from the CPU: a cache filled on a GPU is the same files as one filled on a CPU
             logp = torch.cat([p[0].cpu() for p in parts]).numpy()
             idx = torch.cat([p[1].cpu() for p in parts]).numpy()
-            files = {f"{stem}.{what}.npy": _save_npy(folder / f"{stem}.{what}.npy", arr)
+            files = {f"{stem}.{what}.npy": sha256_file(write_npy_atomic(folder / f"{stem}.{what}.npy", arr))
                      for what, arr in (("logp", logp), ("idx", idx))}
             write_json_atomic(folder / f"{stem}.json", {"k": k, "teacher": teacher_sha, "tokenizer": tokenizer_sha,
                                                         "shape": list(chunk.shape), "files": files})

@@ -100,3 +100,23 @@ def test_a_really_full_tmpfs_keeps_the_earlier_output(tmp_path):
         assert [p.name for p in mnt.iterdir()] == ["model.bin"]
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+
+def test_write_npy_atomic_round_trips_and_keeps_the_old_file_on_failure(tmp_path):
+    import numpy as np
+
+    from edgedistill.fileutil import write_npy_atomic
+
+    path = tmp_path / "a.npy"
+    arr = np.arange(12, dtype=np.int32).reshape(3, 4)
+    assert write_npy_atomic(path, arr) == path
+    assert np.array_equal(np.load(path), arr) and [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+    class Unsaveable:
+        def __array__(self, *a, **kw):
+            raise ValueError("cannot become an array")
+
+    with pytest.raises(ValueError, match="cannot become an array"):
+        write_npy_atomic(path, Unsaveable())
+    assert np.array_equal(np.load(path), arr) and [p.name for p in tmp_path.iterdir()] == ["a.npy"]

@@ -120,5 +120,5 @@ def test_topk_cache_reuses_the_shards_a_longer_or_shorter_run_shares(tmp_path):
     partial = build_topk_cache(model, blocks[:6], **kw)  # a shard boundary not shared: that shard only
     assert partial.computed_shards == 1
     assert np.allclose(partial.logp.astype(np.float32), full.logp[:6].astype(np.float32), atol=2e-3)
-    # the files of a shard computed twice at once (two runs) are written under temporary names, then renamed
+    # files go through temporary names (fileutil.atomic_output): none is left behind
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
