@@ -7,7 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
-from edgedistill.report.html import _pareto_points, render_html
+from edgedistill.report.html import render_html
+from edgedistill.report.html_plots import _pareto_points
 
 PLOT_TITLES = ["Latency distribution per model", "Size – latency – quality trade-off (Pareto)",
                "Energy per inference by target", "Distillation loss curves", "Validation cosine to teacher"]

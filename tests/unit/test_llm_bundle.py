@@ -284,7 +284,7 @@ def test_pte_bundle_without_executorch_points_at_the_onnx_schemes(tiny, monkeypa
 
 
 def test_the_cli_offers_every_attention_the_exporter_knows():
-    from edgedistill.cli import llm_export
+    from edgedistill.cli_llm import llm_export
     from edgedistill.llm.recipe import ATTENTIONS, DEFAULT_ATTENTION
 
     opt = next(p for p in llm_export.params if p.name == "attention")
