@@ -295,7 +295,7 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
         "budget": {"steps": a.steps, "batch_size": a.batch, "block_size": a.block,
                    "train_tokens": a.steps * a.batch * a.block, "train_blocks": len(ctx.train),
                    "student_layers": a.layers, "seeds": a.seeds, "progressive_stages": stages,
-                   "precision": a.precision,
+                   "precision": a.precision, "learning_rate": a.lr, "warmup_steps": a.warmup,
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,
     }

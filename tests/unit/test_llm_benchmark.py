@@ -37,14 +37,16 @@ def test_each_method_gets_the_same_budget(bench, method, mode):
     assert base.distill.seed == 0  # the base recipe is not changed
 
 
-def test_precision_reaches_every_run_and_the_budget(bench):
+def test_precision_and_learning_rate_reach_every_run_and_the_budget(bench):
     from types import SimpleNamespace
 
     base = bench.base_recipe(_args(precision="bf16"))
     assert {bench.method_recipe(base, m, 0, [20, 15]).distill.precision for m in bench.METHODS} == {"bf16"}
     ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
-    h = bench.headline(_args(precision="bf16", seeds=1), ctx, [], [], [20, 15], None)
-    assert h["budget"]["precision"] == "bf16"
+    h = bench.headline(_args(precision="bf16", seeds=1, lr=1e-3), ctx, [], [], [20, 15], None)
+    assert h["budget"]["precision"] == "bf16" and h["budget"]["learning_rate"] == 1e-3
+    assert {bench.method_recipe(bench.base_recipe(_args(lr=1e-3)), m, 0, [20, 15]).distill.learning_rate
+            for m in bench.METHODS} == {1e-3}
 
 
 def test_markdown_carries_the_headline(bench):
