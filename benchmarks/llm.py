@@ -343,6 +343,7 @@ def attach_long_budget(llm_json: Path, res: dict, source: Path) -> None:
     h = res["headline"]
     block = {k: h[k] for k in LONG_KEYS if k in h}
     block["val_curves"] = {f"{r['method']}-s{r['seed']}": r["val_curve"] for r in res["runs"] if r.get("val_curve")}
+    block["host"] = res.get("host")  # the long run may train elsewhere than the full comparison
     block["measured"] = time.strftime("%Y-%m-%d")
     block["source"] = f"{source} (benchmarks/llm.py with --attach-to; its own run)"
     doc["headline"]["long_budget"] = block

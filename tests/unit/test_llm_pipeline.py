@@ -131,3 +131,21 @@ def test_the_gpu_recipe_is_the_cpu_recipe_on_over_100x_the_tokens():
     for key in ("source", "block_size", "val_blocks", "test_blocks", "chat_ratio", "chat_eval_prompts"):
         assert getattr(gpu.data, key) == getattr(cpu.data, key), key
     assert gpu.data.max_train_blocks is None  # all of Brown's train split
+
+
+def test_the_long_cpu_recipe_is_the_cpu_recipe_on_all_of_brown_seen_once():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from edgedistill.llm.recipe import load_llm_recipe
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "llm"
+    cpu, long = load_llm_recipe(root / "recipe.toml"), load_llm_recipe(root / "long.toml")
+    assert long.teacher == cpu.teacher and long.student == cpu.student and long.export == cpu.export
+    assert long.data == replace(cpu.data, max_train_blocks=None)
+    budget = {"learning_rate": 1e-3, "max_steps": 1350, "eval_every": 100, "precision": "bf16"}
+    assert long.distill == replace(cpu.distill, **budget)
+    # 3 prose rows per step: every one of Brown's 4,087 train blocks at most once
+    d = long.distill
+    prose_rows = d.max_steps * (d.batch_size - max(1, round(long.data.chat_ratio * d.batch_size)))
+    assert prose_rows <= 4087
