@@ -168,7 +168,8 @@ def test_a_longer_budget_is_attached_beside_the_full_comparison(bench, tmp_path)
     full = {"smoke": False, "host": "h", "args": {"chat_ratio": 0.25}, "export": None, "generations": [],
             "runs": [], "headline": {"best_kd_ppl": 110.0, "budget": {"steps": 200}, "qad": {"ppl": 2}}}
     stored.write_text(json.dumps(full))
-    long = {"host": "AMD EPYC", "headline": {"best_kd_ppl": 95.6, "nokd_ppl": 99.0, "budget": {"steps": 1000}, "size_ratio": None},
+    long = {"host": "AMD EPYC",
+            "headline": {"best_kd_ppl": 95.6, "nokd_ppl": 99.0, "budget": {"steps": 1000}, "size_ratio": None},
             "runs": [{"method": "nokd", "seed": 0, "val_curve": [[0, 500.0], [100, 129.0]]},
                      {"method": "kd_ce", "seed": 0}]}
     bench.attach_long_budget(stored, long, tmp_path / "llm_long.json")
@@ -178,5 +179,6 @@ def test_a_longer_budget_is_attached_beside_the_full_comparison(bench, tmp_path)
     lb = h["long_budget"]
     assert lb["best_kd_ppl"] == 95.6 and lb["nokd_ppl"] == 99.0 and lb["budget"] == {"steps": 1000}
     assert "size_ratio" not in lb and lb["val_curves"] == {"nokd-s0": [[0, 500.0], [100, 129.0]]}
-    assert lb["host"] == "AMD EPYC" and "llm_long.json" in lb["source"] and "long_budget" in (tmp_path / "llm.md").read_text()
+    assert lb["host"] == "AMD EPYC" and "llm_long.json" in lb["source"]
+    assert "long_budget" in (tmp_path / "llm.md").read_text()
     assert "long_budget" in bench.attached(stored)  # and a rerun of the full comparison keeps it
