@@ -75,6 +75,8 @@ def _run_worker(spec: dict, python: str | None = None) -> dict:
 
 def _models(a):
     """(name, model, tokenizer, extra) per model; the tokenizer is the one that model's bundle would ship."""
+    import torch
+
     from edgedistill.llm.student import build_student, evenly_spaced
     from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
 
@@ -85,8 +87,12 @@ def _models(a):
     n = len(teacher.model.layers)
     layers = evenly_spaced(n, n // 2)
     for keep in (a.student_layers or [n // 2]) if a.student else ():
-        # decode speed depends on the depth, not on which layers are kept or their values
-        yield f"student-{keep}L", build_student(teacher, evenly_spaced(n, keep)), tok, {}
+        # decode speed depends on the depth and MLP width, not on which layers or channels are kept
+        for width in getattr(a, "student_mlp", None) or [None]:
+            kept = evenly_spaced(n, keep)
+            scores = {i: torch.ones(teacher.config.intermediate_size) for i in kept} if width else None
+            yield (f"student-{keep}L" + (f"-mlp{width}" if width else ""),
+                   build_student(teacher, kept, intermediate_size=width, channel_scores=scores), tok, {})
     for min_count in a.trim_min_count or ():
         model, small, record = _trimmed_student(teacher, tok, layers, min_count)
         yield f"student-{n // 2}L-trim{min_count}", model, small, record
@@ -187,6 +193,9 @@ def main(argv=None) -> int:
     ap.add_argument("--student-layers", type=int, nargs="+", metavar="N",
                     help="with --student: students of these depths instead (evenly spaced teacher layers), to price "
                          "each depth's decode speed against the teacher's")
+    ap.add_argument("--student-mlp", type=int, nargs="+", metavar="N",
+                    help="with --student: each student depth also at these MLP widths (the teacher's: 1,536); "
+                         "fewer multiply-adds per token like fewer layers, for the 2x decode goal")
     ap.add_argument("--trim-min-count", type=int, nargs="+", metavar="N",
                     help="also that student with its vocabulary trimmed to the Brown training split's tokens "
                          "seen N+ times (one model per N; edgedistill.llm.output_vocab)")

@@ -40,6 +40,12 @@ def parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def depth(row: dict) -> str:
+    """The layers column: depth, and the MLP width where it is not the teacher's (SmolLM2-135M: 1,536)."""
+    width = row.get("mlp_width")
+    return f"{row.get('layers', 15)}" + (f" (MLP {width})" if width not in (None, 1536) else "")
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["# LLM screening arms (kd_ce with one change, short budget)", "",
              "Each row: `benchmarks/llm.py`'s kd_ce run with the listed `[distill]` overrides; one seed (the seed "
@@ -50,7 +56,7 @@ def markdown(rows: list[dict]) -> str:
     for r in sorted(rows, key=lambda r: (-r.get("train_blocks", 1024), r["steps"], r["test_ppl"])):
         curve = ", ".join(f"{s}: {p:g}" for s, p in r["curve"])
         lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | "
-                     f"{r.get('layers', 15)} | {r.get('train_blocks', 1024)} | {r['steps']} | "
+                     f"{depth(r)} | {r.get('train_blocks', 1024)} | {r['steps']} | "
                      f"{curve} | **{r['test_ppl']:.1f}** | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
                      f"{r['host']} |")
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows)]
@@ -67,6 +73,8 @@ def main() -> int:
                     help="Brown train blocks (llm.py's 1,024; examples/llm/recipe.toml trains on 256)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--layers", type=int, default=15, help="student depth (llm.py's 15; more decode slower)")
+    ap.add_argument("--intermediate-size", type=int, default=None, metavar="N",
+                    help="student MLP width (default: the teacher's 1,536; less decodes faster, like fewer layers)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
     ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
     a = ap.parse_args()
@@ -87,11 +95,12 @@ def main() -> int:
     base = bench.base_recipe(ns)
     ctx = prepare_llm(base)
     recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
-    recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
+    recipe = replace(recipe, distill=replace(recipe.distill, **overrides),
+                     student=replace(recipe.student, intermediate_size=a.intermediate_size))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
     row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks, "steps": d["steps"],
-           "layers": len(s["layers"]),
+           "layers": len(s["layers"]), "mlp_width": s.get("intermediate_size"),
            "precision": a.precision,
            "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
            "best_step": d.get("best_step"),

@@ -24,6 +24,7 @@ def test_markdown_orders_by_test_ppl_and_shows_overrides():
     assert '{"learning_rate": 0.001}' in md and "| (none) |" in md and "0: 545.7, 100: 125.9" in md
     assert "**124.5**" in md and "`c1`; `c2`" in md
     assert "| (none) | 15 | 1024 | 100 |" in md  # rows from before --train-blocks / --layers: llm.py's 1,024 / 15
-    assert "| 18 | 1024 | 100 |" in b.markdown([{**row, "layers": 18}])
+    assert "| 18 | 1024 | 100 |" in b.markdown([{**row, "layers": 18, "mlp_width": 1536}])
+    assert "| 15 (MLP 1024) | 1024 | 100 |" in b.markdown([{**row, "layers": 15, "mlp_width": 1024}])
     small = b.markdown([row, {**other, "train_blocks": 256}])
     assert small.index("| base |") < small.index("| lr |") and "| 256 | 100 |" in small

@@ -140,3 +140,7 @@ def test_llm_decode_times_one_student_per_depth_asked(monkeypatch):
     assert got == {"teacher": 6, "student-2L": 2, "student-4L": 4}
     a.student_layers = None  # llm.py's student depth: half the teacher's layers
     assert [name for name, *_ in mod._models(a)] == ["teacher", "student-3L"]
+    a.student_mlp = [8]  # and a narrower MLP: one student per (depth, width)
+    got = {name: (len(m.model.layers), m.config.intermediate_size, m.model.layers[0].mlp.up_proj.out_features)
+           for name, m, _, _ in mod._models(a)}
+    assert got["student-3L-mlp8"] == (3, 8, 8) and len(got) == 2
