@@ -56,7 +56,8 @@ def _header(r: dict, name: str, tag: str) -> str:
                f'cores; torch {_e(host.get("torch"))}, onnxruntime {_e(host.get("onnxruntime"))}.<br>'
                f'Target <b>{_e(_get(r, "target", "name"))}</b> ({_e(s.get("target_threads"))} threads on device; '
                f'threads here: {escape(", ".join(threads) or "–")}). Batch {_e(s.get("batch_size"))}, sequence '
-               f'length {_e(s.get("seq_length"))}{_grid_text(s)} ({_e(s.get("input"))}); {_e(s.get("warmup"))} warm-up + '
+               f'length {_e(s.get("seq_length"))}{_grid_text(s)} ({_e(s.get("input"))}); '
+               f'{_e(s.get("warmup"))} warm-up + '
                f'{_e(s.get("runs"))} timed runs in each of {_e(s.get("repeats"))} fresh processes per model.</p>')
     return "\n".join(out)
 
@@ -281,7 +282,8 @@ def render_html(reports: list[dict]) -> str:
     else:
         title = "edgedistill bench comparison: " + " vs ".join(names)
         body = "\n".join([f"<h1>{escape(title)}</h1>", _comparison(reports, names)]
-                         + [_run_section(r, f"run {i + 1}: {n}", "h2") for i, (r, n) in enumerate(zip(reports, names, strict=False))])
+                         + [_run_section(r, f"run {i + 1}: {n}", "h2")
+                            for i, (r, n) in enumerate(zip(reports, names, strict=False))])
     return _page(title, body)
 
 
