@@ -194,8 +194,8 @@ def main(argv=None) -> int:
                     help="with --student: students of these depths instead (evenly spaced teacher layers), to price "
                          "each depth's decode speed against the teacher's")
     ap.add_argument("--student-mlp", type=int, nargs="+", metavar="N",
-                    help="with --student: each student depth also at these MLP widths (the teacher's: 1,536); "
-                         "fewer multiply-adds per token like fewer layers, for the 2x decode goal")
+                    help="with --student: each student depth at these MLP widths instead of the teacher's (1,536; "
+                         "name it to keep that one too); fewer multiply-adds per token like fewer layers")
     ap.add_argument("--trim-min-count", type=int, nargs="+", metavar="N",
                     help="also that student with its vocabulary trimmed to the Brown training split's tokens "
                          "seen N+ times (one model per N; edgedistill.llm.output_vocab)")
