@@ -88,8 +88,8 @@ def _models(a):
     layers = evenly_spaced(n, n // 2)
     for keep in (a.student_layers or [n // 2]) if a.student else ():
         # decode speed depends on the depth and MLP width, not on which layers or channels are kept
+        kept = evenly_spaced(n, keep)
         for width in getattr(a, "student_mlp", None) or [None]:
-            kept = evenly_spaced(n, keep)
             scores = {i: torch.ones(teacher.config.intermediate_size) for i in kept} if width else None
             yield (f"student-{keep}L" + (f"-mlp{width}" if width else ""),
                    build_student(teacher, kept, intermediate_size=width, channel_scores=scores), tok, {})

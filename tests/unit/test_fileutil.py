@@ -102,7 +102,6 @@ def test_a_really_full_tmpfs_keeps_the_earlier_output(tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-
 def test_write_npy_atomic_round_trips_and_keeps_the_old_file_on_failure(tmp_path):
     import numpy as np
 

@@ -111,13 +111,17 @@ def test_tokenizer_mismatch_is_refused(tmp_path):
     check_shared_tokenizer(tiny_tokenizer(), tiny_tokenizer())
 
 
-def test_the_gpu_recipe_is_the_cpu_recipe_on_over_100x_the_tokens():
+def _example_llm_recipes(*names: str):
     from pathlib import Path
 
     from edgedistill.llm.recipe import load_llm_recipe
 
     root = Path(__file__).resolve().parents[2] / "examples" / "llm"
-    cpu, gpu = load_llm_recipe(root / "recipe.toml"), load_llm_recipe(root / "gpu.toml")
+    return [load_llm_recipe(root / f"{name}.toml") for name in names]
+
+
+def test_the_gpu_recipe_is_the_cpu_recipe_on_over_100x_the_tokens():
+    cpu, gpu = _example_llm_recipes("recipe", "gpu")
 
     def tokens(r):
         return r.distill.max_steps * r.distill.batch_size * r.data.block_size
@@ -135,12 +139,8 @@ def test_the_gpu_recipe_is_the_cpu_recipe_on_over_100x_the_tokens():
 
 def test_the_long_cpu_recipe_is_the_cpu_recipe_on_all_of_brown_seen_once():
     from dataclasses import replace
-    from pathlib import Path
 
-    from edgedistill.llm.recipe import load_llm_recipe
-
-    root = Path(__file__).resolve().parents[2] / "examples" / "llm"
-    cpu, long = load_llm_recipe(root / "recipe.toml"), load_llm_recipe(root / "long.toml")
+    cpu, long = _example_llm_recipes("recipe", "long")
     assert long.teacher == cpu.teacher and long.student == cpu.student and long.export == cpu.export
     assert long.data == replace(cpu.data, max_train_blocks=None)
     budget = {"learning_rate": 1e-3, "max_steps": 1350, "eval_every": 100, "precision": "bf16"}
