@@ -52,7 +52,8 @@ def base_recipe(a) -> LLMRecipe:
                        test_blocks=a.test_blocks, chat_ratio=a.chat_ratio, chat_prompts=a.chat_prompts,
                        chat_instructions=a.chat_prompts, chat_eval_prompts=a.chat_eval,
                        chat_answer_tokens=a.chat_answer_tokens)
-    student = LLMStudentSpec(num_layers=a.layers, importance="cosine", calibration_blocks=a.calib)
+    student = LLMStudentSpec(num_layers=a.layers, importance="cosine", calibration_blocks=a.calib,
+                             intermediate_size=a.intermediate_size)
     dist = LLMDistillSpec(mode="kd", loss="forward_kl", top_k=32, learning_rate=a.lr, warmup_steps=a.warmup,
                           max_steps=a.steps, batch_size=a.batch, eval_every=a.eval_every, gen_tokens=a.gen_tokens,
                           prompt_tokens=32, seq_kd_prompts=a.seq_kd_prompts, precision=a.precision)
@@ -149,6 +150,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, default=2, help="seeds for kd and nokd (the noise estimate)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--layers", type=int, default=15)
+    ap.add_argument("--intermediate-size", type=int, default=None, metavar="N",
+                    help="student MLP width (default: the teacher's, SmolLM2-135M 1,536); less decodes faster, "
+                         "like fewer layers")
     ap.add_argument("--stages", default="20,15", help="progressive chain (layer counts, the last = --layers)")
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
@@ -264,7 +268,8 @@ def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | Non
         return json.loads((done / "record.json").read_text()), student
     student, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
-    rec = {"method": method, "seed": seed, "layers": s["layers"], "ppl_before": s["test_before"]["ppl"],
+    rec = {"method": method, "seed": seed, "layers": s["layers"], "mlp_width": s.get("intermediate_size"),
+           "ppl_before": s["test_before"]["ppl"],
            "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
            "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
            "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
@@ -294,7 +299,8 @@ def headline(a, ctx, runs: list[dict], methods: list[str], stages: list[int], ex
         **{f"{m}_ppl": statistics.mean(ppls(m)) for m in methods if m not in ("kd", "nokd") and ppls(m)},
         "budget": {"steps": a.steps, "batch_size": a.batch, "block_size": a.block,
                    "train_tokens": a.steps * a.batch * a.block, "train_blocks": len(ctx.train),
-                   "student_layers": a.layers, "seeds": a.seeds, "progressive_stages": stages,
+                   "student_layers": a.layers, "student_mlp_width": a.intermediate_size,  # None: the teacher's
+                   "seeds": a.seeds, "progressive_stages": stages,
                    "precision": a.precision, "learning_rate": a.lr, "warmup_steps": a.warmup,
                    "note": "on_policy counts generated sequences inside the batch; seq_kd trains on teacher text"},
         "size_ratio": None, "decode_speedup_same_scheme": None,

@@ -91,12 +91,12 @@ def main() -> int:
     # llm.py's own defaults, with the 32 test blocks its recorded llm.json run used
     ns = bench.parser().parse_args(["--steps", str(a.steps), "--eval-every", str(a.eval_every), "--train-blocks",
                                     str(a.train_blocks), "--test-blocks", "32", "--precision", a.precision,
-                                    "--layers", str(a.layers), "--stages", f"20,{a.layers}"])
+                                    "--layers", str(a.layers), "--stages", f"20,{a.layers}"]
+                                   + (["--intermediate-size", str(a.intermediate_size)] if a.intermediate_size else []))
     base = bench.base_recipe(ns)
     ctx = prepare_llm(base)
     recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
-    recipe = replace(recipe, distill=replace(recipe.distill, **overrides),
-                     student=replace(recipe.student, intermediate_size=a.intermediate_size))
+    recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
     row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks, "steps": d["steps"],

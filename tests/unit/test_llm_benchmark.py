@@ -17,7 +17,7 @@ def bench():
 def _args(**kw):
     d = dict(block=64, train_blocks=16, val_blocks=2, test_blocks=4, layers=15, calib=2, lr=3e-4, warmup=1,
              steps=10, batch=2, eval_every=5, gen_tokens=8, seq_kd_prompts=8, chat_ratio=0.25, chat_prompts=8,
-             chat_eval=4, chat_answer_tokens=8, precision="fp32")
+             chat_eval=4, chat_answer_tokens=8, precision="fp32", intermediate_size=None)
     return argparse.Namespace(**(d | kw))
 
 
@@ -37,14 +37,18 @@ def test_each_method_gets_the_same_budget(bench, method, mode):
     assert base.distill.seed == 0  # the base recipe is not changed
 
 
-def test_precision_and_learning_rate_reach_every_run_and_the_budget(bench):
+def test_precision_learning_rate_and_mlp_width_reach_every_run_and_the_budget(bench):
     from types import SimpleNamespace
 
-    base = bench.base_recipe(_args(precision="bf16"))
+    base = bench.base_recipe(_args(precision="bf16", intermediate_size=1024))
     assert {bench.method_recipe(base, m, 0, [20, 15]).distill.precision for m in bench.METHODS} == {"bf16"}
+    assert {bench.method_recipe(base, m, 0, [20, 15]).student.intermediate_size for m in bench.METHODS} == {1024}
+    assert bench.base_recipe(_args()).student.intermediate_size is None  # default: the teacher's width
     ctx = SimpleNamespace(teacher_test=SimpleNamespace(ppl=50.0), train=[0] * 8)
-    h = bench.headline(_args(precision="bf16", seeds=1, lr=1e-3), ctx, [], [], [20, 15], None)
+    h = bench.headline(_args(precision="bf16", seeds=1, lr=1e-3, intermediate_size=1024), ctx, [], [], [20, 15],
+                       None)
     assert h["budget"]["precision"] == "bf16" and h["budget"]["learning_rate"] == 1e-3
+    assert h["budget"]["student_mlp_width"] == 1024
     assert {bench.method_recipe(bench.base_recipe(_args(lr=1e-3)), m, 0, [20, 15]).distill.learning_rate
             for m in bench.METHODS} == {1e-3}
 
