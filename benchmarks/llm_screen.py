@@ -41,9 +41,13 @@ def parse_sets(pairs: list[str]) -> dict:
 
 
 def depth(row: dict) -> str:
-    """The layers column: depth, and the MLP width where it is not the teacher's (SmolLM2-135M: 1,536)."""
-    width = row.get("mlp_width")
-    return f"{row.get('layers', 15)}" + (f" (MLP {width})" if width not in (None, 1536) else "")
+    """The layers column: depth, and where they are not llm.py's, the MLP width (SmolLM2-135M: 1,536), the
+    layer importance and the progressive stages healed on the way."""
+    width, via, imp = row.get("mlp_width"), row.get("stages"), row.get("importance", "cosine")
+    notes = [f"MLP {width}" if width not in (None, 1536) else "", f"{imp} importance" if imp != "cosine" else "",
+             "via " + " -> ".join(map(str, via[:-1])) if via else ""]
+    notes = [n for n in notes if n]
+    return f"{row.get('layers', 15)}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def markdown(rows: list[dict]) -> str:
@@ -75,6 +79,13 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=15, help="student depth (llm.py's 15; more decode slower)")
     ap.add_argument("--intermediate-size", type=int, default=None, metavar="N",
                     help="student MLP width (default: the teacher's 1,536; less decodes faster, like fewer layers)")
+    ap.add_argument("--importance", default="cosine", choices=("cosine", "ppl", "cosine-iterative", "even"),
+                    help="how the student's layers are chosen (llm.py's: cosine)")
+    ap.add_argument("--via", type=int, nargs="+", default=None, metavar="LAYERS",
+                    help="progressive shrinking: heal these depths first (llm.py's progressive split: half the "
+                         "steps on them), with kd_ce's losses throughout")
+    ap.add_argument("--stage-teacher", default="previous", choices=("previous", "teacher"),
+                    help="with --via: who teaches each stage (teacher: the cached top-k serves them all)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
     ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
     a = ap.parse_args()
@@ -95,12 +106,20 @@ def main() -> int:
                                    + (["--intermediate-size", str(a.intermediate_size)] if a.intermediate_size else []))
     base = bench.base_recipe(ns)
     ctx = prepare_llm(base)
-    recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
+    base = replace(base, student=replace(base.student, importance=a.importance))
+    if a.via:  # llm.py's progressive budget split, plus kd_ce's hard labels so only the shrinking differs
+        recipe = bench.method_recipe(base, "progressive", 0, [*a.via, a.layers])
+        recipe = replace(recipe, student=replace(recipe.student, stage_teacher=a.stage_teacher))
+        recipe = replace(recipe, distill=replace(recipe.distill, ce_weight=1.0))
+    else:
+        recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
     recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
-    row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks, "steps": d["steps"],
-           "layers": len(s["layers"]), "mlp_width": s.get("intermediate_size"),
+    row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks,
+           "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),  # progressive: all stages
+           "layers": len(s["layers"]), "mlp_width": s.get("intermediate_size"), "importance": a.importance,
+           "stages": recipe.student.stages, "stage_teacher": a.stage_teacher if a.via else None,
            "precision": a.precision,
            "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
            "best_step": d.get("best_step"),

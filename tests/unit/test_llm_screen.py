@@ -26,5 +26,8 @@ def test_markdown_orders_by_test_ppl_and_shows_overrides():
     assert "| (none) | 15 | 1024 | 100 |" in md  # rows from before --train-blocks / --layers: llm.py's 1,024 / 15
     assert "| 18 | 1024 | 100 |" in b.markdown([{**row, "layers": 18, "mlp_width": 1536}])
     assert "| 15 (MLP 1024) | 1024 | 100 |" in b.markdown([{**row, "layers": 15, "mlp_width": 1024}])
+    shrunk = {**row, "layers": 11, "mlp_width": 1536, "importance": "ppl", "stages": [20, 11]}
+    assert "| 11 (ppl importance, via 20) | 1024 | 100 |" in b.markdown([shrunk])
+    assert "| 11 | 1024 | 100 |" in b.markdown([{**shrunk, "importance": "cosine", "stages": None}])
     small = b.markdown([row, {**other, "train_blocks": 256}])
     assert small.index("| base |") < small.index("| lr |") and "| 256 | 100 |" in small
