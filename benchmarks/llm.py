@@ -256,6 +256,11 @@ def run_key(recipe: LLMRecipe, teacher_sha: str) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def total_steps(student_rep: dict, distill_rep: dict) -> int:
+    """Training steps of one run, a progressive run's healing stages included (their budget is shared)."""
+    return distill_rep["steps"] + sum(st["steps"] for st in student_rep.get("stages") or [])
+
+
 def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | None, keep: bool):
     """(record, trained student or None). With ``reuse``, a finished run is read back instead of retrained
     (and its student, when ``keep``), so hours of training survive an interrupted session."""
@@ -271,7 +276,7 @@ def run_method(ctx, recipe: LLMRecipe, method: str, seed: int, reuse: Path | Non
     rec = {"method": method, "seed": seed, "layers": s["layers"], "mlp_width": s.get("intermediate_size"),
            "ppl_before": s["test_before"]["ppl"],
            "ppl_after": s["test_after"]["ppl"], "agreement": s["test_after"]["agreement"],
-           "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),
+           "steps": total_steps(s, d),
            "train_seconds": d["train_seconds"], "tokens_per_s": d["tokens_per_s"],
            "stages": s.get("stages"), "elapsed_s": rep["elapsed_s"], "chat": rep.get("chat"),
            "val_ppl": (d.get("best_val") or {}).get("ppl"), "best_step": d.get("best_step"),

@@ -69,6 +69,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> int:
+    from edgedistill.llm.student import SELECTIONS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="arm name (OUT/NAME.json)")
     ap.add_argument("--steps", type=int, default=100)
@@ -79,7 +81,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=15, help="student depth (llm.py's 15; more decode slower)")
     ap.add_argument("--intermediate-size", type=int, default=None, metavar="N",
                     help="student MLP width (default: the teacher's 1,536; less decodes faster, like fewer layers)")
-    ap.add_argument("--importance", default="cosine", choices=("cosine", "ppl", "cosine-iterative", "even"),
+    ap.add_argument("--importance", default="cosine", choices=SELECTIONS,
                     help="how the student's layers are chosen (llm.py's: cosine)")
     ap.add_argument("--via", type=int, nargs="+", default=None, metavar="LAYERS",
                     help="progressive shrinking: heal these depths first (llm.py's progressive split: half the "
@@ -109,15 +111,15 @@ def main() -> int:
     base = replace(base, student=replace(base.student, importance=a.importance))
     if a.via:  # llm.py's progressive budget split, plus kd_ce's hard labels so only the shrinking differs
         recipe = bench.method_recipe(base, "progressive", 0, [*a.via, a.layers])
-        recipe = replace(recipe, student=replace(recipe.student, stage_teacher=a.stage_teacher))
-        recipe = replace(recipe, distill=replace(recipe.distill, ce_weight=1.0))
+        recipe = replace(recipe, student=replace(recipe.student, stage_teacher=a.stage_teacher),
+                         distill=replace(recipe.distill, ce_weight=1.0))
     else:
         recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
     recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
     s, d = rep["student"], rep["distill"]
     row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks,
-           "steps": d["steps"] + sum(st["steps"] for st in s.get("stages") or []),  # progressive: all stages
+           "steps": bench.total_steps(s, d),
            "layers": len(s["layers"]), "mlp_width": s.get("intermediate_size"), "importance": a.importance,
            "stages": recipe.student.stages, "stage_teacher": a.stage_teacher if a.via else None,
            "precision": a.precision,

@@ -186,3 +186,8 @@ def test_a_longer_budget_is_attached_beside_the_full_comparison(bench, tmp_path)
     assert lb["host"] == "AMD EPYC" and "llm_long.json" in lb["source"]
     assert "long_budget" in (tmp_path / "llm.md").read_text()
     assert "long_budget" in bench.attached(stored)  # and a rerun of the full comparison keeps it
+
+
+def test_a_progressive_run_counts_its_healing_stages_steps(bench):
+    assert bench.total_steps({"stages": [{"steps": 100}]}, {"steps": 100}) == 200
+    assert bench.total_steps({"stages": None}, {"steps": 200}) == 200
