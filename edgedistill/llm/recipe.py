@@ -91,6 +91,9 @@ class LLMStudentSpec:
     """``trim``: a token is kept when the training split holds it at least this often."""
     output_vocab_max_size: int | None = None
     """``trim``: at most this many tokens (the most frequent; specials and single characters always stay)."""
+    output_vocab_when: Literal["after", "before"] = "after"
+    """``trim``: ``after`` training (a full-vocabulary student loses its rare tokens at the end) or ``before``
+    (teacher, text and student in the kept vocabulary from the first step, :mod:`.trim_first`)."""
 
     def validate(self, where: str) -> None:
         if self.output_vocab_min_count < 1:

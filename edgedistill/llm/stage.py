@@ -51,10 +51,25 @@ class LLMContext:
     val_top1: np.ndarray
     test_top1: np.ndarray
     teacher_test: object
+    teacher_sha: str | None = None
+    """Cache identity of ``teacher`` when it is not the file ``ref`` names (a teacher trimmed to the kept
+    vocabulary); None: ``ref.sha256``."""
+    targets_sha: str | None = None
+    """Cache identity of ``targets``."""
+    chat: object = None
+    """The chat set, when it was built before training (trimming first counts its tokens); None: built by
+    :func:`distill_llm` when the recipe wants chat."""
+    trim: object = None
+    """:class:`.trim_first.TrimFirst` when teacher, text and student live in a trimmed vocabulary."""
+    targets: object = None
+    """The model KD targets come from when it is not ``teacher`` (which students are built from): a trimmed
+    teacher's first-piece output layer (:mod:`.trim_first`)."""
 
     @property
     def tutor(self) -> Tutor:
-        return Tutor(self.teacher, self.ref.sha256, self.tok, tokenizer_hash(self.tok))
+        if self.targets is not None:
+            return Tutor(self.targets, self.targets_sha, self.tok, tokenizer_hash(self.tok))
+        return Tutor(self.teacher, self.teacher_sha or self.ref.sha256, self.tok, tokenizer_hash(self.tok))
 
 
 def prepare_llm(recipe: LLMRecipe) -> LLMContext:
@@ -79,7 +94,12 @@ def prepare_llm(recipe: LLMRecipe) -> LLMContext:
     test_topk = build_topk_cache(teacher, test, teacher_sha=ref.sha256, tokenizer_sha=tokenizer_hash(tok), k=k)
     teacher_test = evaluate_lm(teacher, test, desc="teacher test")
     say(f"teacher: held-out ppl {teacher_test.ppl:.2f}")
-    return LLMContext(teacher, tok, ref, train, val, test, val_topk.idx[:, :, 0], test_topk.idx[:, :, 0], teacher_test)
+    ctx = LLMContext(teacher, tok, ref, train, val, test, val_topk.idx[:, :, 0], test_topk.idx[:, :, 0], teacher_test)
+    if recipe.student.output_vocab == "trim" and recipe.student.output_vocab_when == "before":
+        from .trim_first import trim_context
+
+        ctx = trim_context(ctx, recipe, chat_data(ctx, recipe) if d.wants_chat else None)
+    return ctx
 
 
 def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None,
@@ -93,7 +113,7 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     tutor, chain = ctx.tutor, None
     if s.stages:
         chain = progressive_shrink(
-            ctx.teacher, ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
+            ctx.teacher, ctx.teacher_sha or ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
             cfg=dist.train_config(), stage_steps=s.stage_steps, stage_teacher=s.stage_teacher,
             importance=s.importance, intermediate_size=s.intermediate_size,
             topk_for=lambda m, sha, b: topk_of(Tutor(m, sha, ctx.tok, tutor.tokenizer_sha), b, dist.top_k),
@@ -111,7 +131,7 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
         hidden_map = hidden_block_map(plan.layers if chain is None else chain.tutor_layers)
         by = "teacher" if chain is None or chain.teacher is ctx.teacher else "previous stage's"
         say(f"hidden-state transfer (weight {dist.hidden_weight:g}): student block -> {by} block {hidden_map}")
-    chat_set = chat_data(ctx, recipe) if recipe.data.wants_chat else None
+    chat_set = ctx.chat if ctx.chat is not None else chat_data(ctx, recipe) if recipe.data.wants_chat else None
     mix = None
     if chat_set is not None and recipe.data.chat_ratio > 0:
         mix = ChatMix(chat_set.train, recipe.data.chat_ratio, chat_set.pad_id, recipe.data.block_size)
@@ -139,7 +159,15 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
                 f"ROUGE-L vs teacher {chat['chat_rougeL_vs_teacher']:.3f}")
     student.to("cpu")
     trim = None
-    if s.output_vocab == "trim":
+    if ctx.trim is not None:
+        from .trim_first import held_out_cost
+
+        trim = held_out_cost(student, ctx.trim)
+        ov, small_json = ctx.trim.plan, ctx.trim.small_json
+        say(f"output vocabulary: student held-out ppl per full-vocabulary token {trim['test_ppl_trimmed']:.2f} "
+            f"(teacher {trim['teacher_test_ppl_full']:.2f}, trimmed {trim['teacher_test_ppl_trimmed']:.2f}), "
+            f"{trim['tokens_per_full_token']:.3f} tokens per full token")
+    elif s.output_vocab == "trim":
         from .trim_student import trim_student
 
         student, ov, small_json, trim = trim_student(
@@ -223,7 +251,9 @@ def run_llm_distill(recipe: LLMRecipe, out: str | Path) -> Path:
     student, report = distill_llm(ctx, recipe, log_path=out / "train_log.jsonl",
                                   store=None if checkpoints is None else checkpoints.gen(1))
     report["elapsed_s"] = round(time.time() - t_start, 1)
-    dest = save_student(student, ctx.tok, report, out / "student")
+    # a student trimmed first is saved like one trimmed after: the teacher's tokenizer files, then the trimmed
+    # tokenizer.json written over them (output_vocab.write)
+    dest = save_student(student, ctx.tok if ctx.trim is None else ctx.trim.full_tok, report, out / "student")
     if checkpoints is not None:
         checkpoints.remove()  # the student folder now holds the result; resuming is no longer needed
     return dest

@@ -37,12 +37,14 @@ def small_tokenizer(tok, trimmed_json: dict):
 @torch.no_grad()
 def text_nll(model, ids_list: list[list[int]]) -> float:
     """Summed next-token NLL over every sequence (one forward each)."""
+    from ..distill.device import model_device
+
     model.eval()
-    total = 0.0
+    total, dev = 0.0, model_device(model)
     for ids in progress(ids_list, desc="held-out NLL", unit="text"):
         if len(ids) < 2:
             continue
-        x = torch.tensor([ids], dtype=torch.long)
+        x = torch.tensor([ids], dtype=torch.long, device=dev)
         logits = model(input_ids=x, use_cache=False).logits[0, :-1].float()
         total += torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum").item()
     return total
@@ -96,7 +98,7 @@ def trim_student(student, tok, train_blocks: np.ndarray, test_blocks: np.ndarray
     args = (student, tok, full_json, counts)
     ov, small_json, small, trimmed, measures = _held_out(*args, spec.output_vocab_min_count,
                                                          spec.output_vocab_max_size, texts, full_ids, nll_full)
-    report = {**measures, "full_size": ov.full_size, "counted_tokens": ov.counted_tokens,
+    report = {"when": "after", **measures, "full_size": ov.full_size, "counted_tokens": ov.counted_tokens,
               "ppl_note": "per full-vocabulary token of the same held-out text (see edgedistill/llm/trim_student.py)"}
     report["sweep"] = [dict(measures) if m == ov.min_count else
                        _held_out(*args, m, spec.output_vocab_max_size, texts, full_ids, nll_full)[-1]

@@ -51,7 +51,7 @@ def test_trimmed_output_vocabulary_student_distills_exports_and_generates(tmp_pa
     model, tok = load_causal_lm(folder)
     assert rec["kept"] == model.config.vocab_size == len(tok) < rec["full_size"] == len(full_tok)
     assert 0 < rec["held_out_coverage"] <= 1 and rec["tokens_per_full_token"] >= 1
-    assert rec["test_ppl_full"] > 1 and rec["test_ppl_trimmed"] > 1
+    assert rec["when"] == "after" and rec["test_ppl_full"] > 1 and rec["test_ppl_trimmed"] > 1
     sweep = {r["min_count"]: r for r in rec["sweep"]}  # the other choices, measured on the same text
     assert {1, 2, 3, 5, 10} <= set(sweep) and sweep[2]["test_ppl_trimmed"] == rec["test_ppl_trimmed"]
     assert sweep[1]["kept"] >= sweep[2]["kept"] >= sweep[10]["kept"]
@@ -64,6 +64,52 @@ def test_trimmed_output_vocabulary_student_distills_exports_and_generates(tmp_pa
     eager = generate_text(EagerLM(model, 32), tok, "the big cat", Sampling(max_new_tokens=8))
     assert eager.strip()  # a comparison of real text
     assert api.generate(api.open_llm(bundle), "the big cat", max_tokens=8).strip() == eager.strip()
+
+
+def test_vocabulary_trimmed_before_distillation(tmp_path):
+    """output_vocab_when = "before": the student trains in the kept vocabulary (teacher targets over kept
+    tokens), its cost is measured per full-vocabulary token of the same held-out text, and the folder is the
+    same kind of trimmed checkpoint as after-training trimming gives."""
+    from edgedistill.llm import output_vocab
+
+    teacher = save_tiny_bpe_llama(tmp_path / "teacher", layers=4)
+    recipe = _recipe(tmp_path, teacher, student='output_vocab = "trim"\noutput_vocab_min_count = 2\n'
+                                                'output_vocab_when = "before"\n')
+    # chat in the mix too: its prompts and the full teacher's answers are counted, then re-tokenised
+    recipe.write_text(recipe.read_text().replace("test_blocks = 8\n", "test_blocks = 8\nchat_ratio = 0.25\n"
+                                                 "chat_prompts = 8\nchat_eval_prompts = 4\nchat_answer_tokens = 6\n"))
+    assert main(["llm", "distill", str(recipe), "-o", str(tmp_path / "run")]) == 0
+    folder = tmp_path / "run" / "student"
+    report = json.loads((folder / "llm_distill.json").read_text())
+    rec = report["output_vocab"]
+    model, tok = load_causal_lm(folder)
+    full_tok = load_causal_lm(teacher)[1]
+    assert rec["when"] == "before" and rec["kept"] == model.config.vocab_size == len(tok) < len(full_tok)
+    assert rec["test_ppl_trimmed"] > 1 and rec["tokens_per_full_token"] >= 1
+    assert rec["teacher_test_ppl_trimmed"] > 1 and rec["teacher_test_ppl_full"] > 1
+    assert report["distill"]["steps"] == 6 and report["student"]["test_after"]["ppl"] > 1
+    assert report["chat"]["train_prompts"] > 0 and report["chat"]["prompts"] > 0
+    assert output_vocab.read(folder).new_to_old == sorted(output_vocab.read(folder).new_to_old)
+    assert tok.eos_token == full_tok.eos_token and model.config.eos_token_id == tok.eos_token_id
+    text = "the elephant sat on the red mat"
+    assert max(tok.encode(text)) < rec["kept"] and tok.decode(tok.encode(text)) == text
+
+
+def test_trimmed_teacher_targets_are_the_full_distribution_renormalised_over_kept_tokens(tmp_path):
+    import torch
+
+    from edgedistill.llm import output_vocab
+
+    teacher, _ = load_causal_lm(save_tiny_bpe_llama(tmp_path / "teacher", layers=2))
+    kept = list(range(0, teacher.config.vocab_size, 3))
+    ids = torch.tensor([kept[1:9]])
+    with torch.no_grad():
+        full = torch.log_softmax(teacher(input_ids=ids).logits.float(), -1)[..., kept]
+        where = {old: new for new, old in enumerate(kept)}
+        trimmed = output_vocab.trim_causal_lm(teacher, kept)
+        small = torch.log_softmax(trimmed(input_ids=torch.tensor([[where[i] for i in ids[0].tolist()]])).logits, -1)
+    assert torch.allclose(torch.log_softmax(full, -1), small, atol=1e-5)
+    assert not torch.allclose(full, small, atol=1e-3)  # renormalised: the dropped tokens' mass moved
 
 
 @pytest.mark.parametrize("change,message", [
@@ -83,6 +129,7 @@ def test_bad_llm_recipe_values_are_one_line_errors(tmp_path, capsys, change, mes
     ('output_vocab = "small"\n', "key 'output_vocab'"),
     ("output_vocab_min_count = 0\n", "key 'output_vocab_min_count': expected >= 1"),
     ("output_vocab_max_size = 10\n", "key 'output_vocab_max_size': expected >= 256"),
+    ('output_vocab_when = "during"\n', "key 'output_vocab_when'"),
 ])
 def test_bad_output_vocab_keys_are_one_line_errors(tmp_path, capsys, student, message):
     recipe = _recipe(tmp_path, tmp_path / "missing", student=student)
@@ -149,3 +196,36 @@ def test_the_long_cpu_recipe_is_the_cpu_recipe_on_all_of_brown_seen_once():
     d = long.distill
     prose_rows = d.max_steps * (d.batch_size - max(1, round(long.data.chat_ratio * d.batch_size)))
     assert prose_rows <= 4087
+
+
+def test_first_piece_targets_sum_each_dropped_token_onto_the_kept_token_it_starts_with(tmp_path):
+    """The KD targets of a vocabulary trimmed before distillation: a normalised distribution over kept ids,
+    where a dropped token's probability lands on its trimmed spelling's first piece."""
+    import torch
+
+    from edgedistill.llm import output_vocab
+    from edgedistill.llm.trim_first import FirstPieceHead, first_pieces, targets_model
+    from edgedistill.llm.trim_student import full_tokenizer_json, small_tokenizer
+
+    teacher, tok = load_causal_lm(save_tiny_bpe_llama(tmp_path / "teacher", layers=2))
+    full_json = full_tokenizer_json(tok)
+    counts = output_vocab.count_ids([tok.encode(" ".join(tiny_text(40, words=20)))], len(tok))
+    kept = output_vocab.choose_kept(full_json, counts, min_count=2)
+    small = small_tokenizer(tok, output_vocab.trimmed_tokenizer_json(full_json, kept))
+    rows = teacher.get_output_embeddings().weight.shape[0]
+    pieces = first_pieces(full_json, small, kept, rows)
+    dropped = [i for i in range(len(tok)) if i not in set(kept)]
+    assert dropped and all(pieces[k] == n for n, k in enumerate(kept))
+    word = tok.convert_ids_to_tokens(dropped[0])
+    assert pieces[dropped[0]] == small.backend_tokenizer.model.tokenize(word)[0].id
+    ids = torch.tensor([kept[1:7]])
+    with torch.no_grad():
+        full = torch.softmax(teacher(input_ids=ids).logits.float(), -1)[0]
+        full_head = teacher.get_output_embeddings()
+        head = FirstPieceHead(full_head.weight, full_head.bias, pieces, len(kept))
+        trimmed = output_vocab.trim_causal_lm(teacher, kept)
+        where = {old: new for new, old in enumerate(kept)}
+        got = targets_model(trimmed, head)(input_ids=torch.tensor([[where[i] for i in ids[0].tolist()]])).logits[0]
+    want = torch.zeros(full.shape[0], len(kept)).index_add_(-1, pieces, full)
+    assert torch.allclose(torch.softmax(got, -1), want, atol=1e-6) and torch.allclose(want.sum(-1), torch.ones(6))
+    assert trimmed.get_output_embeddings().weight.shape[0] == len(kept)  # the student's side keeps plain rows
