@@ -50,18 +50,29 @@ def depth(row: dict) -> str:
     return f"{row.get('layers', 15)}" + (f" ({', '.join(notes)})" if notes else "")
 
 
+def vocab(v: dict | None) -> str:
+    return "full" if not v else f"{v['when']}, min {v['min_count']} ({v['kept']:,} kept)"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["# LLM screening arms (kd_ce with one change, short budget)", "",
              "Each row: `benchmarks/llm.py`'s kd_ce run with the listed `[distill]` overrides; one seed (the seed "
              "noise of kd_ce at 200 steps is 1.19 ppl, llm.json `ppl_noise`).", "",
-             "| arm | overrides | layers | train blocks | steps | validation ppl (step: ppl) | test ppl | s/step "
-             "| chat non-empty | host |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Vocabulary: `full`, or trimmed `before` / `after` distillation to the tokens the training split holds "
+             "`min` times; the test ppl is per full-vocabulary token of the same held-out text (a trimmed-after row: "
+             "untrimmed, then trimmed). Validation ppl of a trimmed-before arm is per kept-vocabulary token.", "",
+             "| arm | overrides | layers | vocabulary | train blocks | steps | validation ppl (step: ppl) | test ppl "
+             "| s/step | chat non-empty | host |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (-r.get("train_blocks", 1024), r["steps"], r["test_ppl"])):
         curve = ", ".join(f"{s}: {p:g}" for s, p in r["curve"])
+        v = r.get("vocab")
+        test = f"**{r['test_ppl']:.1f}**"
+        if v and v["when"] == "after":
+            test += f" -> **{v['test_ppl_trimmed']:.1f}**"
         lines.append(f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '(none)'} | "
-                     f"{depth(r)} | {r.get('train_blocks', 1024)} | {r['steps']} | "
-                     f"{curve} | **{r['test_ppl']:.1f}** | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
+                     f"{depth(r)} | {vocab(v)} | {r.get('train_blocks', 1024)} | {r['steps']} | "
+                     f"{curve} | {test} | {r['s_per_step']} | {r['chat_nonempty_rate']} | "
                      f"{r['host']} |")
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows)]
     lines += [f"- {r['name']}: {r['note']}" for r in rows if r.get("note")]
@@ -88,6 +99,12 @@ def main() -> int:
                          "steps on them), with kd_ce's losses throughout")
     ap.add_argument("--stage-teacher", default="previous", choices=("previous", "teacher"),
                     help="with --via: who teaches each stage (teacher: the cached top-k serves them all)")
+    ap.add_argument("--vocab-min-count", type=int, default=None, metavar="N",
+                    help="trim the output vocabulary to tokens the training split holds N+ times ([student] "
+                         "output_vocab = \"trim\"); the test ppl is then per full-vocabulary token of the same text")
+    ap.add_argument("--vocab-when", default="before", choices=("before", "after"),
+                    help="with --vocab-min-count: trim before distillation (the arm's student trains trimmed) or "
+                         "after it (the row also keeps the untrimmed student's ppl)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [distill] override")
     ap.add_argument("--out", default=str(HERE / "results" / "llm_screen"))
     a = ap.parse_args()
@@ -98,7 +115,7 @@ def main() -> int:
     import llm as bench
 
     from edgedistill.fileutil import write_json_atomic, write_text_atomic
-    from edgedistill.llm.stage import distill_llm, prepare_llm
+    from edgedistill.llm.stage import TRIMMED_KEY, distill_llm, prepare_llm
     from edgedistill.measure.calibrate import cpu_name
 
     # llm.py's own defaults, with the 32 test blocks its recorded llm.json run used
@@ -107,6 +124,9 @@ def main() -> int:
                                     "--layers", str(a.layers), "--stages", f"20,{a.layers}"]
                                    + (["--intermediate-size", str(a.intermediate_size)] if a.intermediate_size else []))
     base = bench.base_recipe(ns)
+    if a.vocab_min_count:
+        trim = {"output_vocab": "trim", "output_vocab_min_count": a.vocab_min_count, "output_vocab_when": a.vocab_when}
+        base = replace(base, student=replace(base.student, **trim))
     ctx = prepare_llm(base)
     base = replace(base, student=replace(base.student, importance=a.importance))
     if a.via:  # llm.py's progressive budget split, plus kd_ce's hard labels so only the shrinking differs
@@ -117,13 +137,18 @@ def main() -> int:
         recipe = bench.method_recipe(base, "kd_ce", 0, [int(x) for x in ns.stages.split(",")])
     recipe = replace(recipe, distill=replace(recipe.distill, **overrides))
     _, rep = distill_llm(ctx, recipe)
-    s, d = rep["student"], rep["distill"]
+    rep.pop(TRIMMED_KEY, None)
+    s, d, ov = rep["student"], rep["distill"], rep.get("output_vocab")
     row = {"name": a.name, "overrides": overrides, "train_blocks": a.train_blocks,
            "steps": bench.total_steps(s, d),
            "layers": len(s["layers"]), "mlp_width": s.get("intermediate_size"), "importance": a.importance,
            "stages": recipe.student.stages, "stage_teacher": a.stage_teacher if a.via else None,
            "precision": a.precision,
-           "test_ppl": s["test_after"]["ppl"], "val_ppl": (d.get("best_val") or {}).get("ppl"),
+           # per full-vocabulary token: trimmed first, the student's own tokens are not the teacher's
+           "test_ppl": ov["test_ppl_trimmed"] if ov and ov.get("when") == "before" else s["test_after"]["ppl"],
+           "vocab": None if ov is None else {k: ov.get(k) for k in ("when", "min_count", "kept", "test_ppl_full",
+                                                                   "test_ppl_trimmed", "tokens_per_full_token")},
+           "val_ppl": (d.get("best_val") or {}).get("ppl"),
            "best_step": d.get("best_step"),
            "curve": [[e["step"], round(e["ppl"], 2)] for e in d.get("history") or () if "ppl" in e],
            "s_per_step": round(d["train_seconds"] / d["steps"], 2),
