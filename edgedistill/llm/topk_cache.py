@@ -64,10 +64,12 @@ def teacher_topk(model, ids: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> t
 
     Runs on the model's device and returns tensors there. The full-vocabulary logits are built
     ``chunk`` positions at a time from the final hidden states, so at a GPU batch (32 x 512 x 49k)
-    they never exist whole; models whose head is more than a linear map fall back to one pass."""
+    they never exist whole (also for a head that maps each position alone and says so with ``per_position``,
+    as a trimmed teacher's first-piece head does); other heads fall back to one pass."""
     ids = ids.to(model_device(model))
     body, head = getattr(model, "model", None), getattr(model, "lm_head", None)
-    plain_head = isinstance(head, torch.nn.Linear) and not getattr(model.config, "final_logit_softcapping", None)
+    per_position = isinstance(head, torch.nn.Linear) or getattr(head, "per_position", False)
+    plain_head = per_position and not getattr(model.config, "final_logit_softcapping", None)
     small = ids.numel() <= chunk  # the CPU's 4 x 256 batches: one pass, exactly as before
     if small or body is None or not plain_head or getattr(model.config, "logit_scale", None):
         logp = torch.log_softmax(model(input_ids=ids, use_cache=False).logits.float(), dim=-1)

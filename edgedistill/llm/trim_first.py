@@ -60,6 +60,9 @@ class FirstPieceHead(torch.nn.Module):
     probability plus that of every dropped token whose trimmed spelling starts with ``j``. Returns logits
     over the kept ids whose softmax is that distribution (each is the log-sum-exp of its group)."""
 
+    per_position = True
+    """Each position's logits depend on its hidden state alone: the top-k cache may build them in chunks."""
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, first_piece: torch.Tensor, kept: int):
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())

@@ -229,3 +229,9 @@ def test_first_piece_targets_sum_each_dropped_token_onto_the_kept_token_it_start
     want = torch.zeros(full.shape[0], len(kept)).index_add_(-1, pieces, full)
     assert torch.allclose(torch.softmax(got, -1), want, atol=1e-6) and torch.allclose(want.sum(-1), torch.ones(6))
     assert trimmed.get_output_embeddings().weight.shape[0] == len(kept)  # the student's side keeps plain rows
+    from edgedistill.llm.topk_cache import teacher_topk
+
+    model, small_ids = targets_model(trimmed, head), torch.tensor([[where[i] for i in kept[1:9]]] * 3)
+    one_v, one_i = teacher_topk(model, small_ids, k=4, chunk=10_000)
+    v, i = teacher_topk(model, small_ids, k=4, chunk=5)  # chunked from the hidden states, as on a GPU
+    assert torch.allclose(v.float(), one_v.float(), atol=2e-3) and torch.equal(i, one_i)
