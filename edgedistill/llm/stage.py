@@ -113,7 +113,8 @@ def distill_llm(ctx: LLMContext, recipe: LLMRecipe, log_path: Path | None = None
     tutor, chain = ctx.tutor, None
     if s.stages:
         chain = progressive_shrink(
-            ctx.teacher, ctx.teacher_sha or ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val, test=ctx.test,
+            ctx.teacher, ctx.teacher_sha or ctx.ref.sha256, s.stages, calib=calib, train=ctx.train, val=ctx.val,
+            test=ctx.test,
             cfg=dist.train_config(), stage_steps=s.stage_steps, stage_teacher=s.stage_teacher,
             importance=s.importance, intermediate_size=s.intermediate_size,
             topk_for=lambda m, sha, b: topk_of(Tutor(m, sha, ctx.tok, tutor.tokenizer_sha), b, dist.top_k),

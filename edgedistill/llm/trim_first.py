@@ -1,20 +1,19 @@
 """``output_vocab = "trim"`` with ``output_vocab_when = "before"``: distil inside the kept vocabulary.
 
-Trimming a trained student (:mod:`.trim_student`) costs prose perplexity (+20% per full-vocabulary token at
-``min_count = 3``): the student never saw a rare word spelt in the kept pieces it must now use. Trimming
-first removes that mismatch. The teacher itself is trimmed (:func:`.output_vocab.trim_causal_lm`: its
-embedding and output rows of the kept ids gathered), so its next-token distribution is the full one
-renormalised over the kept tokens, the teacher's targets mapped onto the student's vocabulary. Text, chat
-examples and the student (pruned from that teacher) then live in the trimmed tokenisation from the first
-step, and every top-k target is taken over kept tokens only.
+Trimming a trained student (:mod:`.trim_student`) costs prose perplexity (+17-20% per full-vocabulary token
+at ``min_count = 3``): the student never saw a rare word spelt in the kept pieces it must now use. Trimming
+first removes that mismatch: the teacher's body and embedding are trimmed to the kept ids
+(:func:`.output_vocab.trim_causal_lm`), text, chat examples and the student (pruned from that teacher) live
+in the trimmed tokenisation from the first step, and every top-k target is taken over kept tokens only.
 
 The targets come from the teacher's full output layer (:class:`FirstPieceHead`): a dropped token's
 probability goes to the kept token its trimmed spelling starts with, which is where the student must put
-it (plain renormalisation over the kept rows would spread it over every kept token). The approximation
-left: inside a split rare word the teacher reads pieces, a spelling it was not trained on. Measured on
+it (renormalising the kept rows alone would spread it over every kept token). The approximation left:
+inside a split rare word the teacher reads pieces, a spelling it was not trained on. Measured on
 SmolLM2-135M at ``min_count = 3`` (32 Brown test blocks, per full-vocabulary token): teacher 54.1, trimmed
-with renormalised rows 64.4, with first-piece targets 62.0; so trimming costs even the teacher ~15%, most
-of it on the pieces of rare words.
+with renormalised rows 64.4, with first-piece targets 62.0, so trimming costs even the teacher ~15%, most of
+it on the pieces of rare words; a 200-step student lost 13.1% trimmed first against 17.4% trimmed after
+(docs/llm.md, "Trimming before distillation").
 
 What it costs is measured on the same held-out text as the untrimmed teacher: the full tokenizer's test
 blocks decoded to text, re-encoded by the trimmed tokenizer, the student's summed NLL divided by the full
