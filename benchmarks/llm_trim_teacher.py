@@ -27,8 +27,14 @@ from edgedistill.llm.brown import brown_blocks
 from edgedistill.llm.evaluate import eval_subset
 from edgedistill.llm.recipe import LLMDataSpec
 from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
-from edgedistill.llm.trim_first import FirstPieceHead, first_pieces, held_out_text, per_full_token, targets_model
-from edgedistill.llm.trim_student import full_tokenizer_json, small_tokenizer
+from edgedistill.llm.trim_first import FirstPieceHead, first_pieces, targets_model
+from edgedistill.llm.trim_student import (
+    full_tokenizer_json,
+    held_out_text,
+    kept_tokenisation,
+    per_full_token,
+    small_tokenizer,
+)
 from edgedistill.measure.calibrate import cpu_name
 
 HERE = Path(__file__).resolve().parent
@@ -62,7 +68,8 @@ def main() -> int:
     test = eval_subset(blocks["test"], a.test_blocks)
     full_json = full_tokenizer_json(tok)
     counts = output_vocab.count_ids([blocks["train"]], len(full_json["model"]["vocab"]))
-    full_text = held_out_text(tok, tok, test, list(range(len(tok))))
+    texts, full_ids = held_out_text(tok, test)
+    full_text = kept_tokenisation(texts, full_ids, tok, range(len(tok)))  # the full tokenizer as its own "trim"
     res = {"teacher_ppl": round(per_full_token(teacher, full_text), 3), "test_blocks": len(test), "rows": [],
            "host": cpu_name(), "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d"),
            "command": " ".join(["python benchmarks/llm_trim_teacher.py", *sys.argv[1:]])}
@@ -70,7 +77,7 @@ def main() -> int:
     for m in a.min_counts:
         ov = output_vocab.plan(full_json, counts, m)
         small = small_tokenizer(tok, output_vocab.trimmed_tokenizer_json(full_json, ov.new_to_old))
-        text = held_out_text(tok, small, test, ov.new_to_old)
+        text = kept_tokenisation(texts, full_ids, small, ov.new_to_old)
         pieces = first_pieces(full_json, small, ov.new_to_old, head.weight.shape[0])
         trimmed = output_vocab.trim_causal_lm(copy.deepcopy(teacher), ov.new_to_old)
         rows = per_full_token(trimmed, text)

@@ -24,10 +24,8 @@ it), so it compares directly with the teacher's and an untrimmed student's held-
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 from ..fileutil import sha256_json
@@ -36,7 +34,14 @@ from . import output_vocab
 from .blocks import tokenizer_hash
 from .evaluate import eval_subset, evaluate_lm
 from .topk_cache import build_topk_cache
-from .trim_student import full_tokenizer_json, retokenize, small_tokenizer, text_nll
+from .trim_student import (
+    full_tokenizer_json,
+    held_out_text,
+    kept_tokenisation,
+    per_full_token,
+    retokenize,
+    small_tokenizer,
+)
 
 
 @dataclass
@@ -47,7 +52,7 @@ class TrimFirst:
     full_tok: object
     """The teacher's own tokenizer: the student folder is saved from it, then given the trimmed tokenizer.json."""
     held_out: dict
-    """The held-out text the cost is measured on (:func:`held_out_text`)."""
+    """The held-out text the cost is measured on (:func:`.trim_student.kept_tokenisation`)."""
     teacher_test_ppl: float
     """The untrimmed teacher's held-out perplexity (per full-vocabulary token)."""
     teacher_test_ppl_trimmed: float
@@ -142,7 +147,7 @@ def trim_context(ctx, recipe, chat_set=None):
     val_top1 = build_topk_cache(targets, val, teacher_sha=sha, tokenizer_sha=tsha, k=k).idx[:, :, 0]
     test_top1 = build_topk_cache(targets, test, teacher_sha=sha, tokenizer_sha=tsha, k=k).idx[:, :, 0]
     teacher_test = evaluate_lm(targets, test, desc="trimmed teacher test")
-    text = held_out_text(tok, small, ctx.test, ov.new_to_old)
+    text = kept_tokenisation(*held_out_text(tok, ctx.test), small, ov.new_to_old)
     teacher_trimmed = per_full_token(targets, text)
     cap = "" if ov.max_size is None else f", at most {ov.max_size:,}"
     say(f"output vocabulary (trimmed before distillation): {len(ov.new_to_old):,} of {ov.full_size:,} tokens kept "
@@ -154,22 +159,6 @@ def trim_context(ctx, recipe, chat_set=None):
                    val_top1=val_top1, test_top1=test_top1, teacher_test=teacher_test,
                    teacher_sha=trimmed_teacher_sha(ctx.ref.sha256, ov.new_to_old, "rows"), targets_sha=sha, chat=chat,
                    trim=trim)
-
-
-def held_out_text(tok, small, full_test: np.ndarray, new_to_old: list[int]) -> dict:
-    """The full tokenizer's test blocks as text, tokenised by both tokenizers."""
-    texts = [tok.decode(b) for b in full_test]
-    full_ids = [tok.encode(t, add_special_tokens=False) for t in texts]
-    small_ids = [small.encode(t, add_special_tokens=False) for t in texts]
-    kept = set(new_to_old)
-    return {"small_ids": small_ids, "n_full": max(sum(len(x) - 1 for x in full_ids), 1),
-            "coverage": float(np.mean([i in kept for x in full_ids for i in x])),
-            "tokens_per_full_token": sum(map(len, small_ids)) / max(sum(map(len, full_ids)), 1)}
-
-
-def per_full_token(model, text: dict) -> float:
-    """Held-out perplexity of a kept-vocabulary model per full-vocabulary token of the same text."""
-    return math.exp(min(text_nll(model, text["small_ids"]) / text["n_full"], 700.0))
 
 
 def held_out_cost(student, trim: TrimFirst) -> dict:

@@ -58,6 +58,34 @@ def retokenize(examples, tok, small):
     return [replace(e, prompt=again(e.prompt), answer=again(e.answer)) for e in examples]
 
 
+def held_out_text(tok, blocks: np.ndarray) -> tuple[list[str], list[list[int]]]:
+    """Held-out blocks as text, and that text in the full tokenisation (re-encoded, so both tokenizers
+    start from the same string)."""
+    texts = [tok.decode(b) for b in blocks]
+    return texts, [tok.encode(t, add_special_tokens=False) for t in texts]
+
+
+def kept_tokenisation(texts: list[str], full_ids: list[list[int]], small, new_to_old) -> dict:
+    """The held-out text in a trimmed tokenisation: its ids, the full tokenizer's prediction count
+    (``n_full``, the denominator of every per-full-token perplexity), the share of full tokens kept and how
+    many more tokens the trimmed tokenizer needs."""
+    small_ids = [small.encode(t, add_special_tokens=False) for t in texts]
+    kept = set(new_to_old)
+    return {"small_ids": small_ids, "n_full": max(sum(len(x) - 1 for x in full_ids), 1),
+            "coverage": float(np.mean([i in kept for x in full_ids for i in x])),
+            "tokens_per_full_token": sum(map(len, small_ids)) / max(sum(map(len, full_ids)), 1)}
+
+
+def ppl(nll: float, n: int) -> float:
+    return math.exp(min(nll / n, 700.0))
+
+
+def per_full_token(model, text: dict) -> float:
+    """Held-out perplexity of a kept-vocabulary model per full-vocabulary token of the same text
+    (``text``: :func:`kept_tokenisation`)."""
+    return ppl(text_nll(model, text["small_ids"]), text["n_full"])
+
+
 SWEEP_MIN_COUNTS = (1, 2, 3, 5, 10)
 """The other ``min_count`` values whose cost the stage also measures, so a recipe can pick its trade-off."""
 
@@ -69,15 +97,13 @@ def _held_out(student, tok, full_json: dict, counts: np.ndarray, min_count: int,
     small_json = output_vocab.trimmed_tokenizer_json(full_json, ov.new_to_old)
     small = small_tokenizer(tok, small_json)
     trimmed = output_vocab.trim_causal_lm(copy.deepcopy(student).cpu(), ov.new_to_old)
-    small_ids = [small.encode(t, add_special_tokens=False) for t in texts]
-    n_full = max(sum(len(x) - 1 for x in full_ids), 1)
-    kept = set(ov.new_to_old)
+    text = kept_tokenisation(texts, full_ids, small, ov.new_to_old)
     measures = {
         "kept": len(ov.new_to_old), "min_count": min_count, "max_size": max_size,
-        "held_out_coverage": round(float(np.mean([i in kept for x in full_ids for i in x])), 5),
-        "tokens_per_full_token": round(sum(map(len, small_ids)) / max(sum(map(len, full_ids)), 1), 5),
-        "test_ppl_full": round(math.exp(min(nll_full / n_full, 700.0)), 3),
-        "test_ppl_trimmed": round(math.exp(min(text_nll(trimmed, small_ids) / n_full, 700.0)), 3),
+        "held_out_coverage": round(text["coverage"], 5),
+        "tokens_per_full_token": round(text["tokens_per_full_token"], 5),
+        "test_ppl_full": round(ppl(nll_full, text["n_full"]), 3),
+        "test_ppl_trimmed": round(per_full_token(trimmed, text), 3),
     }
     return ov, small_json, small, trimmed, measures
 
@@ -92,8 +118,7 @@ def trim_student(student, tok, train_blocks: np.ndarray, test_blocks: np.ndarray
     full_json = full_tokenizer_json(tok)
     arrays = [train_blocks, *(e.prompt + e.answer for e in chat_train)]
     counts = output_vocab.count_ids(arrays, len(full_json["model"]["vocab"]))
-    texts = [tok.decode(b) for b in test_blocks]
-    full_ids = [tok.encode(t, add_special_tokens=False) for t in texts]
+    texts, full_ids = held_out_text(tok, test_blocks)
     nll_full = text_nll(student.cpu(), full_ids)
     args = (student, tok, full_json, counts)
     ov, small_json, small, trimmed, measures = _held_out(*args, spec.output_vocab_min_count,
