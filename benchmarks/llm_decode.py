@@ -104,19 +104,17 @@ def _trimmed_student(teacher, tok, layers, min_count: int):
     from edgedistill.llm import output_vocab
     from edgedistill.llm.brown import brown_blocks
     from edgedistill.llm.student import build_student
-    from edgedistill.llm.trim_student import full_tokenizer_json, small_tokenizer
+    from edgedistill.llm.trim_student import full_tokenizer_json, held_out_text, kept_tokenisation, small_tokenizer
 
     blocks = brown_blocks(tok, 256, (8, 1, 1))
     full = full_tokenizer_json(tok)
     plan = output_vocab.plan(full, output_vocab.count_ids([blocks["train"]], len(tok)), min_count)
     small = small_tokenizer(tok, output_vocab.trimmed_tokenizer_json(full, plan.new_to_old))
-    texts = [tok.decode(b) for b in blocks["test"]]
-    n_full = sum(len(tok.encode(t, add_special_tokens=False)) for t in texts)
-    n_small = sum(len(small.encode(t, add_special_tokens=False)) for t in texts)
+    text = kept_tokenisation(*held_out_text(tok, blocks["test"]), small, plan.new_to_old)
     model = output_vocab.trim_causal_lm(build_student(teacher, layers), plan.new_to_old)
     return model, small, {"kept": len(plan.new_to_old), "full_size": plan.full_size, "min_count": min_count,
-                          "counted_tokens": plan.counted_tokens, "tokens_per_full_token": n_small / n_full,
-                          "measured_on": f"{len(texts)} Brown test-split blocks"}
+                          "counted_tokens": plan.counted_tokens, "tokens_per_full_token": text["tokens_per_full_token"],
+                          "measured_on": f"{len(blocks['test'])} Brown test-split blocks"}
 
 
 def student_vs_teacher(models: dict, student: str | None = None) -> dict:
