@@ -36,9 +36,14 @@ def quantize_8da4w(model, group_size: int = 32):
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
 
+    odd = [f"{n} ({m.in_features})" for n, m in model.named_modules()
+           if isinstance(m, torch.nn.Linear) and m.in_features % group_size]
+    if odd:  # torchao would stop on an assertion deep in its quantizer
+        raise ModelError(f"8da4w: int4 groups of {group_size} need input widths divisible by {group_size}; "
+                         f"not {', '.join(odd[:3])}")
     emb = model.get_input_embeddings()
     emb.padding_idx = None
-    if model.lm_head.weight is emb.weight:
+    if getattr(model.lm_head, "weight", None) is emb.weight:  # a TailHead has no single matrix to untie
         model.lm_head.weight = torch.nn.Parameter(emb.weight.detach().clone())
         model.config.tie_word_embeddings = False
     quantize_(model, IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
