@@ -74,7 +74,7 @@ def main() -> int:
         return 0
     import torch
 
-    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.fileutil import write_results
     from edgedistill.measure.calibrate import cpu_name
 
     tok_s: dict[str, list[float]] = {p: [] for p in PRECISIONS}
@@ -92,9 +92,7 @@ def main() -> int:
            "host": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
            "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
            "command": " ".join(["python benchmarks/llm_train_precision.py", *sys.argv[1:]])}
-    out = Path(a.out)
-    write_json_atomic(out.with_suffix(".json"), res)
-    write_text_atomic(out.with_suffix(".md"), markdown(res))
+    write_results(a.out, res, markdown(res))
     print(json.dumps(res["headline"], indent=1))
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from edgedistill.fileutil import write_json_atomic, write_text_atomic
+from edgedistill.fileutil import write_results
 from edgedistill.llm import output_vocab
 from edgedistill.llm.brown import brown_blocks
 from edgedistill.llm.evaluate import eval_subset
@@ -87,9 +87,7 @@ def main() -> int:
                             "tokens_per_full_token": round(text["tokens_per_full_token"], 5),
                             "rows_ppl": round(rows, 3), "first_piece_ppl": round(fp, 3)})
         print(res["rows"][-1], flush=True)
-    out = Path(a.out)
-    write_json_atomic(out.with_suffix(".json"), res)
-    write_text_atomic(out.with_suffix(".md"), markdown(res))
+    write_results(a.out, res, markdown(res))
     print(markdown(res))
     return 0
 

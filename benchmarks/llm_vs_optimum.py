@@ -103,15 +103,14 @@ def merge_headline(llm_json: Path, h: dict, source: Path, measured: str | None =
 def rehead(out: Path, llm_results: str, measured: str | None) -> dict:
     """Re-derive a stored run's headline from its per-attention cells (after the default attention changed):
     no timing, the same measurements; ``measured`` dates runs stored before the file recorded it."""
-    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.fileutil import write_results
 
     res = json.loads(out.with_suffix(".json").read_text())
     res["measured"] = res.get("measured") or measured
     if not res["measured"]:
         raise SystemExit(f"{out.with_suffix('.json')}: no 'measured' date stored; give --measured YYYY-MM-DD")
     res["headline"] = headline(res["threads_by_attention"])
-    write_json_atomic(out.with_suffix(".json"), res)
-    write_text_atomic(out.with_suffix(".md"), _markdown(res))
+    write_results(out, res, _markdown(res))
     if llm_results and Path(llm_results).is_file():
         merge_headline(Path(llm_results), res["headline"], out.with_suffix(".json"), res["measured"])
     return res
@@ -194,7 +193,7 @@ def main(argv=None) -> int:
         print(json.dumps(rehead(Path(a.out), a.llm_results, a.measured)["headline"], indent=1))
         return 0
 
-    from edgedistill.fileutil import write_json_atomic, write_text_atomic
+    from edgedistill.fileutil import write_results
     from edgedistill.llm.bench_worker import prompt_ids
     from edgedistill.llm.export_pte import export_pte
     from edgedistill.llm.teacher import load_causal_lm, resolve_llm_teacher
@@ -261,8 +260,7 @@ def main(argv=None) -> int:
         "commands": commands, "loadavg_end": os.getloadavg()[0],
         "wall_seconds": round(time.perf_counter() - t_start, 1)})
     out = Path(a.out)
-    write_json_atomic(out.with_suffix(".json"), res)
-    write_text_atomic(out.with_suffix(".md"), _markdown(res))
+    write_results(out, res, _markdown(res))
     if a.llm_results and Path(a.llm_results).is_file():
         merge_headline(Path(a.llm_results), res["headline"], out.with_suffix(".json"))
     print(_markdown(res))

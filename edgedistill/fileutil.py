@@ -142,6 +142,14 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_results(out: str | os.PathLike, result: Any, markdown: str) -> Path:
+    """A benchmark's pair of outputs: ``OUT.json`` (the result) and ``OUT.md`` (its table), each atomic;
+    returns the JSON path."""
+    out = Path(out)
+    write_text_atomic(out.with_suffix(".md"), markdown)
+    return write_json_atomic(out.with_suffix(".json"), result)
+
+
 def write_npy_atomic(path: str | os.PathLike, arr: Any) -> Path:
     """``np.save`` through :func:`atomic_output` (numpy imported here: this module serves numpy-free callers)."""
     import numpy as np

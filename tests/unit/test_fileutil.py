@@ -1,6 +1,6 @@
 import pytest
 
-from edgedistill.fileutil import atomic_dir, write_json_atomic
+from edgedistill.fileutil import atomic_dir, write_json_atomic, write_results
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -119,3 +119,12 @@ def test_write_npy_atomic_round_trips_and_keeps_the_old_file_on_failure(tmp_path
     with pytest.raises(ValueError, match="cannot become an array"):
         write_npy_atomic(path, Unsaveable())
     assert np.array_equal(np.load(path), arr) and [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_write_results_writes_the_json_and_markdown_pair(tmp_path):
+    import json
+
+    path = write_results(tmp_path / "bench", {"headline": {"x": 1}}, "# table\n")
+    assert path == tmp_path / "bench.json" and json.loads(path.read_text()) == {"headline": {"x": 1}}
+    assert (tmp_path / "bench.md").read_text() == "# table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
