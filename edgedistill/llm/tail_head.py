@@ -29,7 +29,7 @@ class TailHead(torch.nn.Module):
                  up_bias: torch.Tensor | None = None):
         super().__init__()
         vocab, hidden = weight.shape
-        kept = torch.as_tensor(sorted(int(i) for i in kept), dtype=torch.long)
+        kept = torch.as_tensor(sorted({int(i) for i in kept}), dtype=torch.long)
         rest = torch.ones(vocab, dtype=torch.bool)
         rest[kept] = False
         rank = down.shape[0]

@@ -152,3 +152,21 @@ def test_export_refused_when_fp32_disagrees(exported, tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="lm-int8.onnx: fp32 ONNX export disagrees with PyTorch"):
         export_onnx_lm(model, None, tmp_path / "o", "int8")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []
+
+
+
+def test_a_tail_head_model_exports_to_onnx_and_decodes_as_eager(exported, tmp_path):
+    """edgedistill.llm.tail_head: the exporter traces the three matrices and the gather like any head."""
+    import copy
+
+    from edgedistill.llm.tail_head import factorise
+
+    model = copy.deepcopy(exported[0])
+    model.lm_head = factorise(model.get_output_embeddings().weight, range(0, model.config.vocab_size, 3), 4)
+    model.config.tie_word_embeddings = False
+    path = export_onnx_lm(model, None, tmp_path, "fp32")  # refused unless within 5e-3 of eager
+    eager = list(stream(EagerLM(model, 48), PROMPTS[0], Sampling(max_new_tokens=12)))
+    assert len(set(eager)) >= 3  # the rank-4 tail still leaves a varied greedy text to compare
+    assert list(stream(OnnxLM(path, 48), PROMPTS[0], Sampling(max_new_tokens=12))) == eager
+    assert list(stream(OnnxLM(quantize_onnx_lm(path, tmp_path / "lm-int4.onnx", "int4"), 48), PROMPTS[0],
+                       Sampling(max_new_tokens=2)))
