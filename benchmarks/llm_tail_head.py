@@ -71,7 +71,7 @@ def main() -> int:
     text = kept_tokenisation(texts, full_ids, tok, range(len(tok)))
     train = torch.as_tensor(blocks["train"][:a.hidden_blocks], dtype=torch.long)
     with torch.no_grad():
-        hidden = torch.cat([teacher.model(input_ids=train[i:i + 8]).last_hidden_state.reshape(-1, 576)
+        hidden = torch.cat([teacher.model(input_ids=train[i:i + 8]).last_hidden_state.flatten(0, 1)
                             for i in range(0, len(train), 8)])
     cov = hidden_covariance(hidden)
     full_json = full_tokenizer_json(tok)
@@ -80,8 +80,7 @@ def main() -> int:
     res = {"teacher_ppl": round(per_full_token(teacher, text), 3), "test_blocks": len(test),
            "full_multiply_adds": weight.numel(), "hidden_blocks": len(train), "hidden_positions": len(hidden),
            "heal_steps": a.heal_steps, "heal_batch": a.heal_batch, "heal_kept": a.heal_kept, "rows": [],
-           "host": cpu_name(),
-           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d"),
+           "host": cpu_name(), "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d"),
            "command": " ".join(["python benchmarks/llm_tail_head.py", *sys.argv[1:]])}
     full_head = teacher.lm_head
 

@@ -11,8 +11,8 @@ instead of ``vocab x hidden``.
 
 The factorisation starts from the rank-``r`` SVD of the tail rows weighted by the covariance of the hidden
 states they are applied to (what minimises the tail logits' squared error on that data; the plain SVD of the
-rows ignores which directions the model uses and costs ~50x more perplexity), then is fitted by KL to the full
-head on the same hidden states (:func:`heal`).
+rows ignores which directions the model uses and cost SmolLM2 2-3.5x the perplexity: benchmarks/llm_tail_head.py),
+then is fitted by KL to the full head on the same hidden states (:func:`heal`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ from __future__ import annotations
 import math
 
 import torch
+
+from ..progress import progress
+
+
+def rest_mask(vocab: int, kept) -> torch.Tensor:
+    """True for the token ids that go through the low-rank tail (every id not in ``kept``)."""
+    rest = torch.ones(vocab, dtype=torch.bool)
+    rest[torch.as_tensor(list(kept), dtype=torch.long)] = False
+    return rest
 
 
 class TailHead(torch.nn.Module):
@@ -30,8 +39,7 @@ class TailHead(torch.nn.Module):
         super().__init__()
         vocab, hidden = weight.shape
         kept = torch.as_tensor(sorted({int(i) for i in kept}), dtype=torch.long)
-        rest = torch.ones(vocab, dtype=torch.bool)
-        rest[kept] = False
+        rest = rest_mask(vocab, kept)
         rank = down.shape[0]
         self.kept = torch.nn.Linear(hidden, len(kept), bias=False)
         self.down = torch.nn.Linear(hidden, rank, bias=False)
@@ -66,8 +74,7 @@ def factorise(weight: torch.Tensor, kept, rank: int, cov: torch.Tensor | None = 
     the hidden-state covariance ``cov`` (plain SVD without it). For 8da4w export ``rank`` must be a multiple of
     the int4 group size (32): it is the input width of ``up``."""
     w = weight.detach().double()
-    rest = torch.ones(w.shape[0], dtype=torch.bool)
-    rest[torch.as_tensor(list(kept), dtype=torch.long)] = False
+    rest = rest_mask(w.shape[0], kept)
     if cov is None:
         half = inv_half = torch.eye(w.shape[1], dtype=torch.float64)
     else:
@@ -80,21 +87,30 @@ def factorise(weight: torch.Tensor, kept, rank: int, cov: torch.Tensor | None = 
 
 
 def heal(head: TailHead, hidden: torch.Tensor, weight: torch.Tensor, steps: int = 400, batch: int = 512,
-         lr: float = 1e-3, seed: int = 0, train_kept: bool = False, progress=None) -> list[float]:
+         lr: float = 1e-3, seed: int = 0, train_kept: bool = False) -> list[float]:
     """Fit the tail (``down``, ``up``, its bias) by KL(full head || tail head) on ``hidden`` (rows of final,
     normed hidden states), cosine learning rate. The kept rows stay the full head's unless ``train_kept``
     (then they are fitted too, at a tenth of the learning rate: they start exact and need only to make
-    room for the tail's errors). Returns the loss every step."""
+    room for the tail's errors); their ``requires_grad`` is as before afterwards. Returns the loss every step."""
     h_all = hidden.reshape(-1, hidden.shape[-1]).float()
     full = weight.detach().float()
     groups = [{"params": [head.down.weight, head.up.weight, head.up.bias], "base": lr}]
     if train_kept:
         groups.append({"params": [head.kept.weight], "base": lr / 10})
+    was = head.kept.weight.requires_grad
     head.kept.weight.requires_grad_(train_kept)
+    try:
+        return _fit(head, h_all, full, groups, steps, batch, seed)
+    finally:
+        head.kept.weight.requires_grad_(was)
+
+
+def _fit(head: TailHead, h_all: torch.Tensor, full: torch.Tensor, groups: list[dict], steps: int, batch: int,
+         seed: int) -> list[float]:
     opt = torch.optim.Adam([{**g, "lr": g["base"]} for g in groups])
     gen = torch.Generator().manual_seed(seed)
     losses = []
-    for s in range(steps):
+    for s in progress(range(steps), desc="tail head fit", unit="step"):
         h = h_all[torch.randint(0, len(h_all), (batch,), generator=gen)]
         with torch.no_grad():
             target = torch.log_softmax(h @ full.T, -1)
@@ -106,6 +122,4 @@ def heal(head: TailHead, hidden: torch.Tensor, weight: torch.Tensor, steps: int 
         for g in opt.param_groups:
             g["lr"] = g["base"] * 0.5 * (1 + math.cos(math.pi * (s + 1) / steps))
         losses.append(loss.item())
-        if progress is not None:
-            progress(s, loss.item())
     return losses

@@ -56,7 +56,7 @@ def test_heal_lowers_the_kl_to_the_full_head_and_keeps_kept_rows():
     start = kl()
     losses = heal(head, h, w, steps=150, batch=256, lr=1e-2)
     assert len(losses) == 150 and kl() < 0.8 * start
-    assert torch.equal(head.kept.weight, before)
+    assert torch.equal(head.kept.weight, before) and head.kept.weight.requires_grad  # flag as it was
     healed = kl()
     heal(head, h, w, steps=50, batch=256, lr=1e-2, train_kept=True)
     assert not torch.equal(head.kept.weight, before) and kl() < healed
