@@ -11,7 +11,7 @@ instead of ``vocab x hidden``.
 
 The factorisation starts from the rank-``r`` SVD of the tail rows weighted by the covariance of the hidden
 states they are applied to (what minimises the tail logits' squared error on that data; the plain SVD of the
-rows ignores which directions the model uses and cost SmolLM2 2-3.5x the perplexity: benchmarks/llm_tail_head.py),
+rows ignores which directions the model uses and cost SmolLM2 2-3.5x the perplexity loss: benchmarks/llm_tail_head.py),
 then is fitted by KL to the full head on the same hidden states (:func:`heal`).
 """
 
